@@ -1,0 +1,278 @@
+"""The ``calstack`` command: thin subcommands over the public API.
+
+Heavy modules are imported inside each command so that ``calstack --help`` starts fast.
+Errors print one line on stderr (what is wrong, and what to do) and exit non-zero: 2 for a
+usage error, 1 for a failed job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from . import __version__
+from .errors import CalstackError, did_you_mean
+
+__all__ = ["main"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exact option names and one-line errors that suggest the nearest option."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            unknown = message.split(":", 1)[1].split()
+            options = [s for a in self._actions for s in a.option_strings]
+            hints = "".join(did_you_mean(u.split("=")[0], options) for u in unknown[:1])
+            message = f"{message}{hints}"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def _key_value(text: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), float(value)
+    except ValueError:
+        return key.strip(), value.strip()
+
+
+def _maxiters(text: str):
+    if text.lower() in ("none", "converge", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, or 'none' to iterate "
+                                         "until nothing changes") from None
+
+
+def _add_index_options(p):
+    p.add_argument("folders", nargs="+", metavar="DIR", help="folders (or FITS files) to index")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
+    p.add_argument("--include", action="append", metavar="GLOB", help="only file names matching")
+    p.add_argument("--exclude", action="append", metavar="GLOB", help="skip file names matching")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="calstack", description=(
+        "Master calibration frames (bias, dark, flat) from folders of FITS files: fast, exact "
+        "(ccdproc's numbers) and within a memory limit."))
+    parser.add_argument("--version", action="version", version=f"calstack {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the tile plan and memory estimate")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = commands.add_parser("index", help="list the FITS files of folders with their header keywords")
+    _add_index_options(p)
+    p.add_argument("--keywords", default=None, metavar="K1,K2|*", help="keywords to list ('*' = all)")
+    p.add_argument("--select", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="only frames whose KEY matches (case-insensitive; repeatable)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(run=_cmd_index)
+
+    p = commands.add_parser("simulate", help="write simulated camera frames with known truth")
+    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("--preset", default="te", help="te (10 darks of 90 s), cryo (darks at 7, 70, "
+                   "300 s) or night (raw bias, darks and flats)")
+    p.add_argument("--shape", nargs=2, type=int, metavar=("NY", "NX"), help="frame size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=_cmd_simulate)
+
+    p = commands.add_parser("combine", help="combine each group of selected frames into a master",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description=_COMBINE_HELP)
+    _add_index_options(p)
+    p.add_argument("--imagetyp", help="frame type to select, e.g. dark (case-insensitive)")
+    p.add_argument("--select", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="more selection criteria (repeatable)")
+    p.add_argument("--group-by", default="exptime", metavar="K1,K2",
+                   help="keywords that split the selection into groups ('' = one group)")
+    p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
+                   help="grouping tolerance of a numeric key")
+    p.add_argument("--method", default="average", help="average | median | sum")
+    p.add_argument("--sigma-clip", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="sigma clipping with these lower/upper thresholds")
+    p.add_argument("--cenfunc", default="median", help="median | mean")
+    p.add_argument("--stdfunc", default="mad_std", help="mad_std | std")
+    p.add_argument("--maxiters", type=_maxiters, default=1, metavar="N|none",
+                   help="sigma-clipping passes (1 = ccdproc; none = until nothing changes)")
+    p.add_argument("--min-clip", type=float, help="reject values below")
+    p.add_argument("--max-clip", type=float, help="reject values above")
+    p.add_argument("--nlow", type=int, default=0, help="drop the N lowest values of each pixel")
+    p.add_argument("--nhigh", type=int, default=0, help="drop the N highest values of each pixel")
+    p.add_argument("--dtype", default="float32", help="float32 | float64")
+    p.add_argument("--mem-limit", default="1GB", help="memory limit, e.g. 350MB (default 1GB)")
+    p.add_argument("--hdu", help="HDU number or EXTNAME to combine (default: first image)")
+    p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
+    p.add_argument("--template", help="output name, e.g. 'combined_dark_{exptime:6.3f}.fit' "
+                   "(default combined_{imagetyp}_{key:.3f}.fit)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing masters")
+    p.add_argument("--json", action="store_true", help="print what was built as JSON")
+    p.set_defaults(run=_cmd_combine)
+
+    p = commands.add_parser("show", help="frames side by side on one stretch, as a PNG")
+    p.add_argument("frames", nargs="+", metavar="FRAME")
+    p.add_argument("-o", "--output", required=True, metavar="PICTURE.png")
+    p.add_argument("--stretch", default="zscale", help="zscale | percentile | minmax")
+    p.add_argument("--title", action="append", metavar="TEXT", help="panel title (repeatable)")
+    p.set_defaults(run=_cmd_show)
+
+    p = commands.add_parser("demo", help="simulate the reference guide's two cameras, build their "
+                            "dark masters and comparison pictures")
+    p.add_argument("-o", "--output-dir", default="calstack-demo", metavar="DIR")
+    p.add_argument("--shape", nargs=2, type=int, metavar=("NY", "NX"),
+                   help="frame size (default: the cameras' own, 4096x4096)")
+    p.add_argument("--mem-limit", default="350MB", help="memory limit (the guide's 350MB)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=_cmd_demo)
+    return parser
+
+
+_COMBINE_HELP = """\
+Combine calibrated frames into masters, one per group, e.g. the reference recipe:
+
+  calstack combine DIR --imagetyp dark --group-by exptime --method average \\
+      --sigma-clip 5 5 --cenfunc median --stdfunc mad_std --mem-limit 350MB --output-dir OUT
+
+Rejection runs in ccdproc's order: --nlow/--nhigh, then --min-clip/--max-clip, then
+--sigma-clip. Sigma clipping with median/mad_std is robust against cosmic rays and hot
+pixels in a few frames; --nlow/--nhigh suit small stacks (N < 5) where statistics are poor.
+"""
+
+
+def _hdu(value):
+    if value is None:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _index(args, keywords=None):
+    from .index import DEFAULT_KEYWORDS, ImageIndex
+
+    if keywords is None:
+        keywords = DEFAULT_KEYWORDS
+    return ImageIndex(args.folders, recursive=args.recursive, include=args.include,
+                      exclude=args.exclude, keywords=keywords)
+
+
+def _cmd_index(args):
+    keywords = None
+    if args.keywords:
+        keywords = "*" if args.keywords.strip() == "*" else [k.strip() for k in args.keywords.split(",")]
+    index = _index(args, keywords)
+    if args.select:
+        index = index.filter(dict(args.select))
+    table = index.table
+    if args.format == "table":
+        table.pprint_all()
+    elif args.format == "csv":
+        table.write(sys.stdout, format="ascii.csv")
+    else:
+        rows = [{name: _plain(row[name]) for name in table.colnames} for row in table]
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+def _plain(value):
+    if hasattr(value, "mask") and value.mask:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _cmd_simulate(args):
+    from .simulate import simulate
+
+    night = simulate(args.outdir, preset=args.preset, shape=tuple(args.shape) if args.shape else None,
+                     seed=args.seed, overwrite=args.overwrite)
+    _say(args, f"wrote {len(night.frames)} frames to {night.outdir} (truth in {night.outdir}/truth)")
+    return 0
+
+
+def _combine_options(args) -> dict:
+    options = dict(method=args.method, cenfunc=args.cenfunc, stdfunc=args.stdfunc,
+                   maxiters=args.maxiters, min_clip=args.min_clip, max_clip=args.max_clip,
+                   nlow=args.nlow, nhigh=args.nhigh, dtype=args.dtype, mem_limit=args.mem_limit,
+                   hdu=_hdu(args.hdu))
+    if args.sigma_clip:
+        options.update(rejection="sigma_clip", sigma_lower=args.sigma_clip[0],
+                       sigma_upper=args.sigma_clip[1])
+    return options
+
+
+def _report_line(built) -> str:
+    return (f"{built.group.label() or 'all'}: {built.n_frames} frames -> {built.path} "
+            f"(rejected {100 * built.rejected_fraction:.3f}% of values, {built.seconds:.1f} s)")
+
+
+def _cmd_combine(args):
+    from .masters import combine_groups
+
+    select = dict(args.select)
+    if args.imagetyp:
+        select["imagetyp"] = args.imagetyp
+    keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
+    on_master = None if (args.quiet or args.json) else (lambda b: print(_report_line(b), flush=True))
+    built = combine_groups(_index(args), select=select, keys=keys,
+                           tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
+                           template=args.template, overwrite=args.overwrite, on_master=on_master,
+                           **_combine_options(args))
+    if args.json:
+        print(json.dumps([b.as_dict() for b in built], indent=1))
+    return 0
+
+
+def _cmd_show(args):
+    from .show import show
+
+    path = show(args.frames, args.output, titles=args.title, stretch=args.stretch)
+    _say(args, f"wrote {path}")
+    return 0
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(args.output_dir, shape=tuple(args.shape) if args.shape else None,
+             mem_limit=args.mem_limit, overwrite=args.overwrite,
+             say=(lambda text: None) if args.quiet else print)
+    return 0
+
+
+def _say(args, text):
+    if not args.quiet:
+        print(text, flush=True)
+
+
+def main(argv=None) -> int:
+    """Run the ``calstack`` command line; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="calstack: %(message)s")
+    try:
+        return args.run(args)
+    except CalstackError as exc:
+        print(f"calstack {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"calstack {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The whole job of the reference recipe: select frames, group them, combine each group, write.
+
+``combine_groups`` is what ``calstack combine DIR ...`` runs. Every check that can fail (the
+output folder, the output names, the options) runs before the first combine, so a bad run
+stops before it has written anything.
+"""
+
+from __future__ import annotations
+
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .combine import combine
+from .errors import OptionError
+from .grouping import Group, group_by
+from .options import CombineOptions
+from .writer import OutputExistsError, check_writable
+
+__all__ = ["BuiltMaster", "combine_groups", "default_template", "output_name"]
+
+
+@dataclass(frozen=True)
+class BuiltMaster:
+    """One master written by :func:`combine_groups`."""
+
+    group: Group
+    path: Path
+    n_frames: int
+    rejected_fraction: float
+    seconds: float
+
+    def as_dict(self) -> dict:
+        """Plain-data summary (for ``--json``)."""
+        return {"group": self.group.key, "path": str(self.path), "n_frames": self.n_frames,
+                "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
+
+
+def _field(key: str) -> str:
+    return key.lower().replace("-", "_")
+
+
+def default_template(keys, imagetyp=None) -> str:
+    """``combined_{imagetyp}_{key}...fit``; numbers as ``{x:.3f}`` (``combined_dark_{exptime:.3f}.fit``)."""
+    parts = ["combined"]
+    if imagetyp:
+        parts.append("{imagetyp}")
+    parts.extend(f"{{{_field(k)}}}" for k in keys)
+    return "_".join(parts) + ".fit"
+
+
+def output_name(template: str, group: Group, imagetyp=None) -> str:
+    """Fill ``template`` with the group's key values (``-`` in keyword names becomes ``_``).
+
+    A bare numeric field (``{exptime}``) is written with 3 decimals, like the recipe's names.
+    """
+    values = {_field(k): v for k, v in group.key.items()}
+    if imagetyp is not None:
+        values["imagetyp"] = str(imagetyp).strip().lower()
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    missing = fields - set(values)
+    if missing:
+        raise OptionError(f"template {template!r} uses {', '.join(sorted(missing))}, which is not "
+                          f"a grouping key; available: {', '.join(sorted(values))}")
+    numeric = {k: v for k, v in values.items() if isinstance(v, float)}
+    filled = template
+    for name in numeric:
+        filled = filled.replace(f"{{{name}}}", f"{{{name}:.3f}}")
+    try:
+        return filled.format(**values)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise OptionError(f"template {template!r} cannot be filled: {exc}") from exc
+
+
+def combine_groups(
+    index,
+    *,
+    select=None,
+    keys=("exptime",),
+    tolerances=None,
+    output_dir=".",
+    template=None,
+    overwrite=False,
+    on_master=None,
+    **combine_options,
+) -> list[BuiltMaster]:
+    """Select frames from an index, group them, and write one master per group.
+
+    Parameters
+    ----------
+    index : ImageIndex
+        The frames to choose from.
+    select : dict, optional
+        Keyword criteria passed to ``index.filter`` (e.g. ``{'imagetyp': 'dark'}``).
+    keys : sequence of str
+        Grouping keywords (the recipe groups darks by ``exptime``).
+    tolerances : dict, optional
+        Per-key tolerances for numeric keys (see :func:`calstack.group_by`).
+    output_dir : str or os.PathLike
+        Folder for the masters (created if needed; must be writable).
+    template : str, optional
+        Output file name, filled with the group's key values and ``imagetyp``; the default is
+        :func:`default_template`, e.g. ``combined_dark_{exptime:.3f}.fit``. The reference guide's
+        exact names come from ``'combined_dark_{exptime:6.3f}.fit'``.
+    overwrite : bool
+        Replace existing masters.
+    on_master : callable, optional
+        Called with each :class:`BuiltMaster` as soon as it is written.
+    **combine_options
+        Options of :func:`calstack.combine`.
+
+    Returns
+    -------
+    list of BuiltMaster
+    """
+    CombineOptions.from_kwargs(**{k: v for k, v in combine_options.items()
+                                  if k in CombineOptions.__dataclass_fields__})
+    select = dict(select or {})
+    chosen = index.filter(select) if select else index
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    groups = group_by(chosen.table, keys, tolerances=tolerances) if keys else [_one_group(chosen)]
+    if not groups or not groups[0].paths:
+        criteria = ", ".join(f"{k}={v!r}" for k, v in select.items()) or "no criteria"
+        raise OptionError(f"no frames match {criteria}; run `calstack index` on the folder to see "
+                          "what it holds")
+    imagetyp = select.get("imagetyp")
+    template = template or default_template(keys, imagetyp)
+    folder = check_writable(output_dir)
+    targets = [folder / output_name(template, g, imagetyp) for g in groups]
+    if len(set(targets)) != len(targets):
+        raise OptionError(f"template {template!r} gives the same file name to several groups; "
+                          f"include every grouping key ({', '.join(map(_field, keys))})")
+    if not overwrite:
+        existing = [str(t) for t in targets if t.exists()]
+        if existing:
+            raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
+                                    "replace it, or choose another --output-dir")
+    built = []
+    for group, target in zip(groups, targets):
+        start = time.perf_counter()
+        master = combine(group, **combine_options)
+        master.write(target, overwrite=overwrite)
+        result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
+                             rejected_fraction=master.rejected_fraction,
+                             seconds=time.perf_counter() - start)
+        built.append(result)
+        if on_master is not None:
+            on_master(result)
+    return built
+
+
+def _one_group(index) -> Group:
+    table = index.table
+    good = [i for i, e in enumerate(table["error"]) if not e]
+    return Group(key={}, rows=tuple(good), paths=tuple(str(table["path"][i]) for i in good),
+                 hdus=tuple(int(table["hdu"][i]) for i in good))

@@ -1,0 +1,134 @@
+"""The numba kernel against its pure-NumPy twin, and the twin against astropy's sigma_clip."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.stats import sigma_clip
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calstack.kernels import combine_stack
+from calstack.options import CombineOptions
+from calstack.reference import combine_reference
+
+
+def run_kernel(stack, options, out_dtype=np.float64):
+    stack = np.ascontiguousarray(stack)
+    n_pix = stack.shape[1]
+    data = np.empty(n_pix, out_dtype)
+    unc = np.empty(n_pix, out_dtype)
+    count = np.empty(n_pix, np.int16)
+    rejected = combine_stack(stack, data, unc, count, *options.kernel_args())
+    return data, unc, count, rejected
+
+
+def assert_matches_reference(stack, options):
+    data, unc, count, rejected = run_kernel(stack, options)
+    ref_data, ref_unc, ref_count = combine_reference(stack, options)
+    np.testing.assert_array_equal(count, ref_count)
+    np.testing.assert_allclose(data, ref_data, rtol=1e-12, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(unc, ref_unc, rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert rejected == np.isfinite(stack).sum() - count.sum()
+
+
+options_strategy = st.builds(
+    CombineOptions,
+    method=st.sampled_from(["average", "median", "sum"]),
+    rejection=st.sampled_from([None, "sigma_clip"]),
+    sigma=st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0, 5.0]),
+    sigma_lower=st.sampled_from([None, 0.0, 1.0, 2.5]),
+    sigma_upper=st.sampled_from([None, 1.0, 4.0]),
+    cenfunc=st.sampled_from(["median", "mean"]),
+    stdfunc=st.sampled_from(["mad_std", "std"]),
+    maxiters=st.sampled_from([1, 2, 5, None]),
+    min_clip=st.sampled_from([None, -2.0, 0.0]),
+    max_clip=st.sampled_from([None, 2.0, 10.0]),
+    nlow=st.integers(0, 2),
+    nhigh=st.integers(0, 2),
+)
+
+
+@st.composite
+def stacks(draw):
+    n_frames = draw(st.one_of(st.integers(1, 4), st.integers(5, 30), st.sampled_from([100, 200])))
+    n_pix = draw(st.integers(1, 40))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["ties", "normal", "outliers"]))
+    if kind == "ties":  # few distinct, exactly representable values: many ties
+        stack = rng.integers(-3, 4, size=(n_frames, n_pix)) * 0.5
+    else:
+        stack = rng.normal(size=(n_frames, n_pix))
+        if kind == "outliers":
+            hits = rng.random(stack.shape) < 0.1
+            stack[hits] += rng.choice([-50.0, 80.0], size=hits.sum())
+    missing = rng.random(stack.shape) < draw(st.sampled_from([0.0, 0.2, 0.6, 1.0]))
+    stack[missing] = rng.choice([np.nan, np.inf, -np.inf], size=missing.sum())
+    return stack.astype(draw(st.sampled_from([np.float32, np.float64])))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stack=stacks(), options=options_strategy)
+def test_kernel_matches_reference(stack, options):
+    assert_matches_reference(stack, options)
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 3])
+@pytest.mark.parametrize("method", ["average", "median", "sum"])
+def test_small_stacks_exact_values(n_frames, method):
+    stack = np.array([[1.0, 5.0, np.nan], [3.0, np.nan, np.nan], [8.0, 7.0, np.nan]])[:n_frames]
+    data, unc, count, _ = run_kernel(stack, CombineOptions(method=method))
+    first = stack[:, 0]
+    expected = {"average": first.mean(), "median": np.median(first), "sum": first.sum()}[method]
+    assert data[0] == pytest.approx(expected)
+    assert count.tolist() == [n_frames, (n_frames + 1) // 2 if n_frames < 3 else 2, 0][:3]
+    assert np.isnan(data[2]) and np.isnan(unc[2])
+    if n_frames == 1:
+        assert unc[0] == 0.0
+
+
+def test_all_rejected_pixel_is_nan_with_zero_count():
+    stack = np.array([[1.0], [2.0], [3.0]])
+    data, unc, count, rejected = run_kernel(stack, CombineOptions(min_clip=5.0))
+    assert np.isnan(data[0]) and np.isnan(unc[0]) and count[0] == 0 and rejected == 3
+
+
+def test_extrema_with_missing_values_drops_among_valid_values():
+    stack = np.array([[np.nan], [1.0], [2.0], [3.0], [100.0]])
+    data, _, count, _ = run_kernel(stack, CombineOptions(nlow=1, nhigh=1))
+    assert count[0] == 2 and data[0] == 2.5
+
+
+def test_sigma_clip_rejects_cosmic_ray():
+    stack = np.array([[10.0], [10.5], [9.5], [10.2], [9.8], [500.0]])
+    data, _, count, _ = run_kernel(stack, CombineOptions(rejection="sigma_clip", sigma=5))
+    assert count[0] == 5 and data[0] == pytest.approx(10.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stack=stacks(), sigma_lower=st.sampled_from([1.0, 2.0, 3.0]),
+       sigma_upper=st.sampled_from([1.0, 2.5]), cenfunc=st.sampled_from(["median", "mean"]),
+       stdfunc=st.sampled_from(["mad_std", "std"]), maxiters=st.sampled_from([1, 3, None]))
+def test_sigma_clip_matches_astropy(stack, sigma_lower, sigma_upper, cenfunc, stdfunc, maxiters):
+    stack = stack.astype(np.float64)
+    options = CombineOptions(rejection="sigma_clip", sigma_lower=sigma_lower,
+                             sigma_upper=sigma_upper, cenfunc=cenfunc, stdfunc=stdfunc,
+                             maxiters=maxiters)
+    _, _, count, _ = run_kernel(stack, options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clipped = sigma_clip(stack, sigma_lower=sigma_lower, sigma_upper=sigma_upper, axis=0,
+                             cenfunc=cenfunc, stdfunc=stdfunc,
+                             maxiters=maxiters if maxiters is not None else None, masked=True)
+    np.testing.assert_array_equal(count, (~clipped.mask).sum(axis=0))
+
+
+def test_float32_output_close_to_float64():
+    rng = np.random.default_rng(3)
+    stack = rng.normal(1000, 10, size=(9, 500)).astype(np.float32)
+    options = CombineOptions(rejection="sigma_clip", sigma=2)
+    d64, _, c64, _ = run_kernel(stack, options)
+    d32, _, c32, _ = run_kernel(stack, options, out_dtype=np.float32)
+    np.testing.assert_array_equal(c32, c64)
+    np.testing.assert_allclose(d32, d64, rtol=1e-7)
