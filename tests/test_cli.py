@@ -1,0 +1,107 @@
+"""The calstack command line: the recipe as one command, output names, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import make_darks, write_frames
+
+from calstack.cli import main
+
+
+@pytest.fixture
+def night(tmp_path):
+    folder = tmp_path / "reduced"
+    folder.mkdir()
+    for exptime, seed in ((7.0, 1), (70.0, 2), (300.0, 3)):
+        frames, _ = make_darks(n=3, seed=seed, shape=(24, 20))
+        write_frames(folder, frames, exptime=exptime)
+    bias, _ = make_darks(n=2, seed=5, shape=(24, 20))
+    write_frames(folder, bias, imagetyp="BIAS", exptime=0.0, prefix="bias")
+    return folder
+
+
+RECIPE_ARGS = ["--imagetyp", "dark", "--group-by", "exptime", "--method", "average",
+               "--sigma-clip", "5", "5", "--cenfunc", "median", "--stdfunc", "mad_std",
+               "--mem-limit", "350MB"]
+
+
+def test_combine_recipe_writes_one_master_per_exposure_time(night, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["combined_dark_300.000.fit", "combined_dark_7.000.fit",
+                     "combined_dark_70.000.fit"]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("exptime=7.000: 3 frames -> ")
+    assert "combined_dark_7.000.fit (rejected " in lines[0]
+    header = fits.getheader(out / "combined_dark_70.000.fit")
+    assert header["COMBINED"] is True and header["NCOMBINE"] == 3 and header["EXPTIME"] == 70.0
+
+
+def test_guide_template_and_json(night, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out), "--json",
+                 "--template", "combined_dark_{exptime:6.3f}.fit"])
+    assert code == 0
+    built = json.loads(capsys.readouterr().out)
+    assert [b["n_frames"] for b in built] == [3, 3, 3]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "combined_dark_ 7.000.fit", "combined_dark_300.000.fit", "combined_dark_70.000.fit"]
+
+
+def test_existing_master_is_not_overwritten(night, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "combined_dark_70.000.fit").write_bytes(b"keep me")
+    assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "combined_dark_70.000.fit: exists; pass --overwrite" in err
+    assert (out / "combined_dark_70.000.fit").read_bytes() == b"keep me"
+    assert sorted(p.name for p in out.iterdir()) == ["combined_dark_70.000.fit"]  # nothing else
+    assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out), "--overwrite"]) == 0
+    assert fits.getheader(out / "combined_dark_70.000.fit")["NCOMBINE"] == 3
+
+
+def test_empty_selection_is_an_error(night, tmp_path, capsys):
+    assert main(["combine", str(night), "--imagetyp", "flat", "-o", str(tmp_path)]) == 1
+    assert "no frames match imagetyp='flat'" in capsys.readouterr().err
+
+
+def test_unknown_option_suggests_nearest(night, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["combine", str(night), "--sigma-clp", "5", "5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --sigma-clp" in err and "did you mean '--sigma-clip'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_value_is_one_line_error(night, tmp_path, capsys):
+    assert main(["combine", str(night), "--imagetyp", "dark", "--method", "mean",
+                 "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "method='mean' is not valid" in err
+
+
+def test_one_group_when_group_by_is_empty(night, tmp_path):
+    out = tmp_path / "o"
+    assert main(["combine", str(night), "--imagetyp", "bias", "--group-by", "", "-o", str(out),
+                 "-q"]) == 0
+    assert [p.name for p in out.iterdir()] == ["combined_bias.fit"]
+    data = fits.getdata(out / "combined_bias.fit")
+    assert data.shape == (24, 20) and np.isfinite(data).all()
+
+
+def test_version_and_help_run_as_a_process():
+    done = subprocess.run([sys.executable, "-m", "calstack.cli", "--version"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("calstack ")
+    done = subprocess.run([sys.executable, "-m", "calstack.cli", "--help"],
+                          capture_output=True, text=True, check=True)
+    for command in ("index", "simulate", "combine", "show", "demo"):
+        assert command in done.stdout
