@@ -12,7 +12,7 @@ CHILD = textwrap.dedent(
     """
     import json, re, sys
     import calstack
-    from calstack.demo import RECIPE
+    from calstack.options import RECIPE
 
     def status(field):
         text = open("/proc/self/status").read()

@@ -20,6 +20,7 @@ _LAZY = {
     "combine": "calstack.combine",
     "Master": "calstack.master",
     "parse_mem_limit": "calstack.plan",
+    "RECIPE": "calstack.options",
     "CalstackError": "calstack.errors",
     "FrameError": "calstack.errors",
     "OptionError": "calstack.errors",

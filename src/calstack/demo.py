@@ -16,15 +16,11 @@ from astropy.io import fits
 
 from .index import ImageIndex
 from .masters import combine_groups
+from .options import RECIPE
 from .show import show
 from .simulate import simulate
 
-__all__ = ["run_demo", "RECIPE", "noise_check"]
-
-#: The reference recipe's combine settings (ccdproc: average, sigma clip 5/5, median, mad_std).
-RECIPE = dict(method="average", rejection="sigma_clip", sigma_lower=5, sigma_upper=5,
-              cenfunc="median", stdfunc="mad_std", maxiters=1)
-
+__all__ = ["run_demo", "noise_check"]
 
 def noise_check(master_path, frame_path, truth_path) -> dict:
     """Compare a master and one of its frames with the truth.

@@ -14,13 +14,19 @@ import numpy as np
 
 from .errors import OptionError, UnknownOptionError, did_you_mean
 
-__all__ = ["CombineOptions", "METHODS", "REJECTIONS", "CENFUNCS", "STDFUNCS"]
+__all__ = ["CombineOptions", "RECIPE", "METHODS", "REJECTIONS", "CENFUNCS", "STDFUNCS"]
 
 METHODS = ("average", "median", "sum")
 REJECTIONS = (None, "sigma_clip")
 CENFUNCS = ("median", "mean")
 STDFUNCS = ("mad_std", "std")
 DTYPES = ("float32", "float64")
+
+#: The reference recipe's settings: ``ccdproc.combine(method='average', sigma_clip=True,
+#: sigma_clip_low_thresh=5, sigma_clip_high_thresh=5, sigma_clip_func=np.ma.median,
+#: sigma_clip_dev_func=mad_std)``.
+RECIPE = dict(method="average", rejection="sigma_clip", sigma_lower=5.0, sigma_upper=5.0,
+              cenfunc="median", stdfunc="mad_std", maxiters=1)
 
 #: ``maxiters=None`` means "until nothing changes"; a pixel of N values converges in < N passes.
 _UNTIL_CONVERGED = 2**30
