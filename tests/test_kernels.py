@@ -8,7 +8,7 @@ from astropy.stats import sigma_clip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calstack.kernels import combine_stack
+from calstack.kernels import combine_stack, sorting_network
 from calstack.options import CombineOptions
 from calstack.reference import combine_reference
 
@@ -19,7 +19,8 @@ def run_kernel(stack, options, out_dtype=np.float64):
     data = np.empty(n_pix, out_dtype)
     unc = np.empty(n_pix, out_dtype)
     count = np.empty(n_pix, np.int16)
-    rejected = combine_stack(stack, data, unc, count, *options.kernel_args())
+    rejected = combine_stack(stack, data, unc, count, sorting_network(stack.shape[0]),
+                             *options.kernel_args())
     return data, unc, count, rejected
 
 
@@ -132,3 +133,16 @@ def test_float32_output_close_to_float64():
     d32, _, c32, _ = run_kernel(stack, options, out_dtype=np.float32)
     np.testing.assert_array_equal(c32, c64)
     np.testing.assert_allclose(d32, d64, rtol=1e-7)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 10, 13, 31, 64, 100, 200])
+def test_sorting_network_sorts(n):
+    rng = np.random.default_rng(n)
+    pairs = sorting_network(n)
+    for _ in range(20):
+        values = rng.integers(0, 4, size=n).astype(float)  # ties
+        values[rng.random(n) < 0.2] = np.inf
+        for i, j in pairs:
+            values[i], values[j] = min(values[i], values[j]), max(values[i], values[j])
+        assert (np.diff(values[np.isfinite(values)]) >= 0).all() and np.all(
+            np.sort(values) == values)

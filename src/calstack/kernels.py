@@ -1,115 +1,139 @@
 """Numba kernels: combine a stack of N frames, pixel by pixel, with rejection.
 
-One kernel serves every method and rejection chain: per pixel it gathers the finite values,
-sorts them once, and then every rejection step is a move of the two ends of the kept range of
-the sorted values (extrema, thresholds and sigma clipping all reject from the ends). The median
-and the median absolute deviation come from the sorted range without a second sort.
+The kernel works on blocks of pixels. A block's values are gathered into an (N, block) scratch
+array with missing values (NaN, Inf) replaced by +inf, and sorted along N by a Batcher
+odd-even merge sorting network applied to all pixels of the block at once: branch-free
+compare-exchanges over contiguous rows, which the compiler turns into SIMD min/max. Every
+rejection step then only moves each pixel's kept range ``[lo, hi)`` of sorted values (extrema,
+thresholds and sigma clipping all reject from the ends), computed by vectorised counting
+passes; medians are gathers, and the median absolute deviation sorts the deviations with the
+same network.
 
 The kernel is compiled once per stack dtype and cached on disk (``cache=True``); it releases the
-GIL and runs in parallel over chunks of pixels. :mod:`calstack.reference` holds the pure-NumPy
+GIL and runs in parallel over groups of blocks. :mod:`calstack.reference` holds the pure-NumPy
 twin that the tests compare it with.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["combine_stack", "MAD_TO_STD"]
+__all__ = ["combine_stack", "sorting_network", "MAD_TO_STD"]
 
 #: Scale from the median absolute deviation to the standard deviation of a normal distribution
 #: (astropy's ``mad_std`` constant).
 MAD_TO_STD = 1.482602218505602
 
-_CHUNK = 2048  # pixels per parallel work item
+_BLOCK = 256  # pixels sorted together
+_GROUPS = 64  # parallel work items (each allocates its scratch once)
 _AVERAGE, _MEDIAN, _SUM = 0, 1, 2
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _median(v, lo, hi):
-    n = hi - lo
-    mid = lo + n // 2
-    if n % 2:
-        return v[mid]
-    return (v[mid - 1] + v[mid]) / 2.0
+@functools.lru_cache(maxsize=None)
+def sorting_network(n: int) -> np.ndarray:
+    """Comparator pairs ``(i, j)``, i < j, of Batcher's odd-even merge sort for ``n`` inputs.
 
-
-@njit(nogil=True, cache=True)
-def _mad(v, lo, hi, med):
-    """Median of |v - med| over sorted ``v[lo:hi]``: a merge of the two sides, no sort."""
-    n = hi - lo
-    c = lo + n // 2
-    a = c - 1  # walks left: deviations med - v[a] grow
-    b = c  # walks right: deviations v[b] - med grow
-    k2 = n // 2
-    k1 = k2 if n % 2 else k2 - 1
-    d1 = 0.0
-    d = 0.0
-    for t in range(k2 + 1):
-        if a >= lo and (b >= hi or med - v[a] <= v[b] - med):
-            d = med - v[a]
-            a -= 1
-        else:
-            d = v[b] - med
-            b += 1
-        if t == k1:
-            d1 = d
-    return (d1 + d) / 2.0
-
-
-@njit(nogil=True, cache=True)
-def _moments(v, lo, hi):
-    """Sum, mean and population standard deviation (two-pass) of ``v[lo:hi]``."""
-    n = hi - lo
-    s = 0.0
-    for j in range(lo, hi):
-        s += v[j]
-    mean = s / n
-    ss = 0.0
-    for j in range(lo, hi):
-        d = v[j] - mean
-        ss += d * d
-    return s, mean, math.sqrt(ss / n)
-
-
-@njit(nogil=True, cache=True)
-def _sigma_clip(v, lo, hi, low, high, cen_median, std_mad, maxiters):
-    """Astropy's sigma clipping on sorted ``v[lo:hi]``; returns the kept ``(lo, hi)``.
-
-    Bounds are recomputed on the surviving values up to ``maxiters`` times; as in
-    ``astropy.stats.sigma_clip``, the last bounds then decide over all of ``v[lo:hi]``, so a
-    value clipped in an early pass is kept if the final bounds include it.
+    Comparators of the next power of two that touch an index >= n are dropped, which is exact
+    when missing values are +inf (they already sit at the end).
     """
-    cur_lo, cur_hi = lo, hi
-    lower, upper = -np.inf, np.inf
-    for _ in range(maxiters):
-        if cur_hi == cur_lo:
-            break
-        if cen_median:
-            cen = _median(v, cur_lo, cur_hi)
-        else:
-            cen = _moments(v, cur_lo, cur_hi)[1]
-        if std_mad:
-            std = _mad(v, cur_lo, cur_hi, _median(v, cur_lo, cur_hi)) * MAD_TO_STD
-        else:
-            std = _moments(v, cur_lo, cur_hi)[2]
-        lower = cen - std * low
-        upper = cen + std * high
-        new_lo, new_hi = cur_lo, cur_hi
-        while new_lo < new_hi and v[new_lo] < lower:
-            new_lo += 1
-        while new_hi > new_lo and v[new_hi - 1] > upper:
-            new_hi -= 1
-        if new_lo == cur_lo and new_hi == cur_hi:
-            break
-        cur_lo, cur_hi = new_lo, new_hi
-    while lo < hi and v[lo] < lower:
-        lo += 1
-    while hi > lo and v[hi - 1] > upper:
-        hi -= 1
-    return lo, hi
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int32).reshape(-1, 2)
+
+
+@njit(nogil=True, cache=True)
+def _sort_columns(w, pairs, m):
+    """Sort each of the first ``m`` columns of ``w`` (rows = values) with the network."""
+    for c in range(pairs.shape[0]):
+        a = w[pairs[c, 0]]
+        b = w[pairs[c, 1]]
+        for q in range(m):
+            x = a[q]
+            y = b[q]
+            a[q] = x if x < y else y
+            b[q] = y if x < y else x
+
+
+@njit(nogil=True, cache=True)
+def _median_of_range(w, lo, hi, out, m):
+    for q in range(m):
+        k = hi[q] - lo[q]
+        if k > 0:
+            out[q] = (w[lo[q] + (k - 1) // 2, q] + w[lo[q] + k // 2, q]) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def _moments(w, lo, hi, total, mean, std, m):
+    """Sum, mean and population std (two passes) of each column's rows ``lo..hi``."""
+    n_rows = w.shape[0]
+    total[:m] = 0.0
+    std[:m] = 0.0
+    for r in range(n_rows):
+        row = w[r]
+        for q in range(m):
+            inside = r >= lo[q] and r < hi[q]
+            total[q] += row[q] if inside else 0.0
+    for q in range(m):
+        k = hi[q] - lo[q]
+        mean[q] = total[q] / k if k > 0 else 0.0
+    for r in range(n_rows):
+        row = w[r]
+        for q in range(m):
+            inside = r >= lo[q] and r < hi[q]
+            d = row[q] - mean[q]
+            std[q] += d * d if inside else 0.0
+    for q in range(m):
+        k = hi[q] - lo[q]
+        std[q] = math.sqrt(std[q] / k) if k > 0 else 0.0
+
+
+@njit(nogil=True, cache=True)
+def _mad(w, lo, hi, center, dev, pairs, out, m):
+    """Median of |w - center| over each column's rows ``lo..hi``; ``dev`` is scratch."""
+    n_rows = w.shape[0]
+    for r in range(n_rows):
+        row = w[r]
+        drow = dev[r]
+        for q in range(m):
+            inside = r >= lo[q] and r < hi[q]
+            drow[q] = abs(row[q] - center[q]) if inside else np.inf
+    _sort_columns(dev, pairs, m)
+    for q in range(m):
+        k = hi[q] - lo[q]
+        if k > 0:
+            out[q] = (dev[(k - 1) // 2, q] + dev[k // 2, q]) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m):
+    """Narrow ``[lo, hi)`` of sorted columns to the values inside ``[lower, upper]``, into
+    ``new_lo``/``new_hi`` (which must not be ``lo``/``hi``)."""
+    n_rows = w.shape[0]
+    new_lo[:m] = 0
+    new_hi[:m] = 0
+    for r in range(n_rows):
+        row = w[r]
+        for q in range(m):
+            new_lo[q] += row[q] < lower[q]
+            new_hi[q] += row[q] <= upper[q]
+    for q in range(m):
+        a = max(lo[q], new_lo[q])
+        b = min(hi[q], new_hi[q])
+        new_lo[q] = a
+        new_hi[q] = max(a, b)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -118,6 +142,7 @@ def combine_stack(
     out_data,
     out_unc,
     out_count,
+    pairs,
     method,
     nlow,
     nhigh,
@@ -134,9 +159,11 @@ def combine_stack(
 
     Non-finite values are missing. The steps run in ccdproc's order: drop the ``nlow`` lowest
     and ``nhigh`` highest values, drop values below ``min_clip`` or above ``max_clip``, sigma
-    clip (``maxiters`` passes at most), then combine with ``method`` (0 average, 1 median,
-    2 sum). The uncertainty is std/sqrt(n) for the average, mad_std/sqrt(n) for the median and
-    std*sqrt(n) for the sum (ccdproc's definitions); a pixel with nothing kept gets NaN, NaN, 0.
+    clip (``maxiters`` passes at most; as in ``astropy.stats.sigma_clip`` the last bounds
+    decide), then combine with ``method`` (0 average, 1 median, 2 sum). The uncertainty is
+    std/sqrt(n) for the average, mad_std/sqrt(n) for the median and std*sqrt(n) for the sum
+    (ccdproc's definitions); a pixel with nothing kept gets NaN, NaN, 0. ``pairs`` is
+    ``sorting_network(N)``.
 
     Returns
     -------
@@ -144,44 +171,106 @@ def combine_stack(
         The number of finite input values that were rejected.
     """
     n_frames, n_pix = stack.shape
-    n_chunks = (n_pix + _CHUNK - 1) // _CHUNK
-    rejected = np.zeros(n_chunks, np.int64)
-    for chunk in prange(n_chunks):
-        v = np.empty(n_frames, np.float64)
+    n_blocks = (n_pix + _BLOCK - 1) // _BLOCK
+    n_groups = min(_GROUPS, n_blocks)
+    rejected = np.zeros(n_groups, np.int64)
+    for g in prange(n_groups):
+        w = np.empty((n_frames, _BLOCK), np.float64)
+        dev = np.empty((n_frames, _BLOCK), np.float64)
+        n = np.empty(_BLOCK, np.int64)
+        lo = np.empty(_BLOCK, np.int64)
+        hi = np.empty(_BLOCK, np.int64)
+        cur_lo = np.empty(_BLOCK, np.int64)
+        cur_hi = np.empty(_BLOCK, np.int64)
+        new_lo = np.empty(_BLOCK, np.int64)
+        new_hi = np.empty(_BLOCK, np.int64)
+        lower = np.empty(_BLOCK, np.float64)
+        upper = np.empty(_BLOCK, np.float64)
+        center = np.empty(_BLOCK, np.float64)
+        spread = np.empty(_BLOCK, np.float64)
+        total = np.empty(_BLOCK, np.float64)
+        mean = np.empty(_BLOCK, np.float64)
+        std = np.empty(_BLOCK, np.float64)
         n_rejected = 0
-        for p in range(chunk * _CHUNK, min(n_pix, (chunk + 1) * _CHUNK)):
-            n = 0
+        for blk in range(g, n_blocks, n_groups):
+            p0 = blk * _BLOCK
+            m = min(_BLOCK, n_pix - p0)
+            # gather; missing -> +inf, which the sort puts last
+            n[:m] = 0
             for i in range(n_frames):
-                x = stack[i, p]
-                if math.isfinite(x):
-                    v[n] = x
-                    n += 1
-            v[:n].sort()
-            lo = min(nlow, n)
-            hi = max(n - nhigh, lo)
-            while lo < hi and v[lo] < min_clip:
-                lo += 1
-            while hi > lo and v[hi - 1] > max_clip:
-                hi -= 1
+                src = stack[i]
+                row = w[i]
+                for q in range(m):
+                    x = src[p0 + q]
+                    ok = math.isfinite(x)
+                    row[q] = x if ok else np.inf
+                    n[q] += ok
+            _sort_columns(w, pairs, m)
+            # extrema, then thresholds
+            for q in range(m):
+                lo[q] = min(nlow, n[q])
+                hi[q] = max(n[q] - nhigh, lo[q])
+                lower[q] = min_clip
+                upper[q] = max_clip
+            _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
+            lo[:m] = new_lo[:m]
+            hi[:m] = new_hi[:m]
             if sigma_clip:
-                lo, hi = _sigma_clip(v, lo, hi, sigma_lower, sigma_upper, cen_median, std_mad, maxiters)
-            kept = hi - lo
-            n_rejected += n - kept
-            out_count[p] = kept
-            if kept == 0:
-                out_data[p] = np.nan
-                out_unc[p] = np.nan
-            elif method == _MEDIAN:
-                med = _median(v, lo, hi)
-                out_data[p] = med
-                out_unc[p] = _mad(v, lo, hi, med) * MAD_TO_STD / math.sqrt(kept)
+                cur_lo[:m] = lo[:m]
+                cur_hi[:m] = hi[:m]
+                lower[:m] = -np.inf
+                upper[:m] = np.inf
+                for _ in range(maxiters):
+                    if cen_median or std_mad:
+                        _median_of_range(w, cur_lo, cur_hi, center, m)
+                    if not (cen_median and std_mad):
+                        _moments(w, cur_lo, cur_hi, total, mean, std, m)
+                    if std_mad:
+                        _mad(w, cur_lo, cur_hi, center, dev, pairs, spread, m)
+                        for q in range(m):
+                            spread[q] *= MAD_TO_STD
+                    else:
+                        spread[:m] = std[:m]
+                    if not cen_median:
+                        center[:m] = mean[:m]
+                    for q in range(m):
+                        if cur_hi[q] > cur_lo[q]:
+                            lower[q] = center[q] - spread[q] * sigma_lower
+                            upper[q] = center[q] + spread[q] * sigma_upper
+                    _clip_to_bounds(w, cur_lo, cur_hi, lower, upper, new_lo, new_hi, m)
+                    changed = False
+                    for q in range(m):
+                        if new_lo[q] != cur_lo[q] or new_hi[q] != cur_hi[q]:
+                            changed = True
+                        cur_lo[q] = new_lo[q]
+                        cur_hi[q] = new_hi[q]
+                    if not changed:
+                        break
+                _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
+                lo[:m] = new_lo[:m]
+                hi[:m] = new_hi[:m]
+            # combine
+            if method == _MEDIAN:
+                _median_of_range(w, lo, hi, center, m)
+                _mad(w, lo, hi, center, dev, pairs, spread, m)
             else:
-                total, mean, std = _moments(v, lo, hi)
-                if method == _SUM:
-                    out_data[p] = total
-                    out_unc[p] = std * math.sqrt(kept)
+                _moments(w, lo, hi, total, mean, std, m)
+            for q in range(m):
+                k = hi[q] - lo[q]
+                n_rejected += n[q] - k
+                p = p0 + q
+                out_count[p] = k
+                if k == 0:
+                    out_data[p] = np.nan
+                    out_unc[p] = np.nan
+                elif method == _MEDIAN:
+                    out_data[p] = center[q]
+                    out_unc[p] = spread[q] * MAD_TO_STD / math.sqrt(k)
+                elif method == _SUM:
+                    out_data[p] = total[q]
+                    out_unc[p] = std[q] * math.sqrt(k)
                 else:
-                    out_data[p] = mean
-                    out_unc[p] = std / math.sqrt(kept)
-        rejected[chunk] = n_rejected
+                    out_data[p] = mean[q]
+                    out_unc[p] = std[q] / math.sqrt(k)
+        rejected[g] = n_rejected
     return rejected.sum()

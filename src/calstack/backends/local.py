@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..kernels import combine_stack
+from ..kernels import combine_stack, sorting_network
 
 __all__ = ["run"]
 
@@ -40,7 +40,7 @@ def run(frames, plan, options, *, stack_dtype, data, uncertainty, count, n_reade
     raw_bytes = plan.rows_per_tile * width * max(f.raw_itemsize for f in frames)
     raws = [np.empty(raw_bytes, np.uint8) for _ in range(n_readers)]
     shares = np.array_split(np.arange(n_frames), n_readers)
-    kernel_args = options.kernel_args()
+    kernel_args = (sorting_network(n_frames), *options.kernel_args())
     rejected = 0
     with ThreadPoolExecutor(n_readers, thread_name_prefix="calstack-read") as pool:
         for start, stop in plan.tiles:
