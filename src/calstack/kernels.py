@@ -174,6 +174,7 @@ def combine_stack(
     n_blocks = (n_pix + _BLOCK - 1) // _BLOCK
     n_groups = min(_GROUPS, n_blocks)
     rejected = np.zeros(n_groups, np.int64)
+    thresholds = min_clip > -np.inf or max_clip < np.inf
     for g in prange(n_groups):
         w = np.empty((n_frames, _BLOCK), np.float64)
         dev = np.empty((n_frames, _BLOCK), np.float64)
@@ -212,15 +213,18 @@ def combine_stack(
                 hi[q] = max(n[q] - nhigh, lo[q])
                 lower[q] = min_clip
                 upper[q] = max_clip
-            _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
-            lo[:m] = new_lo[:m]
-            hi[:m] = new_hi[:m]
+            if thresholds:
+                _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
+                lo[:m] = new_lo[:m]
+                hi[:m] = new_hi[:m]
             if sigma_clip:
                 cur_lo[:m] = lo[:m]
                 cur_hi[:m] = hi[:m]
                 lower[:m] = -np.inf
                 upper[:m] = np.inf
+                passes = 0
                 for _ in range(maxiters):
+                    passes += 1
                     if cen_median or std_mad:
                         _median_of_range(w, cur_lo, cur_hi, center, m)
                     if not (cen_median and std_mad):
@@ -246,9 +250,12 @@ def combine_stack(
                         cur_hi[q] = new_hi[q]
                     if not changed:
                         break
-                _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
-                lo[:m] = new_lo[:m]
-                hi[:m] = new_hi[:m]
+                if passes > 1:  # after one pass, the current range is already final
+                    _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
+                    cur_lo[:m] = new_lo[:m]
+                    cur_hi[:m] = new_hi[:m]
+                lo[:m] = cur_lo[:m]
+                hi[:m] = cur_hi[:m]
             # combine
             if method == _MEDIAN:
                 _median_of_range(w, lo, hi, center, m)
