@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,30 @@ def test_version_and_help_run_as_a_process():
                           capture_output=True, text=True, check=True)
     for command in ("index", "simulate", "combine", "show", "demo"):
         assert command in done.stdout
+
+
+def test_unreadable_file_stops_before_writing_unless_skip_bad(night, tmp_path, capsys):
+    (night / "broken.fits").write_bytes(b"SIMPLE  =                    T" + b" " * 50 + b"garbage")
+    out = tmp_path / "out"
+    assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.fits" in err and "--skip-bad" in err
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out), "--skip-bad"]) == 0
+    err = capsys.readouterr().err
+    assert "skipping unreadable" in err and "broken.fits" in err
+    assert len(list(out.iterdir())) == 3
+
+
+def test_skip_bad_in_the_api_records_skipped_frames(night, tmp_path):
+    import calstack
+
+    files = sorted(str(p) for p in night.glob("dark-007*"))
+    bad = tmp_path / "truncated.fits"
+    bad.write_bytes(Path(files[0]).read_bytes()[:4000])
+    with pytest.raises(calstack.FrameError, match="truncated.fits"):
+        calstack.combine([*files, bad])
+    master = calstack.combine([*files, bad], skip_bad=True)
+    assert master.meta["NCOMBINE"] == 3 and master.meta["CMBSKIP"] == 1
+    assert [p for p, _ in master.skipped] == [str(bad)]
+    assert any("truncated.fits" in h for h in master.meta["HISTORY"])

@@ -17,7 +17,7 @@ _LAZY = {
     "unique_values": "calstack.grouping",
     "simulate": "calstack.simulate",
     "show": "calstack.show",
-    "combine": "calstack.combine",
+    "combine": "calstack.combining",
     "Master": "calstack.master",
     "parse_mem_limit": "calstack.plan",
     "RECIPE": "calstack.options",

@@ -8,6 +8,7 @@ usage error, 1 for a failed job.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -71,9 +72,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"calstack {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the tile plan and memory estimate")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    # the same two flags after the subcommand too (SUPPRESS keeps the top-level value otherwise)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log the tile plan and memory estimate")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print nothing but errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    add = functools.partial(commands.add_parser, parents=[common])
 
-    p = commands.add_parser("index", help="list the FITS files of folders with their header keywords")
+    p = add("index", help="list the FITS files of folders with their header keywords")
     _add_index_options(p)
     p.add_argument("--keywords", default=None, metavar="K1,K2|*", help="keywords to list ('*' = all)")
     p.add_argument("--select", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
@@ -81,7 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(run=_cmd_index)
 
-    p = commands.add_parser("simulate", help="write simulated camera frames with known truth")
+    p = add("simulate", help="write simulated camera frames with known truth")
     p.add_argument("outdir", metavar="OUTDIR")
     p.add_argument("--preset", default="te", help="te (10 darks of 90 s), cryo (darks at 7, 70, "
                    "300 s) or night (raw bias, darks and flats)")
@@ -90,7 +98,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_cmd_simulate)
 
-    p = commands.add_parser("combine", help="combine each group of selected frames into a master",
+    p = add("combine", help="combine each group of selected frames into a master",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             description=_COMBINE_HELP)
     _add_index_options(p)
@@ -119,17 +127,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="output name, e.g. 'combined_dark_{exptime:6.3f}.fit' "
                    "(default combined_{imagetyp}_{key:.3f}.fit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing masters")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable files (reported) instead of stopping")
     p.add_argument("--json", action="store_true", help="print what was built as JSON")
     p.set_defaults(run=_cmd_combine)
 
-    p = commands.add_parser("show", help="frames side by side on one stretch, as a PNG")
+    p = add("show", help="frames side by side on one stretch, as a PNG")
     p.add_argument("frames", nargs="+", metavar="FRAME")
     p.add_argument("-o", "--output", required=True, metavar="PICTURE.png")
     p.add_argument("--stretch", default="zscale", help="zscale | percentile | minmax")
     p.add_argument("--title", action="append", metavar="TEXT", help="panel title (repeatable)")
     p.set_defaults(run=_cmd_show)
 
-    p = commands.add_parser("demo", help="simulate the reference guide's two cameras, build their "
+    p = add("demo", help="simulate the reference guide's two cameras, build their "
                             "dark masters and comparison pictures")
     p.add_argument("-o", "--output-dir", default="calstack-demo", metavar="DIR")
     p.add_argument("--shape", nargs=2, type=int, metavar=("NY", "NX"),
@@ -137,6 +147,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-limit", default="350MB", help="memory limit (the guide's 350MB)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_cmd_demo)
+    parser.commands = commands.choices
     return parser
 
 
@@ -204,7 +215,7 @@ def _combine_options(args) -> dict:
     options = dict(method=args.method, cenfunc=args.cenfunc, stdfunc=args.stdfunc,
                    maxiters=args.maxiters, min_clip=args.min_clip, max_clip=args.max_clip,
                    nlow=args.nlow, nhigh=args.nhigh, dtype=args.dtype, mem_limit=args.mem_limit,
-                   hdu=_hdu(args.hdu))
+                   hdu=_hdu(args.hdu), skip_bad=args.skip_bad)
     if args.sigma_clip:
         options.update(rejection="sigma_clip", sigma_lower=args.sigma_clip[0],
                        sigma_upper=args.sigma_clip[1])
@@ -258,12 +269,18 @@ def _say(args, text):
 def main(argv=None) -> int:
     """Run the ``calstack`` command line; returns the exit code."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # let the subcommand's parser report it, so the hint can name its options
+        parser.commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="calstack: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("calstack: %(message)s"))
+    logger = logging.getLogger("calstack")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.run(args)
     except CalstackError as exc:

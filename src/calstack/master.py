@@ -28,6 +28,8 @@ class Master(CCDData):
         Fraction of the finite input values that rejection removed.
     plan : calstack.plan.TilePlan
         How the stack was cut into tiles under the memory limit.
+    skipped : list of (str, str)
+        Frames skipped as unreadable (``skip_bad=True``) and why.
     meta : astropy.io.fits.Header
         The first frame's header with the provenance keywords (COMBINED, NCOMBINE, IMCMBnnn...).
     """
@@ -35,6 +37,7 @@ class Master(CCDData):
     ncombine: np.ndarray | None = None
     rejected_fraction: float | None = None
     plan = None
+    skipped = ()
 
     def write(self, path, *, overwrite: bool = False):
         """Write the master as FITS: primary = data, then UNCERT, MASK and NCOMB extensions.

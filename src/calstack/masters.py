@@ -7,18 +7,21 @@ stops before it has written anything.
 
 from __future__ import annotations
 
+import logging
 import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .combine import combine
-from .errors import OptionError
+from .combining import combine
+from .errors import FrameError, OptionError
 from .grouping import Group, group_by
 from .options import CombineOptions
 from .writer import OutputExistsError, check_writable
 
 __all__ = ["BuiltMaster", "combine_groups", "default_template", "output_name"]
+
+log = logging.getLogger("calstack")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ def combine_groups(
     """
     CombineOptions.from_kwargs(**{k: v for k, v in combine_options.items()
                                   if k in CombineOptions.__dataclass_fields__})
+    bad = [(str(row["path"]), str(row["error"])) for row in index.table if row["error"]]
+    if bad and not combine_options.get("skip_bad"):
+        raise FrameError(bad[0][0], f"{bad[0][1]}; {len(bad)} file(s) here cannot be read and "
+                         "may belong to a group: fix or remove them, or pass --skip-bad "
+                         "(skip_bad=True) to go on without them")
+    for path, reason in bad:
+        log.warning("skipping unreadable %s: %s", path, reason)
     select = dict(select or {})
     chosen = index.filter(select) if select else index
     keys = [keys] if isinstance(keys, str) else list(keys)

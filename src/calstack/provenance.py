@@ -13,6 +13,7 @@ CMBCEN    cenfunc         CMBSTD    stdfunc      CMBITER  maxiters (0 = until co
 CMBNLOW   nlow            CMBNHIGH  nhigh
 CMBMIN    min_clip        CMBMAX    max_clip     (only when set)
 CMBREJFR  fraction of finite input values rejected
+CMBSKIP   number of unreadable frames skipped (``skip_bad``), each named in a HISTORY card
 CALSTACK  calstack version
 ========  =========================================================
 """
@@ -20,6 +21,7 @@ CALSTACK  calstack version
 from __future__ import annotations
 
 import datetime
+import os
 
 from astropy.io import fits
 
@@ -36,7 +38,8 @@ STRUCTURAL = {
 }
 
 
-def provenance_header(first: fits.Header, names, options, *, rejected_fraction: float) -> fits.Header:
+def provenance_header(first: fits.Header, names, options, *, rejected_fraction: float,
+                      skipped=()) -> fits.Header:
     """Return the master's header: ``first`` without layout keywords, plus provenance cards."""
     header = fits.Header()
     for card in first.cards:
@@ -63,6 +66,10 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
     if options.max_clip is not None:
         header["CMBMAX"] = (options.max_clip, "values above were rejected")
     header["CMBREJFR"] = (round(float(rejected_fraction), 8), "fraction of input values rejected")
+    if skipped:
+        header["CMBSKIP"] = (len(skipped), "unreadable frames skipped")
+        for path, reason in skipped:
+            header.add_history(f"calstack skipped {os.path.basename(path)}: {reason}")
     header["CALSTACK"] = (__version__, "calstack version")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     header["CMBDATE"] = (now, "UTC time of combination")

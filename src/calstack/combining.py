@@ -22,7 +22,7 @@ __all__ = ["combine", "DEFAULT_MEM_LIMIT"]
 log = logging.getLogger("calstack")
 
 DEFAULT_MEM_LIMIT = "1GB"
-_OTHER_OPTIONS = ("mem_limit", "hdu", "masks", "n_readers")
+_OTHER_OPTIONS = ("mem_limit", "hdu", "masks", "skip_bad", "n_readers")
 
 
 def _expand(frames):
@@ -74,6 +74,7 @@ def combine(
     mem_limit=DEFAULT_MEM_LIMIT,
     hdu=None,
     masks=None,
+    skip_bad=False,
     n_readers=2,
     **unknown,
 ) -> Master:
@@ -114,6 +115,9 @@ def combine(
         HDU number or EXTNAME to read from files (default: the first image HDU).
     masks : list of array_like of bool, optional
         One mask per in-memory frame, True = ignore the pixel.
+    skip_bad : bool
+        Skip frames that cannot be read (not FITS, truncated, no image...) instead of failing;
+        they are listed in ``master.skipped`` and in the header (``CMBSKIP``, HISTORY).
     n_readers : int
         Threads reading frames.
 
@@ -149,19 +153,28 @@ def combine(
                           "the selection (e.g. imagetyp)")
     if masks is not None and len(masks) != len(items):
         raise OptionError(f"masks has {len(masks)} entries for {len(items)} frames; give one per frame")
-    options.check_frame_count(len(items))
     if len(items) > np.iinfo(np.int16).max:
         raise OptionError(f"{len(items)} frames is more than calstack combines at once (32767); "
                           "combine in batches and then combine the batch results")
     stack_dtype = np.dtype(options.dtype)
     keep_open = len(items) <= MAX_OPEN_FILES
-    opened = []
+    opened, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="calstack-") as tmpdir:
         try:
             for i, item in enumerate(items):
-                opened.append(open_frame(item, hdu=hdu, stack_dtype=stack_dtype, tmpdir=tmpdir,
-                                         keep_open=keep_open,
-                                         mask=None if masks is None else masks[i]))
+                try:
+                    opened.append(open_frame(item, hdu=hdu, stack_dtype=stack_dtype,
+                                             tmpdir=tmpdir, keep_open=keep_open,
+                                             mask=None if masks is None else masks[i]))
+                except FrameError as exc:
+                    if not skip_bad:
+                        raise
+                    skipped.append((exc.path, exc.reason))
+                    log.warning("skipping %s", exc)
+            if not opened:
+                raise OptionError(f"none of the {len(items)} frames can be read "
+                                  f"(first: {skipped[0][0]}: {skipped[0][1]})")
+            options.check_frame_count(len(opened))
             unit = _check_consistent(opened)
             n_readers = min(n_readers, len(opened))
             plan = plan_tiles(
@@ -182,10 +195,12 @@ def combine(
                 frame.close()
     kept = int(count.sum(dtype=np.int64))
     fraction = rejected / (kept + rejected) if kept + rejected else 0.0
-    meta = provenance_header(header, [f.name for f in opened], options, rejected_fraction=fraction)
+    meta = provenance_header(header, [f.name for f in opened], options, rejected_fraction=fraction,
+                             skipped=skipped)
     master = Master(data, unit=unit, uncertainty=StdDevUncertainty(uncertainty, copy=False),
                     mask=count == 0, meta=meta, copy=False)
     master.ncombine = count
     master.rejected_fraction = fraction
     master.plan = plan
+    master.skipped = skipped
     return master
