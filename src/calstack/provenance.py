@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import warnings
 
 from astropy.io import fits
 
@@ -42,11 +43,21 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
                       skipped=()) -> fits.Header:
     """Return the master's header: ``first`` without layout keywords, plus provenance cards."""
     header = fits.Header()
+    dropped = []
     for card in first.cards:
         key = card.keyword
         if key in STRUCTURAL or key.startswith(("IMCMB", "TTYPE", "TFORM", "ZNAME", "ZVAL")):
             continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                card.verify("exception")
+        except (fits.VerifyError, ValueError):
+            dropped.append(key or "(blank)")
+            continue
         header.append(card)
+    if dropped:
+        header.add_history(f"calstack dropped invalid cards of the first frame: {', '.join(dropped)}")
     header["COMBINED"] = (True, "combined from several frames by calstack")
     header["NCOMBINE"] = (len(names), "number of frames combined")
     for i, name in enumerate(list(names)[:999], start=1):

@@ -73,12 +73,13 @@ class FitsFrame(Frame):
     """A 2-D image HDU of an uncompressed FITS file, read by positioned reads."""
 
     def __init__(self, path, info: HDUInfo, mask: HDUInfo | None, *, stack_dtype, source=None,
-                 keep_open: bool = True):
+                 keep_open: bool = True, primary: HDUInfo | None = None):
         self.path = str(path)
         self.source = str(source or path)  # the user's file (a .gz is read from a temp copy)
         self.name = os.path.basename(self.source)
         self.info = info
         self.mask_info = mask
+        self.primary = primary
         self.shape = _image_shape(self.source, info)
         self.unit = info.header.get("BUNIT")
         self.keep_open = keep_open
@@ -138,15 +139,11 @@ class FitsFrame(Frame):
                 self.close()
 
     def header(self):
-        from astropy.io import fits
-
-        with fits.open(self.source, memmap=False) as hdul:
-            header = hdul[self.info.index].header.copy()
-            if self.info.index > 0:
-                primary = hdul[0].header
-                for card in primary.cards:
-                    if card.keyword not in header and card.keyword not in ("", "COMMENT", "HISTORY"):
-                        header.append(card)
+        header = _read_header(self.path, self.info)
+        if self.info.index > 0:  # a mosaic extension inherits the primary header's keywords
+            for card in _read_header(self.path, self.primary).cards:
+                if card.keyword not in header and card.keyword not in ("", "COMMENT", "HISTORY"):
+                    header.append(card)
         return header
 
     def close(self):
@@ -179,10 +176,7 @@ class CompressedFrame(Frame):
             raise FrameError(self.path, f"cannot decompress rows {start}-{stop}: {exc}") from exc
 
     def header(self):
-        from astropy.io import fits
-
-        with fits.open(self.path, memmap=False) as hdul:
-            return hdul[self.info.index].header.copy()
+        return _read_header(self.path, self.info)
 
     def close(self):
         if self._hdul is not None:
@@ -222,6 +216,20 @@ class ArrayFrame(Frame):
                 if len(str(key)) <= 8 and isinstance(value, (str, int, float, bool)):
                     header[str(key)] = value
         return header
+
+
+def _read_header(path, info: HDUInfo):
+    """The exact header bytes of one HDU as an astropy ``Header`` (no whole-file open)."""
+    import warnings
+
+    from astropy.io import fits
+
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        raw = f.read(info.data_offset - info.header_offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-standard cards are kept as they are
+        return fits.Header.fromstring(raw.decode("ascii", "replace"))
 
 
 def _choose_hdu(path, hdus: list[HDUInfo], hdu) -> HDUInfo:
@@ -294,4 +302,4 @@ def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open
             raise ValueError("tmpdir is required to read gzip files")
         read_path = _gunzip(path, Path(tmpdir))
     return FitsFrame(read_path, info, mask_info, stack_dtype=stack_dtype, source=path,
-                     keep_open=keep_open)
+                     keep_open=keep_open, primary=hdus[0])
