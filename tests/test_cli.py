@@ -133,3 +133,23 @@ def test_skip_bad_in_the_api_records_skipped_frames(night, tmp_path):
     assert master.meta["NCOMBINE"] == 3 and master.meta["CMBSKIP"] == 1
     assert [p for p, _ in master.skipped] == [str(bad)]
     assert any("truncated.fits" in h for h in master.meta["HISTORY"])
+
+
+def test_mosaic_gives_one_master_per_extension_or_the_chosen_one(tmp_path):
+    folder = tmp_path / "mosaic"
+    folder.mkdir()
+    for i in range(3):
+        primary = fits.PrimaryHDU(header=fits.Header({"IMAGETYP": "DARK", "EXPTIME": 30.0}))
+        ccds = [fits.ImageHDU(np.full((6, 5), 10.0 * (k + 1) + i, np.float32), name=f"CCD{k + 1}")
+                for k in range(2)]
+        fits.HDUList([primary, *ccds]).writeto(folder / f"m{i}.fits")
+    out = tmp_path / "out"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(out), "-q"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["combined_dark_30.000_CCD1.fit", "combined_dark_30.000_CCD2.fit"]
+    assert fits.getdata(out / names[1])[0, 0] == 21.0  # mean of 20, 21, 22
+    one = tmp_path / "one"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "--hdu", "CCD1", "-o", str(one),
+                 "-q"]) == 0
+    assert [p.name for p in one.iterdir()] == ["combined_dark_30.000.fit"]
+    assert fits.getdata(one / "combined_dark_30.000.fit")[0, 0] == 11.0

@@ -110,6 +110,10 @@ def combine_groups(
         Replace existing masters.
     on_master : callable, optional
         Called with each :class:`BuiltMaster` as soon as it is written.
+    hdu : int or str, optional
+        Combine only this HDU (number or EXTNAME) of each file. Without it, files with several
+        image extensions (mosaic cameras) give one master per extension (grouped by EXTNAME,
+        or by HDU number when extensions have no names).
     **combine_options
         Options of :func:`calstack.combine`.
 
@@ -129,6 +133,12 @@ def combine_groups(
     select = dict(select or {})
     chosen = index.filter(select) if select else index
     keys = [keys] if isinstance(keys, str) else list(keys)
+    hdu = combine_options.pop("hdu", None)
+    if hdu is not None:  # one HDU of every file
+        chosen = chosen.filter({"hdu": hdu} if isinstance(hdu, int) else {"extname": hdu})
+    elif len(set(chosen.table["path"])) < len(chosen.table):  # mosaics: a master per extension
+        named = all(str(name).strip() for name in chosen.table["extname"])
+        keys.append("extname" if named else "hdu")
     groups = group_by(chosen.table, keys, tolerances=tolerances) if keys else [_one_group(chosen)]
     if not groups or not groups[0].paths:
         criteria = ", ".join(f"{k}={v!r}" for k, v in select.items()) or "no criteria"
