@@ -84,7 +84,7 @@ def _moments(w, lo, hi, total, mean, std, m):
     for r in range(n_rows):
         row = w[r]
         for q in range(m):
-            inside = r >= lo[q] and r < hi[q]
+            inside = (r >= lo[q]) & (r < hi[q])
             total[q] += row[q] if inside else 0.0
     for q in range(m):
         k = hi[q] - lo[q]
@@ -92,7 +92,7 @@ def _moments(w, lo, hi, total, mean, std, m):
     for r in range(n_rows):
         row = w[r]
         for q in range(m):
-            inside = r >= lo[q] and r < hi[q]
+            inside = (r >= lo[q]) & (r < hi[q])
             d = row[q] - mean[q]
             std[q] += d * d if inside else 0.0
     for q in range(m):
@@ -108,7 +108,7 @@ def _mad(w, lo, hi, center, dev, pairs, out, m):
         row = w[r]
         drow = dev[r]
         for q in range(m):
-            inside = r >= lo[q] and r < hi[q]
+            inside = (r >= lo[q]) & (r < hi[q])
             drow[q] = abs(row[q] - center[q]) if inside else np.inf
     _sort_columns(dev, pairs, m)
     for q in range(m):
@@ -199,11 +199,11 @@ def combine_stack(
             # gather; missing -> +inf, which the sort puts last
             n[:m] = 0
             for i in range(n_frames):
-                src = stack[i]
+                src = stack[i, p0 : p0 + m]
                 row = w[i]
                 for q in range(m):
-                    x = src[p0 + q]
-                    ok = math.isfinite(x)
+                    x = src[q]
+                    ok = (x - x) == 0.0  # finite; unlike math.isfinite this vectorises
                     row[q] = x if ok else np.inf
                     n[q] += ok
             _sort_columns(w, pairs, m)
