@@ -1,0 +1,262 @@
+"""ImageIndex: scanning folders, one row per image, error rows, case-insensitive filtering."""
+
+import gzip
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from calstack.errors import OptionError, UnknownOptionError
+from calstack.index import DEFAULT_KEYWORDS, ImageIndex
+
+DATA = np.arange(6 * 5, dtype=np.float32).reshape(6, 5)
+
+
+def frame(path, *, data=DATA, **keywords):
+    fits.writeto(path, data, fits.Header(keywords))
+    return path
+
+
+@pytest.fixture
+def night(tmp_path):
+    """A messy folder: spellings, float noise, gzip, fpack, MEF, junk, a subfolder."""
+    folder = tmp_path / "night"
+    folder.mkdir()
+    frame(folder / "a_dark7.fits", IMAGETYP="DARK", EXPTIME=7.0, FILTER="R")
+    frame(folder / "b_dark7_noise.FIT", IMAGETYP="dark ", EXPTIME=7.0000001, GAIN=1.5)
+    frame(folder / "c_dark70.fts", IMAGETYP="Dark", EXPTIME=70.0, **{"CCD-TEMP": -20.0})
+    frame(folder / "d_bias.fits", IMAGETYP="Bias Frame", EXPTIME=0.0,
+          data=np.zeros((6, 5), np.uint16))
+    plain = frame(tmp_path / "e.fits", IMAGETYP="DARK", EXPTIME=300.0)
+    (folder / "e_dark300.fits.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    fits.HDUList([fits.PrimaryHDU(),
+                  fits.CompImageHDU(np.ones((8, 12), np.float32),
+                                    fits.Header({"IMAGETYP": "FLAT", "FILTER": "R"}))]
+                 ).writeto(folder / "f_flat.fits.fz")
+    fits.HDUList([fits.PrimaryHDU(header=fits.Header({"IMAGETYP": "DARK", "EXPTIME": 70.0,
+                                                      "OBJECT": "primary"})),
+                  fits.ImageHDU(DATA, fits.Header({"CCDNAME": "left"}), name="CCD1"),
+                  fits.ImageHDU(DATA, fits.Header({"CCDNAME": "right", "EXPTIME": 71.0}),
+                                name="CCD2"),
+                  fits.ImageHDU(np.zeros((6, 5), np.uint8), name="MASK")]
+                 ).writeto(folder / "g_mef.fits")
+    (folder / "h_notfits.fits").write_text("SIMPLE? no, just some notes\n" * 200)
+    full = frame(tmp_path / "i.fits", IMAGETYP="DARK", EXPTIME=7.0, data=np.zeros((100, 100)))
+    (folder / "i_truncated.fits").write_bytes(full.read_bytes()[:5000])
+    (folder / "notes.txt").write_text("not indexed")
+    (folder / ".hidden.fits").write_text("skipped")
+    sub = folder / "sub"
+    sub.mkdir()
+    frame(sub / "j_dark7.fits", IMAGETYP="DARK", EXPTIME=7.0)
+    return folder
+
+
+def column(index, name):
+    col = index.table[name]
+    mask = np.ma.getmaskarray(col)
+    return [None if m else v for v, m in zip(np.asarray(col).tolist(), mask)]
+
+
+# --------------------------------------------------------------------------- the table
+def test_rows_columns_and_types(night):
+    index = ImageIndex(night)
+    t = index.table
+    assert t.colnames == ["file", "path", "hdu", "extname",
+                          *[k.lower() for k in DEFAULT_KEYWORDS], "error"]
+    assert column(index, "file") == [
+        "a_dark7.fits", "b_dark7_noise.FIT", "c_dark70.fts", "d_bias.fits", "e_dark300.fits.gz",
+        "f_flat.fits.fz", "g_mef.fits", "g_mef.fits", "h_notfits.fits", "i_truncated.fits"]
+    assert column(index, "hdu") == [0, 0, 0, 0, 0, 1, 1, 2, -1, -1]
+    assert column(index, "path") == [str(night / f) for f in column(index, "file")]
+    assert column(index, "extname") == [None] * 5 + ["COMPRESSED_IMAGE", "CCD1", "CCD2", None,
+                                                     None]
+    assert column(index, "imagetyp") == ["DARK", "dark", "Dark", "Bias Frame", "DARK", "FLAT",
+                                         "DARK", "DARK", None, None]
+    assert column(index, "exptime") == [7.0, 7.0000001, 70.0, 0.0, 300.0, None, 70.0, 71.0,
+                                        None, None]
+    assert t["exptime"].dtype == np.float64 and t["naxis1"].dtype == np.int64
+    assert t["imagetyp"].dtype.kind == "U" and t["hdu"].dtype == np.int64
+    # the compressed image reports the image's BITPIX and size, not the BINTABLE's
+    assert column(index, "bitpix") == [-32, -32, -32, 16, -32, -32, -32, -32, None, None]
+    assert column(index, "naxis1")[5] == 12 and column(index, "naxis2")[5] == 8
+    assert column(index, "ccd-temp")[2] == -20.0 and column(index, "gain")[1] == 1.5
+    # extension rows inherit the primary keywords they lack (OBJECT) and keep their own
+    assert column(index, "object")[6:8] == ["primary", "primary"]
+    assert len(index) == 10 and index.summary is index.table
+
+
+def test_unreadable_files_are_rows_not_exceptions(night):
+    index = ImageIndex(night)
+    bad = index.unreadable
+    assert list(bad["file"]) == ["h_notfits.fits", "i_truncated.fits"]
+    assert list(bad["hdu"]) == [-1, -1]
+    assert "not a FITS file" in bad["error"][0]
+    assert bad["error"][1] == ("truncated: data ends at byte 5000 of 82880 expected; "
+                               "re-copy the file")
+    assert all(e == "" for e in index.table["error"][:8])
+    assert np.ma.getmaskarray(bad["imagetyp"]).all()
+
+
+def test_recursive_include_exclude(night):
+    assert "sub/j_dark7.fits" not in ImageIndex(night).files()
+    index = ImageIndex(night, recursive=True)
+    assert index.files()[-1] == "sub/j_dark7.fits"
+    assert index.files(include_path=True)[-1] == str(night / "sub" / "j_dark7.fits")
+    assert ImageIndex(night, include="*dark7[._]*", recursive=True).files() == [
+        "a_dark7.fits", "b_dark7_noise.FIT", "sub/j_dark7.fits"]
+    assert ImageIndex(night, include=["a_*", "c_*"]).files() == ["a_dark7.fits", "c_dark70.fts"]
+    assert ImageIndex(night, exclude=["*.gz", "*.fz", "[ghi]_*"]).files() == [
+        "a_dark7.fits", "b_dark7_noise.FIT", "c_dark70.fts", "d_bias.fits"]
+    assert ImageIndex(night, recursive=True, exclude="sub/*").files() == ImageIndex(night).files()
+
+
+def test_explicit_files_and_several_locations(night, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    frame(other / "x.fits", IMAGETYP="BIAS", EXPTIME=0.0)
+    index = ImageIndex([night / "c_dark70.fts", other, night / "c_dark70.fts"])
+    assert index.files() == ["c_dark70.fts", "x.fits"]
+    assert index.files(include_path=True) == [str(night / "c_dark70.fts"), str(other / "x.fits")]
+    assert index.locations == (str(night / "c_dark70.fts"), str(other), str(night / "c_dark70.fts"))
+
+
+def test_all_keywords(night):
+    index = ImageIndex(night, keywords="*")
+    names = index.table.colnames
+    assert names[:4] == ["file", "path", "hdu", "extname"] and names[-1] == "error"
+    for name in ("simple", "bitpix", "naxis1", "imagetyp", "exptime", "filter", "gain",
+                 "ccd-temp", "ccdname", "bzero", "object"):
+        assert name in names
+    assert "extname" not in names[4:] and "ttype1" not in names and "zimage" not in names
+    assert column(index, "ccdname")[6:8] == ["left", "right"]
+    assert column(index, "gain") == [None, 1.5] + [None] * 8
+    assert column(index, "bzero")[3] == 32768
+
+
+def test_chosen_keywords_and_hierarch(tmp_path):
+    hdr = fits.Header({"EXPTIME": 5.0})
+    hdr["HIERARCH ESO DET DIT"] = 5.0
+    fits.writeto(tmp_path / "eso.fits", DATA, hdr)
+    index = ImageIndex(tmp_path, keywords=["exptime", "HIERARCH ESO DET DIT", "MISSING"])
+    assert index.table.colnames == ["file", "path", "hdu", "extname", "exptime", "eso det dit",
+                                    "missing", "error"]
+    assert column(index, "eso det dit") == [5.0] and column(index, "missing") == [None]
+    assert index.files({"eso det dit": 5}) == ["eso.fits"]
+    assert index.files({"HIERARCH ESO DET DIT": 5}) == ["eso.fits"]
+
+
+def test_empty_folder(tmp_path):
+    index = ImageIndex(tmp_path)
+    assert len(index) == 0 and index.files() == [] and len(index.unreadable) == 0
+    assert "imagetyp" in index.table.colnames
+
+
+def test_threads_give_the_same_table(night, monkeypatch):
+    import calstack.index as module
+
+    serial = ImageIndex(night, recursive=True, keywords="*", workers=1).table
+    monkeypatch.setattr(module, "_PROBE_FILES", 2)
+    pooled = ImageIndex(night, recursive=True, keywords="*", workers=3).table
+    monkeypatch.setattr(module, "_SLOW_FILE_S", 0.0)  # adaptive: probe says slow -> pool
+    adaptive = ImageIndex(night, recursive=True, keywords="*").table
+    for table in (pooled, adaptive):
+        assert table.colnames == serial.colnames
+        for name in serial.colnames:
+            assert table[name].tolist() == serial[name].tolist()
+
+
+# --------------------------------------------------------------------------- filtering
+def test_filter_is_case_and_blank_insensitive(night):
+    index = ImageIndex(night)
+    assert index.files(imagetyp="dark") == ["a_dark7.fits", "b_dark7_noise.FIT", "c_dark70.fts",
+                                            "e_dark300.fits.gz", "g_mef.fits"]
+    assert index.files(imagetyp=" DARK ") == index.files(imagetyp="dark")
+    assert index.files(imagetyp="bias frame") == ["d_bias.fits"]
+    darks = index.filter(imagetyp="dark")
+    assert isinstance(darks, ImageIndex) and len(darks) == 6
+    assert column(darks, "hdu") == [0, 0, 0, 0, 1, 2]
+
+
+def test_filter_numbers_with_tolerance(night):
+    index = ImageIndex(night)
+    assert index.files(exptime=7) == ["a_dark7.fits", "b_dark7_noise.FIT"]
+    assert index.files(exptime=7.0000001) == ["a_dark7.fits", "b_dark7_noise.FIT"]
+    assert index.files(exptime=7.01) == []
+    assert index.files(exptime="70") == ["c_dark70.fts", "g_mef.fits"]
+    assert column(index.filter(exptime=70), "extname") == [None, "CCD1"]
+    assert index.files(exptime=np.float32(300)) == ["e_dark300.fits.gz"]
+    assert index.files(imagetyp="dark", exptime=[7, 300]) == [
+        "a_dark7.fits", "b_dark7_noise.FIT", "e_dark300.fits.gz"]
+
+
+def test_filter_names_presence_and_missing(night):
+    index = ImageIndex(night)
+    assert index.files(ccd_temp=-20) == ["c_dark70.fts"]
+    assert index.files({"CCD-TEMP": -20.0}) == ["c_dark70.fts"]
+    assert index.files({"imagetyp": "dark"}, exptime=70, include_path=True) == [
+        str(night / "c_dark70.fts"), str(night / "g_mef.fits")]
+    assert index.files(gain="*") == ["b_dark7_noise.FIT"]
+    assert index.files(filter="r") == ["a_dark7.fits", "f_flat.fits.fz"]
+    # a missing keyword never matches, unreadable files never match
+    assert index.files(filter="*", imagetyp="dark") == ["a_dark7.fits"]
+    assert "h_notfits.fits" not in index.files()
+    assert len(index.filter()) == 8
+    assert index.filter(imagetyp="flat").filter(filter="R").files() == ["f_flat.fits.fz"]
+
+
+def test_unknown_keyword_suggests_a_column(night):
+    index = ImageIndex(night)
+    with pytest.raises(UnknownOptionError, match="did you mean 'exptime'") as info:
+        index.files(exptme=7)
+    assert isinstance(info.value, TypeError)
+    assert "keywords=" in str(info.value)
+    with pytest.raises(UnknownOptionError, match="did you mean 'imagetyp'"):
+        index.filter({"IMAGETYPE": "dark"})
+
+
+def test_bad_criteria_and_options(night):
+    index = ImageIndex(night)
+    with pytest.raises(OptionError, match="imagetyp"):
+        index.files(imagetyp=None)
+    with pytest.raises(OptionError, match="criterion for 'exptime'"):
+        index.files(exptime={"a": 1})
+    with pytest.raises(OptionError, match="criteria must be a dict"):
+        index.filter(["imagetyp", "dark"])
+    with pytest.raises(UnknownOptionError, match="did you mean 'recursive'"):
+        ImageIndex(night, recursiv=True)
+    with pytest.raises(OptionError, match="workers must be a positive int"):
+        ImageIndex(night, workers=0)
+    with pytest.raises(OptionError, match="keywords"):
+        ImageIndex(night, keywords=[1, 2])
+    with pytest.raises(OptionError, match="clashes with the index's own column 'path'"):
+        ImageIndex(night, keywords=["PATH"])
+    with pytest.raises(OptionError, match="does not exist"):
+        ImageIndex(night / "nope")
+    with pytest.raises(OptionError, match="recursive must be True or False"):
+        ImageIndex(night, recursive="yes")
+
+
+def test_repr(night):
+    text = repr(ImageIndex(night))
+    assert text.startswith("<ImageIndex: 10 rows from 9 files, 2 unreadable;")
+
+
+# --------------------------------------------------------------------------- ccdproc parity
+def test_same_files_as_ccdproc(tmp_path):
+    ccdproc = pytest.importorskip("ccdproc")
+    for i, (imagetyp, exptime) in enumerate([("DARK", 70.0), ("dark", 70.0), ("DARK", 7.0),
+                                             ("BIAS", 0.0), ("FLAT", 70.0), ("Dark", 70.0)]):
+        frame(tmp_path / f"f{i}.fits", IMAGETYP=imagetyp, EXPTIME=exptime, FILTER="V")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ccdproc/astropy may warn about the collection
+        collection = ccdproc.ImageFileCollection(str(tmp_path))
+        theirs = list(collection.files_filtered(imagetyp="dark", exptime=70))
+        their_paths = list(collection.files_filtered(imagetyp="dark", exptime=70,
+                                                     include_path=True))
+    index = ImageIndex(tmp_path)
+    assert sorted(theirs) == ["f0.fits", "f1.fits", "f5.fits"]
+    assert index.files(imagetyp="dark", exptime=70) == sorted(theirs)
+    assert index.files(imagetyp="dark", exptime=70, include_path=True) == sorted(their_paths)
+    assert isinstance(index.summary, Table)
