@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from .errors import FrameError
 
-__all__ = ["HDUInfo", "read_hdus", "parse_value", "STRUCTURAL_KEYWORDS"]
+__all__ = ["HDUInfo", "read_hdus", "parse_value", "STRUCTURAL_KEYWORDS", "AUXILIARY_EXTNAMES"]
 
 BLOCK = 2880
+#: Extensions that describe another HDU (calstack's and CCDData's), never science images.
+AUXILIARY_EXTNAMES = frozenset(("MASK", "UNCERT", "NCOMB"))
 CARD = 80
 _GZIP_MAGIC = b"\x1f\x8b"
 _VALID_BITPIX = frozenset((8, 16, 32, 64, -32, -64))

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .errors import FrameError, OptionError, UnknownOptionError, did_you_mean
-from .fitsheader import HDUInfo, read_hdus
+from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
-__all__ = ["ImageIndex", "DEFAULT_KEYWORDS", "FITS_SUFFIXES", "AUXILIARY_EXTNAMES"]
+__all__ = ["ImageIndex", "DEFAULT_KEYWORDS", "FITS_SUFFIXES"]
 
 #: Keywords indexed when ``keywords`` is not given.
 DEFAULT_KEYWORDS = ("IMAGETYP", "EXPTIME", "FILTER", "NAXIS1", "NAXIS2", "BITPIX", "CCD-TEMP",
@@ -30,10 +30,6 @@ DEFAULT_KEYWORDS = ("IMAGETYP", "EXPTIME", "FILTER", "NAXIS1", "NAXIS2", "BITPIX
 
 #: File name endings that are indexed when a folder is scanned (compared case-insensitively).
 FITS_SUFFIXES = (".fit", ".fits", ".fts", ".fz", ".fit.gz", ".fits.gz", ".fts.gz")
-
-#: Image extensions of a multi-extension file that are not frames of their own (masks,
-#: uncertainties, counts written next to a science image); they get no row.
-AUXILIARY_EXTNAMES = frozenset(("MASK", "UNCERT", "NCOMB"))
 
 _OWN_COLUMNS = ("file", "path", "hdu", "extname", "error")
 _MAX_WORKERS = 32

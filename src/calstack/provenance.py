@@ -28,10 +28,10 @@ from astropy.io import fits
 
 from . import __version__
 
-__all__ = ["provenance_header", "STRUCTURAL"]
+__all__ = ["provenance_header", "LAYOUT_KEYWORDS"]
 
 #: Keywords that describe the input file's layout, not the data: never copied to a master.
-STRUCTURAL = {
+LAYOUT_KEYWORDS = {
     "SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "BZERO", "BSCALE",
     "BLANK", "XTENSION", "PCOUNT", "GCOUNT", "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM",
     "INHERIT", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZNAXIS1", "ZNAXIS2", "ZCMPTYPE", "ZTILE1", "ZTILE2",
@@ -46,7 +46,7 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
     dropped = []
     for card in first.cards:
         key = card.keyword
-        if key in STRUCTURAL or key.startswith(("IMCMB", "TTYPE", "TFORM", "ZNAME", "ZVAL")):
+        if key in LAYOUT_KEYWORDS or key.startswith(("IMCMB", "TTYPE", "TFORM", "ZNAME", "ZVAL")):
             continue
         try:
             with warnings.catch_warnings():

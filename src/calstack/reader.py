@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FrameError
-from .fitsheader import HDUInfo, read_hdus
+from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["Frame", "FitsFrame", "CompressedFrame", "ArrayFrame", "open_frame", "MAX_OPEN_FILES"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-_NOT_SCIENCE = {"MASK", "UNCERT", "NCOMB"}
 MAX_OPEN_FILES = max(8, min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
 
 
@@ -235,7 +234,7 @@ def _read_header(path, info: HDUInfo):
 def _choose_hdu(path, hdus: list[HDUInfo], hdu) -> HDUInfo:
     if hdu is None:
         for info in hdus:
-            if info.is_image and (info.extname or "").upper() not in _NOT_SCIENCE:
+            if info.is_image and (info.extname or "").upper() not in AUXILIARY_EXTNAMES:
                 return info
         raise FrameError(path, "has no image data (no HDU with NAXIS >= 2); is it a table?")
     for info in hdus:
