@@ -153,3 +153,19 @@ def test_mosaic_gives_one_master_per_extension_or_the_chosen_one(tmp_path):
                  "-q"]) == 0
     assert [p.name for p in one.iterdir()] == ["combined_dark_30.000.fit"]
     assert fits.getdata(one / "combined_dark_30.000.fit")[0, 0] == 11.0
+
+
+def test_frames_without_the_group_key_are_reported(night, tmp_path, capsys):
+    fits.writeto(night / "no-exptime.fits", np.zeros((24, 20), np.float32),
+                 fits.Header({"IMAGETYP": "DARK", "BUNIT": "adu"}))
+    out = tmp_path / "out"
+    assert main(["combine", str(night), *RECIPE_ARGS, "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 selected frame(s) lack a value for exptime" in err and "no-exptime.fits" in err
+    assert len(list(out.iterdir())) == 3
+
+
+def test_small_group_is_built_with_a_warning(night, tmp_path, capsys):
+    assert main(["combine", str(night), "--imagetyp", "bias", "-o", str(tmp_path / "o")]) == 0
+    assert "exptime=0.000: only 2 frame(s)" in capsys.readouterr().err
+    assert (tmp_path / "o" / "combined_bias_0.000.fit").exists()

@@ -282,3 +282,23 @@ def test_truth_noise_cosmic_rays_and_hot_pixels(tmp_path):
     assert np.abs(residual).max() < 5 * master_sigma  # no cosmic-ray residue above 5 sigma
     hot = ~clean
     np.testing.assert_allclose(master.data[hot], truth[hot], atol=5 * master_sigma)  # kept
+
+
+def test_mixed_dtypes_and_a_single_frame(tmp_path):
+    a = tmp_path / "int.fits"
+    b = tmp_path / "float.fits"
+    fits.writeto(a, np.full((5, 6), 100, np.int16))
+    fits.writeto(b, np.full((5, 6), 101.5, np.float64))
+    assert calstack.combine([a, b]).data[0, 0] == pytest.approx(100.75)
+    single = calstack.combine([b], **RECIPE)
+    assert single.data[0, 0] == 101.5 and single.uncertainty.array[0, 0] == 0
+    assert single.meta["NCOMBINE"] == 1
+
+
+def test_thousands_of_small_frames(tmp_path):
+    files = []
+    for i in range(2000):
+        files.append(tmp_path / f"s{i:04d}.fits")
+        fits.writeto(files[-1], np.full((4, 4), float(i % 10), np.float32))
+    master = calstack.combine(files, method="median", mem_limit="20MB")
+    assert master.data[0, 0] == 4.5 and (master.ncombine == 2000).all()

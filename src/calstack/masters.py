@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .combining import combine
 from .errors import FrameError, OptionError
 from .grouping import Group, group_by
@@ -137,13 +139,22 @@ def combine_groups(
     if hdu is not None:  # one HDU of every file
         chosen = chosen.filter({"hdu": hdu} if isinstance(hdu, int) else {"extname": hdu})
     elif len(set(chosen.table["path"])) < len(chosen.table):  # mosaics: a master per extension
-        named = all(str(name).strip() for name in chosen.table["extname"])
+        named = not np.ma.getmaskarray(chosen.table["extname"]).any()
         keys.append("extname" if named else "hdu")
     groups = group_by(chosen.table, keys, tolerances=tolerances) if keys else [_one_group(chosen)]
     if not groups or not groups[0].paths:
         criteria = ", ".join(f"{k}={v!r}" for k, v in select.items()) or "no criteria"
         raise OptionError(f"no frames match {criteria}; run `calstack index` on the folder to see "
                           "what it holds")
+    grouped = {row for group in groups for row in group.rows}
+    left_out = [str(chosen.table["path"][i]) for i in range(len(chosen.table)) if i not in grouped]
+    if left_out:
+        log.warning("%d selected frame(s) lack a value for %s and were not combined: %s",
+                    len(left_out), "/".join(keys), ", ".join(left_out))
+    for group in groups:
+        if len(group.paths) < 3:
+            log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
+                        group.label() or "all", len(group.paths))
     imagetyp = select.get("imagetyp")
     template = template or default_template(keys, imagetyp)
     folder = check_writable(output_dir)
