@@ -134,3 +134,37 @@ def test_fuzzed_files_give_own_errors_or_results(tmp_path_factory, data):
     except CalstackError:
         assert not out.exists()
     assert sorted(p.name for p in folder.iterdir()) in (["fuzzed.fits"], ["fuzzed.fits", "master.fit"])
+
+
+KILL_CHILD = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import calstack
+    frames = [np.random.default_rng(i).normal(size=(1024, 1024)) for i in range(3)]
+    master = calstack.combine(frames)
+    print("ready", flush=True)
+    while True:
+        master.write(sys.argv[1], overwrite=True)
+    """
+)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_kill_9_never_leaves_a_partial_master(tmp_path, delay):
+    import signal
+    import time
+
+    target = tmp_path / "master.fit"
+    child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(target)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    if target.exists():  # whatever is under the final name is a complete master
+        with fits.open(target) as hdul:
+            hdul.verify("exception")
+            assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "NCOMB"]
+            assert hdul["NCOMB"].data.shape == (1024, 1024)
