@@ -203,7 +203,7 @@ def _plain(value):
 
 
 def _cmd_simulate(args):
-    from .simulate import simulate
+    from .simulation import simulate
 
     night = simulate(args.outdir, preset=args.preset, shape=tuple(args.shape) if args.shape else None,
                      seed=args.seed, overwrite=args.overwrite)
@@ -245,7 +245,7 @@ def _cmd_combine(args):
 
 
 def _cmd_show(args):
-    from .show import show
+    from .pictures import show
 
     path = show(args.frames, args.output, titles=args.title, stretch=args.stretch)
     _say(args, f"wrote {path}")

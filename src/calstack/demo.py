@@ -17,8 +17,8 @@ from astropy.io import fits
 from .index import ImageIndex
 from .masters import combine_groups
 from .options import RECIPE
-from .show import show
-from .simulate import simulate
+from .pictures import show
+from .simulation import simulate
 
 __all__ = ["run_demo", "noise_check"]
 
