@@ -169,3 +169,23 @@ def test_small_group_is_built_with_a_warning(night, tmp_path, capsys):
     assert main(["combine", str(night), "--imagetyp", "bias", "-o", str(tmp_path / "o")]) == 0
     assert "exptime=0.000: only 2 frame(s)" in capsys.readouterr().err
     assert (tmp_path / "o" / "combined_bias_0.000.fit").exists()
+
+
+def test_frames_without_imagetyp_are_reported(night, tmp_path, capsys):
+    fits.writeto(night / "anonymous.fits", np.zeros((24, 20), np.float32),
+                 fits.Header({"EXPTIME": 7.0, "BUNIT": "adu"}))
+    assert main(["combine", str(night), *RECIPE_ARGS, "-o", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "1 frame(s) have no IMAGETYP and were not considered" in err
+    assert "anonymous.fits" in err
+
+
+def test_index_command_formats(night, capsys):
+    assert main(["index", str(night), "--format", "json", "--select", "imagetyp=bias"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and {r["imagetyp"] for r in rows} == {"BIAS"}
+    assert main(["index", str(night), "--format", "csv", "--keywords", "imagetyp,exptime"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "file,path,hdu,extname,imagetyp,exptime,error" and len(lines) == 12
+    assert main(["index", str(night)]) == 0
+    assert "dark-300.000-002.fits" in capsys.readouterr().out

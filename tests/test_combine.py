@@ -302,3 +302,12 @@ def test_thousands_of_small_frames(tmp_path):
         fits.writeto(files[-1], np.full((4, 4), float(i % 10), np.float32))
     master = calstack.combine(files, method="median", mem_limit="20MB")
     assert master.data[0, 0] == 4.5 and (master.ncombine == 2000).all()
+
+
+def test_non_numeric_scaling_keyword_is_a_frame_error(tmp_path):
+    path = tmp_path / "odd.fits"
+    hdu = fits.PrimaryHDU(np.zeros((4, 4), np.int16))
+    hdu.header["BZERO"] = "lots"
+    hdu.writeto(path, output_verify="ignore")
+    with pytest.raises(FrameError, match="odd.fits: HDU 0: BZERO = 'lots' is not a number"):
+        calstack.combine([path, path])

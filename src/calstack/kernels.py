@@ -1,7 +1,7 @@
 """Numba kernels: combine a stack of N frames, pixel by pixel, with rejection.
 
 The kernel works on blocks of pixels. A block's values are gathered into an (N, block) scratch
-array with missing values (NaN, Inf) replaced by +inf, and sorted along N by a Batcher
+array (in the stack's dtype: sorting is exact; all arithmetic is float64) with missing values (NaN, Inf) replaced by +inf, and sorted along N by a Batcher
 odd-even merge sorting network applied to all pixels of the block at once: branch-free
 compare-exchanges over contiguous rows, which the compiler turns into SIMD min/max. Every
 rejection step then only moves each pixel's kept range ``[lo, hi)`` of sorted values (extrema,
@@ -71,8 +71,8 @@ def _sort_columns(w, pairs, m):
 def _median_of_range(w, lo, hi, out, m):
     for q in range(m):
         k = hi[q] - lo[q]
-        if k > 0:
-            out[q] = (w[lo[q] + (k - 1) // 2, q] + w[lo[q] + k // 2, q]) / 2.0
+        if k > 0:  # in float64: w may be float32
+            out[q] = (np.float64(w[lo[q] + (k - 1) // 2, q]) + np.float64(w[lo[q] + k // 2, q])) / 2.0
 
 
 @njit(nogil=True, cache=True)
@@ -176,7 +176,7 @@ def combine_stack(
     rejected = np.zeros(n_groups, np.int64)
     thresholds = min_clip > -np.inf or max_clip < np.inf
     for g in prange(n_groups):
-        w = np.empty((n_frames, _BLOCK), np.float64)
+        w = np.empty((n_frames, _BLOCK), stack.dtype)  # sorting is exact in the input dtype
         dev = np.empty((n_frames, _BLOCK), np.float64)
         n = np.empty(_BLOCK, np.int64)
         lo = np.empty(_BLOCK, np.int64)

@@ -133,6 +133,7 @@ def combine_groups(
     for path, reason in bad:
         log.warning("skipping unreadable %s: %s", path, reason)
     select = dict(select or {})
+    _report_missing(index, select)
     chosen = index.filter(select) if select else index
     keys = [keys] if isinstance(keys, str) else list(keys)
     hdu = combine_options.pop("hdu", None)
@@ -179,6 +180,22 @@ def combine_groups(
         if on_master is not None:
             on_master(result)
     return built
+
+
+def _report_missing(index, select):
+    """Warn about readable frames that cannot be selected because they lack a keyword."""
+    table = index.table
+    good = np.array([not e for e in table["error"]], bool)
+    for key in select:
+        column = next((c for c in table.colnames if c.lower() == key.lower().replace("_", "-")
+                       or c.lower() == key.lower()), None)
+        if column is None:
+            continue  # index.filter reports unknown keywords
+        missing = good & np.ma.getmaskarray(table[column])
+        if missing.any():
+            paths = [str(p) for p in table["path"][missing]]
+            log.warning("%d frame(s) have no %s and were not considered: %s", len(paths),
+                        key.upper(), ", ".join(paths))
 
 
 def _one_group(index) -> Group:

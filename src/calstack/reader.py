@@ -16,6 +16,7 @@ import gzip
 import os
 import resource
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 __all__ = ["Frame", "FitsFrame", "CompressedFrame", "ArrayFrame", "open_frame", "MAX_OPEN_FILES"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_LITTLE_ENDIAN = sys.byteorder == "little"
 MAX_OPEN_FILES = max(8, min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
 
 
@@ -60,6 +62,14 @@ def _pread_into(fd: int, buffer: memoryview, offset: int, path) -> None:
         done += n
 
 
+def _scaling(path, info: HDUInfo, key, default):
+    value = info.header.get(key, default)
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise FrameError(path, f"HDU {info.index}: {key} = {value!r} is not a number; the header is "
+                     "corrupt")
+
+
 def _image_shape(path, info: HDUInfo) -> tuple[int, int]:
     shape = tuple(s for s in info.shape[:-2] if s != 1) + tuple(info.shape[-2:])
     if len(shape) != 2:
@@ -84,9 +94,9 @@ class FitsFrame(Frame):
         self.keep_open = keep_open
         self._fd = None
         self.dtype = np.dtype(_BITPIX[info.bitpix])
-        self.bzero = float(info.header.get("BZERO", 0.0))
-        self.bscale = float(info.header.get("BSCALE", 1.0))
-        self.blank = info.header.get("BLANK") if self.dtype.kind in "iu" else None
+        self.bzero = _scaling(self.source, info, "BZERO", 0.0)
+        self.bscale = _scaling(self.source, info, "BSCALE", 1.0)
+        self.blank = _scaling(self.source, info, "BLANK", None) if self.dtype.kind in "iu" else None
         stack_dtype = np.dtype(stack_dtype)
         self.direct = (self.dtype.kind == "f" and self.dtype.itemsize == stack_dtype.itemsize
                        and self.bzero == 0 and self.bscale == 1)
@@ -115,7 +125,8 @@ class FitsFrame(Frame):
         try:
             if self.direct:
                 self._read(self.info, start, stop, out)
-                out.byteswap(inplace=True)  # big-endian bytes -> native values
+                if _LITTLE_ENDIAN:
+                    out.byteswap(inplace=True)  # FITS big-endian bytes -> native values
             else:
                 values = raw[: n * self.dtype.itemsize].view(self.dtype).reshape(out.shape)
                 self._read(self.info, start, stop, values)
