@@ -176,6 +176,7 @@ def combine_groups(
         result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
                              rejected_fraction=master.rejected_fraction,
                              seconds=time.perf_counter() - start)
+        del master  # written: free its outputs before the next group's combine counts its own
         built.append(result)
         if on_master is not None:
             on_master(result)

@@ -20,6 +20,9 @@ from .writer import OutputExistsError, atomic_write
 
 __all__ = ["Camera", "PRESETS", "SimulatedNight", "simulate"]
 
+_MJD_ZERO = datetime.datetime(2026, 1, 1)
+_MJD_EPOCH = 61041.0  # MJD of 2026-01-01T00:00:00
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -265,6 +268,7 @@ def _header(camera, kind, exptime, filt, i, when) -> fits.Header:
     header["RDNOISE"] = (camera.read_noise, "e-")
     header["CCD-TEMP"] = (camera.temperature, "C")
     header["DATE-OBS"] = when.strftime("%Y-%m-%dT%H:%M:%S")
+    header["MJD-OBS"] = (_MJD_EPOCH + (when - _MJD_ZERO).total_seconds() / 86400.0, "from DATE-OBS")
     header["XBINNING"] = 1
     header["YBINNING"] = 1
     header["INSTRUME"] = f"calstack-{camera.name}"
