@@ -129,10 +129,11 @@ def show(frames, output, *, titles=None, stretch="zscale", percentiles=(1.0, 99.
     vmin, vmax = stretch_limits(images[0], stretch, percentiles)
     figure = Figure(figsize=figsize or (6.0 * len(images), 5.5))
     FigureCanvasAgg(figure)
-    for k, (image, (_, header, name)) in enumerate(zip(images, loaded)):
+    for k, (image, (data, header, name)) in enumerate(zip(images, loaded)):
         ax = figure.add_subplot(1, len(images), k + 1)
+        extent = (-0.5, data.shape[1] - 0.5, -0.5, data.shape[0] - 0.5)  # the frame's own pixels
         shown = ax.imshow(image, vmin=vmin, vmax=vmax, cmap=cmap, origin="lower",
-                          interpolation="nearest")
+                          interpolation="nearest", extent=extent)
         figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(titles[k] if titles else _title(header, name))
     figure.tight_layout()
