@@ -15,6 +15,7 @@ import sys
 
 from . import __version__
 from .errors import CalstackError, did_you_mean
+from .plan import DEFAULT_MEM_LIMIT
 
 __all__ = ["main"]
 
@@ -121,7 +122,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nlow", type=int, default=0, help="drop the N lowest values of each pixel")
     p.add_argument("--nhigh", type=int, default=0, help="drop the N highest values of each pixel")
     p.add_argument("--dtype", default="float32", help="float32 | float64")
-    p.add_argument("--mem-limit", default="1GB", help="memory limit, e.g. 350MB (default 1GB)")
+    p.add_argument("--mem-limit", default=DEFAULT_MEM_LIMIT,
+                   help=f"memory limit, e.g. 350MB (default {DEFAULT_MEM_LIMIT})")
     p.add_argument("--hdu", help="HDU number or EXTNAME to combine (default: first image)")
     p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
     p.add_argument("--template", help="output name, e.g. 'combined_dark_{exptime:6.3f}.fit' "

@@ -13,15 +13,14 @@ from .backends import local
 from .errors import FrameError, OptionError, UnknownOptionError, did_you_mean
 from .master import Master
 from .options import CombineOptions
-from .plan import parse_mem_limit, plan_tiles
+from .plan import DEFAULT_MEM_LIMIT, parse_mem_limit, plan_tiles
 from .provenance import provenance_header
 from .reader import MAX_OPEN_FILES, open_frame
 
-__all__ = ["combine", "DEFAULT_MEM_LIMIT"]
+__all__ = ["combine"]
 
 log = logging.getLogger("calstack")
 
-DEFAULT_MEM_LIMIT = "1GB"
 _OTHER_OPTIONS = ("mem_limit", "hdu", "masks", "skip_bad", "n_readers")
 
 

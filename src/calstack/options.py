@@ -8,7 +8,7 @@ is opened, with the option's name and the allowed values.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -144,10 +144,6 @@ class CombineOptions:
             self.stdfunc == "mad_std",
             _UNTIL_CONVERGED if self.maxiters is None else self.maxiters,
         )
-
-    def as_dict(self) -> dict:
-        """The options as a plain dict (for provenance and JSON summaries)."""
-        return asdict(self)
 
 
 def _is_dtype(value) -> bool:

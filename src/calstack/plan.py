@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 from .errors import OptionError
 
-__all__ = ["parse_mem_limit", "TilePlan", "plan_tiles", "format_bytes", "HEADROOM"]
+__all__ = ["parse_mem_limit", "TilePlan", "plan_tiles", "format_bytes", "HEADROOM",
+           "DEFAULT_MEM_LIMIT"]
+
+#: The memory limit of a combine when none is given.
+DEFAULT_MEM_LIMIT = "1GB"
 
 #: Bytes kept aside for interpreter objects, thread stacks and kernel scratch.
 HEADROOM = 8 * 1024**2
