@@ -189,3 +189,18 @@ def test_index_command_formats(night, capsys):
     assert lines[0] == "file,path,hdu,extname,imagetyp,exptime,error" and len(lines) == 12
     assert main(["index", str(night)]) == 0
     assert "dark-300.000-002.fits" in capsys.readouterr().out
+
+
+def test_simulate_command_counts_and_sizes(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", str(out), "--preset", "cryo", "--shape", "32", "48", "--n-darks",
+                 "2", "--exptimes", "5", "50", "--raw"]) == 0
+    assert "wrote 4 frames" in capsys.readouterr().out
+    frames = sorted(out.glob("*.fits"))
+    assert [f.name for f in frames] == ["dark-005.000s-001.fits", "dark-005.000s-002.fits",
+                                        "dark-050.000s-001.fits", "dark-050.000s-002.fits"]
+    with fits.open(frames[0]) as hdul:
+        assert hdul[0].data.shape == (32, 48) and hdul[0].header["BZERO"] == 32768
+    again = ["simulate", str(out), "--preset", "cryo", "--shape", "32", "48", "--exptimes", "5"]
+    assert main(again) == 1  # the files exist: refuses, before writing anything
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err

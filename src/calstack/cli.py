@@ -95,6 +95,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="te", help="te (10 darks of 90 s), cryo (darks at 7, 70, "
                    "300 s) or night (raw bias, darks and flats)")
     p.add_argument("--shape", nargs=2, type=int, metavar=("NY", "NX"), help="frame size")
+    p.add_argument("--n-bias", type=int, metavar="N", help="bias frames")
+    p.add_argument("--n-darks", type=int, metavar="N", help="darks per exposure time")
+    p.add_argument("--exptimes", type=float, nargs="+", metavar="S", help="dark exposure times")
+    p.add_argument("--n-flats", type=int, metavar="N", help="flats per filter")
+    p.add_argument("--filters", nargs="+", metavar="F", help="flat filters")
+    p.add_argument("--raw", action="store_true", help="raw uint16 frames instead of calibrated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_cmd_simulate)
@@ -208,7 +214,10 @@ def _cmd_simulate(args):
     from .simulation import simulate
 
     night = simulate(args.outdir, preset=args.preset, shape=tuple(args.shape) if args.shape else None,
-                     seed=args.seed, overwrite=args.overwrite)
+                     n_bias=args.n_bias, n_darks=args.n_darks, exptimes=args.exptimes,
+                     n_flats=args.n_flats, filters=args.filters,
+                     calibrated=False if args.raw else None, seed=args.seed,
+                     overwrite=args.overwrite)
     _say(args, f"wrote {len(night.frames)} frames to {night.outdir} (truth in {night.outdir}/truth)")
     return 0
 
