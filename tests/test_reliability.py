@@ -168,3 +168,33 @@ def test_kill_9_never_leaves_a_partial_master(tmp_path, delay):
             hdul.verify("exception")
             assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "NCOMB"]
             assert hdul["NCOMB"].data.shape == (1024, 1024)
+
+
+def test_full_disk_is_a_clear_error_and_keeps_the_old_master(tmp_path, monkeypatch):
+    import errno
+
+    master = calstack.combine([np.ones((4, 4)), np.ones((4, 4))])
+    target = tmp_path / "master.fit"
+    target.write_bytes(b"old master")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fits.HDUList, "writeto", full)
+    with pytest.raises(CalstackError, match="master.fit: cannot be written .No space left"):
+        master.write(target, overwrite=True)
+    assert target.read_bytes() == b"old master"
+    assert [p.name for p in tmp_path.iterdir()] == ["master.fit"]
+
+
+def test_frames_with_uncert_mask_and_ncomb_extensions(tmp_path):
+    frames, _ = make_darks(n=3, seed=7)
+    paths = []
+    for i in range(3):
+        master = calstack.combine(list(frames + i))
+        master.mask[0, 0] = True  # used as a MASK extension by the next combine
+        paths.append(master.write(tmp_path / f"m{i}.fit"))
+    combined = calstack.combine(paths, method="average")
+    expected = np.mean([frames.astype(np.float64).mean(axis=0) + i for i in range(3)], axis=0)
+    np.testing.assert_allclose(combined.data[1:], expected[1:], rtol=1e-6)
+    assert np.isnan(combined.data[0, 0]) and combined.ncombine[0, 0] == 0

@@ -47,7 +47,11 @@ def atomic_write(path, write, *, overwrite: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except OSError as exc:  # e.g. a full disk: the old file, if any, is untouched
+            raise CalstackError(f"{path}: cannot be written ({exc.strerror or exc}); nothing "
+                                "was written under this name") from exc
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
