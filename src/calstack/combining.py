@@ -43,13 +43,13 @@ def _check_consistent(frames):
     first = frames[0]
     for frame in frames[1:]:
         if frame.shape != first.shape:
-            raise FrameError(getattr(frame, "source", frame.name), f"has shape {frame.shape[0]}x{frame.shape[1]} but "
+            raise FrameError(frame.source, f"has shape {frame.shape[0]}x{frame.shape[1]} but "
                              f"{first.name} has {first.shape[0]}x{first.shape[1]}; combine frames "
                              "of one size only (group by NAXIS1/NAXIS2 or binning)")
     units = {f.unit.strip().lower(): f for f in frames if f.unit and f.unit.strip()}
     if len(units) > 1:
         (u1, f1), (u2, f2) = list(units.items())[:2]
-        raise FrameError(getattr(f2, "source", f2.name), f"has BUNIT={f2.unit!r} but {f1.name} has BUNIT={f1.unit!r}; "
+        raise FrameError(f2.source, f"has BUNIT={f2.unit!r} but {f1.name} has BUNIT={f1.unit!r}; "
                          "combine frames of one unit only")
     return next(iter(units.values())).unit if units else "adu"
 

@@ -483,7 +483,10 @@ class ImageIndex:
         return np.array([bool(e) for e in self._table["error"]], dtype=bool)
 
     # ----------------------------------------------------------------------- selection
-    def _column_name(self, name) -> str:
+    def column_name(self, name) -> str:
+        """The table column of a keyword: case-insensitive, ``_`` also matching ``-`` or a space,
+        a ``HIERARCH`` prefix dropped. Raises ``UnknownOptionError`` with a hint if there is none.
+        """
         colnames = self._table.colnames
         key = str(name).strip().lower()
         if key.startswith("hierarch "):
@@ -505,7 +508,7 @@ class ImageIndex:
         merged = {**criteria, **kw}
         keep = ~self._bad_rows()
         for name, value in merged.items():
-            column = self._column_name(name)
+            column = self.column_name(name)
             if value is None:
                 raise OptionError(f"criterion for {name!r} is None; give a value, or '*' for "
                                   "'keyword present'")

@@ -125,7 +125,7 @@ def combine_groups(
     """
     CombineOptions.from_kwargs(**{k: v for k, v in combine_options.items()
                                   if k in CombineOptions.__dataclass_fields__})
-    bad = [(str(row["path"]), str(row["error"])) for row in index.table if row["error"]]
+    bad = [(str(row["path"]), str(row["error"])) for row in index.unreadable]
     if bad and not combine_options.get("skip_bad"):
         raise FrameError(bad[0][0], f"{bad[0][1]}; {len(bad)} file(s) here cannot be read and "
                          "may belong to a group: fix or remove them, or pass --skip-bad "
@@ -142,7 +142,7 @@ def combine_groups(
     elif len(set(chosen.table["path"])) < len(chosen.table):  # mosaics: a master per extension
         named = not np.ma.getmaskarray(chosen.table["extname"]).any()
         keys.append("extname" if named else "hdu")
-    groups = group_by(chosen.table, keys, tolerances=tolerances) if keys else [_one_group(chosen)]
+    groups = group_by(chosen.table, keys, tolerances=tolerances)  # no keys: one group
     if not groups or not groups[0].paths:
         criteria = ", ".join(f"{k}={v!r}" for k, v in select.items()) or "no criteria"
         raise OptionError(f"no frames match {criteria}; run `calstack index` on the folder to see "
@@ -188,19 +188,8 @@ def _report_missing(index, select):
     table = index.table
     good = np.array([not e for e in table["error"]], bool)
     for key in select:
-        column = next((c for c in table.colnames if c.lower() == key.lower().replace("_", "-")
-                       or c.lower() == key.lower()), None)
-        if column is None:
-            continue  # index.filter reports unknown keywords
-        missing = good & np.ma.getmaskarray(table[column])
+        missing = good & np.ma.getmaskarray(table[index.column_name(key)])
         if missing.any():
             paths = [str(p) for p in table["path"][missing]]
             log.warning("%d frame(s) have no %s and were not considered: %s", len(paths),
                         key.upper(), ", ".join(paths))
-
-
-def _one_group(index) -> Group:
-    table = index.table
-    good = [i for i, e in enumerate(table["error"]) if not e]
-    return Group(key={}, rows=tuple(good), paths=tuple(str(table["path"][i]) for i in good),
-                 hdus=tuple(int(table["hdu"][i]) for i in good))

@@ -34,7 +34,8 @@ MAX_OPEN_FILES = max(8, min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] 
 class Frame:
     """One input frame: a name, a 2-D shape, a unit, and a way to read bands of rows."""
 
-    name: str
+    name: str  # short name, for IMCMBnnn
+    source: str  # where the frame came from (the user's path), for error messages
     shape: tuple[int, int]
     unit: str | None = None
     #: Bytes per pixel of conversion buffer that :meth:`read_rows` needs (0 = reads in place).
@@ -210,7 +211,7 @@ class ArrayFrame(Frame):
         self.shape = self.data.shape
         self.unit = unit
         self.meta = meta
-        self.name = name
+        self.name = self.source = name
 
     def read_rows(self, start, stop, out, raw):
         out[...] = self.data[start:stop]
