@@ -56,7 +56,7 @@ def test_result_matches_reference_twin(dark_files):
     _, frames, _ = dark_files
     options = dict(rejection="sigma_clip", sigma=3, maxiters=None, nlow=1, method="median")
     ours = calstack.combine(list(frames), **options)
-    data, unc, count = combine_reference(frames, CombineOptions(**options))
+    data, unc, count, _ = combine_reference(frames, CombineOptions(**options))
     np.testing.assert_allclose(ours.data, data, rtol=1e-6)
     np.testing.assert_allclose(ours.uncertainty.array, unc, rtol=1e-5)
     np.testing.assert_array_equal(ours.ncombine, count)

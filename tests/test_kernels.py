@@ -8,35 +8,55 @@ from astropy.stats import sigma_clip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calstack.kernels import combine_stack, sorting_network
+from calstack.engine import Engine
+from calstack.kernels import sorting_network
 from calstack.options import CombineOptions
 from calstack.reference import combine_reference
 
 
-def run_kernel(stack, options, out_dtype=np.float64):
+def run_kernel(stack, options, out_dtype=np.float64, **engine_args):
     stack = np.ascontiguousarray(stack)
     n_pix = stack.shape[1]
     data = np.empty(n_pix, out_dtype)
     unc = np.empty(n_pix, out_dtype)
     count = np.empty(n_pix, np.int16)
-    rejected = combine_stack(stack, data, unc, count, sorting_network(stack.shape[0]),
-                             *options.kernel_args())
+    engine = Engine(options, len(stack), **engine_args)
+    rejected = engine.combine_tile(stack, data, unc, count)
     return data, unc, count, rejected
 
 
-def assert_matches_reference(stack, options):
-    data, unc, count, rejected = run_kernel(stack, options)
-    ref_data, ref_unc, ref_count = combine_reference(stack, options)
+def assert_matches_reference(stack, options, weights=None, post_scale=None):
+    stack = np.ascontiguousarray(stack)
+    n_pix = stack.shape[1]
+    data, unc = np.empty(n_pix), np.empty(n_pix)
+    count = np.empty(n_pix, np.int16)
+    per_pixel = weights is not None and np.ndim(weights) == 2
+    engine = Engine(options, len(stack), frame_weights=None if per_pixel else weights,
+                    per_pixel_weights=per_pixel, post_scale=post_scale)
+    rejected = engine.combine_tile(stack, data, unc, count, weights if per_pixel else None)
+    ref_data, ref_unc, ref_count, ref_frames = combine_reference(
+        stack, options, weights=weights, post_scale=post_scale)
+    # post-scaled values are held in the stack's dtype
+    rtol = 1e-6 if post_scale is not None and stack.dtype == np.float32 else 1e-10
     np.testing.assert_array_equal(count, ref_count)
-    np.testing.assert_allclose(data, ref_data, rtol=1e-12, atol=1e-12, equal_nan=True)
-    np.testing.assert_allclose(unc, ref_unc, rtol=1e-9, atol=1e-12, equal_nan=True)
-    assert rejected == np.isfinite(stack).sum() - count.sum()
+    np.testing.assert_allclose(data, ref_data, rtol=rtol, atol=rtol, equal_nan=True)
+    np.testing.assert_allclose(unc, ref_unc, rtol=max(rtol, 1e-9), atol=rtol * 100, equal_nan=True)
+    np.testing.assert_array_equal(engine.frame_rejected, ref_frames)
+    assert rejected == np.isfinite(stack).sum() - count.sum() == ref_frames.sum()
 
 
 options_strategy = st.builds(
     CombineOptions,
     method=st.sampled_from(["average", "median", "sum"]),
-    rejection=st.sampled_from([None, "sigma_clip"]),
+    rejection=st.sampled_from([None, "sigma_clip", "percentile_clip", "winsorized_sigma_clip",
+                               "ccdclip", "esd"]),
+    pclip=st.sampled_from([-0.5, 0.3, -2.0, 1.0]),
+    gain=st.sampled_from([0.5, 2.0]),
+    read_noise=st.sampled_from([0.0, 1.0, 5.0]),
+    sense_noise=st.sampled_from([0.0, 0.05]),
+    esd_max=st.sampled_from([0.3, 0.5, 2.0]),
+    esd_alpha=st.sampled_from([0.05, 0.3]),
+    ccdproc_semantics=st.booleans(),
     sigma=st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0, 5.0]),
     sigma_lower=st.sampled_from([None, 0.0, 1.0, 2.5]),
     sigma_upper=st.sampled_from([None, 1.0, 4.0]),
@@ -73,6 +93,74 @@ def stacks(draw):
 @given(stack=stacks(), options=options_strategy)
 def test_kernel_matches_reference(stack, options):
     assert_matches_reference(stack, options)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stack=stacks(), options=options_strategy, data=st.data())
+def test_weights_and_post_scale_match_reference(stack, options, data):
+    """Weights of rejected or missing values do not count (unlike ccdproc, issue 893)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n = len(stack)
+    kind = data.draw(st.sampled_from(["frame", "pixel", "none"]))
+    weights = {"frame": rng.uniform(0.1, 3.0, n), "pixel": rng.uniform(0.1, 3.0, stack.shape),
+               "none": None}[kind]
+    post_scale = data.draw(st.sampled_from([None, rng.uniform(0.5, 2.0, n)]))
+    if options.method == "median":
+        weights = None
+    assert_matches_reference(stack, options, weights=weights, post_scale=post_scale)
+
+
+def test_masked_weights_do_not_count():
+    stack = np.array([[1.0], [np.nan], [3.0], [100.0]])
+    data, _, count, _ = run_kernel(stack, CombineOptions(max_clip=50), frame_weights=[1, 5, 3, 9])
+    assert count[0] == 2 and data[0] == pytest.approx((1 * 1 + 3 * 3) / 4)
+
+
+def test_ties_at_the_extrema_reject_by_frame_order():
+    """Equal values: nlow drops the lowest frame numbers, nhigh the highest (a stable sort)."""
+    stack = np.array([[2.0], [2.0], [2.0], [2.0]])
+    engine = Engine(CombineOptions(nlow=1, nhigh=2), 4, frame_weights=[1.0, 10.0, 100.0, 1000.0])
+    data, unc, count = np.empty(1), np.empty(1), np.empty(1, np.int16)
+    engine.combine_tile(stack, data, unc, count)
+    assert count[0] == 1 and engine.frame_rejected.tolist() == [1, 0, 1, 1]
+
+
+@pytest.mark.parametrize("rejection, expected_count", [
+    ("sigma_clip", 7), ("percentile_clip", 7), ("winsorized_sigma_clip", 7), ("ccdclip", 7),
+    ("esd", 7)])
+def test_every_algorithm_rejects_an_obvious_cosmic_ray(rejection, expected_count):
+    stack = np.array([[100.0], [101.0], [99.0], [100.5], [99.5], [100.2], [99.8], [5000.0]])
+    options = CombineOptions(rejection=rejection, sigma=3, gain=1.0, read_noise=1.0)
+    data, _, count, _ = run_kernel(stack, options)
+    assert count[0] == expected_count and data[0] == pytest.approx(100.0, abs=0.2)
+
+
+def test_ccdclip_uses_the_noise_model():
+    """With gain 1 and no read noise, sigma at level 10000 is 100: 10300 stays, 10400 goes."""
+    base = np.full(9, 10000.0)
+    for outlier, kept in ((10290.0, 10), (10310.0, 9)):
+        stack = np.append(base, outlier)[:, None]
+        options = CombineOptions(rejection="ccdclip", sigma=3, gain=1.0, read_noise=0.0)
+        _, _, count, _ = run_kernel(stack, options)
+        assert count[0] == kept
+
+
+def test_esd_finds_several_outliers_of_a_normal_sample():
+    rng = np.random.default_rng(1)
+    stack = rng.normal(0, 1, size=(40, 1))
+    stack[:3, 0] = [9.0, -8.0, 10.0]
+    _, _, count, _ = run_kernel(stack, CombineOptions(rejection="esd", esd_max=10))
+    assert count[0] == 37
+
+
+def test_student_t_quantiles_match_scipy():
+    from scipy.stats import t
+
+    from calstack.esd import student_t_ppf
+
+    p = np.array([0.5, 0.9, 0.975, 0.999, 0.9999, 0.99999])
+    for df in (1, 2, 3, 7, 30, 150):
+        np.testing.assert_allclose(student_t_ppf(p, df), t.ppf(p, df), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("n_frames", [1, 2, 3])

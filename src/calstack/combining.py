@@ -10,6 +10,7 @@ import numpy as np
 from astropy.nddata import StdDevUncertainty
 
 from .backends import local
+from .engine import Engine
 from .errors import FrameError, OptionError, UnknownOptionError, did_you_mean
 from .master import Master
 from .options import CombineOptions
@@ -187,7 +188,8 @@ def combine(
             data = np.empty(plan.shape, stack_dtype)
             uncertainty = np.empty(plan.shape, stack_dtype)
             count = np.empty(plan.shape, np.int16)
-            rejected = local.run(opened, plan, options, stack_dtype=stack_dtype, data=data,
+            engine = Engine(options, len(opened))
+            rejected = local.run(opened, plan, engine, stack_dtype=stack_dtype, data=data,
                                  uncertainty=uncertainty, count=count, n_readers=n_readers)
         finally:
             for frame in opened:

@@ -1,13 +1,18 @@
 """Numba kernels: combine a stack of N frames, pixel by pixel, with rejection.
 
 The kernel works on blocks of pixels. A block's values are gathered into an (N, block) scratch
-array (in the stack's dtype: sorting is exact; all arithmetic is float64) with missing values (NaN, Inf) replaced by +inf, and sorted along N by a Batcher
-odd-even merge sorting network applied to all pixels of the block at once: branch-free
-compare-exchanges over contiguous rows, which the compiler turns into SIMD min/max. Every
-rejection step then only moves each pixel's kept range ``[lo, hi)`` of sorted values (extrema,
-thresholds and sigma clipping all reject from the ends), computed by vectorised counting
-passes; medians are gathers, and the median absolute deviation sorts the deviations with the
-same network.
+array (in the stack's dtype: sorting is exact; all arithmetic is float64) with missing values
+(NaN, Inf) replaced by +inf, and sorted along N by a Batcher odd-even merge sorting network
+applied to all pixels of the block at once: branch-free compare-exchanges over contiguous rows,
+which the compiler turns into SIMD min/max. Every rejection algorithm then only moves each
+pixel's kept range ``[lo, hi)`` of sorted values (they all reject from the ends: extrema,
+thresholds, and the clipping algorithms, whose bounds lie around a center), so one rejection is
+one small function that narrows ``lo``/``hi``. Medians are gathers; the median absolute
+deviation sorts the deviations with the same network.
+
+Where a frame's identity matters (weights, scaling after rejection, per-frame rejection counts),
+a scan of the unsorted values marks which ones the kept range holds. Ties at the edges of the
+range are resolved as a stable sort would order them (by frame number).
 
 The kernel is compiled once per stack dtype and cached on disk (``cache=True``); it releases the
 GIL and runs in parallel over groups of blocks. :mod:`calstack.reference` holds the pure-NumPy
@@ -18,20 +23,29 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["combine_stack", "sorting_network", "MAD_TO_STD"]
+from .options import KernelParams
+
+__all__ = ["combine_stack", "sorting_network", "KernelParams", "MAD_TO_STD", "WINSOR_CLIP",
+           "WINSOR_CORRECTION"]
 
 #: Scale from the median absolute deviation to the standard deviation of a normal distribution
 #: (astropy's ``mad_std`` constant).
 MAD_TO_STD = 1.482602218505602
+#: Winsorized sigma clipping: values beyond ``WINSOR_CLIP`` sigma are moved to that bound, and the
+#: std of the winsorized values is multiplied by ``WINSOR_CORRECTION`` (Siril, PixInsight).
+WINSOR_CLIP = 1.5
+WINSOR_CORRECTION = 1.134
+_WINSOR_TOLERANCE = 5e-4  # relative change of sigma at which winsorizing stops
+_WINSOR_MAX_LOOPS = 50
 
 _BLOCK = 256  # pixels sorted together
 _GROUPS = 64  # parallel work items (each allocates its scratch once)
 _AVERAGE, _MEDIAN, _SUM = 0, 1, 2
-
 
 @functools.lru_cache(maxsize=None)
 def sorting_network(n: int) -> np.ndarray:
@@ -136,62 +150,321 @@ def _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m):
         new_hi[q] = max(a, b)
 
 
+# --- clipping bounds: one function per algorithm, one signature --------------------------------
+# Each fills s.lower/s.upper for the columns whose range ``lo..hi`` is not empty.
+
+Scratch = namedtuple("Scratch", "center spread lower upper total mean std dev new_lo new_hi cur_lo cur_hi")
+
+
+@njit(nogil=True, cache=True)
+def _sigma_bounds(w, lo, hi, m, p, s, pairs):
+    """Sigma clipping: center (median or mean) -/+ sigma * spread (mad_std or std)."""
+    if p.cen_median or p.std_mad:
+        _median_of_range(w, lo, hi, s.center, m)
+    if not (p.cen_median and p.std_mad):
+        _moments(w, lo, hi, s.total, s.mean, s.std, m)
+    if p.std_mad:
+        _mad(w, lo, hi, s.center, s.dev, pairs, s.spread, m)
+        for q in range(m):
+            s.spread[q] *= MAD_TO_STD
+    else:
+        s.spread[:m] = s.std[:m]
+    if not p.cen_median:
+        s.center[:m] = s.mean[:m]
+    for q in range(m):
+        if hi[q] > lo[q]:
+            s.lower[q] = s.center[q] - s.spread[q] * p.sigma_lower
+            s.upper[q] = s.center[q] + s.spread[q] * p.sigma_upper
+
+
+@njit(nogil=True, cache=True)
+def pclip_offset(k, pclip):
+    """IRAF's percentile-clip rank offset from the median for ``k`` values."""
+    a = abs(pclip)
+    return int(a) if a >= 1.0 else max(1, int(a * k / 2.0 + 0.5))
+
+
+@njit(nogil=True, cache=True)
+def _pclip_bounds(w, lo, hi, m, p, s, pairs):
+    """Percentile clipping (IRAF ``pclip``): the spread is the distance from the median to the
+    value ``pclip_offset`` ranks below it (``pclip < 0``) or above it (``pclip > 0``)."""
+    _median_of_range(w, lo, hi, s.center, m)
+    for q in range(m):
+        k = hi[q] - lo[q]
+        if k > 0:
+            offset = pclip_offset(k, p.pclip)
+            if p.pclip < 0:
+                r = max(0, (k - 1) // 2 - offset)
+            else:
+                r = min(k - 1, k // 2 + offset)
+            spread = abs(s.center[q] - np.float64(w[lo[q] + r, q]))
+            s.lower[q] = s.center[q] - spread * p.sigma_lower
+            s.upper[q] = s.center[q] + spread * p.sigma_upper
+
+
+@njit(nogil=True, cache=True)
+def noise_model_sigma(level, gain, read_noise, sense_noise):
+    """IRAF ``ccdclip`` noise in data units at ``level``:
+    sqrt((read_noise/gain)**2 + level/gain + (sense_noise*level)**2); negative levels count as 0
+    in the Poisson term."""
+    return math.sqrt((read_noise / gain) ** 2 + max(level, 0.0) / gain + (sense_noise * level) ** 2)
+
+
+@njit(nogil=True, cache=True)
+def _ccdclip_bounds(w, lo, hi, m, p, s, pairs):
+    """Noise-model clipping (IRAF ``ccdclip``): center -/+ sigma * noise_model_sigma(center)."""
+    if p.cen_median:
+        _median_of_range(w, lo, hi, s.center, m)
+    else:
+        _moments(w, lo, hi, s.total, s.center, s.std, m)
+    for q in range(m):
+        if hi[q] > lo[q]:
+            spread = noise_model_sigma(s.center[q], p.gain, p.read_noise, p.sense_noise)
+            s.lower[q] = s.center[q] - spread * p.sigma_lower
+            s.upper[q] = s.center[q] + spread * p.sigma_upper
+
+
+@njit(nogil=True, cache=True)
+def _winsorized_bounds(w, lo, hi, m, p, s, pairs):
+    """Winsorized sigma clipping: median -/+ sigma * the std of the values winsorized at
+    WINSOR_CLIP sigma (times WINSOR_CORRECTION), iterated until that std settles."""
+    _median_of_range(w, lo, hi, s.center, m)
+    _moments(w, lo, hi, s.total, s.mean, s.std, m)
+    for q in range(m):
+        a = lo[q]
+        b = hi[q]
+        if b <= a:
+            continue
+        c = s.center[q]
+        sigma = s.std[q]
+        for _ in range(_WINSOR_MAX_LOOPS):
+            low = c - WINSOR_CLIP * sigma
+            high = c + WINSOR_CLIP * sigma
+            total = 0.0
+            for r in range(a, b):
+                total += min(max(np.float64(w[r, q]), low), high)
+            mean = total / (b - a)
+            var = 0.0
+            for r in range(a, b):
+                d = min(max(np.float64(w[r, q]), low), high) - mean
+                var += d * d
+            new = WINSOR_CORRECTION * math.sqrt(var / (b - a))
+            settled = abs(new - sigma) <= _WINSOR_TOLERANCE * sigma
+            sigma = new
+            if settled:
+                break
+        s.lower[q] = c - sigma * p.sigma_lower
+        s.upper[q] = c + sigma * p.sigma_upper
+
+
+@njit(nogil=True, cache=True)
+def _bounds(w, lo, hi, m, p, s, pairs):
+    if p.rejection == 1:
+        _sigma_bounds(w, lo, hi, m, p, s, pairs)
+    elif p.rejection == 2:
+        _pclip_bounds(w, lo, hi, m, p, s, pairs)
+    elif p.rejection == 3:
+        _winsorized_bounds(w, lo, hi, m, p, s, pairs)
+    else:
+        _ccdclip_bounds(w, lo, hi, m, p, s, pairs)
+
+
+@njit(nogil=True, cache=True)
+def _clip_iteratively(w, lo, hi, m, p, s, pairs):
+    """Narrow ``lo..hi`` by up to ``maxiters`` passes of the rejection's bounds; as in
+    ``astropy.stats.sigma_clip``, the last bounds decide over the whole starting range."""
+    s.cur_lo[:m] = lo[:m]
+    s.cur_hi[:m] = hi[:m]
+    s.lower[:m] = -np.inf
+    s.upper[:m] = np.inf
+    passes = 0
+    for _ in range(p.maxiters):
+        passes += 1
+        _bounds(w, s.cur_lo, s.cur_hi, m, p, s, pairs)
+        _clip_to_bounds(w, s.cur_lo, s.cur_hi, s.lower, s.upper, s.new_lo, s.new_hi, m)
+        changed = False
+        for q in range(m):
+            if s.new_lo[q] != s.cur_lo[q] or s.new_hi[q] != s.cur_hi[q]:
+                changed = True
+            s.cur_lo[q] = s.new_lo[q]
+            s.cur_hi[q] = s.new_hi[q]
+        if not changed:
+            break
+    if passes > 1:  # after one pass, the current range is already final
+        _clip_to_bounds(w, lo, hi, s.lower, s.upper, s.cur_lo, s.cur_hi, m)
+    lo[:m] = s.cur_lo[:m]
+    hi[:m] = s.cur_hi[:m]
+
+
+@njit(nogil=True, cache=True)
+def esd_max_outliers(k, esd_max):
+    """The most outliers the ESD test looks for among ``k`` values (it needs 3 to remain)."""
+    r = int(esd_max) if esd_max >= 1.0 else int(esd_max * k)
+    return max(0, min(r, k - 3))
+
+
+@njit(nogil=True, cache=True)
+def _esd(w, lo, hi, m, p, crit):
+    """Generalized extreme studentized deviate test (Rosner 1983): remove the value farthest
+    from the mean (sample std, ddof=1) up to ``esd_max`` times; the outliers are the first i
+    removed, for the largest i whose statistic exceeds its critical value ``crit[k, i]``."""
+    for q in range(m):
+        a = lo[q]
+        b = hi[q]
+        k = b - a
+        best_a = a
+        best_b = b
+        for i in range(1, esd_max_outliers(k, p.esd_max) + 1):
+            n = b - a
+            total = 0.0
+            for r in range(a, b):
+                total += w[r, q]
+            mean = total / n
+            var = 0.0
+            for r in range(a, b):
+                d = w[r, q] - mean
+                var += d * d
+            std = math.sqrt(var / (n - 1))
+            if std == 0.0:
+                break
+            below = mean - w[a, q]
+            above = w[b - 1, q] - mean
+            statistic = max(below, above) / std
+            if above >= below:
+                b -= 1
+            else:
+                a += 1
+            if statistic > crit[k, i]:
+                best_a = a
+                best_b = b
+        lo[q] = best_a
+        hi[q] = best_b
+
+
+@njit(nogil=True, cache=True)
+def _mark_kept(u, w, lo, hi, kept, m, low, high, lt, le):
+    """``kept[i, q]`` = frame i's value lies in the kept range ``lo..hi`` of column q.
+
+    ``u`` holds the unsorted values (missing = +inf), ``w`` the sorted ones. Of the values tied
+    at the low (high) edge of the range, the lowest (highest) frame numbers are the rejected
+    ones, as a stable sort ranks them. ``low``/``high`` (float) and ``lt``/``le`` (int) are scratch.
+    """
+    n_frames = u.shape[0]
+    for q in range(m):
+        empty = hi[q] <= lo[q]
+        low[q] = np.inf if empty else w[lo[q], q]  # an empty range keeps nothing
+        high[q] = -np.inf if empty else w[hi[q] - 1, q]
+    lt[:m] = 0  # values below the low edge
+    le[:m] = 0  # values up to the high edge
+    for i in range(n_frames):
+        for q in range(m):
+            x = u[i, q]
+            lt[q] += x < low[q]
+            le[q] += x <= high[q]
+            kept[i, q] = (x >= low[q]) & (x <= high[q])
+    for q in range(m):
+        n_low = lo[q] - lt[q]  # ranks lt..lo are tied with the low edge: rejected
+        n_high = le[q] - hi[q]  # ranks hi..le are tied with the high edge: rejected
+        if hi[q] > lo[q] and (n_low > 0 or n_high > 0):
+            for i in range(n_frames):
+                if n_low > 0 and u[i, q] == low[q]:
+                    kept[i, q] = False
+                    n_low -= 1
+            for i in range(n_frames - 1, -1, -1):
+                if n_high > 0 and u[i, q] == high[q]:
+                    kept[i, q] = False
+                    n_high -= 1
+
+
+@njit(nogil=True, cache=True)
+def _reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
+    """Narrow each column's kept range: extrema, thresholds, then the rejection algorithm."""
+    n_frames = w.shape[0]
+    for q in range(m):
+        lo[q] = min(p.nlow, n[q])
+        top = n_frames - p.nhigh if p.nan_is_high else n[q] - p.nhigh
+        hi[q] = max(min(top, n[q]), lo[q])
+    if p.min_clip > -np.inf or p.max_clip < np.inf:
+        for q in range(m):
+            s.lower[q] = p.min_clip
+            s.upper[q] = p.max_clip
+        _clip_to_bounds(w, lo, hi, s.lower, s.upper, s.new_lo, s.new_hi, m)
+        lo[:m] = s.new_lo[:m]
+        hi[:m] = s.new_hi[:m]
+    if p.rejection == 0:
+        return
+    if p.independent:  # statistics over every valid value; keep what every step keeps
+        a = np.zeros(m, np.int64)
+        b = n[:m].copy()
+    else:
+        a = lo[:m].copy()
+        b = hi[:m].copy()
+    if p.rejection == 5:
+        _esd(w, a, b, m, p, esd_crit)
+    else:
+        _clip_iteratively(w, a, b, m, p, s, pairs)
+    for q in range(m):
+        lo[q] = max(lo[q], a[q])
+        hi[q] = max(lo[q], min(hi[q], b[q]))
+
+
 @njit(parallel=True, nogil=True, cache=True)
-def combine_stack(
-    stack,
-    out_data,
-    out_unc,
-    out_count,
-    pairs,
-    method,
-    nlow,
-    nhigh,
-    min_clip,
-    max_clip,
-    sigma_clip,
-    sigma_lower,
-    sigma_upper,
-    cen_median,
-    std_mad,
-    maxiters,
-):
+def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
+                  out_data, out_unc, out_count, out_frame_rejected):
     """Combine ``stack`` (N, P) into ``out_data``, ``out_unc``, ``out_count`` (each P).
 
-    Non-finite values are missing. The steps run in ccdproc's order: drop the ``nlow`` lowest
-    and ``nhigh`` highest values, drop values below ``min_clip`` or above ``max_clip``, sigma
-    clip (``maxiters`` passes at most; as in ``astropy.stats.sigma_clip`` the last bounds
-    decide), then combine with ``method`` (0 average, 1 median, 2 sum). The uncertainty is
-    std/sqrt(n) for the average, mad_std/sqrt(n) for the median and std*sqrt(n) for the sum
-    (ccdproc's definitions); a pixel with nothing kept gets NaN, NaN, 0. ``pairs`` is
-    ``sorting_network(N)``.
+    Parameters
+    ----------
+    stack : ndarray (N, P)
+        The values; non-finite ones are missing.
+    weights : ndarray (N, P) or (N, 1)
+        Per-pixel or per-frame weights (used when ``p.weighted``).
+    post_scale : ndarray (N,)
+        Factors applied to kept values after rejection (used when ``p.post_scaled``).
+    esd_crit : ndarray
+        ``esd_crit[k, i]``: the ESD test's critical value for the i-th outlier of k values.
+    pairs : ndarray
+        ``sorting_network(N)``.
+    p : KernelParams
+        The options.
+    out_data, out_unc, out_count : ndarray (P,)
+        Combined value, its uncertainty and the number of values kept.
+    out_frame_rejected : ndarray (N,) of int64
+        Incremented by the number of each frame's finite values rejected (when ``p.track``).
 
     Returns
     -------
     int
         The number of finite input values that were rejected.
+
+    Notes
+    -----
+    Rejection runs in ccdproc's order (extrema, thresholds, then the algorithm), then the kept
+    values are combined with ``p.method``. The uncertainty is std/sqrt(n) for the average,
+    mad_std/sqrt(n) for the median and std*sqrt(n) for the sum (ccdproc's definitions, unweighted);
+    a pixel with nothing kept gets NaN, NaN, 0.
     """
     n_frames, n_pix = stack.shape
     n_blocks = (n_pix + _BLOCK - 1) // _BLOCK
     n_groups = min(_GROUPS, n_blocks)
     rejected = np.zeros(n_groups, np.int64)
-    thresholds = min_clip > -np.inf or max_clip < np.inf
+    frame_rejected = np.zeros((n_groups, n_frames), np.int64)
+    per_pixel = weights.shape[1] > 1
+    n_track = n_frames if p.track else 1
     for g in prange(n_groups):
         w = np.empty((n_frames, _BLOCK), stack.dtype)  # sorting is exact in the input dtype
-        dev = np.empty((n_frames, _BLOCK), np.float64)
+        u = np.empty((n_track, _BLOCK), stack.dtype)
+        kept = np.empty((n_track, _BLOCK), np.bool_)
+        s = Scratch(np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
+                    np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
+                    np.empty((n_frames, _BLOCK)), np.empty(_BLOCK, np.int64),
+                    np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
+                    np.empty(_BLOCK, np.int64))
         n = np.empty(_BLOCK, np.int64)
         lo = np.empty(_BLOCK, np.int64)
         hi = np.empty(_BLOCK, np.int64)
-        cur_lo = np.empty(_BLOCK, np.int64)
-        cur_hi = np.empty(_BLOCK, np.int64)
-        new_lo = np.empty(_BLOCK, np.int64)
-        new_hi = np.empty(_BLOCK, np.int64)
-        lower = np.empty(_BLOCK, np.float64)
-        upper = np.empty(_BLOCK, np.float64)
-        center = np.empty(_BLOCK, np.float64)
-        spread = np.empty(_BLOCK, np.float64)
-        total = np.empty(_BLOCK, np.float64)
-        mean = np.empty(_BLOCK, np.float64)
-        std = np.empty(_BLOCK, np.float64)
+        sum_w = np.empty(_BLOCK)
+        sum_wx = np.empty(_BLOCK)
         n_rejected = 0
         for blk in range(g, n_blocks, n_groups):
             p0 = blk * _BLOCK
@@ -206,78 +479,62 @@ def combine_stack(
                     ok = (x - x) == 0.0  # finite; unlike math.isfinite this vectorises
                     row[q] = x if ok else np.inf
                     n[q] += ok
+                if p.track:
+                    u[i, :m] = row[:m]
             _sort_columns(w, pairs, m)
-            # extrema, then thresholds
-            for q in range(m):
-                lo[q] = min(nlow, n[q])
-                hi[q] = max(n[q] - nhigh, lo[q])
-                lower[q] = min_clip
-                upper[q] = max_clip
-            if thresholds:
-                _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
-                lo[:m] = new_lo[:m]
-                hi[:m] = new_hi[:m]
-            if sigma_clip:
-                cur_lo[:m] = lo[:m]
-                cur_hi[:m] = hi[:m]
-                lower[:m] = -np.inf
-                upper[:m] = np.inf
-                passes = 0
-                for _ in range(maxiters):
-                    passes += 1
-                    if cen_median or std_mad:
-                        _median_of_range(w, cur_lo, cur_hi, center, m)
-                    if not (cen_median and std_mad):
-                        _moments(w, cur_lo, cur_hi, total, mean, std, m)
-                    if std_mad:
-                        _mad(w, cur_lo, cur_hi, center, dev, pairs, spread, m)
-                        for q in range(m):
-                            spread[q] *= MAD_TO_STD
-                    else:
-                        spread[:m] = std[:m]
-                    if not cen_median:
-                        center[:m] = mean[:m]
+            _reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
+            if p.track:
+                _mark_kept(u, w, lo, hi, kept, m, s.lower, s.upper, s.new_lo, s.new_hi)
+                for i in range(n_frames):
+                    dropped = 0
                     for q in range(m):
-                        if cur_hi[q] > cur_lo[q]:
-                            lower[q] = center[q] - spread[q] * sigma_lower
-                            upper[q] = center[q] + spread[q] * sigma_upper
-                    _clip_to_bounds(w, cur_lo, cur_hi, lower, upper, new_lo, new_hi, m)
-                    changed = False
+                        dropped += (u[i, q] < np.inf) & ~kept[i, q]
+                    frame_rejected[g, i] += dropped
+            if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
+                for i in range(n_frames):
                     for q in range(m):
-                        if new_lo[q] != cur_lo[q] or new_hi[q] != cur_hi[q]:
-                            changed = True
-                        cur_lo[q] = new_lo[q]
-                        cur_hi[q] = new_hi[q]
-                    if not changed:
-                        break
-                if passes > 1:  # after one pass, the current range is already final
-                    _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m)
-                    cur_lo[:m] = new_lo[:m]
-                    cur_hi[:m] = new_hi[:m]
-                lo[:m] = cur_lo[:m]
-                hi[:m] = cur_hi[:m]
-            # combine
-            if method == _MEDIAN:
-                _median_of_range(w, lo, hi, center, m)
-                _mad(w, lo, hi, center, dev, pairs, spread, m)
+                        w[i, q] = u[i, q] * post_scale[i] if kept[i, q] else np.inf
+                _sort_columns(w, pairs, m)
+                for q in range(m):
+                    hi[q] -= lo[q]
+                    lo[q] = 0
+            if p.method == _MEDIAN:
+                _median_of_range(w, lo, hi, s.center, m)
+                _mad(w, lo, hi, s.center, s.dev, pairs, s.spread, m)
             else:
-                _moments(w, lo, hi, total, mean, std, m)
+                _moments(w, lo, hi, s.total, s.mean, s.std, m)
+            if p.weighted:
+                sum_w[:m] = 0.0
+                sum_wx[:m] = 0.0
+                for i in range(n_frames):
+                    factor = post_scale[i] if p.post_scaled else 1.0
+                    for q in range(m):
+                        if kept[i, q]:
+                            weight = weights[i, p0 + q] if per_pixel else weights[i, 0]
+                            sum_w[q] += weight
+                            sum_wx[q] += weight * (u[i, q] * factor)
             for q in range(m):
                 k = hi[q] - lo[q]
                 n_rejected += n[q] - k
-                p = p0 + q
-                out_count[p] = k
+                pix = p0 + q
+                out_count[pix] = k
                 if k == 0:
-                    out_data[p] = np.nan
-                    out_unc[p] = np.nan
-                elif method == _MEDIAN:
-                    out_data[p] = center[q]
-                    out_unc[p] = spread[q] * MAD_TO_STD / math.sqrt(k)
-                elif method == _SUM:
-                    out_data[p] = total[q]
-                    out_unc[p] = std[q] * math.sqrt(k)
+                    out_data[pix] = np.nan
+                    out_unc[pix] = np.nan
+                elif p.method == _MEDIAN:
+                    out_data[pix] = s.center[q]
+                    out_unc[pix] = s.spread[q] * MAD_TO_STD / math.sqrt(k)
+                elif p.method == _SUM:
+                    out_data[pix] = sum_wx[q] if p.weighted else s.total[q]
+                    out_unc[pix] = s.std[q] * math.sqrt(k)
                 else:
-                    out_data[p] = mean[q]
-                    out_unc[p] = std[q] / math.sqrt(k)
+                    if p.weighted:
+                        out_data[pix] = sum_wx[q] / sum_w[q] if sum_w[q] != 0.0 else np.nan
+                    else:
+                        out_data[pix] = s.mean[q]
+                    out_unc[pix] = s.std[q] / math.sqrt(k)
         rejected[g] = n_rejected
+    for g in range(n_groups):
+        for i in range(n_frames):
+            out_frame_rejected[i] += frame_rejected[g, i]
     return rejected.sum()

@@ -8,19 +8,46 @@ is opened, with the option's name and the allowed values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import OptionError, UnknownOptionError, did_you_mean
 
-__all__ = ["CombineOptions", "RECIPE", "METHODS", "REJECTIONS", "CENFUNCS", "STDFUNCS"]
+__all__ = ["CombineOptions", "KernelParams", "REJECTION_CODES", "RECIPE", "METHODS", "REJECTIONS",
+           "CENFUNCS", "STDFUNCS"]
 
 METHODS = ("average", "median", "sum")
-REJECTIONS = (None, "sigma_clip")
+REJECTIONS = (None, "sigma_clip", "percentile_clip", "winsorized_sigma_clip", "ccdclip", "esd")
 CENFUNCS = ("median", "mean")
 STDFUNCS = ("mad_std", "std")
 DTYPES = ("float32", "float64")
+
+#: The ``rejection`` argument of the kernel, by name.
+REJECTION_CODES = {None: 0, "sigma_clip": 1, "percentile_clip": 2, "winsorized_sigma_clip": 3,
+                   "ccdclip": 4, "esd": 5}
+
+#: The kernel's scalar parameters (see :meth:`CombineOptions.kernel_params`).
+KernelParams = namedtuple("KernelParams", [
+    "method",          # 0 average, 1 median, 2 sum
+    "nlow", "nhigh",   # extrema: drop this many lowest / highest values
+    "nan_is_high",     # extrema count missing values as the highest (ccdproc's clip_extrema)
+    "min_clip", "max_clip",
+    "rejection",       # REJECTION_CODES
+    "independent",     # rejection statistics over all valid values, not the extrema/threshold
+                       # survivors; the kept range is the intersection (ccdproc's order)
+    "sigma_lower", "sigma_upper",
+    "cen_median", "std_mad",
+    "maxiters",
+    "pclip",           # percentile clip: rank offset (>= 1) or fraction of half the values
+    "gain", "read_noise", "sense_noise",  # ccdclip noise model (e-/ADU, e-, fraction)
+    "esd_max",         # esd: most outliers, a count (>= 1) or a fraction of the values
+    "track",           # mark kept values per frame (weights, post-scaling, per-frame counts)
+    "weighted",        # weighted average / sum with ``weights``
+    "post_scaled",     # multiply kept values by ``post_scale`` before combining
+])
+
 
 #: The reference recipe's settings: ``ccdproc.combine(method='average', sigma_clip=True,
 #: sigma_clip_low_thresh=5, sigma_clip_high_thresh=5, sigma_clip_func=np.ma.median,
@@ -60,7 +87,11 @@ class CombineOptions:
     """Validated combine options (see :func:`calstack.combine` for their meaning).
 
     Rejection steps run in ccdproc's order: extrema (``nlow``/``nhigh``), then thresholds
-    (``min_clip``/``max_clip``), then ``rejection`` (sigma clipping), then the ``method``.
+    (``min_clip``/``max_clip``), then ``rejection``, then the ``method``. ``gain`` and
+    ``read_noise`` may name header keywords until :func:`calstack.combine` resolves them.
+    ``ccdproc_semantics`` (for :mod:`calstack.ccdproc_compat`) counts missing values among the
+    highest in extrema clipping and computes the rejection's statistics over all valid values
+    (ccdproc clips each step independently), keeping only what every step keeps.
     """
 
     method: str = "average"
@@ -75,6 +106,13 @@ class CombineOptions:
     max_clip: float | None = None
     nlow: int = 0
     nhigh: int = 0
+    pclip: float = -0.5
+    gain: float | str = "GAIN"
+    read_noise: float | str = "RDNOISE"
+    sense_noise: float = 0.0
+    esd_max: float = 0.3
+    esd_alpha: float = 0.05
+    ccdproc_semantics: bool = False
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -98,6 +136,27 @@ class CombineOptions:
             object.__setattr__(self, name, _number(name, getattr(self, name), minimum=0, integer=True))
         maxiters = _number("maxiters", self.maxiters, minimum=1, allow_none=True, integer=True)
         object.__setattr__(self, "maxiters", maxiters)
+        object.__setattr__(self, "pclip", _number("pclip", self.pclip))
+        if self.pclip == 0:
+            raise OptionError("pclip=0 is not valid: give a rank offset from the median (>= 1) "
+                              "or a fraction of half the values (< 1); negative = low side")
+        for name in ("gain", "read_noise"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                value = _number(name, value, minimum=0)
+                if name == "gain" and value == 0:
+                    raise OptionError("gain=0 is not valid: give electrons per ADU (> 0)")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "sense_noise", _number("sense_noise", self.sense_noise, minimum=0))
+        esd_max = _number("esd_max", self.esd_max, minimum=0)
+        if esd_max <= 0:
+            raise OptionError("esd_max must be > 0: a count of outliers (>= 1) or a fraction")
+        object.__setattr__(self, "esd_max", esd_max)
+        alpha = _number("esd_alpha", self.esd_alpha)
+        if not 0 < alpha < 1:
+            raise OptionError(f"esd_alpha={alpha} must be between 0 and 1 (e.g. 0.05)")
+        object.__setattr__(self, "esd_alpha", alpha)
+        object.__setattr__(self, "ccdproc_semantics", bool(self.ccdproc_semantics))
 
     @classmethod
     def from_kwargs(cls, **kwargs):
@@ -129,21 +188,58 @@ class CombineOptions:
                 f"choose nlow + nhigh <= {n - 1}"
             )
 
-    def kernel_args(self) -> tuple:
-        """The scalar arguments of :func:`calstack.kernels.combine_stack`, in its order."""
-        return (
-            METHODS.index(self.method),
-            self.nlow,
-            self.nhigh,
-            -np.inf if self.min_clip is None else self.min_clip,
-            np.inf if self.max_clip is None else self.max_clip,
-            self.rejection == "sigma_clip",
-            self.low,
-            self.high,
-            self.cenfunc == "median",
-            self.stdfunc == "mad_std",
-            _UNTIL_CONVERGED if self.maxiters is None else self.maxiters,
+    def kernel_params(self, *, track=False, weighted=False, post_scaled=False) -> KernelParams:
+        """The kernel's parameters (:class:`calstack.kernels.KernelParams`).
+
+        ``gain`` and ``read_noise`` must be numbers by now (see :meth:`with_noise_model`).
+        """
+        noise = self.rejection == "ccdclip"
+        if noise and (isinstance(self.gain, str) or isinstance(self.read_noise, str)):
+            raise OptionError("ccdclip needs numbers for gain and read_noise")
+        return KernelParams(
+            method=METHODS.index(self.method),
+            nlow=self.nlow,
+            nhigh=self.nhigh,
+            nan_is_high=self.ccdproc_semantics,
+            min_clip=-np.inf if self.min_clip is None else self.min_clip,
+            max_clip=np.inf if self.max_clip is None else self.max_clip,
+            rejection=REJECTION_CODES[self.rejection],
+            independent=self.ccdproc_semantics,
+            sigma_lower=self.low,
+            sigma_upper=self.high,
+            cen_median=self.cenfunc == "median",
+            std_mad=self.stdfunc == "mad_std",
+            maxiters=_UNTIL_CONVERGED if self.maxiters is None else self.maxiters,
+            pclip=self.pclip,
+            gain=float(self.gain) if noise else 1.0,
+            read_noise=float(self.read_noise) if noise else 0.0,
+            sense_noise=self.sense_noise,
+            esd_max=self.esd_max,
+            track=track or weighted or post_scaled,
+            weighted=weighted,
+            post_scaled=post_scaled,
         )
+
+    def with_noise_model(self, header) -> "CombineOptions":
+        """Resolve ``gain``/``read_noise`` given as header keywords from ``header``.
+
+        Only ``ccdclip`` (and inverse-variance weights) use them; for anything else the options
+        are returned unchanged.
+        """
+        values = {}
+        for name in ("gain", "read_noise"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                if value.upper() not in header:
+                    raise OptionError(
+                        f"{name}={value!r} names a header keyword that the first frame lacks; "
+                        f"give {name} as a number (--{name.replace('_', '-')} N) or the keyword "
+                        "your camera writes")
+                values[name] = header[value.upper()]
+                if isinstance(values[name], (str, bool)):
+                    raise OptionError(f"header keyword {value.upper()}={values[name]!r} is not a "
+                                      f"number; give {name} as a number")
+        return replace(self, **values) if values else self
 
 
 def _is_dtype(value) -> bool:

@@ -6,12 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..kernels import combine_stack, sorting_network
 
 __all__ = ["run"]
 
 
-def run(frames, plan, options, *, stack_dtype, data, uncertainty, count, n_readers) -> int:
+def run(frames, plan, engine, *, stack_dtype, data, uncertainty, count, n_readers) -> int:
     """Combine ``frames`` tile by tile into ``data``, ``uncertainty`` and ``count``.
 
     Parameters
@@ -20,8 +19,8 @@ def run(frames, plan, options, *, stack_dtype, data, uncertainty, count, n_reade
         The open frames, all of ``plan.shape``.
     plan : calstack.plan.TilePlan
         The bands of rows to process.
-    options : calstack.options.CombineOptions
-        Validated options.
+    engine : calstack.engine.Engine
+        Combines each tile (and counts each frame's rejected values).
     stack_dtype : numpy.dtype
         Working dtype of the stack.
     data, uncertainty, count : numpy.ndarray
@@ -40,7 +39,6 @@ def run(frames, plan, options, *, stack_dtype, data, uncertainty, count, n_reade
     raw_bytes = plan.rows_per_tile * width * max(f.raw_itemsize for f in frames)
     raws = [np.empty(raw_bytes, np.uint8) for _ in range(n_readers)]
     shares = np.array_split(np.arange(n_frames), n_readers)
-    kernel_args = (sorting_network(n_frames), *options.kernel_args())
     rejected = 0
     with ThreadPoolExecutor(n_readers, thread_name_prefix="calstack-read") as pool:
         for start, stop in plan.tiles:
@@ -52,11 +50,10 @@ def run(frames, plan, options, *, stack_dtype, data, uncertainty, count, n_reade
                     frames[i].read_rows(start, stop, tile[i], raws[k])
 
             list(pool.map(read, range(n_readers)))
-            rejected += combine_stack(
+            rejected += engine.combine_tile(
                 tile.reshape(n_frames, -1),
                 data[start:stop].reshape(-1),
                 uncertainty[start:stop].reshape(-1),
                 count[start:stop].reshape(-1),
-                *kernel_args,
             )
     return int(rejected)
