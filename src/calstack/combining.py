@@ -16,13 +16,15 @@ from .master import Master
 from .options import CombineOptions
 from .plan import DEFAULT_MEM_LIMIT, parse_mem_limit, plan_tiles
 from .provenance import provenance_header
+from .preparation import Preparation, keyword_values, resolve
 from .reader import MAX_OPEN_FILES, open_frame
 
-__all__ = ["combine"]
+__all__ = ["combine", "combine_frames"]
 
 log = logging.getLogger("calstack")
 
-_OTHER_OPTIONS = ("mem_limit", "hdu", "masks", "skip_bad", "n_readers")
+_OTHER_OPTIONS = ("scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark",
+                  "dark_scale", "mem_limit", "hdu", "masks", "skip_bad", "n_readers")
 
 
 def _expand(frames):
@@ -70,7 +72,21 @@ def combine(
     max_clip=None,
     nlow=0,
     nhigh=0,
+    pclip=-0.5,
+    gain="GAIN",
+    read_noise="RDNOISE",
+    sense_noise=0.0,
+    esd_max=0.3,
+    esd_alpha=0.05,
     dtype="float32",
+    scale=None,
+    zero=None,
+    scale_to=None,
+    stat_section=None,
+    weights=None,
+    bias=None,
+    dark=None,
+    dark_scale="EXPTIME",
     mem_limit=DEFAULT_MEM_LIMIT,
     hdu=None,
     masks=None,
@@ -87,27 +103,73 @@ def combine(
         allowed); or a :class:`~calstack.grouping.Group` / :class:`~calstack.ImageIndex`.
     method : {'average', 'median', 'sum'}
         How the kept values of a pixel are combined.
-    rejection : {None, 'sigma_clip'}
-        Outlier rejection. ``'sigma_clip'`` rejects values below
-        ``center - sigma_lower * spread`` or above ``center + sigma_upper * spread``
-        (astropy's ``sigma_clip`` along the frame axis).
+    rejection : {None, 'sigma_clip', 'percentile_clip', 'winsorized_sigma_clip', 'ccdclip', 'esd'}
+        Outlier rejection after extrema and thresholds (see Notes for when to pick which). All
+        clipping algorithms reject values below ``center - sigma_lower * spread`` or above
+        ``center + sigma_upper * spread``; they differ in the spread:
+
+        - ``'sigma_clip'``: ``stdfunc`` of the values around ``cenfunc`` (astropy's
+          ``sigma_clip`` along the frame axis);
+        - ``'percentile_clip'``: IRAF ``pclip``, the distance from the median to the value
+          ``pclip`` ranks away;
+        - ``'winsorized_sigma_clip'``: the std of the values winsorized at 1.5 sigma (times
+          1.134), iterated until it settles (Siril, PixInsight);
+        - ``'ccdclip'``: IRAF ``ccdclip``, the noise model
+          ``sqrt((read_noise/gain)**2 + center/gain + (sense_noise*center)**2)``;
+        - ``'esd'``: not a clip: the generalized extreme studentized deviate test (Rosner 1983)
+          removes up to ``esd_max`` outliers at significance ``esd_alpha``.
     sigma, sigma_lower, sigma_upper : float
         Clipping thresholds in units of the spread; the lower/upper default to ``sigma``.
     cenfunc : {'median', 'mean'}
-        Center of the sigma clipping.
+        Center of sigma clipping and ccdclip.
     stdfunc : {'mad_std', 'std'}
-        Spread of the sigma clipping: 1.4826 * median absolute deviation, or the standard
+        Spread of sigma clipping: 1.4826 * median absolute deviation, or the standard
         deviation (ddof=0).
     maxiters : int or None
-        Sigma-clipping passes: 1 is one pass (what ``ccdproc.combine`` does); more iterate until
+        Clipping passes: 1 is one pass (what ``ccdproc.combine`` does); more iterate until
         nothing changes or the count is reached; None iterates until nothing changes
-        (``astropy.stats.sigma_clip``).
+        (``astropy.stats.sigma_clip``). The last bounds decide, as in astropy.
     min_clip, max_clip : float, optional
         Reject values below / above these absolute thresholds.
     nlow, nhigh : int
         Reject the ``nlow`` lowest and ``nhigh`` highest valid values of each pixel.
+    pclip : float
+        Percentile clipping: a rank offset from the median (>= 1) or a fraction of half the
+        values (< 1); negative = below the median (IRAF's default -0.5).
+    gain, read_noise : float or str
+        ccdclip's noise model and ``weights='noise'``: electrons per ADU and read noise in
+        electrons, or the header keyword holding them (default ``GAIN``, ``RDNOISE``).
+    sense_noise : float
+        Sensitivity noise as a fraction of the level (IRAF ``snoise``).
+    esd_max : float
+        ESD: most outliers per pixel, a count (>= 1) or a fraction of the values.
+    esd_alpha : float
+        ESD: significance level.
     dtype : {'float32', 'float64'}
         dtype of the result and of the working stack. float32 holds 16-bit camera data exactly.
+    scale : None, {'median', 'mean', 'mode'}, str or array_like
+        Multiply each frame before rejection, so that clipping compares like with like: by
+        ``reference / statistic`` of the frame (the statistic over ``stat_section``), by
+        ``reference / value`` of a header keyword (e.g. ``'EXPTIME'``), or by the numbers given.
+    zero : None, {'median', 'mean', 'mode'} or array_like
+        Subtract a per-frame offset after scaling: the frame's statistic minus the mean over
+        the frames, or the numbers given.
+    scale_to : float, optional
+        Reference level of a statistic or keyword ``scale`` (default: the mean over frames;
+        1.0 normalises each frame, as for flats).
+    stat_section : str, optional
+        ``'[x1:x2,y1:y2]'`` (1-based, inclusive): where statistics are measured.
+    weights : None, 'noise', str, or array_like
+        Weights of the average or sum (the median ignores none: weights are refused with it):
+        ``'noise'`` for inverse variance from the noise model, a header keyword such as
+        ``'EXPTIME'``, one number per frame, or one 2-D array per frame (per-pixel weights).
+        Weights of rejected or missing values do not count.
+    bias, dark : path, CCDData or array, optional
+        Master bias subtracted from every frame, and master dark (bias-subtracted) subtracted
+        after scaling it by ``dark_scale``, before anything else.
+    dark_scale : str or None
+        Header keyword of the exposure time: the dark is multiplied by frame / dark exposure.
+        None subtracts the dark as it is.
     mem_limit : int, float or str
         Bytes (``350e6``) or a size string (``'350MB'``): the most this combine allocates,
         outputs included. The stack is processed in bands of rows that fit.
@@ -124,30 +186,84 @@ def combine(
     Returns
     -------
     Master
-        A ``CCDData`` with data, uncertainty, mask, per-pixel ``ncombine`` and a provenance
-        header (COMBINED, NCOMBINE, IMCMBnnn, CMB* options, CALSTACK version).
+        A ``CCDData`` with data, uncertainty, mask, per-pixel ``ncombine``, per-frame
+        ``frame_rejected`` and a provenance header (COMBINED, NCOMBINE, IMCMBnnn, CMB* options,
+        CALSTACK version).
 
     Notes
     -----
     Rejection runs in ccdproc's order: extrema (``nlow``/``nhigh``), thresholds
-    (``min_clip``/``max_clip``), then sigma clipping. NaN/Inf values, masked pixels (a
-    ``MASK`` extension, a ``CCDData`` mask or ``masks``) and integer BLANK values are missing.
-    Unlike ccdproc, masked values never enter the clipping statistics.
+    (``min_clip``/``max_clip``), then ``rejection``. NaN/Inf values, masked pixels (a
+    ``MASK`` extension, a ``CCDData`` mask or ``masks``) and integer BLANK values are missing;
+    unlike ccdproc, masked values never enter the clipping statistics.
+
+    Which rejection to pick: ``sigma_clip`` with the median and ``mad_std`` (the reference
+    recipe) is robust from about 5 frames; ``percentile_clip`` suits few frames (3 to 6),
+    where a std is meaningless; ``ccdclip`` when the camera's gain and read noise are known,
+    because the spread then needs no estimate from few values (biases, darks); winsorized sigma
+    clipping for many frames (> 15) with bright outliers that inflate a plain std; ``esd`` for
+    many frames when the number of outliers varies and you want a significance level rather
+    than a threshold; ``nlow``/``nhigh`` when you know how many frames are hit (satellite
+    trails in a handful of sky flats).
     """
     if unknown:
         name = next(iter(unknown))
-        valid = [*CombineOptions.__dataclass_fields__, *_OTHER_OPTIONS]
+        valid = [f for f in CombineOptions.__dataclass_fields__ if f != "ccdproc_semantics"]
+        valid += _OTHER_OPTIONS
         raise UnknownOptionError(f"combine() got an unknown option {name!r}"
                                  f"{did_you_mean(name, valid)}; valid options: {', '.join(valid)}")
     options = CombineOptions(
         method=method, rejection=rejection, sigma=sigma, sigma_lower=sigma_lower,
         sigma_upper=sigma_upper, cenfunc=cenfunc, stdfunc=stdfunc, maxiters=maxiters,
-        min_clip=min_clip, max_clip=max_clip, nlow=nlow, nhigh=nhigh, dtype=dtype,
+        min_clip=min_clip, max_clip=max_clip, nlow=nlow, nhigh=nhigh, pclip=pclip, gain=gain,
+        read_noise=read_noise, sense_noise=sense_noise, esd_max=esd_max, esd_alpha=esd_alpha,
+        dtype=dtype,
     )
+    return combine_frames(_expand(frames), options, scale=scale, zero=zero, scale_to=scale_to,
+                          stat_section=stat_section, weights=weights, bias=bias, dark=dark,
+                          dark_scale=dark_scale, mem_limit=mem_limit, hdu=hdu, masks=masks,
+                          skip_bad=skip_bad, n_readers=n_readers)
+
+
+def _check_weights(weights, options):
+    if weights is None:
+        return None
+    if options.method == "median":
+        raise OptionError("weights apply to method='average' or 'sum'; a median ignores them: "
+                          "drop weights or choose another method")
+    if isinstance(weights, str):
+        return None
+    array = weights if isinstance(weights, np.ndarray) else None
+    if array is None and len(weights) and np.ndim(weights[0]) == 2:
+        return list(weights)  # one 2-D array per frame
+    if array is not None and array.ndim == 3:
+        return array
+    return None
+
+
+def _open_calibration(item, name, shape, stack_dtype, tmpdir):
+    if item is None:
+        return None
+    frame = open_frame(item, stack_dtype=stack_dtype, tmpdir=tmpdir)
+    if frame.shape != shape:
+        raise FrameError(frame.source, f"the master {name} has shape {frame.shape[0]}x"
+                         f"{frame.shape[1]} but the frames are {shape[0]}x{shape[1]}")
+    return frame
+
+
+def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat_section=None,
+                   weights=None, bias=None, dark=None, dark_scale="EXPTIME", post_scale=None,
+                   mem_limit=DEFAULT_MEM_LIMIT, hdu=None, masks=None, skip_bad=False,
+                   n_readers=2) -> Master:
+    """:func:`combine` with validated ``options`` and a list of frames.
+
+    ``post_scale`` (per-frame factors applied after rejection) serves
+    :mod:`calstack.ccdproc_compat`, which reproduces ccdproc's order. The other parameters are
+    :func:`combine`'s.
+    """
     limit = parse_mem_limit(mem_limit)
     if not isinstance(n_readers, int) or n_readers < 1:
         raise OptionError(f"n_readers={n_readers!r} must be a whole number >= 1")
-    items = _expand(frames)
     if not items:
         raise OptionError("no frames to combine: the selection is empty; check the folder and "
                           "the selection (e.g. imagetyp)")
@@ -156,9 +272,12 @@ def combine(
     if len(items) > np.iinfo(np.int16).max:
         raise OptionError(f"{len(items)} frames is more than calstack combines at once (32767); "
                           "combine in batches and then combine the batch results")
+    pixel_weights = _check_weights(weights, options)
+    if pixel_weights is not None and len(pixel_weights) != len(items):
+        raise OptionError(f"weights has {len(pixel_weights)} arrays for {len(items)} frames")
     stack_dtype = np.dtype(options.dtype)
     keep_open = len(items) <= MAX_OPEN_FILES
-    opened, skipped = [], []
+    opened, skipped, calibrations = [], [], []
     with tempfile.TemporaryDirectory(prefix="calstack-") as tmpdir:
         try:
             for i, item in enumerate(items):
@@ -174,34 +293,65 @@ def combine(
             if not opened:
                 raise OptionError(f"none of the {len(items)} frames can be read "
                                   f"(first: {skipped[0][0]}: {skipped[0][1]})")
+            if skipped and (pixel_weights is not None or post_scale is not None
+                            or not isinstance(scale, (str, type(None)))
+                            or not isinstance(zero, (str, type(None)))
+                            or not isinstance(weights, (str, type(None)))):
+                raise OptionError("per-frame scale, zero or weights cannot be matched to the "
+                                  "frames once unreadable ones are skipped; fix or remove them")
             options.check_frame_count(len(opened))
             unit = _check_consistent(opened)
+            header = opened[0].header()
+            if options.rejection == "ccdclip" or weights == "noise":
+                options = options.with_noise_model(header)
+            preparation = Preparation(
+                bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype, tmpdir),
+                dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype, tmpdir))
+            calibrations = preparation.calibrations
+            if preparation.dark is not None:
+                preparation.dark_factors = np.ones(len(opened))
+                if dark_scale:
+                    exposure = keyword_values([preparation.dark], dark_scale, "dark_scale")[0]
+                    preparation.dark_factors = (
+                        keyword_values(opened, dark_scale, "dark_scale") / exposure)
+            frame_weights = resolve(opened, preparation, scale=scale, zero=zero,
+                                    scale_to=scale_to, stat_section=stat_section,
+                                    weights=None if pixel_weights is not None else weights,
+                                    options=options, stack_dtype=stack_dtype)
             n_readers = min(n_readers, len(opened))
             plan = plan_tiles(
-                shape=opened[0].shape, n_frames=len(opened), mem_limit=limit,
+                shape=opened[0].shape, n_frames=len(opened) + len(calibrations), mem_limit=limit,
                 stack_itemsize=stack_dtype.itemsize,
-                raw_itemsize=max(f.raw_itemsize for f in opened),
+                raw_itemsize=max(f.raw_itemsize for f in [*opened, *calibrations]),
                 out_itemsize=stack_dtype.itemsize, n_readers=n_readers,
+                extra_bytes_per_pixel=8 * len(opened) if pixel_weights is not None else 0,
             )
             log.info("combine: %s", plan.describe())
-            header = opened[0].header()
+            engine = Engine(options, len(opened), frame_weights=frame_weights,
+                            per_pixel_weights=pixel_weights is not None, post_scale=post_scale)
             data = np.empty(plan.shape, stack_dtype)
             uncertainty = np.empty(plan.shape, stack_dtype)
             count = np.empty(plan.shape, np.int16)
-            engine = Engine(options, len(opened))
-            rejected = local.run(opened, plan, engine, stack_dtype=stack_dtype, data=data,
-                                 uncertainty=uncertainty, count=count, n_readers=n_readers)
+            rejected = local.run(opened, plan, engine, preparation, stack_dtype=stack_dtype,
+                                 data=data, uncertainty=uncertainty, count=count,
+                                 n_readers=n_readers, pixel_weights=pixel_weights)
         finally:
-            for frame in opened:
+            for frame in [*opened, *calibrations]:
                 frame.close()
     kept = int(count.sum(dtype=np.int64))
     fraction = rejected / (kept + rejected) if kept + rejected else 0.0
     meta = provenance_header(header, [f.name for f in opened], options, rejected_fraction=fraction,
-                             skipped=skipped)
+                             skipped=skipped, preparation=preparation,
+                             scale=scale, zero=zero, weights=weights)
     master = Master(data, unit=unit, uncertainty=StdDevUncertainty(uncertainty, copy=False),
                     mask=count == 0, meta=meta, copy=False)
     master.ncombine = count
     master.rejected_fraction = fraction
+    master.frame_rejected = engine.frame_rejected / float(np.prod(plan.shape))
+    master.sources = [str(f.source) for f in opened]
+    master.scale_factors = preparation.scale
+    master.zero_offsets = preparation.zero
+    master.weights = frame_weights
     master.plan = plan
     master.skipped = skipped
     return master

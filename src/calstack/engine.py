@@ -70,7 +70,9 @@ class Engine:
             Finite values rejected in this tile.
         """
         if self.per_pixel_weights:
-            weights = np.ascontiguousarray(weights, np.float64) * self._weights
+            weights = np.ascontiguousarray(weights, np.float64)
+            if self.frame_weights is not None:
+                weights = weights * self._weights
         else:
             weights = self._weights
         return int(combine_stack(tile, weights, self._post, self._crit, self._pairs, self.params,

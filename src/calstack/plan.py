@@ -118,6 +118,7 @@ def plan_tiles(
     raw_itemsize: int,
     out_itemsize: int,
     n_readers: int,
+    extra_bytes_per_pixel: int = 0,
 ) -> TilePlan:
     """Plan bands of rows so that a combine's allocations stay under ``mem_limit`` bytes.
 
@@ -137,6 +138,8 @@ def plan_tiles(
         Bytes per pixel of the combined data (and of its uncertainty).
     n_readers : int
         Reader threads, each with its own conversion buffer.
+    extra_bytes_per_pixel : int
+        Further bytes per pixel of a tile (per-pixel weights).
 
     Raises
     ------
@@ -145,7 +148,8 @@ def plan_tiles(
     """
     height, width = shape
     output_bytes = height * width * (2 * out_itemsize + 2 + 1)
-    bytes_per_row = width * (n_frames * stack_itemsize + n_readers * raw_itemsize)
+    bytes_per_row = width * (n_frames * stack_itemsize + n_readers * raw_itemsize
+                             + extra_bytes_per_pixel)
     rows = (mem_limit - output_bytes - HEADROOM) // bytes_per_row
     if rows < 1:
         needed = output_bytes + bytes_per_row + HEADROOM
