@@ -1,5 +1,6 @@
 """The comparison picture: size, content, shared stretch, titles; and the demo end to end."""
 
+import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from astropy.io import fits
 import calstack
 from calstack.cli import main
 from calstack.errors import OptionError
-from calstack.pictures import stretch_limits
+from calstack.pictures import frame_title, stretch_limits, symmetric_limits
 
 
 def test_picture_has_content_size_and_titles(tmp_path):
@@ -23,10 +24,10 @@ def test_picture_has_content_size_and_titles(tmp_path):
     image = mpimg.imread(out)
     assert image.shape[:2] == (275, 600)  # 12 x 5.5 inches at 50 dpi
     assert image[..., :3].std() > 0.05  # not blank
-    from calstack.pictures import _load, _title
+    from calstack.pictures import _load
 
-    assert [_title(*_load(p)[1:]) for p in (single, master)] == [
-        "Single calibrated dark", "10 dark images combined"]
+    assert [frame_title(*_load(p)[1:]) for p in (single, master)] == [
+        "Single calibrated dark\nsingle.fits", "10 dark images combined\nmaster.fits"]
 
 
 def test_stretch_is_shared_and_applied():
@@ -61,3 +62,56 @@ def test_demo_builds_masters_and_pictures(tmp_path, capsys):
             assert (tmp_path / camera / f"combined_dark_{t}.fit").exists()
             assert (tmp_path / camera / f"compare_dark_{t}.png").exists()
     assert "10 frames" in printed and "sqrt(N) = 3.16" in printed
+
+
+def test_titles_show_group_count_and_exposure_from_the_header():
+    header = fits.Header({"IMAGETYP": "FLAT", "COMBINED": True, "NCOMBINE": 7, "EXPTIME": 2.5,
+                          "FILTER": "R "})
+    assert frame_title(header, "flat.fit") == "7 flat images combined\nflat.fit, 2.5 s, filter R"
+    assert frame_title(None, "array") == "array"
+    assert frame_title(fits.Header({"EXPTIME": 3.0}), "x.fits") == "x.fits"
+
+
+def _columns(image):
+    """Mean grey level of each column of a PNG read by matplotlib."""
+    return image[..., :3].mean(axis=(0, 2))
+
+
+def test_diff_is_first_minus_second_on_a_symmetric_stretch(tmp_path):
+    rng = np.random.default_rng(3)
+    frame = rng.normal(100, 5, (60, 60))
+    master = frame.copy()
+    master[:, 30:] += 40  # the right half of the difference is positive, the left half zero
+    out = calstack.show([master, frame], tmp_path / "diff.png", diff=True, stretch="minmax",
+                        dpi=40, figsize=(6, 5))
+    image = mpimg.imread(out)
+    assert image.shape[:2] == (200, 240)
+    # RdBu_r: zero is the middle of the symmetric range (near white), +40 its top (dark red)
+    cmap = matplotlib.colormaps["RdBu_r"]
+    rgb = image[..., :3]
+    for value, colour in ((0.5, cmap(0.5)[:3]), (1.0, cmap(1.0)[:3])):
+        assert (np.abs(rgb - colour).max(axis=2) < 0.02).sum() > 2000, value
+    assert symmetric_limits(master - frame, "minmax") == pytest.approx((-40.0, 40.0))
+    with pytest.raises(OptionError, match="give exactly 2 frames, not 3"):
+        calstack.show([frame, frame, frame], tmp_path / "x.png", diff=True)
+    with pytest.raises(OptionError, match="array is 60x60 but array is 10x10"):
+        calstack.show([frame, np.zeros((10, 10))], tmp_path / "x.png", diff=True)
+
+
+def test_hist_adds_a_panel(tmp_path):
+    data = np.random.default_rng(4).normal(100, 10, (40, 40))
+    plain = mpimg.imread(calstack.show([data], tmp_path / "a.png", dpi=40))
+    with_hist = mpimg.imread(calstack.show([data], tmp_path / "b.png", hist=True, dpi=40))
+    assert plain.shape[1] == 240 and with_hist.shape[1] == 480  # 6 inches more at 40 dpi
+    right = with_hist[:, 240:, :3]
+    assert right.std() > 0.05  # the histogram panel is drawn, not blank
+
+
+def test_show_command_diff_and_hist(tmp_path, capsys):
+    a, b = tmp_path / "a.fits", tmp_path / "b.fits"
+    fits.writeto(a, np.full((20, 30), 5.0, np.float32))
+    fits.writeto(b, np.full((20, 30), 3.0, np.float32))
+    out = tmp_path / "d.png"
+    assert main(["show", str(a), str(b), "--diff", "--hist", "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert mpimg.imread(out).shape[:2] == (550, 1200)  # two panels of 6 x 5.5 inches

@@ -145,6 +145,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="PICTURE.png")
     p.add_argument("--stretch", default="zscale", help="zscale | percentile | minmax")
     p.add_argument("--title", action="append", metavar="TEXT", help="panel title (repeatable)")
+    p.add_argument("--diff", action="store_true", help="show FRAME1 minus FRAME2 (e.g. a master "
+                   "minus one of its frames) on a stretch symmetric around zero")
+    p.add_argument("--hist", action="store_true", help="add a panel with the histograms")
     p.set_defaults(run=_cmd_show)
 
     p = add("demo", help="simulate the reference guide's two cameras, build their "
@@ -258,7 +261,8 @@ def _cmd_combine(args):
 def _cmd_show(args):
     from .pictures import show
 
-    path = show(args.frames, args.output, titles=args.title, stretch=args.stretch)
+    path = show(args.frames, args.output, titles=args.title, stretch=args.stretch,
+                diff=args.diff, hist=args.hist)
     _say(args, f"wrote {path}")
     return 0
 
