@@ -137,7 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing masters")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable files (reported) instead of stopping")
-    p.add_argument("--json", action="store_true", help="print what was built as JSON")
+    _add_job_options(p)
     p.set_defaults(run=_cmd_combine)
 
     p = add("show", help="frames side by side on one stretch, as a PNG")
@@ -180,13 +180,13 @@ def _hdu(value):
     return int(value) if value.lstrip("-").isdigit() else value
 
 
-def _index(args, keywords=None):
+def _index(args, keywords=None, progress=False):
     from .index import DEFAULT_KEYWORDS, ImageIndex
 
     if keywords is None:
         keywords = DEFAULT_KEYWORDS
     return ImageIndex(args.folders, recursive=args.recursive, include=args.include,
-                      exclude=args.exclude, keywords=keywords)
+                      exclude=args.exclude, keywords=keywords, progress=progress)
 
 
 def _cmd_index(args):
@@ -236,9 +236,27 @@ def _combine_options(args) -> dict:
     return options
 
 
-def _report_line(built) -> str:
-    return (f"{built.group.label() or 'all'}: {built.n_frames} frames -> {built.path} "
-            f"(rejected {100 * built.rejected_fraction:.3f}% of values, {built.seconds:.1f} s)")
+def _add_job_options(p):
+    """Options of a job that builds masters (combine, masters); see :func:`_run_job`."""
+    p.add_argument("--json", action="store_true",
+                   help="print what was built as JSON (paths, groups, frames, rejection, timings)")
+
+
+def _run_job(args, build):
+    """Run a job that builds masters: ``build(progress)`` returns the list of BuiltMaster.
+
+    Progress goes to stderr (bars on a terminal; nothing with --quiet) and one line per master
+    to stdout (stderr with --json); --json prints :meth:`BuiltMaster.as_dict` of each master.
+    """
+    from .progress import Progress
+
+    progress = Progress("off" if args.quiet else "auto",
+                        out=sys.stderr if args.json else sys.stdout)
+    with progress.logging_to(logging.getLogger("calstack")):
+        built = build(progress)
+    if args.json:
+        print(json.dumps([b.as_dict() for b in built], indent=1))
+    return 0
 
 
 def _cmd_combine(args):
@@ -248,14 +266,11 @@ def _cmd_combine(args):
     if args.imagetyp:
         select["imagetyp"] = args.imagetyp
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-    on_master = None if (args.quiet or args.json) else (lambda b: print(_report_line(b), flush=True))
-    built = combine_groups(_index(args), select=select, keys=keys,
-                           tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
-                           template=args.template, overwrite=args.overwrite, on_master=on_master,
-                           **_combine_options(args))
-    if args.json:
-        print(json.dumps([b.as_dict() for b in built], indent=1))
-    return 0
+    return _run_job(args, lambda progress: combine_groups(
+        _index(args, progress=progress), select=select, keys=keys,
+        tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
+        template=args.template, overwrite=args.overwrite, progress=progress,
+        **_combine_options(args)))
 
 
 def _cmd_show(args):

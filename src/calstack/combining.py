@@ -17,6 +17,7 @@ from .options import CombineOptions
 from .plan import DEFAULT_MEM_LIMIT, parse_mem_limit, plan_tiles
 from .provenance import provenance_header
 from .preparation import Preparation, keyword_values, resolve
+from .progress import as_progress
 from .reader import MAX_OPEN_FILES, open_frame
 
 __all__ = ["combine", "combine_frames"]
@@ -24,7 +25,7 @@ __all__ = ["combine", "combine_frames"]
 log = logging.getLogger("calstack")
 
 _OTHER_OPTIONS = ("scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark",
-                  "dark_scale", "mem_limit", "hdu", "masks", "skip_bad", "n_readers")
+                  "dark_scale", "mem_limit", "hdu", "masks", "skip_bad", "n_readers", "progress")
 
 
 def _expand(frames):
@@ -92,6 +93,7 @@ def combine(
     masks=None,
     skip_bad=False,
     n_readers=2,
+    progress=False,
     **unknown,
 ) -> Master:
     """Combine frames into a master, pixel by pixel, within a memory limit.
@@ -182,6 +184,9 @@ def combine(
         they are listed in ``master.skipped`` and in the header (``CMBSKIP``, HISTORY).
     n_readers : int
         Threads reading frames.
+    progress : bool, str or calstack.progress.Progress
+        Show a progress bar over the rows combined (True: when stderr is a terminal; see
+        :func:`calstack.progress.as_progress`). Default: nothing is shown.
 
     Returns
     -------
@@ -222,7 +227,7 @@ def combine(
     return combine_frames(_expand(frames), options, scale=scale, zero=zero, scale_to=scale_to,
                           stat_section=stat_section, weights=weights, bias=bias, dark=dark,
                           dark_scale=dark_scale, mem_limit=mem_limit, hdu=hdu, masks=masks,
-                          skip_bad=skip_bad, n_readers=n_readers)
+                          skip_bad=skip_bad, n_readers=n_readers, progress=progress)
 
 
 def _check_weights(weights, options):
@@ -254,7 +259,7 @@ def _open_calibration(item, name, shape, stack_dtype, tmpdir):
 def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat_section=None,
                    weights=None, bias=None, dark=None, dark_scale="EXPTIME", post_scale=None,
                    mem_limit=DEFAULT_MEM_LIMIT, hdu=None, masks=None, skip_bad=False,
-                   n_readers=2) -> Master:
+                   n_readers=2, progress=False) -> Master:
     """:func:`combine` with validated ``options`` and a list of frames.
 
     ``post_scale`` (per-frame factors applied after rejection) serves
@@ -262,6 +267,7 @@ def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat
     :func:`combine`'s.
     """
     limit = parse_mem_limit(mem_limit)
+    progress = as_progress(progress)
     if not isinstance(n_readers, int) or n_readers < 1:
         raise OptionError(f"n_readers={n_readers!r} must be a whole number >= 1")
     if not items:
@@ -332,9 +338,11 @@ def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat
             data = np.empty(plan.shape, stack_dtype)
             uncertainty = np.empty(plan.shape, stack_dtype)
             count = np.empty(plan.shape, np.int16)
-            rejected = local.run(opened, plan, engine, preparation, stack_dtype=stack_dtype,
-                                 data=data, uncertainty=uncertainty, count=count,
-                                 n_readers=n_readers, pixel_weights=pixel_weights)
+            with progress.task("combine", total=plan.shape[0], unit="row") as task:
+                rejected = local.run(opened, plan, engine, preparation, stack_dtype=stack_dtype,
+                                     data=data, uncertainty=uncertainty, count=count,
+                                     n_readers=n_readers, pixel_weights=pixel_weights,
+                                     on_tile=task.update)
         finally:
             for frame in [*opened, *calibrations]:
                 frame.close()

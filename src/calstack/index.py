@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import FrameError, OptionError, UnknownOptionError, did_you_mean
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
+from .progress import as_progress
 
 __all__ = ["ImageIndex", "DEFAULT_KEYWORDS", "FITS_SUFFIXES"]
 
@@ -208,27 +209,36 @@ _PROBE_FILES = 48
 _SLOW_FILE_S = 250e-6
 
 
-def _read_serial(paths, wanted):
-    return [_read_file(p, wanted) for p in paths]
+def _read_serial(paths, wanted, tick=None):
+    rows = []
+    for path in paths:
+        rows.append(_read_file(path, wanted))
+        if tick is not None:
+            tick(1)
+    return rows
 
 
-def _read_all(paths, wanted, workers, adaptive):
-    """Rows of every file, in order; serial or in a thread pool (see :class:`ImageIndex`)."""
+def _read_all(paths, wanted, workers, adaptive, tick=None):
+    """Rows of every file, in order; serial or in a thread pool (see :class:`ImageIndex`).
+    ``tick(n)`` is called as files are read (progress)."""
     head = []
     if workers == 1 or len(paths) <= _PROBE_FILES:
-        return _read_serial(paths, wanted)
+        return _read_serial(paths, wanted, tick)
     if adaptive:
         start = time.perf_counter()
-        head = _read_serial(paths[:_PROBE_FILES], wanted)
+        head = _read_serial(paths[:_PROBE_FILES], wanted, tick)
         if (time.perf_counter() - start) / _PROBE_FILES < _SLOW_FILE_S:
-            return head + _read_serial(paths[_PROBE_FILES:], wanted)
+            return head + _read_serial(paths[_PROBE_FILES:], wanted, tick)
         paths = paths[_PROBE_FILES:]
     size = max(1, -(-len(paths) // (workers * 4)))
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
     with ThreadPoolExecutor(max_workers=min(workers, len(chunks)),
                             thread_name_prefix="calstack-index") as pool:
-        results = pool.map(_read_serial, chunks, [wanted] * len(chunks))
-        return head + [rows for chunk in results for rows in chunk]
+        for chunk in pool.map(_read_serial, chunks, [wanted] * len(chunks)):
+            head.extend(chunk)
+            if tick is not None:
+                tick(len(chunk))
+        return head
 
 
 # --------------------------------------------------------------------------- the table
@@ -380,6 +390,9 @@ class ImageIndex:
         serially and a pool of up to ``min(32, 4 * os.cpu_count())`` threads takes over only if
         they were slow to read (cold cache, network file system): for cached files the parse
         is CPU-bound and threads only add contention for the GIL.
+    progress : bool, str or calstack.progress.Progress
+        Show a progress bar over the files read (True: when stderr is a terminal; see
+        :func:`calstack.progress.as_progress`). Default: nothing is shown.
 
     Attributes
     ----------
@@ -416,10 +429,10 @@ class ImageIndex:
     """
 
     def __init__(self, locations, *, recursive=False, include=None, exclude=None,
-                 keywords=DEFAULT_KEYWORDS, workers=None, **unknown):
+                 keywords=DEFAULT_KEYWORDS, workers=None, progress=False, **unknown):
         if unknown:
             name = next(iter(unknown))
-            valid = ("recursive", "include", "exclude", "keywords", "workers")
+            valid = ("recursive", "include", "exclude", "keywords", "workers", "progress")
             raise UnknownOptionError(f"ImageIndex() got an unknown option {name!r}"
                                      f"{did_you_mean(name, valid)}; options: {', '.join(valid)}")
         if isinstance(locations, (str, os.PathLike)):
@@ -434,10 +447,12 @@ class ImageIndex:
         keywords = _check_keywords(keywords)
         adaptive = workers is None
         workers = _check_workers(workers)
+        progress = as_progress(progress)
 
         found = _find_files(locations, bool(recursive), include, exclude)
         wanted = None if keywords == "*" else keywords
-        results = _read_all([path for path, _ in found], wanted, workers, adaptive)
+        with progress.task("index", total=len(found), unit="file") as task:
+            results = _read_all([path for path, _ in found], wanted, workers, adaptive, task.update)
         records = [(rel, path, hdu, extname, header, error)
                    for (path, rel), rows in zip(found, results)
                    for hdu, extname, header, error in rows]

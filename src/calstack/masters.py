@@ -19,6 +19,7 @@ from .combining import combine
 from .errors import FrameError, OptionError
 from .grouping import Group, group_by
 from .options import CombineOptions
+from .progress import as_progress
 from .writer import OutputExistsError, check_writable
 
 __all__ = ["BuiltMaster", "combine_groups", "default_template", "output_name"]
@@ -28,18 +29,31 @@ log = logging.getLogger("calstack")
 
 @dataclass(frozen=True)
 class BuiltMaster:
-    """One master written by :func:`combine_groups`."""
+    """One master written by :func:`combine_groups`.
+
+    ``sources`` are the frames combined (paths, in input order) and ``frame_rejected`` the
+    fraction of each one's pixels that rejection removed (``Master.frame_rejected``).
+    """
 
     group: Group
     path: Path
     n_frames: int
     rejected_fraction: float
     seconds: float
+    sources: tuple = ()
+    frame_rejected: tuple = ()
 
     def as_dict(self) -> dict:
         """Plain-data summary (for ``--json``)."""
         return {"group": self.group.key, "path": str(self.path), "n_frames": self.n_frames,
-                "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
+                "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3),
+                "frames": list(self.sources),
+                "frame_rejected": [round(f, 8) for f in self.frame_rejected]}
+
+    def line(self) -> str:
+        """One line for people and logs: group, frames, output, rejection, time."""
+        return (f"{self.group.label() or 'all'}: {self.n_frames} frames -> {self.path} "
+                f"(rejected {100 * self.rejected_fraction:.3f}% of values, {self.seconds:.1f} s)")
 
 
 def _field(key: str) -> str:
@@ -88,6 +102,7 @@ def combine_groups(
     template=None,
     overwrite=False,
     on_master=None,
+    progress=False,
     **combine_options,
 ) -> list[BuiltMaster]:
     """Select frames from an index, group them, and write one master per group.
@@ -112,6 +127,10 @@ def combine_groups(
         Replace existing masters.
     on_master : callable, optional
         Called with each :class:`BuiltMaster` as soon as it is written.
+    progress : bool, str or calstack.progress.Progress
+        Report progress (see :func:`calstack.progress.as_progress`): a bar over the groups and,
+        nested, one over each combine's rows; and :meth:`BuiltMaster.line` for each master
+        written. Default: nothing.
     hdu : int or str, optional
         Combine only this HDU (number or EXTNAME) of each file. Without it, files with several
         image extensions (mosaic cameras) give one master per extension (grouped by EXTNAME,
@@ -125,6 +144,7 @@ def combine_groups(
     """
     CombineOptions.from_kwargs(**{k: v for k, v in combine_options.items()
                                   if k in CombineOptions.__dataclass_fields__})
+    progress = as_progress(progress)
     bad = [(str(row["path"]), str(row["error"])) for row in index.unreadable]
     if bad and not combine_options.get("skip_bad"):
         raise FrameError(bad[0][0], f"{bad[0][1]}; {len(bad)} file(s) here cannot be read and "
@@ -169,17 +189,23 @@ def combine_groups(
             raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
                                     "replace it, or choose another --output-dir")
     built = []
-    for group, target in zip(groups, targets):
-        start = time.perf_counter()
-        master = combine(group, **combine_options)
-        master.write(target, overwrite=overwrite)
-        result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
-                             rejected_fraction=master.rejected_fraction,
-                             seconds=time.perf_counter() - start)
-        del master  # written: free its outputs before the next group's combine counts its own
-        built.append(result)
-        if on_master is not None:
-            on_master(result)
+    with progress.task("masters", total=len(groups), unit="master") as task:
+        for group, target in zip(groups, targets):
+            task.note(group.label() or "all")
+            start = time.perf_counter()
+            master = combine(group, progress=progress, **combine_options)
+            master.write(target, overwrite=overwrite)
+            result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
+                                 rejected_fraction=master.rejected_fraction,
+                                 seconds=time.perf_counter() - start,
+                                 sources=tuple(master.sources),
+                                 frame_rejected=tuple(map(float, master.frame_rejected)))
+            del master  # written: free its outputs before the next group's combine counts its own
+            built.append(result)
+            progress.line(result.line())
+            task.update()
+            if on_master is not None:
+                on_master(result)
     return built
 
 

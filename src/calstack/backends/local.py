@@ -46,7 +46,7 @@ def read_band(frames, preparation, start, stop, tile, calibration, raws, pool=No
 
 
 def run(frames, plan, engine, preparation, *, stack_dtype, data, uncertainty, count, n_readers,
-        pixel_weights=None) -> int:
+        pixel_weights=None, on_tile=None) -> int:
     """Combine ``frames`` tile by tile into ``data``, ``uncertainty`` and ``count``.
 
     Parameters
@@ -67,6 +67,8 @@ def run(frames, plan, engine, preparation, *, stack_dtype, data, uncertainty, co
         Reader threads (each with its own conversion buffer, as planned).
     pixel_weights : sequence of 2-D arrays, optional
         Per-pixel weights, one array per frame.
+    on_tile : callable, optional
+        Called with the number of rows of each tile once it is combined (progress).
 
     Returns
     -------
@@ -97,4 +99,6 @@ def run(frames, plan, engine, preparation, *, stack_dtype, data, uncertainty, co
                 count[start:stop].reshape(-1),
                 None if weights is None else weights.reshape(n_frames, -1),
             )
+            if on_tile is not None:
+                on_tile(stop - start)
     return int(rejected)
