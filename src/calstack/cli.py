@@ -240,20 +240,28 @@ def _add_job_options(p):
     """Options of a job that builds masters (combine, masters); see :func:`_run_job`."""
     p.add_argument("--json", action="store_true",
                    help="print what was built as JSON (paths, groups, frames, rejection, timings)")
+    p.add_argument("--report", metavar="REPORT.html",
+                   help="write a self-contained HTML report: frames, pictures, anomalous frames")
 
 
 def _run_job(args, build):
     """Run a job that builds masters: ``build(progress)`` returns the list of BuiltMaster.
 
     Progress goes to stderr (bars on a terminal; nothing with --quiet) and one line per master
-    to stdout (stderr with --json); --json prints :meth:`BuiltMaster.as_dict` of each master.
+    to stdout (stderr with --json); --report is checked before ``build`` and written after it;
+    --json prints :meth:`BuiltMaster.as_dict` of each master.
     """
     from .progress import Progress
+    from .report import check_report_path, write_report
 
     progress = Progress("off" if args.quiet else "auto",
                         out=sys.stderr if args.json else sys.stdout)
+    if args.report:
+        check_report_path(args.report, overwrite=args.overwrite)
     with progress.logging_to(logging.getLogger("calstack")):
         built = build(progress)
+        if args.report:
+            write_report(args.report, built, overwrite=args.overwrite, progress=progress)
     if args.json:
         print(json.dumps([b.as_dict() for b in built], indent=1))
     return 0

@@ -1,0 +1,237 @@
+"""The HTML report: anomalous frames flagged, pictures with content, self-contained, and what
+headless Chromium makes of it."""
+
+import base64
+import dataclasses
+import io
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from PIL import Image
+
+import calstack
+from calstack.anomalies import flag_frames
+from calstack.cli import main
+from calstack.errors import OptionError
+from calstack.masters import combine_groups
+from calstack.options import RECIPE
+from calstack.report import Report, write_report
+from calstack.sampling import grid_step, read_block_min, read_grid, robust_stats
+
+TRAIL, LEAK = 2, 5  # the frames spoilt by a satellite trail and by a light leak
+
+
+@pytest.fixture(scope="module")
+def spoilt(tmp_path_factory):
+    """Eight simulated 90 s darks, 128x128; frame 3 has a satellite trail, frame 6 a light leak."""
+    night = calstack.simulate(tmp_path_factory.mktemp("spoilt"), preset="te", shape=(128, 128),
+                              n_darks=8)
+    frames = [str(p) for p in night.frames]
+    with fits.open(frames[TRAIL], mode="update") as hdul:
+        x = np.arange(128)
+        for dy in (0, 1):
+            hdul[0].data[(10 + 0.7 * x).astype(int) + dy, x] += 300.0
+    with fits.open(frames[LEAK], mode="update") as hdul:
+        hdul[0].data += np.linspace(0, 40, 128, dtype=np.float32)[None, :]  # a gradient
+    return frames
+
+
+@pytest.fixture(scope="module")
+def spoilt_report(spoilt, tmp_path_factory):
+    report = Report(title="spoilt darks")
+    section = report.add(calstack.combine(spoilt, **RECIPE))
+    path = report.write(tmp_path_factory.mktemp("report") / "spoilt.html")
+    return section, path
+
+
+def _pngs(text):
+    return [Image.open(io.BytesIO(base64.b64decode(data)))
+            for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)]
+
+
+def test_trail_and_light_leak_are_flagged(spoilt_report):
+    section, path = spoilt_report
+    flagged = {row.name: row.flags for row in section.flagged}
+    assert sorted(flagged) == ["dark-090.000s-003.fits", "dark-090.000s-006.fits"]
+    trail, leak = flagged["dark-090.000s-003.fits"], flagged["dark-090.000s-006.fits"]
+    assert len(trail) == 1 and trail[0].startswith("rejected fraction")  # its level is normal
+    assert any(reason.startswith("level (median)") for reason in leak)
+    rows = section.frames
+    assert rows[LEAK].median == pytest.approx(rows[0].median + 20, abs=1.5)  # mean of the ramp
+    assert rows[TRAIL].rejected > 5 * rows[0].rejected  # 256 trail pixels of 16384
+    text = path.read_text()
+    top = text[: text.index('id="masters"')]  # the flags come before everything else
+    assert "Anomalous frames: 2" in top
+    assert "dark-090.000s-003.fits" in top and "dark-090.000s-006.fits" in top
+    assert text.count('<tr class="flagged">') == 2
+
+
+def test_noise_reduction_is_measured_against_sqrt_n(spoilt):
+    clean = [f for i, f in enumerate(spoilt) if i not in (TRAIL, LEAK)]
+    section = Report().add(calstack.combine(clean, **RECIPE))
+    assert section.expected_reduction == pytest.approx(np.sqrt(6))
+    assert section.reduction == pytest.approx(np.sqrt(6), rel=0.1)
+    assert section.frame_noise == pytest.approx(np.sqrt(3.0**2 + 0.2 * 90), rel=0.05)
+    assert not section.flagged
+
+
+def test_pictures_have_size_content_and_one_stretch(spoilt_report):
+    section, path = spoilt_report
+    compare, counts, histogram = _pngs(path.read_text())
+    assert compare.size == (800, 336) and counts.size == histogram.size == (400, 336)
+    for picture in (compare, counts, histogram):
+        assert np.asarray(picture.convert("L"), float).std() > 20  # not blank
+    # the frame (left) and the master (right) share the frame's stretch, so the master looks
+    # smoother: in the middle rows, the image columns of the master's half have far less
+    # pixel-to-pixel contrast
+    band = np.asarray(compare.convert("L"), float)[100:250]
+    contrast = np.abs(np.diff(band, axis=1)).mean(axis=0)
+    left, right = contrast[:400], contrast[400:]
+    assert (left > 5).sum() > 120 and (right > 5).sum() > 120  # two noisy image panels
+    assert np.median(left[left > 5]) > 1.7 * np.median(right[right > 5])
+    assert section.short_blocks > 0.01  # the count map shows rejected values
+
+
+def test_report_is_self_contained(spoilt_report):
+    _, path = spoilt_report
+    text = path.read_text()
+    assert len(re.findall(r"<img ", text)) == 3 and len(_pngs(text)) == 3
+    assert re.findall(r'src="([^"]{0,11})', text) == ["data:image/"] * 3
+    outside = re.sub(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', "", text)
+    for forbidden in ("http:", "https:", "//", "<script", "<link", "url(", "@import"):
+        assert forbidden not in outside.lower(), forbidden
+    assert re.findall(r'href="([^"]*)"', text) == ["#master-1"] * 3  # summary, flags: anchors
+
+
+def test_command_line_report_re_reads_each_master(tmp_path, capsys):
+    folder = tmp_path / "night"
+    calstack.simulate(folder, preset="cryo", shape=(64, 80))  # darks of 7, 70, 300 s, 3 each
+    out = tmp_path / "out"
+    report = out / "report.html"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "--sigma-clip", "5", "5",
+                 "-o", str(out), "--report", str(report)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[-1] == f"report: 3 master(s) -> {report}"
+    text = report.read_text()
+    assert text.count('<section class="master"') == 3 and len(_pngs(text)) == 9
+    for label in ("dark exptime=7.000", "dark exptime=70.000", "dark exptime=300.000"):
+        assert f"<h2>{label}</h2>" in text
+    assert "n/a" not in text  # per-frame rejection came with each BuiltMaster
+    # an existing report stops the job before anything is combined
+    again = tmp_path / "again"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(again),
+                 "--report", str(report)]) == 1
+    assert "report.html: exists; pass --overwrite" in capsys.readouterr().err
+    assert not again.exists() or not any(again.glob("*.fit"))
+
+
+def test_unknown_rejection_shows_n_a(tmp_path):
+    folder = tmp_path / "night"
+    calstack.simulate(folder, preset="te", shape=(48, 48), n_darks=3)
+    built = combine_groups(calstack.ImageIndex(folder), select={"imagetyp": "dark"},
+                           output_dir=tmp_path, **RECIPE)
+    only_file = dataclasses.replace(built[0], frame_rejected=())
+    text = write_report(tmp_path / "r.html", [only_file]).read_text()
+    assert text.count("<td>n/a</td>") == 3
+    section = Report().add(built[0])
+    assert [row.rejected for row in section.frames] == pytest.approx(list(built[0].frame_rejected))
+
+
+def test_masters_of_arrays_need_their_frames(tmp_path):
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(10, 2, (40, 30)).astype(np.float32) for _ in range(4)]
+    master = calstack.combine(arrays)
+    with pytest.raises(OptionError, match="input frame 'array' is not a file; pass frames="):
+        Report().add(master)
+    with pytest.raises(OptionError, match="3 frames given for a master of 4"):
+        Report().add(master, frames=arrays[:3])
+    section = Report().add(master, frames=arrays, label="arrays")
+    assert [row.name for row in section.frames] == ["ndarray"] * 4
+    assert section.reduction == pytest.approx(2.0, rel=0.15)
+    with pytest.raises(OptionError, match="takes a calstack Master or a BuiltMaster, not str"):
+        Report().add("master.fits")
+
+
+def test_grid_reads_physical_values_and_block_minima(tmp_path):
+    data = np.arange(7 * 10, dtype=np.uint16).reshape(7, 10) + 100
+    data[4, 3] = 7  # BLANK
+    path = tmp_path / "raw.fits"
+    hdu = fits.PrimaryHDU((data.astype(np.int32) - 32768).astype(np.int16))  # BZERO-shifted
+    hdu.header["BZERO"], hdu.header["BLANK"] = 32768, 7 - 32768
+    hdu.writeto(path)
+    grid = read_grid(path, 3)
+    expected = data[::3, ::3].astype(np.float32)
+    expected[data[::3, ::3] == 7] = np.nan
+    np.testing.assert_array_equal(grid, expected)
+    counts = np.full((7, 10), 5, np.int16)
+    counts[6, 9], counts[1, 4] = 2, 3
+    np.testing.assert_array_equal(read_block_min(counts, 3), [[5, 3, 5, 5], [5] * 4, [5, 5, 5, 2]])
+    assert grid_step((4096, 4096), 512) == 8 and grid_step((100, 50), 512) == 1
+    assert robust_stats([1.0, 2.0, np.nan, 3.0, 100.0]) == pytest.approx((2.5, 1.4826 * 1.0), rel=1e-4)
+
+
+def test_anomaly_rule():
+    noises = np.full(6, 5.0)
+    medians = np.array([100.0, 100.1, 99.9, 100.0, 100.05, 100.0])
+    assert flag_frames(medians, noises, np.full(6, 1e-3)) == [()] * 6
+    # the floor: 0.4 is below a tenth of the noise x 5, so frames agreeing to 0.05 stay clean
+    assert flag_frames(medians + [0, 0, 0, 0, 0, 0.4], noises) == [()] * 6
+    assert flag_frames(medians + [0, 0, 0, 0, 0, 3.0], noises)[5][0].startswith("level (median)")
+    low = flag_frames(medians, noises, [1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 0.0])
+    assert low == [()] * 6  # less rejection than the others is not suspicious
+    high = flag_frames(medians, noises, [1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 2e-3])
+    assert high[5] and high[5][0].startswith("rejected fraction 0.2%")
+    assert flag_frames([1.0, 50.0], [1.0, 1.0]) == [(), ()]  # two frames: no majority
+
+
+# --------------------------------------------------------------------------- headless Chromium
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no Chromium binary (chromium, chromium-browser, google-chrome) on PATH; "
+                ".ci/run installs Debian's chromium")
+
+
+_HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND"]
+
+
+def _console(chromium, url):
+    """(DOM, console lines) of a page loaded by headless Chromium."""
+    done = subprocess.run([chromium, *_HEADLESS, "--enable-logging=stderr", "--v=0",
+                           "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_chromium_renders_every_master(tmp_path, spoilt):
+    chromium = _chromium()
+    control = tmp_path / "control.html"  # proves this Chromium reports console errors so
+    control.write_text("<!DOCTYPE html><p>x</p><script>undefinedFunction()</script>")
+    _, console = _console(chromium, control.as_uri())
+    assert len(console) == 1 and "Uncaught ReferenceError" in console[0]
+    report = Report()
+    for group in (spoilt[:4], spoilt[4:]):
+        report.add(calstack.combine(group, **RECIPE))
+    page = report.write(tmp_path / "two.html")
+    url = page.resolve().as_uri()
+    dom, console = _console(chromium, url)
+    assert console == []  # no console messages at all: no errors, no uncaught exceptions
+    assert dom.count('<section class="master"') == 2
+    sources = re.findall(r'<img [^>]*src="([^"]*)"', dom)
+    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    shot = tmp_path / "shot.png"
+    done = subprocess.run([chromium, *_HEADLESS, f"--screenshot={shot}",
+                           "--window-size=1100,1600", url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), float)
+    assert pixels.shape == (1600, 1100)
+    assert pixels.std() > 20  # text, tables and pictures, not a blank page
+    assert (pixels < 60).mean() > 0.02  # dark pixels: the noisy frames are drawn
