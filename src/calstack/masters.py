@@ -35,10 +35,12 @@ class BuiltMaster:
     n_frames: int
     rejected_fraction: float
     seconds: float
+    kind: str | None = None
 
     def as_dict(self) -> dict:
         """Plain-data summary (for ``--json``)."""
-        return {"group": self.group.key, "path": str(self.path), "n_frames": self.n_frames,
+        return {"kind": self.kind, "group": self.group.key, "path": str(self.path),
+                "n_frames": self.n_frames, "inputs": [str(p) for p in self.group.paths],
                 "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
 
 
@@ -88,6 +90,8 @@ def combine_groups(
     template=None,
     overwrite=False,
     on_master=None,
+    kind=None,
+    options_for=None,
     **combine_options,
 ) -> list[BuiltMaster]:
     """Select frames from an index, group them, and write one master per group.
@@ -112,6 +116,11 @@ def combine_groups(
         Replace existing masters.
     on_master : callable, optional
         Called with each :class:`BuiltMaster` as soon as it is written.
+    kind : str, optional
+        What ``{imagetyp}`` in the output name stands for (default: the selected imagetyp).
+    options_for : callable, optional
+        ``options_for(group)`` returns more :func:`calstack.combine` options for that group
+        (e.g. the master bias to subtract).
     hdu : int or str, optional
         Combine only this HDU (number or EXTNAME) of each file. Without it, files with several
         image extensions (mosaic cameras) give one master per extension (grouped by EXTNAME,
@@ -156,7 +165,7 @@ def combine_groups(
         if len(group.paths) < 3:
             log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
                         group.label() or "all", len(group.paths))
-    imagetyp = select.get("imagetyp")
+    imagetyp = kind or select.get("imagetyp")
     template = template or default_template(keys, imagetyp)
     folder = check_writable(output_dir)
     targets = [folder / output_name(template, g, imagetyp) for g in groups]
@@ -171,9 +180,10 @@ def combine_groups(
     built = []
     for group, target in zip(groups, targets):
         start = time.perf_counter()
-        master = combine(group, **combine_options)
+        extra = options_for(group) if options_for is not None else {}
+        master = combine(group, **combine_options, **extra)
         master.write(target, overwrite=overwrite)
-        result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
+        result = BuiltMaster(group=group, path=target, n_frames=len(group.paths), kind=imagetyp,
                              rejected_fraction=master.rejected_fraction,
                              seconds=time.perf_counter() - start)
         del master  # written: free its outputs before the next group's combine counts its own
