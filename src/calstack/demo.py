@@ -45,17 +45,26 @@ def noise_check(master_path, frame_path, truth_path) -> dict:
             "reduction": noise["frame"] / noise["master"], "expected": float(np.sqrt(n))}
 
 
-def truth_residual(master_path, truth_path, minus_path=None) -> dict:
-    """How far a master is from its truth (minus another truth, e.g. the bias for a dark).
+def _expected_noise(master_path, truth_path) -> float:
+    """Per-frame noise of the truth (its SIGMA extension) over sqrt(NCOMBINE) of the master."""
+    n = int(fits.getheader(master_path)["NCOMBINE"])
+    return float(np.median(fits.getdata(truth_path, "SIGMA"))) / np.sqrt(n)
 
-    Returns the median and robust std (1.4826 * MAD) of master - truth, and the noise that
-    averaging NCOMBINE frames of the truth's per-frame noise (its SIGMA extension) should give.
+
+def truth_residual(master_path, truth_path, subtracted=None) -> dict:
+    """How far a master is from its truth.
+
+    ``subtracted`` = (master, truth) of a master that was subtracted from the frames (the bias
+    for a bias-subtracted dark): its truth is subtracted from the truth, and its noise adds to
+    the expected noise. Returns the median and robust std (1.4826 * MAD) of master - truth,
+    and the noise that averaging the frames should give.
     """
     with fits.open(master_path) as m, fits.open(truth_path) as t:
         residual = m[0].data.astype(np.float64) - t[0].data.astype(np.float64)
-        expected = float(np.median(t["SIGMA"].data)) / np.sqrt(int(m[0].header["NCOMBINE"]))
-    if minus_path is not None:
-        residual += fits.getdata(minus_path).astype(np.float64)
+    expected = _expected_noise(master_path, truth_path)
+    if subtracted is not None:
+        residual += fits.getdata(subtracted[1]).astype(np.float64)
+        expected = float(np.hypot(expected, _expected_noise(*subtracted)))
     residual = residual[np.isfinite(residual)]
     median = float(np.median(residual))
     noise = float(1.482602218505602 * np.median(np.abs(residual - median)))
@@ -123,9 +132,9 @@ def _night(folder, shape, mem_limit, overwrite, say) -> list:
         key = master.group.key
         name = {"bias": "bias", "dark": f"dark_{float(key.get('exptime', 0)):.3f}",
                 "flat": f"flat_{key.get('filter')}"}[master.kind]
-        minus = night.truth["bias"] if master.kind == "dark" else None
-        check = truth_residual(master.path, night.truth[name], minus)
-        say(f"[night] {master.kind} {master.group.label() or ''}: {master.n_frames} frames -> "
+        subtracted = (built[0].path, night.truth["bias"]) if master.kind == "dark" else None
+        check = truth_residual(master.path, night.truth[name], subtracted)
+        say(f"[night] {master.kind} {master.group.label() or 'all'}: {master.n_frames} frames -> "
             f"{master.path.name} in {master.seconds:.1f} s; master - truth: median "
             f"{check['median']:+.4f}, noise {check['noise']:.4f} (expected "
             f"{check['expected']:.4f})")
