@@ -38,7 +38,7 @@ def test_combine_recipe_writes_one_master_per_exposure_time(night, tmp_path, cap
                      "combined_dark_70.000.fit"]
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith("exptime=7.000: 3 frames -> ")
+    assert lines[0].startswith("dark exptime=7.000: 3 frames -> ")
     assert "combined_dark_7.000.fit (rejected " in lines[0]
     header = fits.getheader(out / "combined_dark_70.000.fit")
     assert header["COMBINED"] is True and header["NCOMBINE"] == 3 and header["EXPTIME"] == 70.0
@@ -204,3 +204,31 @@ def test_simulate_command_counts_and_sizes(tmp_path, capsys):
     again = ["simulate", str(out), "--preset", "cryo", "--shape", "32", "48", "--exptimes", "5"]
     assert main(again) == 1  # the files exist: refuses, before writing anything
     assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+
+
+def test_combine_with_another_rejection_scaling_and_weights(dark_files, tmp_path, capsys):
+    paths, _, _ = dark_files
+    folder = str(tmp_path)
+    out = tmp_path / "out"
+    argv = ["combine", folder, "--imagetyp", "dark", "-o", str(out), "--rejection", "ccdclip",
+            "--gain", "2", "--read-noise", "RDNOISE", "--scale", "median", "--weights", "exptime",
+            "--json"]
+    assert main(argv) == 1  # RDNOISE is not in the headers: a one-line error naming it
+    assert "RDNOISE" in capsys.readouterr().err
+    argv[argv.index("RDNOISE")] = "5"
+    assert main(argv) == 0
+    built = json.loads(capsys.readouterr().out)
+    header = fits.getheader(built[0]["path"])
+    assert header["CMBREJ"] == "ccdclip" and header["CMBGAIN"] == 2.0 and header["CMBRDNS"] == 5.0
+    assert header["CMBSCALE"] == "median" and header["CMBWEIGH"] == "exptime"
+    assert main(["combine", folder, "--imagetyp", "dark", "-o", str(out), "--overwrite",
+                 "--rejection", "sigma_clipp"]) == 1
+    assert "did you mean 'sigma_clip'" in capsys.readouterr().err
+
+
+def test_help_says_when_to_pick_which_rejection(capsys):
+    with pytest.raises(SystemExit):
+        main(["combine", "--help"])
+    text = capsys.readouterr().out
+    for name in ("percentile_clip", "ccdclip", "winsorized_sigma_clip", "esd", "--nlow/--nhigh"):
+        assert name in text

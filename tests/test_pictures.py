@@ -62,6 +62,21 @@ def test_demo_builds_masters_and_pictures(tmp_path, capsys):
             assert (tmp_path / camera / f"combined_dark_{t}.fit").exists()
             assert (tmp_path / camera / f"compare_dark_{t}.png").exists()
     assert "10 frames" in printed and "sqrt(N) = 3.16" in printed
+    masters = sorted(p.name for p in (tmp_path / "night" / "masters").glob("*.fit"))
+    assert masters == ["combined_bias.fit", "combined_dark_120.000.fit", "combined_dark_30.000.fit",
+                       "combined_flat_R.fit", "combined_flat_V.fit"]
+    assert printed.count("[night] flat") == 2 and "master - truth" in printed
+
+
+def test_demo_masters_match_their_truth(tmp_path):
+    from calstack.demo import run_demo
+
+    results = run_demo(tmp_path, shape=(64, 64), say=lambda text: None)
+    night = [r for r in results if r["camera"] == "night"]
+    assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat"]
+    for r in night:  # unbiased, and as noisy as averaging N frames predicts (rejection costs a bit)
+        assert abs(r["median"]) < 0.5 * r["expected"] + 1e-3
+        assert r["noise"] < 1.5 * r["expected"]
 
 
 def test_titles_show_group_count_and_exposure_from_the_header():
@@ -70,11 +85,6 @@ def test_titles_show_group_count_and_exposure_from_the_header():
     assert frame_title(header, "flat.fit") == "7 flat images combined\nflat.fit, 2.5 s, filter R"
     assert frame_title(None, "array") == "array"
     assert frame_title(fits.Header({"EXPTIME": 3.0}), "x.fits") == "x.fits"
-
-
-def _columns(image):
-    """Mean grey level of each column of a PNG read by matplotlib."""
-    return image[..., :3].mean(axis=(0, 2))
 
 
 def test_diff_is_first_minus_second_on_a_symmetric_stretch(tmp_path):

@@ -82,7 +82,7 @@ def test_command_line_not_on_a_terminal_prints_one_line_per_master(two_groups, t
     assert main(["combine", str(two_groups), "--imagetyp", "dark", "-o", str(out)]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["exptime=10.000", "exptime=20.000"]
+    assert [line.split(":")[0] for line in lines] == ["dark exptime=10.000", "dark exptime=20.000"]
     assert all(" 3 frames -> " in line and line.endswith(" s)") for line in lines)
     assert "\r" not in captured.out + captured.err and captured.err == ""
     assert main(["combine", str(two_groups), "--imagetyp", "dark", "-o", str(out),
@@ -107,11 +107,12 @@ def test_json_has_paths_groups_counts_rejection_and_timings(two_groups, tmp_path
     assert len(captured.err.splitlines()) == 2
     assert [b["group"] for b in built] == [{"exptime": 10.0}, {"exptime": 20.0}]
     for entry in built:
-        assert set(entry) == {"group", "path", "n_frames", "rejected_fraction", "seconds",
-                              "frames", "frame_rejected"}
-        assert entry["n_frames"] == 3 and len(entry["frames"]) == len(entry["frame_rejected"]) == 3
+        assert set(entry) == {"kind", "group", "path", "n_frames", "inputs", "frame_rejected",
+                              "rejected_fraction", "seconds"}
+        assert entry["kind"] == "dark" and entry["n_frames"] == 3
+        assert len(entry["inputs"]) == len(entry["frame_rejected"]) == 3
         assert entry["path"].startswith(str(out)) and entry["seconds"] >= 0
-        assert all(f.startswith(str(two_groups)) for f in entry["frames"])
+        assert all(f.startswith(str(two_groups)) for f in entry["inputs"])
         # per frame: a fraction of the frame's pixels; overall: of all values
         assert sum(entry["frame_rejected"]) / 3 == pytest.approx(entry["rejected_fraction"],
                                                                  abs=1e-6)

@@ -39,6 +39,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Logs to whatever ``sys.stderr`` is now (tests and callers may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _key_value(text: str):
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
@@ -64,6 +76,53 @@ def _add_index_options(p):
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     p.add_argument("--include", action="append", metavar="GLOB", help="only file names matching")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip file names matching")
+
+
+def _add_combine_options(p, recipe=False):
+    g = p.add_argument_group("combining (see --help of `calstack combine` for when to use which)")
+    g.add_argument("--method", default="average", help="average | median | sum")
+    g.add_argument("--rejection", default="sigma_clip" if recipe else None,
+                   help="sigma_clip | percentile_clip | winsorized_sigma_clip | ccdclip | esd | "
+                   "none" + (" (default sigma_clip, 5/5 sigma, median/mad_std)" if recipe else ""))
+    g.add_argument("--sigma-clip", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="sigma clipping with these lower/upper thresholds")
+    g.add_argument("--sigma", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   default=[5.0, 5.0] if recipe else None,
+                   help="lower/upper thresholds of any clipping --rejection (default 3 3)")
+    g.add_argument("--cenfunc", default="median", help="median | mean")
+    g.add_argument("--stdfunc", default="mad_std", help="mad_std | std")
+    g.add_argument("--maxiters", type=_maxiters, default=1, metavar="N|none",
+                   help="clipping passes (1 = ccdproc; none = until nothing changes)")
+    g.add_argument("--min-clip", type=float, help="reject values below")
+    g.add_argument("--max-clip", type=float, help="reject values above")
+    g.add_argument("--nlow", type=int, default=0, help="drop the N lowest values of each pixel")
+    g.add_argument("--nhigh", type=int, default=0, help="drop the N highest values of each pixel")
+    g.add_argument("--pclip", type=float, default=-0.5, help="percentile_clip offset (IRAF)")
+    g.add_argument("--gain", default="GAIN", help="e-/ADU or header keyword (ccdclip, noise weights)")
+    g.add_argument("--read-noise", default="RDNOISE", help="e- or header keyword (ccdclip)")
+    g.add_argument("--sense-noise", type=float, default=0.0, help="ccdclip sensitivity noise")
+    g.add_argument("--esd-max", type=float, default=0.3, help="esd: most outliers (count or fraction)")
+    g.add_argument("--esd-alpha", type=float, default=0.05, help="esd: significance level")
+    g.add_argument("--scale", help="scale frames before rejection: median | mean | mode | KEYWORD")
+    g.add_argument("--scale-to", type=float, help="level frames are scaled to (default: their mean)")
+    g.add_argument("--zero", help="zero offsets before rejection: median | mean | mode")
+    g.add_argument("--stat-section", metavar="[x1:x2,y1:y2]", help="where statistics are measured")
+    g.add_argument("--weights", help="weights of the average/sum: noise | KEYWORD (e.g. exptime)")
+    g.add_argument("--dtype", default="float32", help="float32 | float64")
+    g.add_argument("--mem-limit", default=DEFAULT_MEM_LIMIT,
+                   help=f"memory limit, e.g. 350MB (default {DEFAULT_MEM_LIMIT})")
+    g.add_argument("--hdu", help="HDU number or EXTNAME to combine (default: first image)")
+
+
+def _add_output_options(p):
+    """Options of a job that builds masters (combine, masters); see :func:`_run_job`."""
+    p.add_argument("--overwrite", action="store_true", help="replace existing masters")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable files (reported) instead of stopping")
+    p.add_argument("--json", action="store_true",
+                   help="print what was built as JSON (paths, groups, frames, rejection, timings)")
+    p.add_argument("--report", metavar="REPORT.html",
+                   help="write a self-contained HTML report: frames, pictures, anomalous frames")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -116,29 +175,33 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="keywords that split the selection into groups ('' = one group)")
     p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
                    help="grouping tolerance of a numeric key")
-    p.add_argument("--method", default="average", help="average | median | sum")
-    p.add_argument("--sigma-clip", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                   help="sigma clipping with these lower/upper thresholds")
-    p.add_argument("--cenfunc", default="median", help="median | mean")
-    p.add_argument("--stdfunc", default="mad_std", help="mad_std | std")
-    p.add_argument("--maxiters", type=_maxiters, default=1, metavar="N|none",
-                   help="sigma-clipping passes (1 = ccdproc; none = until nothing changes)")
-    p.add_argument("--min-clip", type=float, help="reject values below")
-    p.add_argument("--max-clip", type=float, help="reject values above")
-    p.add_argument("--nlow", type=int, default=0, help="drop the N lowest values of each pixel")
-    p.add_argument("--nhigh", type=int, default=0, help="drop the N highest values of each pixel")
-    p.add_argument("--dtype", default="float32", help="float32 | float64")
-    p.add_argument("--mem-limit", default=DEFAULT_MEM_LIMIT,
-                   help=f"memory limit, e.g. 350MB (default {DEFAULT_MEM_LIMIT})")
-    p.add_argument("--hdu", help="HDU number or EXTNAME to combine (default: first image)")
+    _add_combine_options(p)
     p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
     p.add_argument("--template", help="output name, e.g. 'combined_dark_{exptime:6.3f}.fit' "
                    "(default combined_{imagetyp}_{key:.3f}.fit)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing masters")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable files (reported) instead of stopping")
-    _add_job_options(p)
+    _add_output_options(p)
+    p.add_argument("--bias", metavar="FITS", help="master bias to subtract from every frame")
+    p.add_argument("--dark", metavar="FITS", help="master dark (bias-free) to subtract, scaled "
+                   "by exposure time")
     p.set_defaults(run=_cmd_combine)
+
+    p = add("masters", help="build every master of a night: bias, darks per exposure time, "
+                            "flats per filter",
+            formatter_class=argparse.RawDescriptionHelpFormatter, description=_MASTERS_HELP)
+    _add_index_options(p)
+    p.add_argument("--group-by", default="", metavar="K1,K2",
+                   help="more keys that split every kind (e.g. xbinning,gain,ccd-temp)")
+    p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
+                   help="grouping tolerance of a numeric key (e.g. ccd-temp=1)")
+    p.add_argument("--subtract-bias", action="store_true",
+                   help="subtract the master bias from darks and flats (raw frames)")
+    p.add_argument("--subtract-dark", action="store_true",
+                   help="subtract the master dark, scaled by exposure time, from flats")
+    _add_combine_options(p, recipe=True)
+    p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
+    p.add_argument("--template", help="output name; {imagetyp} is bias, dark or flat")
+    _add_output_options(p)
+    p.set_defaults(run=_cmd_masters)
 
     p = add("show", help="frames side by side on one stretch, as a PNG")
     p.add_argument("frames", nargs="+", metavar="FRAME")
@@ -169,8 +232,40 @@ Combine calibrated frames into masters, one per group, e.g. the reference recipe
       --sigma-clip 5 5 --cenfunc median --stdfunc mad_std --mem-limit 350MB --output-dir OUT
 
 Rejection runs in ccdproc's order: --nlow/--nhigh, then --min-clip/--max-clip, then
---sigma-clip. Sigma clipping with median/mad_std is robust against cosmic rays and hot
-pixels in a few frames; --nlow/--nhigh suit small stacks (N < 5) where statistics are poor.
+--rejection (--sigma-clip LOW HIGH is short for --rejection sigma_clip --sigma LOW HIGH).
+Scaling (--scale, --zero) and bias/dark subtraction happen before rejection, so clipping
+compares like with like. Which rejection to pick:
+
+  sigma_clip             median/mad_std (the reference recipe): robust from ~5 frames; the
+                         default choice for darks and biases with cosmic rays
+  percentile_clip        few frames (3-6), where a standard deviation means little (IRAF pclip)
+  ccdclip                the camera's gain and read noise are known (--gain/--read-noise or
+                         GAIN/RDNOISE keywords): the spread comes from the noise model, not
+                         from a handful of values; good for biases and darks
+  winsorized_sigma_clip  many frames (> 15) with bright outliers that would inflate a plain std
+                         (satellite trails, hot pixels in flats)
+  esd                    many frames and an unknown number of outliers per pixel: a test at
+                         significance --esd-alpha instead of a fixed threshold
+  --nlow/--nhigh         you know how many frames are hit (e.g. a trail in one of 5 flats)
+  --min-clip/--max-clip  saturation or dead levels
+
+Weights (--weights noise|EXPTIME) apply to the average and sum; weights of rejected values
+do not count.
+"""
+
+
+_MASTERS_HELP = """\
+Build every master a night needs from one folder:
+
+  calstack masters NIGHT_DIR --output-dir OUT [--subtract-bias --subtract-dark]
+
+Frames are sorted by IMAGETYP (BIAS/ZERO/'Bias Frame', DARK/'Dark Frame', FLAT/'Flat Field'...)
+into a master bias, master darks per exposure time and master flats per filter; each flat is
+normalised by its median (over --stat-section) before rejection, so the master flat has median 1.
+--group-by splits every kind further (binning, gain, readout mode, temperature with
+--tolerance ccd-temp=1). Groups of fewer than 3 frames are built with a warning. Masters in the
+folder (COMBINED = T) are never inputs. Default rejection: the reference recipe (sigma clipping,
+5/5 sigma, median and mad_std).
 """
 
 
@@ -225,31 +320,38 @@ def _cmd_simulate(args):
     return 0
 
 
+def _number_or_keyword(text):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _combine_options(args) -> dict:
-    options = dict(method=args.method, cenfunc=args.cenfunc, stdfunc=args.stdfunc,
-                   maxiters=args.maxiters, min_clip=args.min_clip, max_clip=args.max_clip,
-                   nlow=args.nlow, nhigh=args.nhigh, dtype=args.dtype, mem_limit=args.mem_limit,
-                   hdu=_hdu(args.hdu), skip_bad=args.skip_bad)
+    rejection = None if str(args.rejection).lower() == "none" else args.rejection
+    sigma = args.sigma
     if args.sigma_clip:
-        options.update(rejection="sigma_clip", sigma_lower=args.sigma_clip[0],
-                       sigma_upper=args.sigma_clip[1])
+        rejection, sigma = "sigma_clip", args.sigma_clip
+    options = dict(method=args.method, rejection=rejection, cenfunc=args.cenfunc,
+                   stdfunc=args.stdfunc, maxiters=args.maxiters, min_clip=args.min_clip,
+                   max_clip=args.max_clip, nlow=args.nlow, nhigh=args.nhigh, pclip=args.pclip,
+                   gain=_number_or_keyword(args.gain),
+                   read_noise=_number_or_keyword(args.read_noise), sense_noise=args.sense_noise,
+                   esd_max=args.esd_max, esd_alpha=args.esd_alpha, scale=args.scale,
+                   scale_to=args.scale_to, zero=args.zero, stat_section=args.stat_section,
+                   weights=args.weights, dtype=args.dtype, mem_limit=args.mem_limit,
+                   hdu=_hdu(args.hdu), skip_bad=args.skip_bad)
+    if sigma:
+        options.update(sigma_lower=sigma[0], sigma_upper=sigma[1])
     return options
 
 
-def _add_job_options(p):
-    """Options of a job that builds masters (combine, masters); see :func:`_run_job`."""
-    p.add_argument("--json", action="store_true",
-                   help="print what was built as JSON (paths, groups, frames, rejection, timings)")
-    p.add_argument("--report", metavar="REPORT.html",
-                   help="write a self-contained HTML report: frames, pictures, anomalous frames")
-
-
-def _run_job(args, build):
+def _run_job(args, build) -> list:
     """Run a job that builds masters: ``build(progress)`` returns the list of BuiltMaster.
 
     Progress goes to stderr (bars on a terminal; nothing with --quiet) and one line per master
     to stdout (stderr with --json); --report is checked before ``build`` and written after it;
-    --json prints :meth:`BuiltMaster.as_dict` of each master.
+    --json prints :meth:`BuiltMaster.as_dict` of each master. Returns what was built.
     """
     from .progress import Progress
     from .report import check_report_path, write_report
@@ -264,7 +366,7 @@ def _run_job(args, build):
             write_report(args.report, built, overwrite=args.overwrite, progress=progress)
     if args.json:
         print(json.dumps([b.as_dict() for b in built], indent=1))
-    return 0
+    return built
 
 
 def _cmd_combine(args):
@@ -274,11 +376,34 @@ def _cmd_combine(args):
     if args.imagetyp:
         select["imagetyp"] = args.imagetyp
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-    return _run_job(args, lambda progress: combine_groups(
+    _run_job(args, lambda progress: combine_groups(
         _index(args, progress=progress), select=select, keys=keys,
         tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
-        template=args.template, overwrite=args.overwrite, progress=progress,
-        **_combine_options(args)))
+        template=args.template, overwrite=args.overwrite, bias=args.bias, dark=args.dark,
+        progress=progress, **_combine_options(args)))
+    return 0
+
+
+def _cmd_masters(args):
+    from .index import DEFAULT_KEYWORDS
+    from .night import build_night, summary_table
+
+    keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
+    keywords = list(dict.fromkeys([*DEFAULT_KEYWORDS, *(k.upper() for k in keys)]))
+    options = _combine_options(args)
+    options.pop("scale_to")  # flats are normalised to 1; --scale would fight that
+    if options.pop("scale") or options.pop("zero"):
+        raise CalstackError("masters scales each flat by its median itself; --scale/--zero are "
+                            "for `calstack combine`")
+    stat_section = options.pop("stat_section")
+    built = _run_job(args, lambda progress: build_night(
+        _index(args, keywords, progress), args.output_dir, group_by=keys,
+        tolerances=dict(args.tolerance) or None, subtract_bias=args.subtract_bias,
+        subtract_dark=args.subtract_dark, stat_section=stat_section, template=args.template,
+        overwrite=args.overwrite, progress=progress, **options))
+    if not (args.json or args.quiet):
+        print(summary_table(built))
+    return 0
 
 
 def _cmd_show(args):
@@ -313,7 +438,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("calstack: %(message)s"))
     logger = logging.getLogger("calstack")
     logger.handlers = [handler]

@@ -308,7 +308,7 @@ def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat
             options.check_frame_count(len(opened))
             unit = _check_consistent(opened)
             header = opened[0].header()
-            if options.rejection == "ccdclip" or weights == "noise":
+            if options.rejection == "ccdclip" or (isinstance(weights, str) and weights == "noise"):
                 options = options.with_noise_model(header)
             preparation = Preparation(
                 bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype, tmpdir),

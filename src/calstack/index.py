@@ -27,7 +27,7 @@ __all__ = ["ImageIndex", "DEFAULT_KEYWORDS", "FITS_SUFFIXES"]
 
 #: Keywords indexed when ``keywords`` is not given.
 DEFAULT_KEYWORDS = ("IMAGETYP", "EXPTIME", "FILTER", "NAXIS1", "NAXIS2", "BITPIX", "CCD-TEMP",
-                    "GAIN", "DATE-OBS", "XBINNING", "YBINNING", "OBJECT")
+                    "GAIN", "DATE-OBS", "XBINNING", "YBINNING", "OBJECT", "COMBINED")
 
 #: File name endings that are indexed when a folder is scanned (compared case-insensitively).
 FITS_SUFFIXES = (".fit", ".fits", ".fts", ".fz", ".fit.gz", ".fits.gz", ".fts.gz")
@@ -568,6 +568,12 @@ class ImageIndex:
             A criterion value is None or of an unsupported type.
         """
         keep = self._match(criteria, kw)
+        return self._from_table(self._table[keep], keywords=self.keywords,
+                                locations=self.locations)
+
+    def subset(self, keep) -> ImageIndex:
+        """A new index of the rows where the boolean sequence ``keep`` is true."""
+        keep = np.asarray(keep, bool)
         return self._from_table(self._table[keep], keywords=self.keywords,
                                 locations=self.locations)
 

@@ -408,6 +408,81 @@ def _reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
         hi[q] = max(lo[q], min(hi[q], b[q]))
 
 
+@njit(nogil=True, cache=True)
+def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, u, kept, s, n, lo,
+                   hi, sum_w, sum_wx, out_data, out_unc, out_count, frame_rejected):
+    """Combine the ``m`` pixels from ``p0`` (see :func:`combine_stack`); returns the number of
+    finite values rejected. The other arguments are the work item's scratch."""
+    n_frames = stack.shape[0]
+    per_pixel = weights.shape[1] > 1
+    # gather; missing -> +inf, which the sort puts last
+    n[:m] = 0
+    for i in range(n_frames):
+        src = stack[i, p0 : p0 + m]
+        row = w[i]
+        for q in range(m):
+            x = src[q]
+            ok = (x - x) == 0.0  # finite; unlike math.isfinite this vectorises
+            row[q] = x if ok else np.inf
+            n[q] += ok
+        if p.track:
+            u[i, :m] = row[:m]
+    _sort_columns(w, pairs, m)
+    _reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
+    if p.track:
+        _mark_kept(u, w, lo, hi, kept, m, s.lower, s.upper, s.new_lo, s.new_hi)
+        for i in range(n_frames):
+            dropped = 0
+            for q in range(m):
+                dropped += (u[i, q] < np.inf) & ~kept[i, q]
+            frame_rejected[i] += dropped
+    if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
+        for i in range(n_frames):
+            for q in range(m):
+                w[i, q] = u[i, q] * post_scale[i] if kept[i, q] else np.inf
+        _sort_columns(w, pairs, m)
+        for q in range(m):
+            hi[q] -= lo[q]
+            lo[q] = 0
+    if p.method == _MEDIAN:
+        _median_of_range(w, lo, hi, s.center, m)
+        _mad(w, lo, hi, s.center, s.dev, pairs, s.spread, m)
+    else:
+        _moments(w, lo, hi, s.total, s.mean, s.std, m)
+    if p.weighted:
+        sum_w[:m] = 0.0
+        sum_wx[:m] = 0.0
+        for i in range(n_frames):
+            factor = post_scale[i] if p.post_scaled else 1.0
+            for q in range(m):
+                if kept[i, q]:
+                    weight = weights[i, p0 + q] if per_pixel else weights[i, 0]
+                    sum_w[q] += weight
+                    sum_wx[q] += weight * (u[i, q] * factor)
+    n_rejected = 0
+    for q in range(m):
+        k = hi[q] - lo[q]
+        n_rejected += n[q] - k
+        pix = p0 + q
+        out_count[pix] = k
+        if k == 0:
+            out_data[pix] = np.nan
+            out_unc[pix] = np.nan
+        elif p.method == _MEDIAN:
+            out_data[pix] = s.center[q]
+            out_unc[pix] = s.spread[q] * MAD_TO_STD / math.sqrt(k)
+        elif p.method == _SUM:
+            out_data[pix] = sum_wx[q] if p.weighted else s.total[q]
+            out_unc[pix] = s.std[q] * math.sqrt(k)
+        else:
+            if p.weighted:
+                out_data[pix] = sum_wx[q] / sum_w[q] if sum_w[q] != 0.0 else np.nan
+            else:
+                out_data[pix] = s.mean[q]
+            out_unc[pix] = s.std[q] / math.sqrt(k)
+    return n_rejected
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
                   out_data, out_unc, out_count, out_frame_rejected):
@@ -449,7 +524,6 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
     n_groups = min(_GROUPS, n_blocks)
     rejected = np.zeros(n_groups, np.int64)
     frame_rejected = np.zeros((n_groups, n_frames), np.int64)
-    per_pixel = weights.shape[1] > 1
     n_track = n_frames if p.track else 1
     for g in prange(n_groups):
         w = np.empty((n_frames, _BLOCK), stack.dtype)  # sorting is exact in the input dtype
@@ -468,71 +542,9 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
         n_rejected = 0
         for blk in range(g, n_blocks, n_groups):
             p0 = blk * _BLOCK
-            m = min(_BLOCK, n_pix - p0)
-            # gather; missing -> +inf, which the sort puts last
-            n[:m] = 0
-            for i in range(n_frames):
-                src = stack[i, p0 : p0 + m]
-                row = w[i]
-                for q in range(m):
-                    x = src[q]
-                    ok = (x - x) == 0.0  # finite; unlike math.isfinite this vectorises
-                    row[q] = x if ok else np.inf
-                    n[q] += ok
-                if p.track:
-                    u[i, :m] = row[:m]
-            _sort_columns(w, pairs, m)
-            _reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
-            if p.track:
-                _mark_kept(u, w, lo, hi, kept, m, s.lower, s.upper, s.new_lo, s.new_hi)
-                for i in range(n_frames):
-                    dropped = 0
-                    for q in range(m):
-                        dropped += (u[i, q] < np.inf) & ~kept[i, q]
-                    frame_rejected[g, i] += dropped
-            if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
-                for i in range(n_frames):
-                    for q in range(m):
-                        w[i, q] = u[i, q] * post_scale[i] if kept[i, q] else np.inf
-                _sort_columns(w, pairs, m)
-                for q in range(m):
-                    hi[q] -= lo[q]
-                    lo[q] = 0
-            if p.method == _MEDIAN:
-                _median_of_range(w, lo, hi, s.center, m)
-                _mad(w, lo, hi, s.center, s.dev, pairs, s.spread, m)
-            else:
-                _moments(w, lo, hi, s.total, s.mean, s.std, m)
-            if p.weighted:
-                sum_w[:m] = 0.0
-                sum_wx[:m] = 0.0
-                for i in range(n_frames):
-                    factor = post_scale[i] if p.post_scaled else 1.0
-                    for q in range(m):
-                        if kept[i, q]:
-                            weight = weights[i, p0 + q] if per_pixel else weights[i, 0]
-                            sum_w[q] += weight
-                            sum_wx[q] += weight * (u[i, q] * factor)
-            for q in range(m):
-                k = hi[q] - lo[q]
-                n_rejected += n[q] - k
-                pix = p0 + q
-                out_count[pix] = k
-                if k == 0:
-                    out_data[pix] = np.nan
-                    out_unc[pix] = np.nan
-                elif p.method == _MEDIAN:
-                    out_data[pix] = s.center[q]
-                    out_unc[pix] = s.spread[q] * MAD_TO_STD / math.sqrt(k)
-                elif p.method == _SUM:
-                    out_data[pix] = sum_wx[q] if p.weighted else s.total[q]
-                    out_unc[pix] = s.std[q] * math.sqrt(k)
-                else:
-                    if p.weighted:
-                        out_data[pix] = sum_wx[q] / sum_w[q] if sum_w[q] != 0.0 else np.nan
-                    else:
-                        out_data[pix] = s.mean[q]
-                    out_unc[pix] = s.std[q] / math.sqrt(k)
+            n_rejected += _combine_block(stack, p0, min(_BLOCK, n_pix - p0), weights, post_scale,
+                                         esd_crit, pairs, p, w, u, kept, s, n, lo, hi, sum_w,
+                                         sum_wx, out_data, out_unc, out_count, frame_rejected[g])
         rejected[g] = n_rejected
     for g in range(n_groups):
         for i in range(n_frames):

@@ -40,19 +40,24 @@ class BuiltMaster:
     n_frames: int
     rejected_fraction: float
     seconds: float
+    kind: str | None = None
     sources: tuple = ()
     frame_rejected: tuple = ()
 
     def as_dict(self) -> dict:
         """Plain-data summary (for ``--json``)."""
-        return {"group": self.group.key, "path": str(self.path), "n_frames": self.n_frames,
-                "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3),
-                "frames": list(self.sources),
-                "frame_rejected": [round(f, 8) for f in self.frame_rejected]}
+        return {"kind": self.kind, "group": self.group.key, "path": str(self.path),
+                "n_frames": self.n_frames, "inputs": list(self.sources),
+                "frame_rejected": [round(f, 8) for f in self.frame_rejected],
+                "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
+
+    def label(self) -> str:
+        """``"dark exptime=90.000"``: the kind and the group's key."""
+        return " ".join(p for p in (self.kind, self.group.label()) if p) or "all"
 
     def line(self) -> str:
-        """One line for people and logs: group, frames, output, rejection, time."""
-        return (f"{self.group.label() or 'all'}: {self.n_frames} frames -> {self.path} "
+        """One line for people and logs: what, frames, output, rejection, time."""
+        return (f"{self.label()}: {self.n_frames} frames -> {self.path} "
                 f"(rejected {100 * self.rejected_fraction:.3f}% of values, {self.seconds:.1f} s)")
 
 
@@ -102,6 +107,8 @@ def combine_groups(
     template=None,
     overwrite=False,
     on_master=None,
+    kind=None,
+    options_for=None,
     progress=False,
     **combine_options,
 ) -> list[BuiltMaster]:
@@ -127,6 +134,11 @@ def combine_groups(
         Replace existing masters.
     on_master : callable, optional
         Called with each :class:`BuiltMaster` as soon as it is written.
+    kind : str, optional
+        What ``{imagetyp}`` in the output name stands for (default: the selected imagetyp).
+    options_for : callable, optional
+        ``options_for(group)`` returns more :func:`calstack.combine` options for that group
+        (e.g. the master bias to subtract).
     progress : bool, str or calstack.progress.Progress
         Report progress (see :func:`calstack.progress.as_progress`): a bar over the groups and,
         nested, one over each combine's rows; and :meth:`BuiltMaster.line` for each master
@@ -176,7 +188,7 @@ def combine_groups(
         if len(group.paths) < 3:
             log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
                         group.label() or "all", len(group.paths))
-    imagetyp = select.get("imagetyp")
+    imagetyp = kind or select.get("imagetyp")
     template = template or default_template(keys, imagetyp)
     folder = check_writable(output_dir)
     targets = [folder / output_name(template, g, imagetyp) for g in groups]
@@ -193,10 +205,11 @@ def combine_groups(
         for group, target in zip(groups, targets):
             task.note(group.label() or "all")
             start = time.perf_counter()
-            master = combine(group, progress=progress, **combine_options)
+            extra = options_for(group) if options_for is not None else {}
+            master = combine(group, progress=progress, **combine_options, **extra)
             master.write(target, overwrite=overwrite)
             result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
-                                 rejected_fraction=master.rejected_fraction,
+                                 kind=imagetyp, rejected_fraction=master.rejected_fraction,
                                  seconds=time.perf_counter() - start,
                                  sources=tuple(master.sources),
                                  frame_rejected=tuple(map(float, master.frame_rejected)))

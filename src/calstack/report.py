@@ -141,8 +141,8 @@ class Report:
             arrays). Default: ``master.sources``, or the built master's sources (with their
             HDUs). Give them for a master combined from in-memory frames.
         label : str, optional
-            Section heading (default: the image type and the group's key, or the image type,
-            exposure time and filter of the master's header).
+            Section heading (default: ``BuiltMaster.label()``, e.g. "dark exptime=90.000", or
+            the image type, exposure time and filter of a master's header).
 
         Returns
         -------
@@ -151,6 +151,7 @@ class Report:
         from astropy.io import fits
 
         from .master import Master
+        from .masters import BuiltMaster
 
         if isinstance(master, Master):
             header, path = master.meta, ""
@@ -159,7 +160,7 @@ class Report:
             sources = master.sources
             rejected = master.frame_rejected
             label = label or _header_label(header)
-        elif hasattr(master, "group") and hasattr(master, "frame_rejected"):  # a BuiltMaster
+        elif isinstance(master, BuiltMaster):
             path = str(master.path)
             header = fits.getheader(path)
             shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
@@ -167,8 +168,7 @@ class Report:
             hdu_of = dict(zip(master.group.paths, master.group.hdus))
             sources = [(source, hdu_of.get(source)) for source in master.sources]
             rejected = master.frame_rejected or None
-            kind = str(header.get("IMAGETYP", "")).strip().lower()
-            label = label or " ".join(p for p in (kind, master.group.label()) if p) or "master"
+            label = label or master.label()
         else:
             raise OptionError(f"Report.add takes a calstack Master or a BuiltMaster, not "
                               f"{type(master).__name__}")
