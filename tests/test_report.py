@@ -188,6 +188,34 @@ def test_anomaly_rule():
     assert flag_frames([1.0, 50.0], [1.0, 1.0]) == [(), ()]  # two frames: no majority
 
 
+def test_integer_frames_are_not_flagged_for_quantisation_steps():
+    noises = np.array([4.448, 4.448, 4.448, 4.448, 4.448, 5.930])  # MAD 3, 3, ... and 4 counts
+    medians = np.array([1103.0, 1103.0, 1102.0, 1103.0, 1103.0, 1103.5])
+    assert flag_frames(medians, noises, integer=True) == [()] * 6
+    assert flag_frames(medians, noises)[5][0].startswith("noise (robust std) 5.93")
+    assert flag_frames(medians + [0, 0, 0, 0, 0, 3], noises, integer=True)[5]  # 3 counts: flagged
+
+
+def test_masters_report_shows_frames_as_they_were_combined(tmp_path, capsys):
+    folder = tmp_path / "night"
+    calstack.simulate(folder, preset="night", shape=(48, 48))  # raw: biases, darks, flats
+    report = tmp_path / "night.html"
+    assert main(["masters", str(folder), "-o", str(tmp_path / "m"), "--subtract-bias",
+                 "--report", str(report), "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+    text = report.read_text()
+    labels = re.findall(r'<section class="master" id="master-\d"><h2>([^<]*)</h2>',
+                        text.replace("\n", ""))
+    assert labels == ["bias", "dark exptime=30.000", "dark exptime=120.000", "flat filter=R",
+                      "flat filter=V"]
+    assert text.count("as they were combined: bias subtracted.") == 2  # the darks
+    assert text.count("as they were combined: bias subtracted, scaled.") == 2  # the flats
+    flats = re.findall(r'title="[^"]*flat-R[^"]*">[^<]*</td><td>([^<]*)</td>', text)
+    assert len(flats) == 5 and all(float(m) == pytest.approx(1.0, abs=0.02) for m in flats)
+    darks = re.findall(r'title="[^"]*dark-030[^"]*">[^<]*</td><td>([^<]*)</td>', text)
+    assert len(darks) == 5 and all(abs(float(m) - 30 * 0.05 / 1.2) < 2 for m in darks)
+
+
 # --------------------------------------------------------------------------- headless Chromium
 def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
@@ -202,35 +230,31 @@ _HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgroun
              "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND"]
 
 
-def _console(chromium, url):
+def _load(chromium, url, *extra):
     """(DOM, console lines) of a page loaded by headless Chromium."""
     done = subprocess.run([chromium, *_HEADLESS, "--enable-logging=stderr", "--v=0",
-                           "--dump-dom", url], capture_output=True, text=True, timeout=120)
+                           "--dump-dom", *extra, url], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
 
 
 def test_chromium_renders_every_master(tmp_path, spoilt):
     chromium = _chromium()
-    control = tmp_path / "control.html"  # proves this Chromium reports console errors so
+    control = tmp_path / "control.html"  # proves that this Chromium reports console errors so
     control.write_text("<!DOCTYPE html><p>x</p><script>undefinedFunction()</script>")
-    _, console = _console(chromium, control.as_uri())
+    _, console = _load(chromium, control.as_uri())
     assert len(console) == 1 and "Uncaught ReferenceError" in console[0]
     report = Report()
     for group in (spoilt[:4], spoilt[4:]):
         report.add(calstack.combine(group, **RECIPE))
     page = report.write(tmp_path / "two.html")
-    url = page.resolve().as_uri()
-    dom, console = _console(chromium, url)
+    shot = tmp_path / "shot.png"
+    dom, console = _load(chromium, page.resolve().as_uri(), f"--screenshot={shot}",
+                         "--window-size=1100,1600")
     assert console == []  # no console messages at all: no errors, no uncaught exceptions
     assert dom.count('<section class="master"') == 2
     sources = re.findall(r'<img [^>]*src="([^"]*)"', dom)
     assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
-    shot = tmp_path / "shot.png"
-    done = subprocess.run([chromium, *_HEADLESS, f"--screenshot={shot}",
-                           "--window-size=1100,1600", url],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"), float)
     assert pixels.shape == (1600, 1100)
     assert pixels.std() > 20  # text, tables and pictures, not a blank page

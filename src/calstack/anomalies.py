@@ -17,8 +17,10 @@ often than the others'.
 The floors keep the rule from flagging differences that do not matter when the frames agree
 very closely (then the MAD over the frames is tiny): a tenth of the group's typical noise (the
 median of the frames' robust std) for the level, 5 % of it for the noise, and 1e-4 (0.01 % of
-the pixels) for the rejected fraction. With fewer than 3 frames nothing is flagged: there is
-no majority to compare with.
+the pixels) for the rejected fraction. Integer-valued frames (raw counts) have a median and a
+MAD in steps of half a count, so there the floors are at least half a count for the level and
+1.4826 x half a count for the noise: a frame is never flagged for one or two such steps. With
+fewer than 3 frames nothing is flagged: there is no majority to compare with.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ _NOISE_FLOOR = 0.05  # x typical noise
 _REJECTED_FLOOR = 1e-4  # fraction of pixels
 
 
+_MAD_TO_STD = 1.482602218505602
+
+
 def _robust_z(values, floor):
     center = np.median(values)
-    spread = max(1.482602218505602 * float(np.median(np.abs(values - center))), floor)
+    spread = max(_MAD_TO_STD * float(np.median(np.abs(values - center))), floor)
     return (values - center) / spread, float(center)
 
 
-def flag_frames(medians, noises, rejected=None) -> list[tuple[str, ...]]:
+def flag_frames(medians, noises, rejected=None, *, integer=False) -> list[tuple[str, ...]]:
     """Why each frame of a group is anomalous (an empty tuple for a normal frame).
 
     Parameters
@@ -52,6 +57,8 @@ def flag_frames(medians, noises, rejected=None) -> list[tuple[str, ...]]:
         Each frame's median and robust standard deviation.
     rejected : array_like, optional
         Each frame's fraction of pixels rejected by the combine (None when unknown).
+    integer : bool
+        The frames hold whole numbers (raw counts): statistics move in steps of half a count.
 
     Returns
     -------
@@ -64,8 +71,10 @@ def flag_frames(medians, noises, rejected=None) -> list[tuple[str, ...]]:
     if len(medians) < MIN_FRAMES or not np.isfinite(medians).all() or not np.isfinite(noises).all():
         return [tuple(r) for r in reasons]
     typical = float(np.median(noises))
-    checks = [("level (median)", medians, _LEVEL_FLOOR * typical, True, "{:.5g}"),
-              ("noise (robust std)", noises, _NOISE_FLOOR * typical, True, "{:.4g}")]
+    step = 0.5 if integer else 0.0
+    checks = [("level (median)", medians, max(_LEVEL_FLOOR * typical, step), True, "{:.5g}"),
+              ("noise (robust std)", noises, max(_NOISE_FLOOR * typical, _MAD_TO_STD * step),
+               True, "{:.4g}")]
     if rejected is not None:
         checks.append(("rejected fraction", np.asarray(rejected, np.float64) * 100,
                        _REJECTED_FLOOR * 100, False, "{:.3g}%"))

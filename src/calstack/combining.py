@@ -359,6 +359,7 @@ def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat
     master.sources = [str(f.source) for f in opened]
     master.scale_factors = preparation.scale
     master.zero_offsets = preparation.zero
+    master.preparation = preparation
     master.weights = frame_weights
     master.plan = plan
     master.skipped = skipped

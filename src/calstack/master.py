@@ -30,6 +30,9 @@ class Master(CCDData):
         How the stack was cut into tiles under the memory limit.
     skipped : list of (str, str)
         Frames skipped as unreadable (``skip_bad=True``) and why.
+    preparation : calstack.preparation.Preparation
+        What was done to each frame before rejection (bias/dark subtraction, scale, zero); the
+        report applies it to the frames it shows.
     meta : astropy.io.fits.Header
         The first frame's header with the provenance keywords (COMBINED, NCOMBINE, IMCMBnnn...).
     """

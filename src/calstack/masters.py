@@ -31,8 +31,9 @@ log = logging.getLogger("calstack")
 class BuiltMaster:
     """One master written by :func:`combine_groups`.
 
-    ``sources`` are the frames combined (paths, in input order) and ``frame_rejected`` the
-    fraction of each one's pixels that rejection removed (``Master.frame_rejected``).
+    ``sources`` are the frames combined (paths, in input order), ``frame_rejected`` the
+    fraction of each one's pixels that rejection removed (``Master.frame_rejected``) and
+    ``preparation`` what was done to them before rejection (``Master.preparation``).
     """
 
     group: Group
@@ -43,6 +44,7 @@ class BuiltMaster:
     kind: str | None = None
     sources: tuple = ()
     frame_rejected: tuple = ()
+    preparation: object = None
 
     def as_dict(self) -> dict:
         """Plain-data summary (for ``--json``)."""
@@ -212,7 +214,8 @@ def combine_groups(
                                  kind=imagetyp, rejected_fraction=master.rejected_fraction,
                                  seconds=time.perf_counter() - start,
                                  sources=tuple(master.sources),
-                                 frame_rejected=tuple(map(float, master.frame_rejected)))
+                                 frame_rejected=tuple(map(float, master.frame_rejected)),
+                                 preparation=master.preparation)
             del master  # written: free its outputs before the next group's combine counts its own
             built.append(result)
             progress.line(result.line())

@@ -136,15 +136,24 @@ def draw_image(figure, ax, image, shape, vmin, vmax, *, cmap="gray", title="", l
     return shown
 
 
+def _bins(values, vmin, vmax):
+    """Common bins around the display range; whole counts stay whole (no empty comb bins)."""
+    width = vmax - vmin
+    low, high = vmin - width / 2, vmax + width / 2
+    if values.size and np.all(values == np.round(values)):
+        size = max(1, math.ceil((high - low) / _HIST_BINS))
+        return np.arange(math.floor(low) - 0.5, math.ceil(high) + 0.5 + size, size)
+    return np.linspace(low, high, _HIST_BINS + 1)
+
+
 def draw_histograms(ax, images, labels, vmin, vmax, *, title="Histogram"):
     """Histograms of ``images`` on common bins around the display range ``vmin..vmax`` (marked
-    by dashed lines), log counts: a master's distribution is narrower than a frame's."""
-    width = vmax - vmin
-    bins = np.linspace(vmin - width / 2, vmax + width / 2, _HIST_BINS + 1)
-    for image, label in zip(images, labels):
-        values = np.asarray(image, np.float64)
-        ax.hist(values[np.isfinite(values)], bins=bins, histtype="step", linewidth=1.4,
-                label=label)
+    by dashed lines), log counts: a master's distribution is narrower than a frame's. Bins are
+    whole counts wide when the first image holds whole numbers (raw frames)."""
+    finite = [v[np.isfinite(v)] for v in (np.asarray(image, np.float64) for image in images)]
+    bins = _bins(finite[0], vmin, vmax)
+    for values, label in zip(finite, labels):
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.4, label=label)
     for limit in (vmin, vmax):
         ax.axvline(limit, color="0.5", linestyle="--", linewidth=0.8)
     ax.set_yscale("log")

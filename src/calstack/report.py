@@ -42,7 +42,8 @@ from .anomalies import MIN_FRAMES, THRESHOLD, flag_frames
 from .errors import OptionError
 from .pictures import draw_histograms, draw_image, new_figure, png_bytes, stretch_limits
 from .progress import as_progress
-from .sampling import grid_step, read_block_min, read_grid, robust_stats
+from .reader import ArrayFrame
+from .sampling import grid_step, pixel_noise, read_block_min, read_grid, robust_stats
 from .writer import OutputExistsError, atomic_write, check_writable
 
 __all__ = ["Report", "MasterSection", "FrameRow", "write_report", "check_report_path",
@@ -74,9 +75,12 @@ class MasterSection:
     path: str  # the master's file ('' for a master in memory)
     shape: tuple
     keywords: dict  # provenance keywords shown (IMAGETYP, EXPTIME, CMBMETH, ...)
+    prepared: str  # what was done to the frames before the combine ('' = nothing)
     frames: tuple  # of FrameRow, in input order
     frame_noise: float  # median over the frames of their robust std
     master_noise: float  # robust std of the master
+    frame_pixel_noise: float  # median over the frames of their pixel-to-pixel noise
+    master_pixel_noise: float  # pixel-to-pixel noise of the master
     expected_reduction: float | None  # sqrt(N) for an average, sqrt(2N/pi) for a median
     short_blocks: float  # fraction of count-map blocks with a pixel where values were rejected
     step: int  # grid spacing (pixels)
@@ -84,13 +88,22 @@ class MasterSection:
 
     @property
     def reduction(self) -> float:
-        """Measured noise reduction: a frame's robust std over the master's."""
-        return self.frame_noise / self.master_noise if self.master_noise > 0 else math.nan
+        """Measured noise reduction: a frame's pixel-to-pixel noise over the master's."""
+        return _ratio(self.frame_pixel_noise, self.master_pixel_noise)
+
+    @property
+    def spread_reduction(self) -> float:
+        """A frame's robust std over the master's (fixed structure included)."""
+        return _ratio(self.frame_noise, self.master_noise)
 
     @property
     def flagged(self) -> list:
         """The frames flagged as anomalous."""
         return [row for row in self.frames if row.flags]
+
+
+def _ratio(a, b) -> float:
+    return a / b if b > 0 else math.nan
 
 
 def check_report_path(path, *, overwrite=False) -> Path:
@@ -159,6 +172,7 @@ class Report:
             data, counts = (master.data, None), (master.ncombine, None)
             sources = master.sources
             rejected = master.frame_rejected
+            preparation = master.preparation
             label = label or _header_label(header)
         elif isinstance(master, BuiltMaster):
             path = str(master.path)
@@ -168,6 +182,7 @@ class Report:
             hdu_of = dict(zip(master.group.paths, master.group.hdus))
             sources = [(source, hdu_of.get(source)) for source in master.sources]
             rejected = master.frame_rejected or None
+            preparation = master.preparation
             label = label or master.label()
         else:
             raise OptionError(f"Report.add takes a calstack Master or a BuiltMaster, not "
@@ -177,7 +192,7 @@ class Report:
         _check_frames(label, frames, rejected)
         with tempfile.TemporaryDirectory(prefix="calstack-report-") as tmpdir:
             section = _section(label, path, header, shape, data, counts, frames, rejected,
-                               tmpdir=tmpdir, progress=self.progress)
+                               preparation, tmpdir=tmpdir, progress=self.progress)
         self.sections.append(section)
         return section
 
@@ -243,10 +258,15 @@ def _check_frames(label, frames, rejected):
                               "frames= (what it was combined from, in order) to Report.add")
 
 
-def _name(source) -> str:
+def _path(source) -> str:
+    """A frame's file, or the type of an in-memory frame."""
     if isinstance(source, (str, os.PathLike)):
-        return os.path.basename(os.fspath(source))
+        return os.fspath(source)
     return type(source).__name__
+
+
+def _name(source) -> str:
+    return os.path.basename(_path(source))
 
 
 def _expected_reduction(method, n):
@@ -257,24 +277,49 @@ def _expected_reduction(method, n):
     return None  # a sum adds the noise up
 
 
-def _section(label, path, header, shape, data, counts, frames, rejected, *, tmpdir, progress):
+def _reopen(frame):
+    """``(item, hdu)`` that reads a combine's (closed) calibration frame again: a file by its
+    own path (a ``.gz`` file's temporary copy is gone), an in-memory frame as it is."""
+    if isinstance(frame, ArrayFrame):
+        return frame, None
+    return frame.source, frame.info.index
+
+
+def _prepared(preparation) -> str:
+    """How the frames were prepared before the combine, in words ('' if they were not)."""
+    if preparation is None:
+        return ""
+    steps = [("bias subtracted", preparation.bias is not None),
+             ("dark subtracted", preparation.dark is not None),
+             ("scaled", preparation.scale is not None),
+             ("offset", preparation.zero is not None)]
+    return ", ".join(text for text, done in steps if done)
+
+
+def _section(label, path, header, shape, data, counts, frames, rejected, preparation, *, tmpdir,
+             progress):
     step = grid_step(shape, GRID_SIDE)
     master = read_grid(data[0], step, hdu=data[1], tmpdir=tmpdir)
     kept = read_block_min(counts[0], step, hdu=counts[1], tmpdir=tmpdir)
-    stats, first = [], None
+    calibration = [read_grid(item, step, hdu=hdu, tmpdir=tmpdir) for item, hdu in
+                   map(_reopen, preparation.calibrations if preparation is not None else ())]
+    stats, first, integer = [], None, True
     with progress.task(f"report {label}", total=len(frames), unit="frame") as task:
-        for source, hdu in frames:
+        for i, (source, hdu) in enumerate(frames):
             grid = read_grid(source, step, hdu=hdu, tmpdir=tmpdir)
             if grid.shape != master.shape:
                 raise OptionError(f"{label}: frame {_name(source)} is not the size of the "
                                   "master; pass the frames it was combined from")
+            if preparation is not None:  # compare what the combine compared
+                preparation.apply(i, grid, calibration)
             first = grid if first is None else first
-            stats.append(robust_stats(grid))
+            stats.append((*robust_stats(grid), pixel_noise(grid)))
+            finite = grid[np.isfinite(grid)]
+            integer = integer and bool(np.all(finite == np.round(finite)))
             task.update()
-    medians, noises = (np.array(values) for values in zip(*stats))
-    flags = flag_frames(medians, noises, rejected)
-    rows = tuple(FrameRow(name=_name(source), path=os.fspath(source) if isinstance(
-                              source, (str, os.PathLike)) else _name(source),
+    medians, noises, pixel_noises = (np.array(values) for values in zip(*stats))
+    flags = flag_frames(medians, noises, rejected, integer=integer)
+    rows = tuple(FrameRow(name=_name(source), path=_path(source),
                           median=float(medians[i]), noise=float(noises[i]),
                           rejected=None if rejected is None else float(rejected[i]),
                           flags=flags[i])
@@ -283,18 +328,22 @@ def _section(label, path, header, shape, data, counts, frames, rejected, *, tmpd
     keywords = {k: header[k] for k in ("IMAGETYP", "EXPTIME", "FILTER", "NCOMBINE", "CMBMETH",
                                        "CMBREJ", "CMBSLOW", "CMBSHIGH", "CMBREJFR", "BUNIT")
                 if k in header}
+    prepared = _prepared(preparation)
     return MasterSection(
-        label=label, path=path, shape=tuple(shape), keywords=keywords, frames=rows,
+        label=label, path=path, shape=tuple(shape), keywords=keywords, prepared=prepared,
+        frames=rows,
         frame_noise=float(np.median(noises)), master_noise=robust_stats(master)[1],
+        frame_pixel_noise=float(np.median(pixel_noises)), master_pixel_noise=pixel_noise(master),
         expected_reduction=_expected_reduction(str(header.get("CMBMETH", "")).strip(), n),
         short_blocks=float(np.mean(kept < n)), step=step,
-        pictures=_pictures(first, rows[0].name, master, kept, shape, n, step))
+        pictures=_pictures(first, rows[0].name, prepared, master, kept, shape, n, step))
 
 
-def _pictures(first, first_name, master, kept, shape, n, step) -> dict:
+def _pictures(first, first_name, prepared, master, kept, shape, n, step) -> dict:
     vmin, vmax = stretch_limits(first, "zscale")
     compare = new_figure((_WIDE, _HEIGHT))
-    for k, (image, title) in enumerate(((first, f"Single frame\n{first_name}"),
+    single = f"Single frame ({prepared})" if prepared else "Single frame"
+    for k, (image, title) in enumerate(((first, f"{single}\n{first_name}"),
                                         (master, f"Master of {n} frames"))):
         draw_image(compare, compare.add_subplot(1, 2, k + 1), image, shape, vmin, vmax,
                    title=title)
@@ -378,6 +427,13 @@ def _number(value, form="{:.2f}") -> str:
     return "n/a" if value is None else form.format(value)
 
 
+def _prepared_note(prepared) -> str:
+    if not prepared:
+        return ""
+    return (f'<p class="note">Frames are shown and measured as they were combined: '
+            f'{html.escape(prepared)}.</p>')
+
+
 def _grid(step) -> str:
     return "every pixel" if step == 1 else f"a grid of one pixel in {step}x{step}"
 
@@ -390,18 +446,23 @@ def _master(k, s: MasterSection) -> str:
         f'<td>{row.median:.5g}</td><td>{row.noise:.4g}</td><td>{_fraction(row.rejected)}</td>'
         f'<td class="name">{html.escape("; ".join(row.flags))}</td></tr>'
         for i, row in enumerate(s.frames, 1))
-    expected = ("" if s.expected_reduction is None else
-                f" against {s.expected_reduction:.2f} expected for N = {len(s.frames)} "
-                f"({'sqrt(N)' if s.keywords.get('CMBMETH') == 'average' else 'sqrt(2N/pi)'})")
+    expected = _number(s.expected_reduction)
+    rule = {"average": "sqrt(N)", "median": "sqrt(2N/pi)"}.get(s.keywords.get("CMBMETH"), "")
     return f"""
 <section class="master" id="master-{k}">
 <h2>{html.escape(s.label)}</h2>
 <p class="meta">{html.escape(s.path or "master in memory")}: {s.shape[0]}x{s.shape[1]},
-{len(s.frames)} frames; {keywords}</p>
-<p><b>Noise:</b> robust std of a frame {s.frame_noise:.4g} (median over the frames), of the
-master {s.master_noise:.4g}: reduced {s.reduction:.2f}x{expected}.</p>
-<p class="note">Fixed structure (hot pixels, bias columns, vignetting) is signal and does not
-average down: where it dominates the spread, the reduction stays below the expectation.</p>
+{len(s.frames)} frames; {keywords}</p>{_prepared_note(s.prepared)}
+<table><tr><th class="name">noise</th><th>a frame (median over frames)</th><th>master</th>
+<th>reduction</th><th>expected {rule}</th></tr>
+<tr><td class="name">pixel-to-pixel</td><td>{s.frame_pixel_noise:.4g}</td>
+<td>{s.master_pixel_noise:.4g}</td><td>{s.reduction:.2f}</td><td>{expected}</td></tr>
+<tr><td class="name">robust std</td><td>{s.frame_noise:.4g}</td><td>{s.master_noise:.4g}</td>
+<td>{s.spread_reduction:.2f}</td><td>{expected}</td></tr></table>
+<p class="note">Pixel-to-pixel noise: the robust std of differences between vertically
+neighbouring pixels, over sqrt(2), where gradients, vignetting and column patterns cancel.
+Fixed structure is signal and does not average down: where it dominates the robust std (bias
+columns, vignetting, hot pixels), that reduction stays below the expectation.</p>
 <div class="figures">
 {_img(s.pictures["compare"], f"{s.label}: a single frame beside the master, same stretch")}
 {_img(s.pictures["counts"], f"{s.label}: values kept per pixel")}

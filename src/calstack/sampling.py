@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from .reader import open_frame
+from .reader import Frame, open_frame
 
-__all__ = ["grid_step", "read_grid", "read_block_min", "robust_stats"]
+__all__ = ["grid_step", "read_grid", "read_block_min", "robust_stats", "pixel_noise"]
 
 _MAD_TO_STD = 1.482602218505602
 
@@ -28,7 +28,9 @@ def grid_step(shape, max_side: int) -> int:
 
 
 def _with_frame(item, *, hdu, tmpdir, visit):
-    """Open a frame, return ``visit(frame)`` and close the frame."""
+    """Return ``visit(frame)`` of a Frame, or of a frame opened (and closed) here."""
+    if isinstance(item, Frame):
+        return visit(item)
     frame = open_frame(item, hdu=hdu, stack_dtype=np.float32, tmpdir=tmpdir)
     try:
         return visit(frame)
@@ -41,8 +43,8 @@ def read_grid(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
 
     Parameters
     ----------
-    item : str, os.PathLike, tuple, CCDData or numpy.ndarray
-        The frame (anything :func:`calstack.reader.open_frame` takes).
+    item : str, os.PathLike, tuple, CCDData, numpy.ndarray or calstack.reader.Frame
+        The frame (anything :func:`calstack.reader.open_frame` takes, or a Frame).
     step : int
         Grid spacing in pixels.
     hdu : int or str, optional
@@ -94,3 +96,10 @@ def robust_stats(values) -> tuple[float, float]:
         return math.nan, math.nan
     median = float(np.median(finite))
     return median, float(_MAD_TO_STD * np.median(np.abs(finite - median)))
+
+
+def pixel_noise(grid) -> float:
+    """Pixel-to-pixel noise of an image: the robust std of the differences between vertically
+    neighbouring pixels, over sqrt(2). Smooth structure (gradients, vignetting) and column
+    patterns cancel in the differences, so this is the noise that averaging frames reduces."""
+    return robust_stats(np.diff(np.asarray(grid, np.float64), axis=0))[1] / math.sqrt(2)
