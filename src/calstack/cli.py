@@ -138,6 +138,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable files (reported) instead of stopping")
     p.add_argument("--json", action="store_true", help="print what was built as JSON")
+    p.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                   help="run on a Dask cluster: a running scheduler's address (tcp://host:8786; "
+                   "the files at the same paths on every worker) or local:N for N worker "
+                   "processes here; needs calstack[cluster]")
     p.set_defaults(run=_cmd_combine)
 
     p = add("show", help="frames side by side on one stretch, as a PNG")
@@ -239,6 +243,7 @@ def _report_line(built) -> str:
 
 
 def _cmd_combine(args):
+    from .cluster import connect
     from .masters import combine_groups
 
     select = dict(args.select)
@@ -246,10 +251,11 @@ def _cmd_combine(args):
         select["imagetyp"] = args.imagetyp
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
     on_master = None if (args.quiet or args.json) else (lambda b: print(_report_line(b), flush=True))
-    built = combine_groups(_index(args), select=select, keys=keys,
-                           tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
-                           template=args.template, overwrite=args.overwrite, on_master=on_master,
-                           **_combine_options(args))
+    with connect(args.scheduler) as client:
+        built = combine_groups(_index(args), select=select, keys=keys,
+                               tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
+                               template=args.template, overwrite=args.overwrite,
+                               on_master=on_master, client=client, **_combine_options(args))
     if args.json:
         print(json.dumps([b.as_dict() for b in built], indent=1))
     return 0
