@@ -108,8 +108,9 @@ def connect(spec, *, timeout="30s"):
     Parameters
     ----------
     spec : str or None
-        ``'local:N'`` starts a ``LocalCluster`` of N worker processes (one thread each) on
-        this machine for the duration of the ``with`` block; anything else is the address of a
+        ``'local:N'`` starts a ``LocalCluster`` of N worker processes on this machine for the
+        duration of the ``with`` block, each with one task thread and the kernel's threads
+        (``NUMBA_NUM_THREADS``) sharing the cores; anything else is the address of a
         running scheduler (``'tcp://host:8786'``, started with ``dask scheduler``). None yields
         None: run on this machine.
     timeout : str or float
@@ -138,6 +139,7 @@ def connect(spec, *, timeout="30s"):
     distributed = require_distributed()
     if n_workers is not None:
         # the kernel is parallel: share the cores between the workers rather than oversubscribe
+        # (set when the worker starts; a __main__ that imports numba itself would miss it)
         threads = str(max(1, (os.cpu_count() or 1) // n_workers))
         with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
                                       processes=True, dashboard_address=":0",  # any free port
