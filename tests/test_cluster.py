@@ -170,6 +170,22 @@ def test_a_worker_killed_mid_run_costs_nothing(client, darks):
     assert pids[victim] not in client.run(os.getpid).values()
 
 
+def test_workers_that_keep_dying_are_a_cluster_error(client, darks):
+    from calstack.cluster import ClusterError
+
+    scheduler = client.cluster.scheduler  # in this process: lower its tolerance for the test
+    allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0
+    client.run(_slow_down, 0, 1)  # every worker dies on its first band
+    try:
+        with pytest.raises(ClusterError, match="workers kept dying.*lower mem_limit"):
+            within(calstack.combine, darks, client=client, **RECIPE)
+    finally:
+        scheduler.allowed_failures = allowed
+        within(client.wait_for_workers, 2)
+        client.run(_restore)
+    assert not any(client.who_has().values())
+
+
 def test_in_memory_frames_and_gzip_are_refused(client, darks, tmp_path):
     frames, _ = make_darks(n=3, shape=(60, 40))
     with pytest.raises(OptionError, match="is in memory.*write it to FITS.*without client="):

@@ -207,10 +207,13 @@ def run_many(jobs, client):
         One per job, in order.
     """
     client = resolve_client(client)
+    if client is None:
+        raise OptionError("run_many needs a distributed.Client (client=None runs nothing); "
+                          "without a cluster, combine each group with calstack.combine")
     pending = deque()
     try:
-        for priority, job in enumerate(jobs):
-            pending.append((job, _submit(job, client, priority=-priority)))
+        for order, job in enumerate(jobs):
+            pending.append((job, _submit(job, client, priority=-order)))
         while pending:
             job, futures = pending[0]
             master = _assemble(job, futures, client)
