@@ -119,6 +119,20 @@ def test_raw_frames_with_bias_and_dark_from_files(client, tmp_path):
     assert ours.meta["BIASSUB"] == "bias.fits" and len(night.frames) > len(flats)
 
 
+def test_tile_compressed_and_integer_frames(client, tmp_path):
+    frames, _ = make_darks(n=5, shape=(60, 40), seed=6)
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(tmp_path / f"dark-{i}.fits.fz")
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+            frame, compression_type="GZIP_2", quantize_level=0.0)]).writeto(paths[-1])
+        paths.append(tmp_path / f"dark-{i}.fits")
+        fits.writeto(paths[-1], np.round(frame).clip(0, 60000).astype(np.uint16))  # BZERO
+    local = calstack.combine(paths, mem_limit=SMALL, **RECIPE)
+    assert_identical(within(calstack.combine, paths, client=client, mem_limit=SMALL, **RECIPE),
+                     local)
+
+
 def test_many_groups_run_as_one_graph(client, tmp_path):
     from calstack.backends.dask import combine_many
 
