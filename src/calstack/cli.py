@@ -123,6 +123,10 @@ def _add_output_options(p):
                    help="print what was built as JSON (paths, groups, frames, rejection, timings)")
     p.add_argument("--report", metavar="REPORT.html",
                    help="write a self-contained HTML report: frames, pictures, anomalous frames")
+    p.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                   help="run on a Dask cluster: a running scheduler's address (tcp://host:8786; "
+                   "the files at the same paths on every worker) or local:N for N worker "
+                   "processes here; needs calstack[cluster]")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -347,12 +351,15 @@ def _combine_options(args) -> dict:
 
 
 def _run_job(args, build) -> list:
-    """Run a job that builds masters: ``build(progress)`` returns the list of BuiltMaster.
+    """Run a job that builds masters: ``build(progress, client)`` returns the BuiltMasters.
+
+    ``client`` is the Dask client of --scheduler, or None to run here.
 
     Progress goes to stderr (bars on a terminal; nothing with --quiet) and one line per master
     to stdout (stderr with --json); --report is checked before ``build`` and written after it;
     --json prints :meth:`BuiltMaster.as_dict` of each master. Returns what was built.
     """
+    from .cluster import connect
     from .progress import Progress
     from .report import check_report_path, write_report
 
@@ -360,8 +367,8 @@ def _run_job(args, build) -> list:
                         out=sys.stderr if args.json else sys.stdout)
     if args.report:
         check_report_path(args.report, overwrite=args.overwrite)
-    with progress.logging_to(logging.getLogger("calstack")):
-        built = build(progress)
+    with progress.logging_to(logging.getLogger("calstack")), connect(args.scheduler) as client:
+        built = build(progress, client)
         if args.report:
             write_report(args.report, built, overwrite=args.overwrite, progress=progress)
     if args.json:
@@ -376,11 +383,11 @@ def _cmd_combine(args):
     if args.imagetyp:
         select["imagetyp"] = args.imagetyp
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-    _run_job(args, lambda progress: combine_groups(
+    _run_job(args, lambda progress, client: combine_groups(
         _index(args, progress=progress), select=select, keys=keys,
         tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
         template=args.template, overwrite=args.overwrite, bias=args.bias, dark=args.dark,
-        progress=progress, **_combine_options(args)))
+        progress=progress, client=client, **_combine_options(args)))
     return 0
 
 
@@ -396,11 +403,11 @@ def _cmd_masters(args):
         raise CalstackError("masters scales each flat by its median itself; --scale/--zero are "
                             "for `calstack combine`")
     stat_section = options.pop("stat_section")
-    built = _run_job(args, lambda progress: build_night(
+    built = _run_job(args, lambda progress, client: build_night(
         _index(args, keywords, progress), args.output_dir, group_by=keys,
         tolerances=dict(args.tolerance) or None, subtract_bias=args.subtract_bias,
         subtract_dark=args.subtract_dark, stat_section=stat_section, template=args.template,
-        overwrite=args.overwrite, progress=progress, **options))
+        overwrite=args.overwrite, progress=progress, client=client, **options))
     if not (args.json or args.quiet):
         print(summary_table(built))
     return 0

@@ -1,10 +1,18 @@
-"""The public ``combine()``: validate every option, open the frames, plan tiles, run a backend."""
+"""The public ``combine()``: validate every option, open the frames, plan tiles, run a backend.
+
+A combine is prepared (:func:`prepare_frames`: frames opened and checked, scale/zero/weights
+resolved, tiles planned, the :class:`~calstack.engine.Engine` built) into a :class:`Job`, which
+a backend runs: :mod:`calstack.backends.local` on this machine, or
+:mod:`calstack.backends.dask` on a Dask cluster (``client=``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.nddata import StdDevUncertainty
@@ -14,18 +22,25 @@ from .engine import Engine
 from .errors import FrameError, OptionError, UnknownOptionError, did_you_mean
 from .master import Master
 from .options import CombineOptions
-from .plan import DEFAULT_MEM_LIMIT, parse_mem_limit, plan_tiles
+from .plan import DEFAULT_MEM_LIMIT, TilePlan, parse_mem_limit, plan_tiles
 from .provenance import provenance_header
 from .preparation import Preparation, keyword_values, resolve
 from .progress import as_progress
 from .reader import MAX_OPEN_FILES, open_frame
 
-__all__ = ["combine", "combine_frames"]
+__all__ = ["combine", "combine_frames", "prepare", "prepare_frames", "Job"]
 
 log = logging.getLogger("calstack")
 
-_OTHER_OPTIONS = ("scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark",
-                  "dark_scale", "mem_limit", "hdu", "masks", "skip_bad", "n_readers", "progress")
+_OPTION_FIELDS = tuple(f for f in CombineOptions.__dataclass_fields__ if f != "ccdproc_semantics")
+_FRAME_OPTIONS = ("scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark",
+                  "dark_scale", "mem_limit", "hdu", "masks", "skip_bad", "n_readers")
+_OTHER_OPTIONS = (*_FRAME_OPTIONS, "client", "parallel", "progress")
+
+
+def _unknown_option(function, name, valid):
+    return UnknownOptionError(f"{function}() got an unknown option {name!r}"
+                              f"{did_you_mean(name, valid)}; valid options: {', '.join(valid)}")
 
 
 def _expand(frames):
@@ -93,6 +108,8 @@ def combine(
     masks=None,
     skip_bad=False,
     n_readers=2,
+    client=None,
+    parallel=None,
     progress=False,
     **unknown,
 ) -> Master:
@@ -184,6 +201,14 @@ def combine(
         they are listed in ``master.skipped`` and in the header (``CMBSKIP``, HISTORY).
     n_readers : int
         Threads reading frames.
+    client : distributed.Client, optional
+        Run on this Dask cluster: bands of rows are combined as tasks on its workers, which read
+        the files themselves (they must see them at the same paths); the master is assembled
+        here. Frames must be files (not in-memory arrays), and ``mem_limit`` applies to each
+        task. See :mod:`calstack.backends.dask` and :func:`calstack.cluster.connect`.
+    parallel : {None, 'current-scheduler'}
+        ``'current-scheduler'`` runs on the Dask client this process has already set up
+        (``distributed.get_client()``), as ``client=`` does. None (default) runs here.
     progress : bool, str or calstack.progress.Progress
         Show a progress bar over the rows combined (True: when stderr is a terminal; see
         :func:`calstack.progress.as_progress`). Default: nothing is shown.
@@ -212,11 +237,11 @@ def combine(
     trails in a handful of sky flats).
     """
     if unknown:
-        name = next(iter(unknown))
-        valid = [f for f in CombineOptions.__dataclass_fields__ if f != "ccdproc_semantics"]
-        valid += _OTHER_OPTIONS
-        raise UnknownOptionError(f"combine() got an unknown option {name!r}"
-                                 f"{did_you_mean(name, valid)}; valid options: {', '.join(valid)}")
+        raise _unknown_option("combine", next(iter(unknown)), [*_OPTION_FIELDS, *_OTHER_OPTIONS])
+    if client is not None or parallel is not None:
+        from .cluster import resolve_client
+
+        client = resolve_client(client, parallel)
     options = CombineOptions(
         method=method, rejection=rejection, sigma=sigma, sigma_lower=sigma_lower,
         sigma_upper=sigma_upper, cenfunc=cenfunc, stdfunc=stdfunc, maxiters=maxiters,
@@ -227,7 +252,34 @@ def combine(
     return combine_frames(_expand(frames), options, scale=scale, zero=zero, scale_to=scale_to,
                           stat_section=stat_section, weights=weights, bias=bias, dark=dark,
                           dark_scale=dark_scale, mem_limit=mem_limit, hdu=hdu, masks=masks,
-                          skip_bad=skip_bad, n_readers=n_readers, progress=progress)
+                          skip_bad=skip_bad, n_readers=n_readers, client=client,
+                          progress=progress)
+
+
+def prepare(frames, **options):
+    """Prepare ``combine(frames, **options)`` without running it (for backends that run many).
+
+    A context manager yielding the :class:`Job`; its frames stay readable until it exits.
+
+    Parameters
+    ----------
+    frames : list or Group or ImageIndex
+        As for :func:`combine`.
+    **options
+        :func:`combine`'s options, except ``client`` and ``parallel`` (a backend's business).
+
+    Raises
+    ------
+    UnknownOptionError
+        For a name that is not one of those options.
+    """
+    valid = [*_OPTION_FIELDS, *_FRAME_OPTIONS]
+    for name in options:
+        if name not in valid:
+            raise _unknown_option("prepare", name, valid)
+    fields = {k: v for k, v in options.items() if k in _OPTION_FIELDS}
+    rest = {k: v for k, v in options.items() if k not in _OPTION_FIELDS}
+    return prepare_frames(_expand(frames), CombineOptions(**fields), **rest)
 
 
 def _check_weights(weights, options):
@@ -256,18 +308,121 @@ def _open_calibration(item, name, shape, stack_dtype, tmpdir):
     return frame
 
 
-def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat_section=None,
-                   weights=None, bias=None, dark=None, dark_scale="EXPTIME", post_scale=None,
-                   mem_limit=DEFAULT_MEM_LIMIT, hdu=None, masks=None, skip_bad=False,
-                   n_readers=2, progress=False) -> Master:
+@dataclass
+class Job:
+    """One combine, opened, checked and planned: what a backend runs.
+
+    Attributes
+    ----------
+    frames : list of calstack.reader.Frame
+        The frames (readable until the :func:`prepare_frames` context exits).
+    options : CombineOptions
+        The options, ``gain``/``read_noise`` resolved where needed.
+    preparation : Preparation
+        Bias/dark subtraction, scaling and offsets applied as values are read.
+    engine : Engine
+        Combines tiles; its ``frame_rejected`` accumulates over the whole image.
+    plan : TilePlan
+        The bands of rows (a backend may cut them finer).
+    pixel_weights : sequence of 2-D arrays, optional
+        Per-pixel weights, one array per frame.
+    n_readers : int
+        Reader threads.
+    header : astropy.io.fits.Header
+        The first frame's header.
+    unit : str
+        The frames' unit.
+    skipped : list of (str, str)
+        Unreadable frames skipped, and why.
+    described : dict
+        ``scale``, ``zero`` and ``weights`` as given, for the provenance header.
+    """
+
+    frames: list
+    options: CombineOptions
+    preparation: Preparation
+    engine: Engine
+    plan: TilePlan
+    pixel_weights: object
+    n_readers: int
+    header: object
+    unit: str
+    skipped: list
+    described: dict
+
+    @property
+    def stack_dtype(self) -> np.dtype:
+        """The working and output dtype."""
+        return np.dtype(self.options.dtype)
+
+    def outputs(self):
+        """New whole-image ``data``, ``uncertainty`` and ``count`` arrays for a backend to fill."""
+        return (np.empty(self.plan.shape, self.stack_dtype),
+                np.empty(self.plan.shape, self.stack_dtype),
+                np.empty(self.plan.shape, np.int16))
+
+    def finish(self, data, uncertainty, count, rejected) -> Master:
+        """The :class:`Master` from the filled outputs and the number of values rejected."""
+        kept = int(count.sum(dtype=np.int64))
+        fraction = rejected / (kept + rejected) if kept + rejected else 0.0
+        meta = provenance_header(self.header, [f.name for f in self.frames], self.options,
+                                 rejected_fraction=fraction, skipped=self.skipped,
+                                 preparation=self.preparation, **self.described)
+        master = Master(data, unit=self.unit,
+                        uncertainty=StdDevUncertainty(uncertainty, copy=False),
+                        mask=count == 0, meta=meta, copy=False)
+        master.ncombine = count
+        master.rejected_fraction = fraction
+        master.frame_rejected = self.engine.frame_rejected / float(np.prod(self.plan.shape))
+        master.sources = [str(f.source) for f in self.frames]
+        master.preparation = self.preparation
+        master.scale_factors = self.preparation.scale
+        master.zero_offsets = self.preparation.zero
+        master.weights = self.engine.frame_weights
+        master.plan = self.plan
+        master.skipped = self.skipped
+        return master
+
+
+def run_local(job: Job, progress=False) -> Master:
+    """Run ``job`` on this machine (:mod:`calstack.backends.local`), with a progress bar over
+    its rows if asked (see :func:`calstack.progress.as_progress`)."""
+    data, uncertainty, count = job.outputs()
+    with as_progress(progress).task("combine", total=job.plan.shape[0], unit="row") as task:
+        rejected = local.run(job.frames, job.plan, job.engine, job.preparation,
+                             stack_dtype=job.stack_dtype, data=data, uncertainty=uncertainty,
+                             count=count, n_readers=job.n_readers,
+                             pixel_weights=job.pixel_weights, on_tile=task.update)
+    return job.finish(data, uncertainty, count, rejected)
+
+
+def combine_frames(items, options, *, client=None, progress=False, **kwargs) -> Master:
     """:func:`combine` with validated ``options`` and a list of frames.
 
-    ``post_scale`` (per-frame factors applied after rejection) serves
+    ``client`` (a ``distributed.Client``) runs it on a Dask cluster; ``progress`` shows a bar
+    when it runs here; the other parameters are :func:`prepare_frames`'s.
+    """
+    with prepare_frames(items, options, **kwargs) as job:
+        if client is None:
+            return run_local(job, progress)
+        from .backends import dask as cluster_backend
+
+        return cluster_backend.run(job, client)
+
+
+@contextlib.contextmanager
+def prepare_frames(items, options, *, scale=None, zero=None, scale_to=None, stat_section=None,
+                   weights=None, bias=None, dark=None, dark_scale="EXPTIME", post_scale=None,
+                   mem_limit=DEFAULT_MEM_LIMIT, hdu=None, masks=None, skip_bad=False,
+                   n_readers=2):
+    """Open, check and plan the combine of ``items`` with validated ``options``.
+
+    A context manager yielding the :class:`Job`; the frames are closed (and gzip copies
+    removed) when it exits. ``post_scale`` (per-frame factors applied after rejection) serves
     :mod:`calstack.ccdproc_compat`, which reproduces ccdproc's order. The other parameters are
     :func:`combine`'s.
     """
     limit = parse_mem_limit(mem_limit)
-    progress = as_progress(progress)
     if not isinstance(n_readers, int) or n_readers < 1:
         raise OptionError(f"n_readers={n_readers!r} must be a whole number >= 1")
     if not items:
@@ -335,32 +490,10 @@ def combine_frames(items, options, *, scale=None, zero=None, scale_to=None, stat
             log.info("combine: %s", plan.describe())
             engine = Engine(options, len(opened), frame_weights=frame_weights,
                             per_pixel_weights=pixel_weights is not None, post_scale=post_scale)
-            data = np.empty(plan.shape, stack_dtype)
-            uncertainty = np.empty(plan.shape, stack_dtype)
-            count = np.empty(plan.shape, np.int16)
-            with progress.task("combine", total=plan.shape[0], unit="row") as task:
-                rejected = local.run(opened, plan, engine, preparation, stack_dtype=stack_dtype,
-                                     data=data, uncertainty=uncertainty, count=count,
-                                     n_readers=n_readers, pixel_weights=pixel_weights,
-                                     on_tile=task.update)
+            yield Job(frames=opened, options=options, preparation=preparation, engine=engine,
+                      plan=plan, pixel_weights=pixel_weights, n_readers=n_readers,
+                      header=header, unit=unit, skipped=skipped,
+                      described=dict(scale=scale, zero=zero, weights=weights))
         finally:
             for frame in [*opened, *calibrations]:
                 frame.close()
-    kept = int(count.sum(dtype=np.int64))
-    fraction = rejected / (kept + rejected) if kept + rejected else 0.0
-    meta = provenance_header(header, [f.name for f in opened], options, rejected_fraction=fraction,
-                             skipped=skipped, preparation=preparation,
-                             scale=scale, zero=zero, weights=weights)
-    master = Master(data, unit=unit, uncertainty=StdDevUncertainty(uncertainty, copy=False),
-                    mask=count == 0, meta=meta, copy=False)
-    master.ncombine = count
-    master.rejected_fraction = fraction
-    master.frame_rejected = engine.frame_rejected / float(np.prod(plan.shape))
-    master.sources = [str(f.source) for f in opened]
-    master.scale_factors = preparation.scale
-    master.zero_offsets = preparation.zero
-    master.preparation = preparation
-    master.weights = frame_weights
-    master.plan = plan
-    master.skipped = skipped
-    return master

@@ -25,6 +25,9 @@ class FrameError(CalstackError, ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # pickled with its two arguments, so it crosses process boundaries
+        return type(self), (self.path, self.reason)
+
 
 class OptionError(CalstackError, ValueError):
     """An option has a value that cannot work; the message names the option and the allowed values."""

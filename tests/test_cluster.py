@@ -1,0 +1,289 @@
+"""The Dask backend: the same masters as the local backend, bit for bit, on a real cluster of
+worker processes; many groups as one graph; a worker killed mid-run; what it refuses.
+
+One LocalCluster of two single-threaded worker processes serves the whole module.
+"""
+
+import itertools
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import make_darks, write_frames
+
+import calstack
+from calstack.cli import main
+from calstack.cluster import MissingDependencyError, connect
+from calstack.combining import prepare
+from calstack.errors import FrameError, OptionError
+from calstack.options import RECIPE
+
+TIMEOUT = 120  # seconds any one cluster call may take (the first loads the kernel on a worker)
+SMALL = 8.45e6  # mem_limit: 8 MiB of headroom, the outputs and bands of a few rows
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # for client.run(_slow_down...)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+def within(function, *args, **kwargs):
+    """``function(*args, **kwargs)``, failing the test if it runs past :data:`TIMEOUT`."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(TIMEOUT)
+    if thread.is_alive():
+        pytest.fail(f"{function.__name__} took more than {TIMEOUT} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def assert_identical(ours, local):
+    """Bit-for-bit the same master, header included (but the time of combination)."""
+    assert np.array_equal(ours.data, local.data, equal_nan=True)
+    assert np.array_equal(ours.uncertainty.array, local.uncertainty.array, equal_nan=True)
+    assert np.array_equal(ours.ncombine, local.ncombine)
+    assert np.array_equal(ours.mask, local.mask)
+    assert np.array_equal(ours.frame_rejected, local.frame_rejected)
+    assert ours.rejected_fraction == local.rejected_fraction
+    headers = [m.meta.copy() for m in (ours, local)]
+    for header in headers:
+        del header["CMBDATE"]
+    assert headers[0].tostring() == headers[1].tostring()
+
+
+@pytest.fixture(scope="module")
+def darks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("darks")
+    frames, _ = make_darks(n=9, shape=(60, 40), seed=3)
+    frames[2, 10:20, 5:15] = np.nan  # missing values
+    frames[4:, 50:, :] = np.nan  # pixels with 4 values
+    frames[:, 58:, 30:] = np.nan  # pixels with none
+    return write_frames(folder, frames)
+
+
+CASES = {
+    "recipe": RECIPE,
+    "median": dict(method="median", rejection="sigma_clip", sigma=3, maxiters=None),
+    "extrema and thresholds": dict(nlow=1, nhigh=2, min_clip=0, max_clip=3000),
+    "scale and zero by the median, weights": dict(RECIPE, scale="median", zero="median",
+                                                  weights=list(np.linspace(1, 2, 9))),
+    "esd in float64": dict(rejection="esd", esd_max=2, dtype="float64"),
+    "winsorized, scale to 1": dict(rejection="winsorized_sigma_clip", scale="mean", scale_to=1.0),
+}
+
+
+@pytest.mark.parametrize("options", CASES.values(), ids=CASES.keys())
+def test_same_master_as_the_local_backend(client, darks, options):
+    local = calstack.combine(darks, mem_limit=SMALL, **options)
+    ours = within(calstack.combine, darks, client=client, mem_limit=SMALL, **options)
+    assert len(local.plan.tiles) > 1 and len(ours.plan.tiles) >= 2 * 2  # a few bands a worker
+    assert_identical(ours, local)
+    assert ours.rejected_fraction > 0 or options.get("rejection") is None
+
+
+def test_raw_frames_with_bias_and_dark_from_files(client, tmp_path):
+    night = calstack.simulate(tmp_path, preset="night", shape=(40, 36), n_flats=5)
+    index = calstack.ImageIndex(tmp_path)
+    flats = index.files(imagetyp="flat", filter="R", include_path=True)
+    bias = calstack.combine(index.files(imagetyp="bias", include_path=True), method="median")
+    dark = calstack.combine(index.files(imagetyp="dark", exptime=30, include_path=True),
+                            method="median", bias=bias)
+    bias.write(tmp_path / "bias.fits")
+    dark.write(tmp_path / "dark.fits")
+    options = dict(RECIPE, bias=tmp_path / "bias.fits", dark=tmp_path / "dark.fits",
+                   scale="median", scale_to=1.0)
+    local = calstack.combine(flats, **options)
+    ours = within(calstack.combine, flats, client=client, **options)
+    assert_identical(ours, local)
+    assert ours.meta["BIASSUB"] == "bias.fits" and len(night.frames) > len(flats)
+
+
+def test_tile_compressed_and_integer_frames(client, tmp_path):
+    frames, _ = make_darks(n=5, shape=(60, 40), seed=6)
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(tmp_path / f"dark-{i}.fits.fz")
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+            frame, compression_type="GZIP_2", quantize_level=0.0)]).writeto(paths[-1])
+        paths.append(tmp_path / f"dark-{i}.fits")
+        fits.writeto(paths[-1], np.round(frame).clip(0, 60000).astype(np.uint16))  # BZERO
+    local = calstack.combine(paths, mem_limit=SMALL, **RECIPE)
+    assert_identical(within(calstack.combine, paths, client=client, mem_limit=SMALL, **RECIPE),
+                     local)
+
+
+def test_many_groups_run_as_one_graph(client, tmp_path):
+    from calstack.backends.dask import combine_many
+
+    groups = []
+    for exptime, seed in ((7.0, 1), (70.0, 2), (300.0, 3)):
+        frames, _ = make_darks(n=5, seed=seed, shape=(30, 20), level=exptime)
+        groups.append(write_frames(tmp_path, frames, exptime=exptime))
+    masters = within(list, combine_many(groups, client, mem_limit=SMALL, **RECIPE))
+    assert [m.meta["EXPTIME"] for m in masters] == [7.0, 70.0, 300.0]
+    for group, master in zip(groups, masters):
+        assert_identical(master, calstack.combine(group, mem_limit=SMALL, **RECIPE))
+    assert not client.who_has()  # every band released
+
+
+def _slow_down(seconds, die_on_call=None):
+    """Make this worker's band tasks slower; the ``die_on_call``-th kills its process."""
+    from calstack.backends import dask as backend
+
+    original = getattr(backend._combine_band, "__wrapped__", backend._combine_band)
+    calls = itertools.count(1)
+
+    def band(*args):
+        if next(calls) == die_on_call:
+            os.kill(os.getpid(), signal.SIGKILL)  # as an out-of-memory kill would
+        threading.Event().wait(seconds)
+        return original(*args)
+
+    band.__wrapped__ = original
+    backend._combine_band = band
+
+
+def _restore():
+    from calstack.backends import dask as backend
+
+    backend._combine_band = getattr(backend._combine_band, "__wrapped__", backend._combine_band)
+
+
+def test_a_worker_killed_mid_run_costs_nothing(client, darks):
+    pids = client.run(os.getpid)
+    victim, survivor = sorted(pids)
+    client.run(_slow_down, 0.05, workers=[survivor])
+    client.run(_slow_down, 0.05, 2, workers=[victim])
+    try:
+        ours = within(calstack.combine, darks, client=client, mem_limit=SMALL, **RECIPE)
+    finally:
+        client.run(_restore)
+    assert_identical(ours, calstack.combine(darks, mem_limit=SMALL, **RECIPE))
+    within(client.wait_for_workers, 2)  # the nanny started a new worker process
+    assert pids[victim] not in client.run(os.getpid).values()
+
+
+def test_workers_that_keep_dying_are_a_cluster_error(client, darks):
+    from calstack.cluster import ClusterError
+
+    scheduler = client.cluster.scheduler  # in this process: lower its tolerance for the test
+    allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0
+    client.run(_slow_down, 0, 1)  # every worker dies on its first band
+    try:
+        with pytest.raises(ClusterError, match="workers kept dying.*lower mem_limit"):
+            within(calstack.combine, darks, client=client, **RECIPE)
+    finally:
+        scheduler.allowed_failures = allowed
+        within(client.wait_for_workers, 2)
+        client.run(_restore)
+    assert not any(client.who_has().values())
+
+
+def test_in_memory_frames_and_gzip_are_refused(client, darks, tmp_path):
+    frames, _ = make_darks(n=3, shape=(60, 40))
+    with pytest.raises(OptionError, match="is in memory.*write it to FITS.*without client="):
+        calstack.combine(list(frames), client=client)
+    with pytest.raises(OptionError, match="the bias .* is in memory"):
+        calstack.combine(darks, bias=frames[0], client=client)
+    with pytest.raises(OptionError, match="per-pixel weights.*per frame"):
+        calstack.combine(darks, weights=[np.ones((60, 40))] * 9, client=client)
+    gz = tmp_path / "dark.fits.gz"
+    fits.writeto(gz, frames[0])
+    with pytest.raises(FrameError, match=r"dark\.fits\.gz: is gzip-compressed.*gunzip"):
+        calstack.combine([*darks, str(gz)][-3:], client=client)
+
+
+def test_a_file_the_workers_cannot_read_is_named(client, darks, tmp_path):
+    from calstack.backends.dask import run
+
+    copies = write_frames(tmp_path, make_darks(n=3)[0])
+    with prepare(copies, **RECIPE) as job:
+        os.remove(copies[1])
+        with pytest.raises(FrameError, match=rf"{copies[1]}: .*every worker must see the files"):
+            within(run, job, client)
+    assert not any(client.who_has().values())  # the bands done were released, the rest cancelled
+
+
+def test_parallel_current_scheduler(client, darks):
+    import distributed
+
+    with pytest.raises(OptionError, match="found no Dask client.*pass client="):
+        calstack.combine(darks, parallel="current-scheduler")
+    with distributed.Client(client.scheduler.address):  # the default client, as users make it
+        ours = within(calstack.combine, darks, parallel="current-scheduler", **RECIPE)
+    assert_identical(ours, calstack.combine(darks, **RECIPE))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(parallel="cluster"), "parallel='cluster' is not valid; allowed values"),
+    (dict(client="tcp://127.0.0.1:8786"), "client= must be a distributed.Client, not str"),
+    (dict(client="c", parallel="current-scheduler"), "not both"),
+])
+def test_bad_client_options(darks, kwargs, message):
+    pytest.importorskip("distributed")
+    with pytest.raises(OptionError, match=message):
+        calstack.combine(darks, **kwargs)
+
+
+def test_prepare_rejects_unknown_and_backend_options(darks):
+    with pytest.raises(TypeError, match="prepare\\(\\) got an unknown option 'client'"):
+        prepare(darks, client=None)
+    with pytest.raises(TypeError, match="did you mean 'sigma'"):
+        prepare(darks, sigmaa=3)
+
+
+def test_cli_scheduler_address_and_local_cluster(client, darks, tmp_path):
+    folder = os.path.dirname(darks[0])
+    args = ["combine", folder, "--imagetyp", "dark", "--sigma-clip", "5", "5", "-q"]
+    assert main([*args, "-o", str(tmp_path / "here")]) == 0
+    assert within(main, [*args, "-o", str(tmp_path / "remote"),
+                         "--scheduler", client.scheduler.address]) == 0
+    assert within(main, [*args, "-o", str(tmp_path / "local"), "--scheduler", "local:1"]) == 0
+    name = "combined_dark_90.000.fit"
+    here = fits.open(tmp_path / "here" / name)
+    for other in ("remote", "local"):
+        with fits.open(tmp_path / other / name) as there:
+            for a, b in zip(here, there):
+                assert np.array_equal(a.data, b.data, equal_nan=True)
+    here.close()
+
+
+def test_connect_errors_name_the_fix():
+    pytest.importorskip("distributed")
+    with pytest.raises(OptionError, match="local:N with N >= 1"):
+        with connect("local:0"):
+            pass
+    with pytest.raises(OptionError, match="no Dask scheduler answers there.*dask scheduler"):
+        with connect("tcp://127.0.0.1:9", timeout="0.5s"):
+            pass
+    with connect(None) as nothing:
+        assert nothing is None
+
+
+def test_missing_distributed_names_the_extra(darks, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    with pytest.raises(MissingDependencyError, match=r'pip install "calstack\[cluster\]"'):
+        calstack.combine(darks, parallel="current-scheduler")
+    assert main(["combine", os.path.dirname(darks[0]), "--scheduler", "local:2"]) == 1
+    assert 'pip install "calstack[cluster]"' in capsys.readouterr().err
