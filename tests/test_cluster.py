@@ -147,6 +147,24 @@ def test_many_groups_run_as_one_graph(client, tmp_path):
     assert not client.who_has()  # every band released
 
 
+def test_masters_of_a_night_on_the_cluster_equal_local(client, tmp_path):
+    """`calstack masters --scheduler`: each kind's groups as one graph, bias subtraction too."""
+    from calstack.night import build_night
+
+    night = calstack.simulate(tmp_path / "night", preset="night", shape=(40, 32), seed=2)
+    index = calstack.ImageIndex(night.outdir)
+    local = build_night(index, tmp_path / "local", subtract_bias=True, subtract_dark=True,
+                        mem_limit=SMALL)
+    remote = within(build_night, index, tmp_path / "remote", subtract_bias=True,
+                    subtract_dark=True, mem_limit=SMALL, client=client)
+    assert [b.path.name for b in remote] == [b.path.name for b in local]
+    for a, b in zip(local, remote):
+        np.testing.assert_array_equal(fits.getdata(a.path), fits.getdata(b.path))
+        np.testing.assert_array_equal(fits.getdata(a.path, "NCOMB"), fits.getdata(b.path, "NCOMB"))
+        assert a.frame_rejected == b.frame_rejected
+    assert fits.getheader(remote[-1].path)["BIASSUB"] == "combined_bias.fit"
+
+
 def _slow_down(seconds, die_on_call=None):
     """Make this worker's band tasks slower; the ``die_on_call``-th kills its process."""
     from calstack.backends import dask as backend

@@ -7,6 +7,7 @@ stops before it has written anything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import string
 import time
@@ -203,12 +204,11 @@ def combine_groups(
             raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
                                     "replace it, or choose another --output-dir")
     built = []
-    with progress.task("masters", total=len(groups), unit="master") as task:
-        for group, target in zip(groups, targets):
+    with progress.task("masters", total=len(groups), unit="master") as task, \
+            _masters(groups, combine_options, options_for, progress) as masters:
+        start = time.perf_counter()
+        for group, target, master in zip(groups, targets, masters):
             task.note(group.label() or "all")
-            start = time.perf_counter()
-            extra = options_for(group) if options_for is not None else {}
-            master = combine(group, progress=progress, **combine_options, **extra)
             master.write(target, overwrite=overwrite)
             result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
                                  kind=imagetyp, rejected_fraction=master.rejected_fraction,
@@ -222,7 +222,31 @@ def combine_groups(
             task.update()
             if on_master is not None:
                 on_master(result)
+            start = time.perf_counter()
     return built
+
+
+@contextlib.contextmanager
+def _masters(groups, combine_options, options_for, progress):
+    """The master of each group, in order: combined here one after the other, or, with a
+    ``client``/``parallel`` option, every group's bands as tasks of one Dask graph."""
+    options = dict(combine_options)
+    client, parallel = options.pop("client", None), options.pop("parallel", None)
+
+    def group_options(group):
+        return {**options, **(options_for(group) if options_for is not None else {})}
+
+    if client is None and parallel is None:
+        yield (combine(g, progress=progress, **group_options(g)) for g in groups)
+        return
+    from .backends.dask import run_many
+    from .cluster import resolve_client
+    from .combining import prepare
+
+    client = resolve_client(client, parallel)
+    with contextlib.ExitStack() as stack:
+        jobs = (stack.enter_context(prepare(g, **group_options(g))) for g in groups)
+        yield run_many(jobs, client)
 
 
 def _report_missing(index, select):
