@@ -10,10 +10,12 @@ from contextlib import closing
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import make_darks, write_frames
 from test_index import column, frame, night  # noqa: F401 - night is a fixture
 
 import calstack.index as index_module
 from calstack import headercache
+from calstack.cli import _build_parser, main
 from calstack.errors import FrameError, OptionError
 from calstack.headercache import default_cache_path
 from calstack.index import DEFAULT_KEYWORDS, ImageIndex
@@ -306,3 +308,23 @@ def test_cache_option_and_default_location(night, tmp_path, header_cache_dir, mo
     monkeypatch.setenv("HOME", "/home/someone")
     assert default_cache_path() == "/home/someone/.cache/calstack/headers.sqlite"
 
+
+def test_command_line_cache_options(night, tmp_path, header_cache_dir, capsys):
+    assert main(["index", str(night), "--no-cache"]) == 0
+    assert list(header_cache_dir.iterdir()) == []
+    assert main(["index", str(night)]) == 0
+    assert len(cached_paths(header_cache_dir / "headers.sqlite")) == 9
+    assert main(["index", str(night), "--cache", str(tmp_path / "own.sqlite")]) == 0
+    assert len(cached_paths(tmp_path / "own.sqlite")) == 9
+    with pytest.raises(SystemExit) as info:
+        main(["index", str(night), "--cache", "x", "--no-cache"])
+    assert info.value.code == 2
+    assert "not allowed with argument --cache" in capsys.readouterr().err
+
+    darks = tmp_path / "darks"
+    darks.mkdir()
+    write_frames(darks, make_darks(n=3, shape=(8, 6))[0])
+    assert _build_parser().parse_args(["combine", str(darks), "--no-cache"]).cache is False
+    assert main(["combine", str(darks), "--imagetyp", "dark", "-q", "-o", str(tmp_path / "out"),
+                 "--cache", str(tmp_path / "combine.sqlite")]) == 0
+    assert cached_paths(tmp_path / "combine.sqlite") == {str(p) for p in darks.iterdir()}
