@@ -222,6 +222,21 @@ def test_a_bad_cache_is_moved_aside_and_rebuilt(night, tmp_path, reads, logged, 
     assert reads == [] and logged.records == []
 
 
+def test_corruption_found_by_a_lookup_moves_the_cache_aside(night, tmp_path, logged):
+    db = tmp_path / "cache.sqlite"
+    ImageIndex(night, keywords="*", cache=db)
+    data = bytearray(db.read_bytes())
+    data[-4096:] = np.random.default_rng(1).bytes(4096)  # a page of entries, not the schema
+    db.write_bytes(bytes(data))
+    assert_same(ImageIndex(night, cache=db).table, ImageIndex(night, cache=False).table)
+    assert warnings_of(logged) == [
+        f"header cache {db} is corrupt (database disk image is malformed); moved it to "
+        f"{db}.bad, the next index starts a new one"]
+    assert not db.exists()
+    ImageIndex(night, cache=db)
+    assert len(cached_paths(db)) == 9
+
+
 def test_a_cache_of_another_version_is_emptied(night, tmp_path, reads, logged):
     db = tmp_path / "cache.sqlite"
     ImageIndex(night, cache=db)
@@ -247,9 +262,9 @@ def test_an_uncreatable_cache_still_gives_the_index(night, tmp_path, logged):
     assert_same(ImageIndex(night, cache=db).table, ImageIndex(night, cache=False).table)
     [warning] = warnings_of(logged)
     assert warning.startswith(f"header cache {db} cannot be used (")
-    assert warning.endswith("reading every header instead. Give a writable cache file (--cache "
-                            "PATH, ImageIndex(cache=PATH) or $CALSTACK_CACHE_DIR) or turn it off "
-                            "(--no-cache, cache=False)")
+    assert warning.endswith("reading every header instead. To fix it, give a writable cache "
+                            "file (--cache PATH, ImageIndex(cache=PATH) or $CALSTACK_CACHE_DIR) "
+                            "or turn it off (--no-cache, cache=False)")
 
 
 def test_a_locked_cache_still_gives_the_index(night, tmp_path, logged, monkeypatch):
@@ -265,8 +280,10 @@ def test_a_locked_cache_still_gives_the_index(night, tmp_path, logged, monkeypat
         other.close()
     assert_same(index.table, ImageIndex(night, cache=False).table)
     assert warnings_of(logged) == [
-        f"header cache {db}: update failed (database is locked); the index is complete, the "
-        "next one reads these files again"]
+        f"header cache {db}: update failed (database is locked); the index is complete, but "
+        "the next one reads these files again. If this lasts, give a writable cache file "
+        "(--cache PATH, ImageIndex(cache=PATH) or $CALSTACK_CACHE_DIR) or turn it off "
+        "(--no-cache, cache=False)"]
     assert cached_paths(db) == {str(night / "a_dark7.fits")}
     ImageIndex(night, cache=db)
     assert len(cached_paths(db)) == 9

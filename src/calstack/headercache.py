@@ -111,9 +111,14 @@ def _columns(db, table) -> tuple:
     return tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
 
 
+def _tables(db) -> set:
+    query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+    return {name for (name,) in db.execute(query)}
+
+
 def _state(db) -> str:
     """``'ok'``, ``'empty'``, ``'old'`` (ours, another version) or ``'foreign'``."""
-    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = _tables(db)
     if not tables:
         return "empty"
     if "meta" not in tables or _columns(db, "meta") != _COLUMNS["meta"]:
@@ -157,10 +162,8 @@ def _connect(path: str) -> sqlite3.Connection:
                 if state == "old":
                     log.info("header cache %s was written by another calstack version; "
                              "starting it afresh", path)
-                    tables = [n for (n,) in db.execute(
-                        "SELECT name FROM sqlite_master WHERE type = 'table'")]
-                    for table in tables:
-                        db.execute(f'DROP TABLE "{table}"')
+                    for table in _tables(db):
+                        db.execute(f'DROP TABLE "{table.replace(chr(34), chr(34) * 2)}"')
                 if state != "ok":
                     for statement in _SCHEMA:
                         db.execute(statement)
@@ -186,11 +189,8 @@ def _move_aside(path: str) -> str:
     return bad
 
 
-def _fallback(path: str, exc: Exception) -> str:
-    reason = str(exc) or type(exc).__name__
-    return (f"header cache {path} cannot be used ({reason}); reading every header instead. "
-            f"Give a writable cache file (--cache PATH, ImageIndex(cache=PATH) or "
-            f"${CACHE_DIR_ENV}) or turn it off (--no-cache, cache=False)")
+_FIX = (f"give a writable cache file (--cache PATH, ImageIndex(cache=PATH) or "
+        f"${CACHE_DIR_ENV}) or turn it off (--no-cache, cache=False)")
 
 
 class HeaderCache:
@@ -234,7 +234,8 @@ class HeaderCache:
                             path, exc, bad)
                 db = _connect(path)
         except (OSError, sqlite3.Error, _Unusable) as exc:
-            log.warning("%s", _fallback(path, exc))
+            log.warning("header cache %s cannot be used (%s); reading every header instead. "
+                        "To fix it, %s", path, str(exc) or type(exc).__name__, _FIX)
             return None
         return cls(path, db)
 
@@ -263,8 +264,9 @@ class HeaderCache:
             log.warning("header cache %s is corrupt (%s); moved it to %s, the next index "
                         "starts a new one", self.path, exc, bad)
         else:
-            log.warning("header cache %s: %s failed (%s); the index is complete, the next one "
-                        "reads these files again", self.path, doing, exc)
+            log.warning("header cache %s: %s failed (%s); the index is complete, but the next "
+                        "one reads these files again. If this lasts, %s", self.path, doing, exc,
+                        _FIX)
 
     def lookup(self, stats: dict) -> dict:
         """The cached rows of the files whose size and mtime are still those in ``stats``.
