@@ -51,6 +51,8 @@ _BUSY_TIMEOUT_S = 10.0
 _CHUNK = 900
 #: Extended SQLite error names that mean the file itself is damaged (or not a database).
 _CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+#: Rows as compact JSON (one encoder for all: ``json.dumps`` with options builds one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def default_cache_path() -> str:
@@ -323,7 +325,7 @@ class HeaderCache:
                 rows = self._db.execute("SELECT path FROM files WHERE path >= ? AND path < ?",
                                         (prefix, end))
                 gone += [p for (p,) in rows if p not in seen and not os.path.exists(p)]
-            rows = [(path, size, mtime_ns, json.dumps(value, separators=(",", ":")))
+            rows = [(path, size, mtime_ns, _encode(value))
                     for path, size, mtime_ns, value in entries if _storable(path)]
             if not rows and not gone:
                 return
