@@ -58,13 +58,13 @@ def _child(spec):
         _reset_peak()
         baseline = _status("VmRSS")
         start = time.perf_counter()
-        combine_groups(calstack.ImageIndex(folder), select={"imagetyp": "dark"},
+        combine_groups(calstack.ImageIndex(folder, cache=False), select={"imagetyp": "dark"},
                        keys=["exptime"], output_dir=out, mem_limit=mem_limit,
                        **{**RECIPE, **options})
     elif tool == "calstack-combine":  # the combine calls alone: no index, no writing
         import calstack
 
-        index = calstack.ImageIndex(folder).filter(imagetyp="dark")
+        index = calstack.ImageIndex(folder, cache=False).filter(imagetyp="dark")
         groups = calstack.group_by(index, ["exptime"])
         calstack.combine(list(groups[0].paths)[:2], mem_limit="4GB", **RECIPE)  # load kernels
         _reset_peak()

@@ -27,6 +27,14 @@ def write_frames(folder, frames, *, imagetyp="DARK", exptime=90.0, prefix="dark"
     return paths
 
 
+@pytest.fixture(autouse=True)
+def header_cache_dir(tmp_path_factory, monkeypatch):
+    """Every test indexes with a header cache of its own, never the user's real one."""
+    folder = tmp_path_factory.mktemp("header-cache")
+    monkeypatch.setenv("CALSTACK_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def dark_files(tmp_path):
     frames, truth = make_darks()

@@ -246,7 +246,15 @@ def test_random_headers_match_astropy(tmp_path_factory, items):
     fits.writeto(path, np.zeros((1, 1), np.float32), hdr)
     with fits.open(path) as ref:
         expected = astropy_header(ref[0].header)
-    assert read_hdus(path)[0].header == expected
+    ours = read_hdus(path)[0].header
+    for i, value in enumerate(items):
+        key = f"K{i:04d}"
+        if isinstance(value, str) and expected[key] != value.rstrip():
+            # astropy does not read back every string it writes (it writes "'/" as '''/  '
+            # and reads "'"); the FITS standard, and calstack, read "'/"
+            assert ours[key] == value.rstrip()
+            expected[key] = ours[key]
+    assert ours == expected
 
 
 # --------------------------------------------------------------------------- errors

@@ -156,11 +156,11 @@ def test_empty_folder(tmp_path):
 def test_threads_give_the_same_table(night, monkeypatch):
     import calstack.index as module
 
-    serial = ImageIndex(night, recursive=True, keywords="*", workers=1).table
+    serial = ImageIndex(night, recursive=True, keywords="*", workers=1, cache=False).table
     monkeypatch.setattr(module, "_PROBE_FILES", 2)
-    pooled = ImageIndex(night, recursive=True, keywords="*", workers=3).table
+    pooled = ImageIndex(night, recursive=True, keywords="*", workers=3, cache=False).table
     monkeypatch.setattr(module, "_SLOW_FILE_S", 0.0)  # adaptive: probe says slow -> pool
-    adaptive = ImageIndex(night, recursive=True, keywords="*").table
+    adaptive = ImageIndex(night, recursive=True, keywords="*", cache=False).table
     for table in (pooled, adaptive):
         assert table.colnames == serial.colnames
         for name in serial.colnames:

@@ -10,8 +10,9 @@ from astropy.io import fits
 
 CHILD = textwrap.dedent(
     """
-    import json, re, sys
+    import json, os, re, sys
     import calstack
+    from calstack.masters import combine_groups
     from calstack.options import RECIPE
 
     def status(field):
@@ -20,11 +21,11 @@ CHILD = textwrap.dedent(
 
     small, big, limit, out, grouped = json.loads(sys.argv[1])
     calstack.combine(small, mem_limit="100MB", **RECIPE)  # warm: imports, numba cache, threads
+    calstack.ImageIndex(os.path.dirname(small[0]))  # and the index with its header cache
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
     baseline = status("VmRSS")
     if grouped:  # the whole job: index, one master per exposure time, written
-        from calstack.masters import combine_groups
         built = combine_groups(calstack.ImageIndex(big), select={"imagetyp": "dark"},
                                output_dir=out, mem_limit=limit, **RECIPE)
         tiles = len(built)

@@ -76,6 +76,12 @@ def _add_index_options(p):
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     p.add_argument("--include", action="append", metavar="GLOB", help="only file names matching")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip file names matching")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--cache", default=True, metavar="PATH",
+                       help="header cache file (default: headers.sqlite in $CALSTACK_CACHE_DIR, "
+                       "$XDG_CACHE_HOME/calstack or ~/.cache/calstack)")
+    cache.add_argument("--no-cache", dest="cache", action="store_false",
+                       help="read every header; neither use nor write the header cache")
 
 
 def _add_combine_options(p, recipe=False):
@@ -285,7 +291,8 @@ def _index(args, keywords=None, progress=False):
     if keywords is None:
         keywords = DEFAULT_KEYWORDS
     return ImageIndex(args.folders, recursive=args.recursive, include=args.include,
-                      exclude=args.exclude, keywords=keywords, progress=progress)
+                      exclude=args.exclude, keywords=keywords, cache=args.cache,
+                      progress=progress)
 
 
 def _cmd_index(args):

@@ -4,12 +4,14 @@
 column per keyword, case-insensitive filtering. Headers are read by the light parser in
 :mod:`calstack.fitsheader` (no astropy per file, no pixel data; serially while the files come
 from the page cache, in a thread pool when reading them waits on storage). A file that cannot
-be read is a row with its reason in the ``error`` column, never an exception.
+be read is a row with its reason in the ``error`` column, never an exception. Headers already
+read are taken from the header cache (:mod:`calstack.headercache`) while their file is unchanged.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import math
 import numbers
 import os
@@ -21,6 +23,7 @@ import numpy as np
 
 from .errors import FrameError, OptionError, UnknownOptionError, did_you_mean
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
+from .headercache import HeaderCache, cache_path
 from .progress import as_progress
 
 __all__ = ["ImageIndex", "DEFAULT_KEYWORDS", "FITS_SUFFIXES"]
@@ -170,8 +173,12 @@ def _image_header(info: HDUInfo) -> dict:
     return out
 
 
-def _read_file(path: str, wanted) -> list:
-    """Rows ``(hdu, extname, header, error)`` of one file; errors become one ``hdu=-1`` row."""
+def _read_file(path: str, wanted) -> tuple[list, bool]:
+    """Rows ``(hdu, extname, header, error)`` of one file, and whether they last.
+
+    An error becomes one ``hdu=-1`` row. The rows last (may be cached) unless the file could not
+    be read for a reason outside it (permissions, I/O error) or the parser failed unexpectedly.
+    """
     try:
         if path.lower().endswith(".gz"):  # do not decompress past the primary if not needed
             hdus = read_hdus(path, max_hdus=1, keywords=wanted)
@@ -180,10 +187,17 @@ def _read_file(path: str, wanted) -> list:
         else:
             hdus = read_hdus(path, keywords=wanted)
     except FrameError as exc:
-        return [(-1, None, None, exc.reason)]
+        cause = exc.__cause__
+        lasting = not isinstance(cause, OSError) or isinstance(cause, gzip.BadGzipFile)
+        return [(-1, None, None, exc.reason)], lasting
     except Exception as exc:  # noqa: BLE001 - the index reports, it does not raise
         return [(-1, None, None, f"unexpected error reading the header: "
-                                 f"{type(exc).__name__}: {exc}")]
+                                 f"{type(exc).__name__}: {exc}")], False
+    return _rows(hdus), True
+
+
+def _rows(hdus) -> list:
+    """Rows ``(hdu, extname, header, error)`` of the image HDUs of a file read without error."""
     primary = hdus[0]
     if primary.is_image:
         return [(0, primary.extname, _image_header(primary), "")]
@@ -210,17 +224,17 @@ _SLOW_FILE_S = 250e-6
 
 
 def _read_serial(paths, wanted, tick=None):
-    rows = []
+    results = []
     for path in paths:
-        rows.append(_read_file(path, wanted))
+        results.append(_read_file(path, wanted))
         if tick is not None:
             tick(1)
-    return rows
+    return results
 
 
 def _read_all(paths, wanted, workers, adaptive, tick=None):
-    """Rows of every file, in order; serial or in a thread pool (see :class:`ImageIndex`).
-    ``tick(n)`` is called as files are read (progress)."""
+    """``(rows, lasting)`` of every file, in order (see :func:`_read_file`); serial or in a
+    thread pool (see :class:`ImageIndex`). ``tick(n)`` is called as files are read (progress)."""
     head = []
     if workers == 1 or len(paths) <= _PROBE_FILES:
         return _read_serial(paths, wanted, tick)
@@ -239,6 +253,29 @@ def _read_all(paths, wanted, workers, adaptive, tick=None):
             if tick is not None:
                 tick(len(chunk))
         return head
+
+
+def _stat(path):
+    """``(size, mtime_ns)`` of a file, or None if it cannot be had."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _read_cached(paths, cache, folders, workers, adaptive, tick):
+    """Rows of every file: from the cache where a file is unchanged, else read (every keyword)
+    and stored, in one transaction that also drops the entries of files deleted from
+    ``folders``."""
+    stats = {path: stat for path in paths if (stat := _stat(path)) is not None}
+    cached = cache.lookup(stats)
+    missing = [path for path in paths if path not in cached]
+    tick(len(paths) - len(missing))
+    read = dict(zip(missing, _read_all(missing, None, workers, adaptive, tick)))
+    cache.update([(path, *stats[path], rows) for path, (rows, lasting) in read.items()
+                  if lasting and path in stats], folders=folders, seen=set(paths))
+    return [cached[path] if path in cached else read[path][0] for path in paths]
 
 
 # --------------------------------------------------------------------------- the table
@@ -390,6 +427,15 @@ class ImageIndex:
         serially and a pool of up to ``min(32, 4 * os.cpu_count())`` threads takes over only if
         they were slow to read (cold cache, network file system): for cached files the parse
         is CPU-bound and threads only add contention for the GIL.
+    cache : bool, str, os.PathLike or None
+        The header cache (:mod:`calstack.headercache`), an SQLite file that remembers every
+        keyword of each file read, keyed by path, size and modification time, so that indexing
+        the same folders again reads only new and changed files (whatever ``keywords`` asks
+        for). True (default): ``headers.sqlite`` in ``$CALSTACK_CACHE_DIR``, else in
+        ``$XDG_CACHE_HOME/calstack`` or ``~/.cache/calstack``; a path: that file (or
+        ``headers.sqlite`` in that folder); False or None: no cache, every header is read. The
+        table is the same with or without it; a cache that cannot be used (corrupt, read-only)
+        is rebuilt or skipped with a logged warning, never an error.
     progress : bool, str or calstack.progress.Progress
         Show a progress bar over the files read (True: when stderr is a terminal; see
         :func:`calstack.progress.as_progress`). Default: nothing is shown.
@@ -429,10 +475,12 @@ class ImageIndex:
     """
 
     def __init__(self, locations, *, recursive=False, include=None, exclude=None,
-                 keywords=DEFAULT_KEYWORDS, workers=None, progress=False, **unknown):
+                 keywords=DEFAULT_KEYWORDS, workers=None, cache=True, progress=False,
+                 **unknown):
         if unknown:
             name = next(iter(unknown))
-            valid = ("recursive", "include", "exclude", "keywords", "workers", "progress")
+            valid = ("recursive", "include", "exclude", "keywords", "workers", "cache",
+                     "progress")
             raise UnknownOptionError(f"ImageIndex() got an unknown option {name!r}"
                                      f"{did_you_mean(name, valid)}; options: {', '.join(valid)}")
         if isinstance(locations, (str, os.PathLike)):
@@ -447,12 +495,20 @@ class ImageIndex:
         keywords = _check_keywords(keywords)
         adaptive = workers is None
         workers = _check_workers(workers)
-        progress = as_progress(progress)
+        cache_file = cache_path(cache)
 
         found = _find_files(locations, bool(recursive), include, exclude)
-        wanted = None if keywords == "*" else keywords
-        with progress.task("index", total=len(found), unit="file") as task:
-            results = _read_all([path for path, _ in found], wanted, workers, adaptive, task.update)
+        paths = [path for path, _ in found]
+        cache = HeaderCache.open(cache_file) if cache_file else None
+        with as_progress(progress).task("index", total=len(paths), unit="file") as task:
+            if cache is None:
+                wanted = None if keywords == "*" else keywords
+                results = [rows for rows, _ in _read_all(paths, wanted, workers, adaptive,
+                                                         task.update)]
+            else:
+                folders = [os.path.abspath(p) for p in locations if os.path.isdir(p)]
+                with cache:
+                    results = _read_cached(paths, cache, folders, workers, adaptive, task.update)
         records = [(rel, path, hdu, extname, header, error)
                    for (path, rel), rows in zip(found, results)
                    for hdu, extname, header, error in rows]

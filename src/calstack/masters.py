@@ -207,8 +207,9 @@ def combine_groups(
     with progress.task("masters", total=len(groups), unit="master") as task, \
             _masters(groups, combine_options, options_for, progress) as masters:
         start = time.perf_counter()
-        for group, target, master in zip(groups, targets, masters):
+        for group, target in zip(groups, targets):
             task.note(group.label() or "all")
+            master = next(masters)  # not through zip, whose result tuple would keep it alive
             master.write(target, overwrite=overwrite)
             result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
                                  kind=imagetyp, rejected_fraction=master.rejected_fraction,
