@@ -153,7 +153,8 @@ def _clip_to_bounds(w, lo, hi, lower, upper, new_lo, new_hi, m):
 # --- clipping bounds: one function per algorithm, one signature --------------------------------
 # Each fills s.lower/s.upper for the columns whose range ``lo..hi`` is not empty.
 
-Scratch = namedtuple("Scratch", "center spread lower upper total mean std dev new_lo new_hi cur_lo cur_hi")
+Scratch = namedtuple("Scratch", "center spread lower upper total mean std dev new_lo new_hi cur_lo "
+                                "cur_hi range_lo range_hi")
 
 
 @njit(nogil=True, cache=True)
@@ -342,8 +343,9 @@ def _esd(w, lo, hi, m, p, crit):
 
 
 @njit(nogil=True, cache=True)
-def _mark_kept(u, w, lo, hi, kept, m, low, high, lt, le):
-    """``kept[i, q]`` = frame i's value lies in the kept range ``lo..hi`` of column q.
+def _mark_kept(u, w, lo, hi, kept, m, low, high, lt, le, frame_rejected):
+    """``kept[i, q]`` = frame i's value lies in the kept range ``lo..hi`` of column q; adds the
+    number of frame i's valid values that are not kept to ``frame_rejected[i]``.
 
     ``u`` holds the unsorted values (missing = +inf), ``w`` the sorted ones. Of the values tied
     at the low (high) edge of the range, the lowest (highest) frame numbers are the rejected
@@ -357,11 +359,15 @@ def _mark_kept(u, w, lo, hi, kept, m, low, high, lt, le):
     lt[:m] = 0  # values below the low edge
     le[:m] = 0  # values up to the high edge
     for i in range(n_frames):
+        dropped = 0
         for q in range(m):
             x = u[i, q]
             lt[q] += x < low[q]
             le[q] += x <= high[q]
-            kept[i, q] = (x >= low[q]) & (x <= high[q])
+            ok = (x >= low[q]) & (x <= high[q])
+            kept[i, q] = ok
+            dropped += (x < np.inf) & ~ok
+        frame_rejected[i] += dropped
     for q in range(m):
         n_low = lo[q] - lt[q]  # ranks lt..lo are tied with the low edge: rejected
         n_high = le[q] - hi[q]  # ranks hi..le are tied with the high edge: rejected
@@ -369,10 +375,12 @@ def _mark_kept(u, w, lo, hi, kept, m, low, high, lt, le):
             for i in range(n_frames):
                 if n_low > 0 and u[i, q] == low[q]:
                     kept[i, q] = False
+                    frame_rejected[i] += 1
                     n_low -= 1
             for i in range(n_frames - 1, -1, -1):
                 if n_high > 0 and u[i, q] == high[q]:
                     kept[i, q] = False
+                    frame_rejected[i] += 1
                     n_high -= 1
 
 
@@ -393,12 +401,14 @@ def _reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
         hi[:m] = s.new_hi[:m]
     if p.rejection == 0:
         return
+    a = s.range_lo
+    b = s.range_hi
     if p.independent:  # statistics over every valid value; keep what every step keeps
-        a = np.zeros(m, np.int64)
-        b = n[:m].copy()
+        a[:m] = 0
+        b[:m] = n[:m]
     else:
-        a = lo[:m].copy()
-        b = hi[:m].copy()
+        a[:m] = lo[:m]
+        b[:m] = hi[:m]
     if p.rejection == 5:
         _esd(w, a, b, m, p, esd_crit)
     else:
@@ -430,12 +440,7 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, u, 
     _sort_columns(w, pairs, m)
     _reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
     if p.track:
-        _mark_kept(u, w, lo, hi, kept, m, s.lower, s.upper, s.new_lo, s.new_hi)
-        for i in range(n_frames):
-            dropped = 0
-            for q in range(m):
-                dropped += (u[i, q] < np.inf) & ~kept[i, q]
-            frame_rejected[i] += dropped
+        _mark_kept(u, w, lo, hi, kept, m, s.lower, s.upper, s.new_lo, s.new_hi, frame_rejected)
     if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
         for i in range(n_frames):
             for q in range(m):
@@ -532,6 +537,7 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
         s = Scratch(np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
                     np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
                     np.empty((n_frames, _BLOCK)), np.empty(_BLOCK, np.int64),
+                    np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
                     np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
                     np.empty(_BLOCK, np.int64))
         n = np.empty(_BLOCK, np.int64)
