@@ -4,7 +4,6 @@ import warnings
 
 import ccdproc
 import numpy as np
-import numpy.ma as ma
 import pytest
 from astropy.nddata import CCDData
 from astropy.stats import mad_std
