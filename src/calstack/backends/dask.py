@@ -251,8 +251,9 @@ def combine_many(groups, client, **options):
     Examples
     --------
     >>> groups = calstack.group_by(index.filter(imagetyp="dark"), "exptime")  # doctest: +SKIP
-    >>> for group, master in zip(groups, combine_many(groups, client, **calstack.RECIPE)):
-    ...     master.write(f"combined_dark_{group.key['exptime']:.3f}.fit")
+    >>> masters = combine_many(groups, client, **calstack.RECIPE)  # doctest: +SKIP
+    >>> for group in groups:  # next(), not zip: zip would keep the previous master alive
+    ...     next(masters).write(f"combined_dark_{group.key['exptime']:.3f}.fit")
     """
     from ..combining import prepare
 
