@@ -282,20 +282,17 @@ def prepare(frames, **options):
     return prepare_frames(_expand(frames), CombineOptions(**fields), **rest)
 
 
-def _check_weights(weights, options):
+def _pixel_weights(weights, options):
+    """The per-pixel weights (one 2-D array per frame), or None when the weights are per frame,
+    named (``'noise'``, a keyword) or absent; refuses weights with the median."""
     if weights is None:
         return None
     if options.method == "median":
         raise OptionError("weights apply to method='average' or 'sum'; a median ignores them: "
                           "drop weights or choose another method")
-    if isinstance(weights, str):
+    if isinstance(weights, str) or len(weights) == 0 or np.ndim(weights[0]) != 2:
         return None
-    array = weights if isinstance(weights, np.ndarray) else None
-    if array is None and len(weights) and np.ndim(weights[0]) == 2:
-        return list(weights)  # one 2-D array per frame
-    if array is not None and array.ndim == 3:
-        return array
-    return None
+    return weights
 
 
 def _open_calibration(item, name, shape, stack_dtype, tmpdir):
@@ -433,7 +430,7 @@ def prepare_frames(items, options, *, scale=None, zero=None, scale_to=None, stat
     if len(items) > np.iinfo(np.int16).max:
         raise OptionError(f"{len(items)} frames is more than calstack combines at once (32767); "
                           "combine in batches and then combine the batch results")
-    pixel_weights = _check_weights(weights, options)
+    pixel_weights = _pixel_weights(weights, options)
     if pixel_weights is not None and len(pixel_weights) != len(items):
         raise OptionError(f"weights has {len(pixel_weights)} arrays for {len(items)} frames")
     stack_dtype = np.dtype(options.dtype)
