@@ -215,8 +215,7 @@ def run_many(jobs, client):
         for order, job in enumerate(jobs):
             pending.append((job, _submit(job, client, priority=-order)))
         while pending:
-            job, futures = pending[0]
-            master = _assemble(job, futures, client)
+            master = _assemble(*pending[0], client)
             pending.popleft()  # its futures go: the workers forget its bands
             yield master
     except BaseException:
