@@ -48,8 +48,7 @@ class Engine:
         n = self.n_frames
         weighted = self.frame_weights is not None or self.per_pixel_weights
         post_scaled = self.post_scale is not None
-        self.params = self.options.kernel_params(track=True, weighted=weighted,
-                                                 post_scaled=post_scaled)
+        self.params = self.options.kernel_params(weighted=weighted, post_scaled=post_scaled)
         self._weights = (np.ones((n, 1)) if self.frame_weights is None
                          else np.asarray(self.frame_weights, np.float64).reshape(n, 1))
         self._post = np.ones(n) if not post_scaled else np.asarray(self.post_scale, np.float64)

@@ -11,8 +11,9 @@ one small function that narrows ``lo``/``hi``. Medians are gathers; the median a
 deviation sorts the deviations with the same network.
 
 Where a frame's identity matters (weights, scaling after rejection, per-frame rejection counts),
-a scan of the unsorted values marks which ones the kept range holds. Ties at the edges of the
-range are resolved as a stable sort would order them (by frame number).
+the unsorted values of the pixels that rejected anything are scanned for the ones outside the kept
+range. Ties at the edges of the range are resolved as a stable sort would order them (by frame
+number).
 
 The kernel is compiled once per stack dtype and cached on disk (``cache=True``); it releases the
 GIL and runs in parallel over groups of blocks. :mod:`calstack.reference` holds the pure-NumPy
@@ -343,45 +344,50 @@ def _esd(w, lo, hi, m, p, crit):
 
 
 @njit(nogil=True, cache=True)
-def _mark_kept(u, w, lo, hi, kept, m, low, high, lt, le, frame_rejected):
-    """``kept[i, q]`` = frame i's value lies in the kept range ``lo..hi`` of column q; adds the
-    number of frame i's valid values that are not kept to ``frame_rejected[i]``.
+def _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected):
+    """Add to ``frame_rejected[i]`` the number of frame i's valid values outside the kept range
+    ``lo..hi`` of the sorted values ``w``. When ``kept`` has a row per frame, it holds which
+    values are valid, and the rejected ones are unmarked.
 
-    ``u`` holds the unsorted values (missing = +inf), ``w`` the sorted ones. Of the values tied
-    at the low (high) edge of the range, the lowest (highest) frame numbers are the rejected
-    ones, as a stable sort ranks them. ``low``/``high`` (float) and ``lt``/``le`` (int) are scratch.
+    Of the values tied at the low (high) edge of a range, the lowest (highest) frame numbers are
+    the rejected ones, as a stable sort ranks them. Only the few columns that rejected anything
+    are scanned, frame by frame.
     """
-    n_frames = u.shape[0]
+    n_frames = stack.shape[0]
+    marks = kept.shape[0] == n_frames
     for q in range(m):
+        if hi[q] - lo[q] == n[q]:
+            continue  # nothing rejected
+        # every valid value outside [low, high] is rejected; then, of the values tied with an edge,
+        # as many as the range leaves out on that side
         empty = hi[q] <= lo[q]
-        low[q] = np.inf if empty else w[lo[q], q]  # an empty range keeps nothing
-        high[q] = -np.inf if empty else w[hi[q] - 1, q]
-    lt[:m] = 0  # values below the low edge
-    le[:m] = 0  # values up to the high edge
-    for i in range(n_frames):
-        dropped = 0
-        for q in range(m):
-            x = u[i, q]
-            lt[q] += x < low[q]
-            le[q] += x <= high[q]
-            ok = (x >= low[q]) & (x <= high[q])
-            kept[i, q] = ok
-            dropped += (x < np.inf) & ~ok
-        frame_rejected[i] += dropped
-    for q in range(m):
-        n_low = lo[q] - lt[q]  # ranks lt..lo are tied with the low edge: rejected
-        n_high = le[q] - hi[q]  # ranks hi..le are tied with the high edge: rejected
-        if hi[q] > lo[q] and (n_low > 0 or n_high > 0):
-            for i in range(n_frames):
-                if n_low > 0 and u[i, q] == low[q]:
+        low = np.inf if empty else w[lo[q], q]
+        high = -np.inf if empty else w[hi[q] - 1, q]
+        n_low = 0 if empty else lo[q]
+        n_high = 0 if empty else n[q] - hi[q]
+        for i in range(n_frames):
+            x = stack[i, p0 + q]
+            if (x - x) != 0.0 or low <= x <= high:
+                continue  # missing, or kept
+            if x < low:
+                n_low -= 1
+            else:
+                n_high -= 1
+            frame_rejected[i] += 1
+            if marks:
+                kept[i, q] = False
+        for i in range(n_frames):
+            if n_low > 0 and stack[i, p0 + q] == low:
+                n_low -= 1
+                frame_rejected[i] += 1
+                if marks:
                     kept[i, q] = False
-                    frame_rejected[i] += 1
-                    n_low -= 1
-            for i in range(n_frames - 1, -1, -1):
-                if n_high > 0 and u[i, q] == high[q]:
+        for i in range(n_frames - 1, -1, -1):
+            if n_high > 0 and stack[i, p0 + q] == high:
+                n_high -= 1
+                frame_rejected[i] += 1
+                if marks:
                     kept[i, q] = False
-                    frame_rejected[i] += 1
-                    n_high -= 1
 
 
 @njit(nogil=True, cache=True)
@@ -419,12 +425,13 @@ def _reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
 
 
 @njit(nogil=True, cache=True)
-def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, u, kept, s, n, lo,
-                   hi, sum_w, sum_wx, out_data, out_unc, out_count, frame_rejected):
+def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kept, s, n, lo, hi,
+                   sum_w, sum_wx, out_data, out_unc, out_count, frame_rejected):
     """Combine the ``m`` pixels from ``p0`` (see :func:`combine_stack`); returns the number of
     finite values rejected. The other arguments are the work item's scratch."""
     n_frames = stack.shape[0]
     per_pixel = weights.shape[1] > 1
+    marks = kept.shape[0] == n_frames
     # gather; missing -> +inf, which the sort puts last
     n[:m] = 0
     for i in range(n_frames):
@@ -435,16 +442,15 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, u, 
             ok = (x - x) == 0.0  # finite; unlike math.isfinite this vectorises
             row[q] = x if ok else np.inf
             n[q] += ok
-        if p.track:
-            u[i, :m] = row[:m]
+            if marks:
+                kept[i, q] = ok
     _sort_columns(w, pairs, m)
     _reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
-    if p.track:
-        _mark_kept(u, w, lo, hi, kept, m, s.lower, s.upper, s.new_lo, s.new_hi, frame_rejected)
+    _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected)
     if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
         for i in range(n_frames):
             for q in range(m):
-                w[i, q] = u[i, q] * post_scale[i] if kept[i, q] else np.inf
+                w[i, q] = stack[i, p0 + q] * post_scale[i] if kept[i, q] else np.inf
         _sort_columns(w, pairs, m)
         for q in range(m):
             hi[q] -= lo[q]
@@ -463,7 +469,7 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, u, 
                 if kept[i, q]:
                     weight = weights[i, p0 + q] if per_pixel else weights[i, 0]
                     sum_w[q] += weight
-                    sum_wx[q] += weight * (u[i, q] * factor)
+                    sum_wx[q] += weight * (stack[i, p0 + q] * factor)
     n_rejected = 0
     for q in range(m):
         k = hi[q] - lo[q]
@@ -510,7 +516,7 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
     out_data, out_unc, out_count : ndarray (P,)
         Combined value, its uncertainty and the number of values kept.
     out_frame_rejected : ndarray (N,) of int64
-        Incremented by the number of each frame's finite values rejected (when ``p.track``).
+        Incremented by the number of each frame's finite values rejected.
 
     Returns
     -------
@@ -529,11 +535,10 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
     n_groups = min(_GROUPS, n_blocks)
     rejected = np.zeros(n_groups, np.int64)
     frame_rejected = np.zeros((n_groups, n_frames), np.int64)
-    n_track = n_frames if p.track else 1
+    n_marks = n_frames if p.weighted or p.post_scaled else 1  # kept values per frame, if needed
     for g in prange(n_groups):
         w = np.empty((n_frames, _BLOCK), stack.dtype)  # sorting is exact in the input dtype
-        u = np.empty((n_track, _BLOCK), stack.dtype)
-        kept = np.empty((n_track, _BLOCK), np.bool_)
+        kept = np.empty((n_marks, _BLOCK), np.bool_)
         s = Scratch(np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
                     np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
                     np.empty((n_frames, _BLOCK)), np.empty(_BLOCK, np.int64),
@@ -549,7 +554,7 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
         for blk in range(g, n_blocks, n_groups):
             p0 = blk * _BLOCK
             n_rejected += _combine_block(stack, p0, min(_BLOCK, n_pix - p0), weights, post_scale,
-                                         esd_crit, pairs, p, w, u, kept, s, n, lo, hi, sum_w,
+                                         esd_crit, pairs, p, w, kept, s, n, lo, hi, sum_w,
                                          sum_wx, out_data, out_unc, out_count, frame_rejected[g])
         rejected[g] = n_rejected
     for g in range(n_groups):

@@ -43,7 +43,6 @@ KernelParams = namedtuple("KernelParams", [
     "pclip",           # percentile clip: rank offset (>= 1) or fraction of half the values
     "gain", "read_noise", "sense_noise",  # ccdclip noise model (e-/ADU, e-, fraction)
     "esd_max",         # esd: most outliers, a count (>= 1) or a fraction of the values
-    "track",           # mark kept values per frame (weights, post-scaling, per-frame counts)
     "weighted",        # weighted average / sum with ``weights``
     "post_scaled",     # multiply kept values by ``post_scale`` before combining
 ])
@@ -188,7 +187,7 @@ class CombineOptions:
                 f"choose nlow + nhigh <= {n - 1}"
             )
 
-    def kernel_params(self, *, track=False, weighted=False, post_scaled=False) -> KernelParams:
+    def kernel_params(self, *, weighted=False, post_scaled=False) -> KernelParams:
         """The kernel's parameters (:class:`calstack.kernels.KernelParams`).
 
         ``gain`` and ``read_noise`` must be numbers by now (see :meth:`with_noise_model`).
@@ -215,7 +214,6 @@ class CombineOptions:
             read_noise=float(self.read_noise) if noise else 0.0,
             sense_noise=self.sense_noise,
             esd_max=self.esd_max,
-            track=track or weighted or post_scaled,
             weighted=weighted,
             post_scaled=post_scaled,
         )
