@@ -125,6 +125,25 @@ def test_ties_at_the_extrema_reject_by_frame_order():
     assert count[0] == 1 and engine.frame_rejected.tolist() == [1, 0, 1, 1]
 
 
+def test_esd_ties_reject_by_frame_order():
+    """Of three equal outliers ESD removes two: at the high end the last two frames, at the low
+    end the first two, in the kernel and in the reference (Hypothesis once found them apart)."""
+    rng = np.random.default_rng(0)
+    column = np.round(rng.normal(10, 1, 20), 1)
+    column[[3, 10, 19]] = 100.0
+    stack = np.stack([column, -column], axis=1)  # the outliers high in pixel 0, low in pixel 1
+    options = CombineOptions(rejection="esd", esd_max=2)
+    engine = Engine(options, 20)
+    data, unc, count = np.empty(2), np.empty(2), np.empty(2, np.int16)
+    engine.combine_tile(np.ascontiguousarray(stack), data, unc, count)
+    expected = np.zeros(20, int)
+    expected[[10, 19]] += 1  # pixel 0
+    expected[[3, 10]] += 1  # pixel 1
+    assert count.tolist() == [18, 18]
+    assert engine.frame_rejected.tolist() == expected.tolist()
+    assert combine_reference(stack, options)[3].tolist() == expected.tolist()
+
+
 @pytest.mark.parametrize("rejection, expected_count", [
     ("sigma_clip", 7), ("percentile_clip", 7), ("winsorized_sigma_clip", 7), ("ccdclip", 7),
     ("esd", 7)])

@@ -157,7 +157,11 @@ def esd(data, options):
                 break
             deviation = np.abs(values - values.mean())
             farthest = np.flatnonzero(deviation == deviation.max())
-            pick = farthest[np.argmax(values[farthest])]  # of equally far values: the highest
+            top = values[farthest].max()  # of equally far values: the highest
+            ties = farthest[values[farthest] == top]
+            # of tied values, as a stable sort ranks them: the high end gives up its last frame,
+            # the low end its first
+            pick = ties[-1] if top > values.mean() else ties[0]
             removed.append(rows.pop(pick))
             if deviation.max() / std > crit[k, i]:
                 n_outliers = i
