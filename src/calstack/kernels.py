@@ -344,47 +344,63 @@ def _esd(w, lo, hi, m, p, crit):
 
 
 @njit(nogil=True, cache=True)
-def _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected):
+def _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected, s):
     """Add to ``frame_rejected[i]`` the number of frame i's valid values outside the kept range
     ``lo..hi`` of the sorted values ``w``. When ``kept`` has a row per frame, it holds which
     values are valid, and the rejected ones are unmarked.
 
-    Of the values tied at the low (high) edge of a range, the lowest (highest) frame numbers are
-    the rejected ones, as a stable sort ranks them. Only the few columns that rejected anything
-    are scanned, frame by frame.
+    Only the columns that rejected anything are scanned. Of the values tied at the low (high) edge
+    of a range, the lowest (highest) frame numbers are the rejected ones, as a stable sort ranks
+    them. Uses ``s.cur_lo`` (the columns), ``s.lower``/``s.upper`` (their edges),
+    ``s.new_lo``/``s.new_hi`` (how many values each still rejects at each edge) and ``s.dev``
+    (their values) as scratch.
     """
     n_frames = stack.shape[0]
     marks = kept.shape[0] == n_frames
+    cols, low, high, n_low, n_high = s.cur_lo, s.lower, s.upper, s.new_lo, s.new_hi
+    n_cols = 0
     for q in range(m):
-        if hi[q] - lo[q] == n[q]:
-            continue  # nothing rejected
-        # every valid value outside [low, high] is rejected; then, of the values tied with an edge,
-        # as many as the range leaves out on that side
-        empty = hi[q] <= lo[q]
-        low = np.inf if empty else w[lo[q], q]
-        high = -np.inf if empty else w[hi[q] - 1, q]
-        n_low = 0 if empty else lo[q]
-        n_high = 0 if empty else n[q] - hi[q]
+        if hi[q] - lo[q] < n[q]:
+            empty = hi[q] <= lo[q]  # then every valid value lies outside the edges
+            cols[n_cols] = q
+            low[n_cols] = np.inf if empty else w[lo[q], q]
+            high[n_cols] = -np.inf if empty else w[hi[q] - 1, q]
+            n_low[n_cols] = 0 if empty else lo[q]
+            n_high[n_cols] = 0 if empty else n[q] - hi[q]
+            n_cols += 1
+    values = s.dev  # those columns' values, contiguous so that the scan vectorizes
+    for i in range(n_frames):
+        row = stack[i, p0 : p0 + m]
+        for j in range(n_cols):
+            values[i, j] = row[cols[j]]
+    for i in range(n_frames):  # every valid value outside the edges
+        dropped = 0
+        for j in range(n_cols):
+            x = values[i, j]
+            below = ((x - x) == 0.0) & (x < low[j])
+            above = ((x - x) == 0.0) & (x > high[j])
+            n_low[j] -= below
+            n_high[j] -= above
+            dropped += below | above
+        frame_rejected[i] += dropped
+        if marks:
+            for j in range(n_cols):
+                x = values[i, j]
+                if x < low[j] or x > high[j]:
+                    kept[i, cols[j]] = False
+    for j in range(n_cols):  # then as many of those tied with an edge as it still leaves out
+        if n_low[j] == 0 and n_high[j] == 0:
+            continue
+        q = cols[j]
         for i in range(n_frames):
-            x = stack[i, p0 + q]
-            if (x - x) != 0.0 or low <= x <= high:
-                continue  # missing, or kept
-            if x < low:
-                n_low -= 1
-            else:
-                n_high -= 1
-            frame_rejected[i] += 1
-            if marks:
-                kept[i, q] = False
-        for i in range(n_frames):
-            if n_low > 0 and stack[i, p0 + q] == low:
-                n_low -= 1
+            if n_low[j] > 0 and values[i, j] == low[j]:
+                n_low[j] -= 1
                 frame_rejected[i] += 1
                 if marks:
                     kept[i, q] = False
         for i in range(n_frames - 1, -1, -1):
-            if n_high > 0 and stack[i, p0 + q] == high:
-                n_high -= 1
+            if n_high[j] > 0 and values[i, j] == high[j]:
+                n_high[j] -= 1
                 frame_rejected[i] += 1
                 if marks:
                     kept[i, q] = False
@@ -446,7 +462,7 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
                 kept[i, q] = ok
     _sort_columns(w, pairs, m)
     _reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
-    _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected)
+    _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected, s)
     if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
         for i in range(n_frames):
             for q in range(m):
