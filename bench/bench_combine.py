@@ -190,7 +190,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--all", action="store_true", help="also W3, W4 and the scaling curves")
-    parser.add_argument("--only", action="append", help="run only these workloads")
+    parser.add_argument("--only", action="append", metavar="WORKLOAD",
+                        help="run only this workload (repeatable; any of --all's)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of calstack and the floor (best time kept; ccdproc runs once)")
     parser.add_argument("--no-ccdproc-above", type=float, default=3e9, metavar="BYTES",
@@ -202,31 +203,37 @@ def main():
     CACHE.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
-    workloads = [
+    def te():
+        return _frames("te", preset="te")
+
+    basic = [
         # name, folder factory, mem_limit, extra options, stack bytes
-        ("W1", lambda: _frames("te", preset="te"), "350MB", {}, 10 * 4096 * 4096 * 4),
-        ("W1-median", lambda: _frames("te", preset="te"), "350MB", {"method": "median"},
+        ("W1", te, "350MB", {}, 10 * 4096 * 4096 * 4),
+        ("W1-median", te, "350MB", {"method": "median"}, 10 * 4096 * 4096 * 4),
+        ("W1-extrema", te, "350MB", {"rejection": None, "nlow": 1, "nhigh": 1},
          10 * 4096 * 4096 * 4),
-        ("W1-extrema", lambda: _frames("te", preset="te"), "350MB",
-         {"rejection": None, "nlow": 1, "nhigh": 1}, 10 * 4096 * 4096 * 4),
         ("W2", lambda: _frames("cryo", preset="cryo"), "350MB", {}, 9 * 4096 * 4096 * 4),
     ]
-    if args.all:
-        workloads += [
-            ("W3", lambda: _frames("many", preset="te", shape=(2048, 2048), n_darks=100),
-             "350MB", {}, 100 * 2048 * 2048 * 4),
-            ("W4", lambda: _frames("big", preset="te", n_darks=40), "500MB", {},
-             40 * 4096 * 4096 * 4),
-        ]
-        for n in (10, 25, 50, 100):
-            workloads.append((f"frames-{n}", lambda n=n: _frames(
-                f"n{n}", preset="te", shape=(2048, 2048), n_darks=n), "350MB", {},
-                n * 2048 * 2048 * 4))
-        for size in (1024, 2048, 4096):
-            workloads.append((f"size-{size}", lambda s=size: _frames(
-                f"s{s}", preset="te", shape=(s, s)), "350MB", {}, 10 * size * size * 4))
+    more = [
+        ("W3", lambda: _frames("many", preset="te", shape=(2048, 2048), n_darks=100),
+         "350MB", {}, 100 * 2048 * 2048 * 4),
+        ("W4", lambda: _frames("big", preset="te", n_darks=40), "500MB", {},
+         40 * 4096 * 4096 * 4),
+    ]
+    for n in (10, 25, 50, 100):
+        more.append((f"frames-{n}", lambda n=n: _frames(
+            f"n{n}", preset="te", shape=(2048, 2048), n_darks=n), "350MB", {},
+            n * 2048 * 2048 * 4))
+    for size in (1024, 2048, 4096):
+        more.append((f"size-{size}", lambda s=size: _frames(
+            f"s{s}", preset="te", shape=(s, s)), "350MB", {}, 10 * size * size * 4))
+    workloads = basic + more if args.all else basic
     if args.only:
-        workloads = [w for w in workloads if w[0] in args.only]
+        names = [w[0] for w in basic + more]
+        unknown = [name for name in args.only if name not in names]
+        if unknown:
+            parser.error(f"--only {unknown[0]}: no such workload; choose from {', '.join(names)}")
+        workloads = [w for w in basic + more if w[0] in args.only]
 
     rows = []
     for name, make, mem_limit, options, stack_bytes in workloads:
