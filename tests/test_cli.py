@@ -180,6 +180,25 @@ def test_frames_without_imagetyp_are_reported(night, tmp_path, capsys):
     assert "anonymous.fits" in err
 
 
+def test_other_spellings_of_imagetyp_are_named_and_can_be_selected(night, tmp_path, capsys):
+    frames, _ = make_darks(n=2, seed=9, shape=(24, 20))
+    write_frames(night, frames, imagetyp="Dark Frame", exptime=7.0, prefix="acq")
+    args = ["combine", str(night), "--group-by", "exptime", "--sigma-clip", "5", "5", "--json"]
+    assert main([*args, "--imagetyp", "dark", "-o", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert ("2 frame(s) have IMAGETYP 'Dark Frame', another spelling of dark, and were not "
+            "selected") in captured.err
+    assert "acq" in captured.err and "--imagetyp dark --imagetyp 'Dark Frame'" in captured.err
+    assert [m["n_frames"] for m in json.loads(captured.out)] == [3, 3, 3]
+    assert main([*args, "--imagetyp", "DARK", "--imagetyp", "dark frame",
+                 "-o", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert "another spelling" not in captured.err
+    built = json.loads(captured.out)
+    assert [m["n_frames"] for m in built] == [5, 3, 3]
+    assert Path(built[0]["path"]).name == "combined_dark_7.000.fit"  # named by the first spelling
+
+
 def test_index_command_formats(night, capsys):
     assert main(["index", str(night), "--format", "json", "--select", "imagetyp=bias"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -178,7 +178,9 @@ def _build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             description=_COMBINE_HELP)
     _add_index_options(p)
-    p.add_argument("--imagetyp", help="frame type to select, e.g. dark (case-insensitive)")
+    p.add_argument("--imagetyp", action="append", default=[],
+                   help="frame type to select, e.g. dark (case-insensitive; repeat for other "
+                   "spellings: --imagetyp dark --imagetyp 'Dark Frame')")
     p.add_argument("--select", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="more selection criteria (repeatable)")
     p.add_argument("--group-by", default="exptime", metavar="K1,K2",
@@ -388,7 +390,7 @@ def _cmd_combine(args):
 
     select = dict(args.select)
     if args.imagetyp:
-        select["imagetyp"] = args.imagetyp
+        select["imagetyp"] = args.imagetyp[0] if len(args.imagetyp) == 1 else args.imagetyp
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
     _run_job(args, lambda progress, client: combine_groups(
         _index(args, progress=progress), select=select, keys=keys,

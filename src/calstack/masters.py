@@ -23,9 +23,18 @@ from .options import CombineOptions
 from .progress import as_progress
 from .writer import OutputExistsError, check_writable
 
-__all__ = ["BuiltMaster", "combine_groups", "default_template", "output_name"]
+__all__ = ["BuiltMaster", "IMAGETYP_SYNONYMS", "combine_groups", "default_template",
+           "output_name"]
 
 log = logging.getLogger("calstack")
+
+#: IMAGETYP values (compared case-insensitively, trimmed) for each kind of calibration frame.
+IMAGETYP_SYNONYMS = {
+    "bias": ("bias", "zero", "bias frame", "zero frame", "bias_frame"),
+    "dark": ("dark", "dark frame", "dark current", "dark_frame"),
+    "flat": ("flat", "flat field", "flatfield", "flat frame", "flat_field", "dome flat",
+             "domeflat", "sky flat", "skyflat", "twilight flat", "twiflat"),
+}
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,10 @@ def combine_groups(
     index : ImageIndex
         The frames to choose from.
     select : dict, optional
-        Keyword criteria passed to ``index.filter`` (e.g. ``{'imagetyp': 'dark'}``).
+        Keyword criteria passed to ``index.filter`` (e.g. ``{'imagetyp': 'dark'}``; a list
+        matches any of its values). Frames whose IMAGETYP is another spelling of the one
+        selected (``'Dark Frame'``, see :data:`IMAGETYP_SYNONYMS`) are not selected, and a
+        warning names them.
     keys : sequence of str
         Grouping keywords (the recipe groups darks by ``exptime``).
     tolerances : dict, optional
@@ -169,6 +181,7 @@ def combine_groups(
         log.warning("skipping unreadable %s: %s", path, reason)
     select = dict(select or {})
     _report_missing(index, select)
+    _report_other_spellings(index, select)
     chosen = index.filter(select) if select else index
     keys = [keys] if isinstance(keys, str) else list(keys)
     hdu = combine_options.pop("hdu", None)
@@ -191,7 +204,7 @@ def combine_groups(
         if len(group.paths) < 3:
             log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
                         group.label() or "all", len(group.paths))
-    imagetyp = kind or select.get("imagetyp")
+    imagetyp = kind or _first(select.get("imagetyp"))
     template = template or default_template(keys, imagetyp)
     folder = check_writable(output_dir)
     targets = [folder / output_name(template, g, imagetyp) for g in groups]
@@ -248,6 +261,36 @@ def _masters(groups, combine_options, options_for, progress):
     with contextlib.ExitStack() as stack:
         jobs = (stack.enter_context(prepare(g, **group_options(g))) for g in groups)
         yield run_many(jobs, client)
+
+
+def _first(value):
+    """A list's first item (the name a selection of several spellings goes by), or ``value``."""
+    return value[0] if isinstance(value, (list, tuple)) and value else value
+
+
+def _report_other_spellings(index, select):
+    """Warn about frames whose IMAGETYP means the kind selected but is spelled otherwise
+    ('Dark Frame' when selecting 'dark'): the selection matches the spellings given only."""
+    wanted = select.get("imagetyp")
+    if wanted is None:
+        return
+    wanted = {str(v).strip().lower() for v in (wanted if isinstance(wanted, (list, tuple))
+                                               else [wanted])}
+    others = {name for names in IMAGETYP_SYNONYMS.values() if wanted & set(names)
+              for name in names} - wanted
+    table = index.table
+    column = table[index.column_name("imagetyp")]
+    present = ~np.ma.getmaskarray(column)
+    found = [i for i in range(len(table)) if present[i] and not table["error"][i]
+             and str(column[i]).strip().lower() in others]
+    if found:
+        spellings = sorted({str(column[i]).strip() for i in found})
+        log.warning("%d frame(s) have IMAGETYP %s, another spelling of %s, and were not "
+                    "selected: %s; select every spelling (--imagetyp %s --imagetyp '%s'), or "
+                    "build every master with `calstack masters`", len(found),
+                    "/".join(map(repr, spellings)), "/".join(sorted(wanted)),
+                    ", ".join(str(table["path"][i]) for i in found), sorted(wanted)[0],
+                    spellings[0])
 
 
 def _report_missing(index, select):

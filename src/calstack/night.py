@@ -17,20 +17,13 @@ import math
 import numpy as np
 
 from .errors import OptionError
-from .masters import combine_groups
+from .masters import IMAGETYP_SYNONYMS, combine_groups
 from .options import RECIPE
 
 __all__ = ["IMAGETYP_SYNONYMS", "build_night", "summary_table"]
 
 log = logging.getLogger("calstack")
 
-#: IMAGETYP values (compared case-insensitively, trimmed) for each kind of calibration frame.
-IMAGETYP_SYNONYMS = {
-    "bias": ("bias", "zero", "bias frame", "zero frame", "bias_frame"),
-    "dark": ("dark", "dark frame", "dark current", "dark_frame"),
-    "flat": ("flat", "flat field", "flatfield", "flat frame", "flat_field", "dome flat",
-             "domeflat", "sky flat", "skyflat", "twilight flat", "twiflat"),
-}
 _KIND_KEYS = {"bias": [], "dark": ["exptime"], "flat": ["filter"]}
 
 
