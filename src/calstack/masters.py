@@ -204,7 +204,7 @@ def combine_groups(
         if len(group.paths) < 3:
             log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
                         group.label() or "all", len(group.paths))
-    imagetyp = kind or _first(select.get("imagetyp"))
+    imagetyp = kind or next(iter(_imagetyps(select)), None)  # several spellings: the first
     template = template or default_template(keys, imagetyp)
     folder = check_writable(output_dir)
     targets = [folder / output_name(template, g, imagetyp) for g in groups]
@@ -263,19 +263,18 @@ def _masters(groups, combine_options, options_for, progress):
         yield run_many(jobs, client)
 
 
-def _first(value):
-    """A list's first item (the name a selection of several spellings goes by), or ``value``."""
-    return value[0] if isinstance(value, (list, tuple)) and value else value
+def _imagetyps(select) -> list:
+    """The IMAGETYP values ``select`` asks for (a value or a list of them), as a list."""
+    wanted = select.get("imagetyp")
+    return [] if wanted is None else list(wanted) if isinstance(wanted, (list, tuple)) else [wanted]
 
 
 def _report_other_spellings(index, select):
     """Warn about frames whose IMAGETYP means the kind selected but is spelled otherwise
     ('Dark Frame' when selecting 'dark'): the selection matches the spellings given only."""
-    wanted = select.get("imagetyp")
-    if wanted is None:
+    wanted = {str(v).strip().lower() for v in _imagetyps(select)}
+    if not wanted:
         return
-    wanted = {str(v).strip().lower() for v in (wanted if isinstance(wanted, (list, tuple))
-                                               else [wanted])}
     others = {name for names in IMAGETYP_SYNONYMS.values() if wanted & set(names)
               for name in names} - wanted
     table = index.table
