@@ -6,7 +6,7 @@
 Frames come from calstack's simulator (calibrated darks) and are cached under bench/cache/.
 Each backend is measured in its own child process: the kernel is loaded (on the workers too)
 by a first combine, then the same combine runs ``--repeat`` times and the best time is kept.
-The cluster is what ``--scheduler local:N`` starts (:func:`calstack.cluster.connect`); its
+The cluster is what ``--scheduler local:N`` starts (:func:`calstack.stacking.cluster.connect`); its
 start-up is reported apart. Memory is the client process's peak resident size above its
 baseline before the timed runs (``/proc/self/clear_refs`` resets the peak), and, for the
 cluster, the largest growth of a worker process's peak over the same runs. Results are printed and saved
@@ -57,7 +57,7 @@ def _timed_runs(combine, repeat):
 def _child(spec):
     """Measure one backend (``spec['backend']``: 'local' or 'cluster'); print JSON."""
     import calstack
-    from calstack.cluster import connect
+    from calstack.stacking.cluster import connect
 
     files = sorted(str(p) for p in Path(spec["folder"]).glob("*.fits"))
     options = dict(calstack.RECIPE, mem_limit=spec["mem_limit"])

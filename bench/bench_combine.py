@@ -51,7 +51,7 @@ def _child(spec):
     options = spec.get("options", {})
     if tool == "calstack":
         import calstack
-        from calstack.masters import combine_groups
+        from calstack.pipeline.groups import combine_groups
 
         warm = sorted(Path(folder).glob("*.fits"))[:2]
         calstack.combine([str(w) for w in warm], mem_limit="4GB", **RECIPE)  # load kernels

@@ -117,8 +117,10 @@ def run_small(args) -> int:
 
     import ccdproc
 
-    from calstack import ImageIndex, fitsheader
-    from calstack.index import DEFAULT_KEYWORDS
+    from calstack import ImageIndex
+
+    from calstack.io import fitsheader
+    from calstack.catalog.index import DEFAULT_KEYWORDS
 
     def cal(**kw):
         fitsheader._CARD_CACHE.clear()  # start cold, like a fresh process
@@ -273,8 +275,10 @@ def run_archive(args) -> int:
     evicted from the page cache; ccdproc on a subset."""
     import ccdproc
 
-    from calstack import ImageIndex, fitsheader
-    from calstack.index import DEFAULT_KEYWORDS
+    from calstack import ImageIndex
+
+    from calstack.io import fitsheader
+    from calstack.catalog.index import DEFAULT_KEYWORDS
 
     n, repeat = args.archive, args.repeat or 1
     folder = args.dir or HERE / "cache" / f"archive-{n}"

@@ -18,8 +18,8 @@ from conftest import make_darks, write_frames
 
 import calstack
 from calstack.cli import main
-from calstack.cluster import MissingDependencyError, connect
-from calstack.combining import prepare
+from calstack.stacking.cluster import MissingDependencyError, connect
+from calstack.stacking.combining import prepare
 from calstack.errors import FrameError, OptionError
 from calstack.options import RECIPE
 
@@ -146,7 +146,7 @@ def test_tile_compressed_and_integer_frames(client, tmp_path):
 
 
 def test_many_groups_run_as_one_graph(client, tmp_path):
-    from calstack.backends.dask import combine_many
+    from calstack.stacking.backends.dask import combine_many
 
     groups = []
     for exptime, seed in ((7.0, 1), (70.0, 2), (300.0, 3)):
@@ -161,7 +161,7 @@ def test_many_groups_run_as_one_graph(client, tmp_path):
 
 def test_masters_of_a_night_on_the_cluster_equal_local(client, tmp_path):
     """`calstack masters --scheduler`: each kind's groups as one graph, bias subtraction too."""
-    from calstack.night import build_night
+    from calstack.pipeline.night import build_night
 
     night = calstack.simulate(tmp_path / "night", preset="night", shape=(40, 32), seed=2)
     index = calstack.ImageIndex(night.outdir)
@@ -179,7 +179,7 @@ def test_masters_of_a_night_on_the_cluster_equal_local(client, tmp_path):
 
 def _slow_down(seconds, die_on_call=None):
     """Make this worker's band tasks slower; the ``die_on_call``-th kills its process."""
-    from calstack.backends import dask as backend
+    from calstack.stacking.backends import dask as backend
 
     original = getattr(backend._combine_band, "__wrapped__", backend._combine_band)
     calls = itertools.count(1)
@@ -195,7 +195,7 @@ def _slow_down(seconds, die_on_call=None):
 
 
 def _restore():
-    from calstack.backends import dask as backend
+    from calstack.stacking.backends import dask as backend
 
     backend._combine_band = getattr(backend._combine_band, "__wrapped__", backend._combine_band)
 
@@ -215,7 +215,7 @@ def test_a_worker_killed_mid_run_costs_nothing(client, darks):
 
 
 def test_workers_that_keep_dying_are_a_cluster_error(client, darks):
-    from calstack.cluster import ClusterError
+    from calstack.stacking.cluster import ClusterError
 
     scheduler = client.cluster.scheduler  # in this process: lower its tolerance for the test
     allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0
@@ -245,7 +245,7 @@ def test_in_memory_frames_and_gzip_are_refused(client, darks, tmp_path):
 
 
 def test_a_file_the_workers_cannot_read_is_named(client, darks, tmp_path):
-    from calstack.backends.dask import run
+    from calstack.stacking.backends.dask import run
 
     copies = write_frames(tmp_path, make_darks(n=3)[0])
     with prepare(copies, **RECIPE) as job:

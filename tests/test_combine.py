@@ -15,7 +15,7 @@ import calstack
 from calstack.options import RECIPE
 from calstack.errors import FrameError, OptionError, UnknownOptionError
 from calstack.options import CombineOptions
-from calstack.reference import combine_reference
+from calstack.kernels.reference import combine_reference
 
 
 def ccdproc_combine(files, **kwargs):

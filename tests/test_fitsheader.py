@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calstack.errors import FrameError
-from calstack.fitsheader import HDUInfo, parse_value, read_hdus
+from calstack.io.fitsheader import HDUInfo, parse_value, read_hdus
 
 
 # --------------------------------------------------------------------------- helpers

@@ -8,7 +8,7 @@ import pytest
 from astropy.table import Column, MaskedColumn, Table
 
 from calstack.errors import OptionError, UnknownOptionError
-from calstack.grouping import Group, group_by, unique_values
+from calstack.catalog.grouping import Group, group_by, unique_values
 
 
 def table(**columns):
@@ -154,7 +154,7 @@ def test_unknown_names():
 def test_accepts_an_index_and_real_index_tables(tmp_path):
     from astropy.io import fits
 
-    from calstack.index import ImageIndex
+    from calstack.catalog.index import ImageIndex
 
     for i, (exptime, filt) in enumerate([(7.0, "R"), (7.0000001, "r"), (70.0, "R")]):
         fits.writeto(tmp_path / f"d{i}.fits", np.zeros((2, 2), np.float32),

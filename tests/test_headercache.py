@@ -13,12 +13,12 @@ from astropy.io import fits
 from conftest import make_darks, write_frames
 from test_index import column, frame, night  # noqa: F401 - night is a fixture
 
-import calstack.index as index_module
-from calstack import headercache
+import calstack.catalog.index as index_module
+from calstack.io import headercache
 from calstack.cli import _build_parser, main
 from calstack.errors import FrameError, OptionError
-from calstack.headercache import default_cache_path
-from calstack.index import DEFAULT_KEYWORDS, ImageIndex
+from calstack.io.headercache import default_cache_path
+from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from calstack.errors import OptionError, UnknownOptionError
-from calstack.index import DEFAULT_KEYWORDS, ImageIndex
+from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
 
 DATA = np.arange(6 * 5, dtype=np.float32).reshape(6, 5)
 
@@ -154,7 +154,7 @@ def test_empty_folder(tmp_path):
 
 
 def test_threads_give_the_same_table(night, monkeypatch):
-    import calstack.index as module
+    import calstack.catalog.index as module
 
     serial = ImageIndex(night, recursive=True, keywords="*", workers=1, cache=False).table
     monkeypatch.setattr(module, "_PROBE_FILES", 2)

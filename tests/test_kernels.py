@@ -8,10 +8,10 @@ from astropy.stats import sigma_clip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calstack.engine import Engine
-from calstack.kernels import sorting_network
+from calstack.kernels.engine import Engine
+from calstack.kernels.stack import sorting_network
 from calstack.options import CombineOptions
-from calstack.reference import combine_reference
+from calstack.kernels.reference import combine_reference
 
 
 def run_kernel(stack, options, out_dtype=np.float64, **engine_args):
@@ -175,7 +175,7 @@ def test_esd_finds_several_outliers_of_a_normal_sample():
 def test_student_t_quantiles_match_scipy():
     from scipy.stats import t
 
-    from calstack.esd import student_t_ppf
+    from calstack.kernels.esd import student_t_ppf
 
     p = np.array([0.5, 0.9, 0.975, 0.999, 0.9999, 0.99999])
     for df in (1, 2, 3, 7, 30, 150):

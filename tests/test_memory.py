@@ -12,7 +12,7 @@ CHILD = textwrap.dedent(
     """
     import json, os, re, sys
     import calstack
-    from calstack.masters import combine_groups
+    from calstack.pipeline.groups import combine_groups
     from calstack.options import RECIPE
 
     def status(field):

@@ -10,7 +10,7 @@ from astropy.io import fits
 import calstack
 from calstack.cli import main
 from calstack.errors import OptionError
-from calstack.night import build_night, summary_table
+from calstack.pipeline.night import build_night, summary_table
 from conftest import write_frames
 
 

@@ -9,7 +9,7 @@ from astropy.io import fits
 import calstack
 from calstack.cli import main
 from calstack.errors import OptionError
-from calstack.pictures import frame_title, stretch_limits, symmetric_limits
+from calstack.viz.pictures import frame_title, stretch_limits, symmetric_limits
 
 
 def test_picture_has_content_size_and_titles(tmp_path):
@@ -24,7 +24,7 @@ def test_picture_has_content_size_and_titles(tmp_path):
     image = mpimg.imread(out)
     assert image.shape[:2] == (275, 600)  # 12 x 5.5 inches at 50 dpi
     assert image[..., :3].std() > 0.05  # not blank
-    from calstack.pictures import _load
+    from calstack.viz.pictures import _load
 
     assert [frame_title(*_load(p)[1:]) for p in (single, master)] == [
         "Single calibrated dark\nsingle.fits", "10 dark images combined\nmaster.fits"]
@@ -69,7 +69,7 @@ def test_demo_builds_masters_and_pictures(tmp_path, capsys):
 
 
 def test_demo_masters_match_their_truth(tmp_path):
-    from calstack.demo import run_demo
+    from calstack.sim.demo import run_demo
 
     results = run_demo(tmp_path, shape=(64, 64), say=lambda text: None)
     night = [r for r in results if r["camera"] == "night"]

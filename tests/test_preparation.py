@@ -8,8 +8,8 @@ from astropy.io import fits
 import calstack
 from calstack.errors import FrameError, OptionError
 from calstack.options import CombineOptions
-from calstack.preparation import parse_section
-from calstack.reference import combine_reference
+from calstack.stacking.preparation import parse_section
+from calstack.kernels.reference import combine_reference
 from conftest import write_frames
 
 

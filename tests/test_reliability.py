@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import calstack
 from calstack.errors import CalstackError
-from calstack.fitsheader import read_hdus
+from calstack.io.fitsheader import read_hdus
 from calstack.options import RECIPE
 
 

@@ -14,13 +14,13 @@ from astropy.io import fits
 from PIL import Image
 
 import calstack
-from calstack.anomalies import flag_frames
+from calstack.viz.anomalies import flag_frames
 from calstack.cli import main
 from calstack.errors import OptionError
-from calstack.masters import combine_groups
+from calstack.pipeline.groups import combine_groups
 from calstack.options import RECIPE
-from calstack.report import Report, write_report
-from calstack.sampling import grid_step, read_block_min, read_grid, robust_stats
+from calstack.viz.report import Report, write_report
+from calstack.io.sampling import grid_step, read_block_min, read_grid, robust_stats
 
 TRAIL, LEAK = 2, 5  # the frames spoilt by a satellite trail and by a light leak
 

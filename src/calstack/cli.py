@@ -15,7 +15,7 @@ import sys
 
 from . import __version__
 from .errors import CalstackError, did_you_mean
-from .plan import DEFAULT_MEM_LIMIT
+from .stacking.plan import DEFAULT_MEM_LIMIT
 
 __all__ = ["main"]
 
@@ -288,7 +288,7 @@ def _hdu(value):
 
 
 def _index(args, keywords=None, progress=False):
-    from .index import DEFAULT_KEYWORDS, ImageIndex
+    from .catalog.index import DEFAULT_KEYWORDS, ImageIndex
 
     if keywords is None:
         keywords = DEFAULT_KEYWORDS
@@ -322,7 +322,7 @@ def _plain(value):
 
 
 def _cmd_simulate(args):
-    from .simulation import simulate
+    from .sim.simulation import simulate
 
     night = simulate(args.outdir, preset=args.preset, shape=tuple(args.shape) if args.shape else None,
                      n_bias=args.n_bias, n_darks=args.n_darks, exptimes=args.exptimes,
@@ -368,9 +368,9 @@ def _run_job(args, build) -> list:
     to stdout (stderr with --json); --report is checked before ``build`` and written after it;
     --json prints :meth:`BuiltMaster.as_dict` of each master. Returns what was built.
     """
-    from .cluster import connect
+    from .stacking.cluster import connect
     from .progress import Progress
-    from .report import check_report_path, write_report
+    from .viz.report import check_report_path, write_report
 
     progress = Progress("off" if args.quiet else "auto",
                         out=sys.stderr if args.json else sys.stdout)
@@ -386,7 +386,7 @@ def _run_job(args, build) -> list:
 
 
 def _cmd_combine(args):
-    from .masters import combine_groups
+    from .pipeline.groups import combine_groups
 
     select = dict(args.select)
     if args.imagetyp:
@@ -401,8 +401,8 @@ def _cmd_combine(args):
 
 
 def _cmd_masters(args):
-    from .index import DEFAULT_KEYWORDS
-    from .night import build_night, summary_table
+    from .catalog.index import DEFAULT_KEYWORDS
+    from .pipeline.night import build_night, summary_table
 
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
     keywords = list(dict.fromkeys([*DEFAULT_KEYWORDS, *(k.upper() for k in keys)]))
@@ -423,7 +423,7 @@ def _cmd_masters(args):
 
 
 def _cmd_show(args):
-    from .pictures import show
+    from .viz.pictures import show
 
     path = show(args.frames, args.output, titles=args.title, stretch=args.stretch,
                 diff=args.diff, hist=args.hist)
@@ -432,7 +432,7 @@ def _cmd_show(args):
 
 
 def _cmd_demo(args):
-    from .demo import run_demo
+    from .sim.demo import run_demo
 
     run_demo(args.output_dir, shape=tuple(args.shape) if args.shape else None,
              mem_limit=args.mem_limit, overwrite=args.overwrite,

@@ -88,7 +88,7 @@ class CombineOptions:
     Rejection steps run in ccdproc's order: extrema (``nlow``/``nhigh``), then thresholds
     (``min_clip``/``max_clip``), then ``rejection``, then the ``method``. ``gain`` and
     ``read_noise`` may name header keywords until :func:`calstack.combine` resolves them.
-    ``ccdproc_semantics`` (for :mod:`calstack.ccdproc_compat`) counts missing values among the
+    ``ccdproc_semantics`` (for :mod:`calstack.compat.ccdproc`) counts missing values among the
     highest in extrema clipping and computes the rejection's statistics over all valid values
     (ccdproc clips each step independently), keeping only what every step keeps.
     """
@@ -188,7 +188,7 @@ class CombineOptions:
             )
 
     def kernel_params(self, *, weighted=False, post_scaled=False) -> KernelParams:
-        """The kernel's parameters (:class:`calstack.kernels.KernelParams`).
+        """The kernel's parameters (:class:`calstack.kernels.stack.KernelParams`).
 
         ``gain`` and ``read_noise`` must be numbers by now (see :meth:`with_noise_model`).
         """

@@ -1,0 +1,309 @@
+"""Group the rows of an index table by keyword values (pure: no disk access).
+
+The reference recipe does ``set(summary['exptime'][darks])`` and then selects the frames of
+each exposure time. That breaks on float noise (``7.0`` and ``7.0000001`` are two "values") and
+on spelling (``'Dark'`` and ``'DARK '``). :func:`unique_values` and :func:`group_by` cluster
+numbers within a tolerance and compare strings case-insensitively after trimming.
+
+Default numeric tolerance
+-------------------------
+Two sorted neighbouring values ``a <= b`` belong to one cluster when
+``b - a <= max(1e-6 * max(|a|, |b|), 1e-9)`` -- the same closeness the index's ``filter`` uses
+(``math.isclose(rel_tol=1e-6, abs_tol=1e-9)``), so a group's representative value selects the
+same frames with ``index.filter``. It absorbs float32/float64 round-off and formatting noise
+but never merges genuinely different settings (7 s vs 7.001 s). Give an explicit absolute
+tolerance for keys that really wander (``tolerances={'ccd-temp': 0.5}``). Integer values are
+compared exactly unless a tolerance is given.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import OptionError, UnknownOptionError, did_you_mean
+
+__all__ = ["Group", "group_by", "unique_values", "DEFAULT_REL_TOL", "DEFAULT_ABS_TOL"]
+
+DEFAULT_REL_TOL = 1e-6
+DEFAULT_ABS_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Group:
+    """Frames that share the values of the grouping keys.
+
+    Attributes
+    ----------
+    key : dict
+        Grouping key (column name) -> representative value, in the order the keys were given,
+        e.g. ``{'exptime': 90.0}`` or ``{'filter': 'R', 'exptime': 10.0}``.
+    rows : tuple of int
+        Row indices into the table that was grouped.
+    paths : tuple of str
+        The frames' file paths (``path`` column), row order.
+    hdus : tuple of int
+        Their HDU numbers (``hdu`` column).
+    """
+
+    key: dict
+    rows: tuple
+    paths: tuple
+    hdus: tuple
+
+    def label(self) -> str:
+        """``"filter=R exptime=10.000"``: numbers with 3 decimals, ints and strings as they are."""
+        return " ".join(f"{name}={_format(value)}" for name, value in self.key.items())
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- clustering
+def _check_tolerance(name, tolerance):
+    if tolerance is None:
+        return None
+    if (isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real)
+            or not math.isfinite(tolerance) or tolerance < 0):
+        raise OptionError(f"{name} must be a finite number >= 0 (absolute tolerance) or None "
+                          f"(default: relative 1e-6), not {tolerance!r}")
+    return float(tolerance)
+
+
+def _plain(value):
+    """A present value as a Python scalar, or None for missing (None, masked, NaN)."""
+    if value is None or value is np.ma.masked:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _cells(values):
+    """The values of a column / sequence as Python scalars, None where missing."""
+    if isinstance(values, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(values)
+        data = np.asarray(values).tolist()
+        return [None if m else _plain(v) for v, m in zip(data, mask)]
+    if isinstance(values, np.ndarray):
+        return [_plain(v) for v in values.tolist()]
+    return [_plain(v) for v in values]
+
+
+def _kind(present) -> str:
+    """'number', 'bool' or 'str' for a list of present values."""
+    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in present):
+        return "number"
+    if all(isinstance(v, bool) for v in present):
+        return "bool"
+    return "str"
+
+
+def _cluster(cells, tolerance, name):
+    """Cluster the present cells; return (sorted representatives, label index per cell or None).
+
+    ``name`` is used in error messages (the option or keyword being clustered).
+    """
+    present = [(i, v) for i, v in enumerate(cells) if v is not None]
+    assign = [None] * len(cells)
+    if not present:
+        return [], assign
+    kind = _kind([v for _, v in present])
+    if kind != "number" and tolerance is not None:
+        raise OptionError(f"{name}: a tolerance applies to numeric values, but the values are "
+                          f"{'logicals' if kind == 'bool' else 'strings'}; drop the tolerance")
+    reps = []
+    if kind == "number":
+        present.sort(key=lambda item: item[1])
+        clusters = [[present[0]]]
+        for item in present[1:]:
+            previous = clusters[-1][-1][1]
+            value = item[1]
+            if tolerance is not None:
+                limit = tolerance
+            elif isinstance(value, int) and isinstance(previous, int):
+                limit = 0
+            else:
+                limit = max(DEFAULT_REL_TOL * max(abs(previous), abs(value)), DEFAULT_ABS_TOL)
+            if value - previous > limit:
+                clusters.append([item])
+            else:
+                clusters[-1].append(item)
+        for label, members in enumerate(clusters):
+            reps.append(members[(len(members) - 1) // 2][1])  # the (lower) median member
+            for i, _ in members:
+                assign[i] = label
+        return reps, assign
+    if kind == "bool":
+        def norm(v):
+            return v
+    else:
+        def norm(v):
+            return str(v).strip().lower()
+    spelling = {}
+    for _, v in present:
+        spelling.setdefault(norm(v), v.strip() if isinstance(v, str) else v)
+    order = sorted(spelling)
+    label_of = {k: n for n, k in enumerate(order)}
+    for i, v in present:
+        assign[i] = label_of[norm(v)]
+    reps = [spelling[k] if kind == "bool" else str(spelling[k]) for k in order]
+    return reps, assign
+
+
+def unique_values(values, *, tolerance=None) -> list:
+    """The distinct values of a column, robust to float noise and spelling.
+
+    A robust ``sorted(set(values))``: numbers are sorted and split into clusters wherever the
+    gap to the previous value exceeds the tolerance; each cluster is represented by its median
+    member (one of the values). Strings compare case-insensitively after trimming blanks and are
+    represented by the first spelling seen (trimmed). Missing values (None, masked, NaN) are
+    skipped.
+
+    Parameters
+    ----------
+    values : sequence or astropy.table.Column
+        The values (e.g. ``index.table['exptime']``).
+    tolerance : float, optional
+        Absolute tolerance for numbers. Default: relative ``1e-6`` (absolute floor ``1e-9``)
+        for floats, exact for ints -- see the module docstring.
+
+    Returns
+    -------
+    list
+        Sorted representatives (Python scalars).
+
+    Raises
+    ------
+    OptionError
+        ``tolerance`` is negative or not a number, or is given for non-numeric values.
+
+    Examples
+    --------
+    >>> unique_values([7.0, 70.0, 7.0000001, 300.0, None])
+    [7.0, 70.0, 300.0]
+    >>> unique_values(['DARK ', 'dark', 'Bias'])
+    ['Bias', 'DARK']
+    """
+    tolerance = _check_tolerance("tolerance", tolerance)
+    reps, _ = _cluster(_cells(values), tolerance, "tolerance")
+    return reps
+
+
+# --------------------------------------------------------------------------- group_by
+def _resolve(name, colnames, what="key") -> str:
+    if not isinstance(name, str):
+        raise OptionError(f"grouping {what}s must be column names (str), not {name!r}")
+    key = name.strip().lower()
+    for candidate in (key, key.replace("_", "-"), key.replace("_", " ")):
+        if candidate in colnames:
+            return candidate
+    raise UnknownOptionError(f"grouping {what} {name!r} is not a column of the table"
+                             f"{did_you_mean(key, colnames)}; columns: {', '.join(colnames)}")
+
+
+def group_by(table, keys, *, tolerances=None) -> list[Group]:
+    """Split the rows of an index table into groups of equal key values.
+
+    Parameters
+    ----------
+    table : astropy.table.Table or ImageIndex
+        A table with the index's columns (at least ``path`` and ``hdu``, and the keys); an
+        :class:`~calstack.ImageIndex` is grouped through its ``table``. Rows with a non-empty
+        ``error`` (unreadable files) are left out.
+    keys : str or sequence of str
+        Column names, case-insensitive; ``ccd_temp`` finds ``ccd-temp``. No key: one group of
+        every readable row.
+    tolerances : dict, optional
+        Key -> absolute tolerance for numeric keys (e.g. ``{'ccd-temp': 0.5}``). Keys without
+        one use the default of :func:`unique_values` (relative 1e-6 for floats, exact for ints).
+
+    Returns
+    -------
+    list of Group
+        Sorted by key values (in the order of ``keys``). Each group's ``key`` holds the
+        representative value of every key (see :func:`unique_values`). Rows missing a key value
+        belong to no group.
+
+    Raises
+    ------
+    UnknownOptionError
+        A key, or a tolerance's key, is not a column / not among ``keys``; the message suggests
+        the closest name.
+    OptionError
+        Every readable row lacks a key's value (the message names the keyword), or a tolerance
+        is not a number >= 0 or is given for a string key.
+    """
+    table = getattr(table, "table", table)
+    colnames = list(table.colnames)
+    for needed in ("path", "hdu"):
+        if needed not in colnames:
+            raise OptionError(f"table has no {needed!r} column; group an ImageIndex or its table")
+    if isinstance(keys, str):
+        keys = [keys]
+    elif keys is None:
+        keys = []
+    columns = []
+    for name in keys:
+        column = _resolve(name, colnames)
+        if column in columns:
+            raise OptionError(f"grouping key {name!r} is given twice")
+        columns.append(column)
+    tolerances = dict(tolerances or {})
+    tol = {}
+    for name, value in tolerances.items():
+        try:
+            column = _resolve(name, colnames, "tolerance key")
+        except UnknownOptionError:
+            column = None
+        if column not in columns:
+            raise UnknownOptionError(f"tolerance given for {name!r}, which is not a grouping key"
+                                     f"{did_you_mean(str(name).strip().lower(), columns)}; "
+                                     f"keys: {', '.join(columns) or '(none)'}")
+        tol[column] = _check_tolerance(f"tolerances[{name!r}]", value)
+
+    n = len(table)
+    good = [True] * n
+    if "error" in colnames:
+        good = [not e for e in _cells(table["error"])]
+    if not any(good):
+        return []
+
+    labels, reps = [], []
+    for column in columns:
+        cells = [c if ok else None for c, ok in zip(_cells(table[column]), good)]
+        if all(c is None for c in cells):
+            raise OptionError(f"no frame has a value for the grouping keyword "
+                              f"{column.upper()!r}; choose another key")
+        values, assign = _cluster(cells, tol.get(column), f"tolerances[{column!r}]")
+        reps.append(values)
+        labels.append(assign)
+
+    groups: dict[tuple, list[int]] = {}
+    for row in range(n):
+        if not good[row]:
+            continue
+        label = tuple(assign[row] for assign in labels)
+        if None in label:
+            continue
+        groups.setdefault(label, []).append(row)
+
+    paths = [str(p) for p in table["path"]]
+    hdus = [int(h) for h in np.asarray(table["hdu"]).tolist()]
+    out = []
+    for label in sorted(groups):  # representatives are sorted, so labels sort like values
+        rows = tuple(groups[label])
+        key = {column: reps[k][label[k]] for k, column in enumerate(columns)}
+        out.append(Group(key=key, rows=rows, paths=tuple(paths[r] for r in rows),
+                         hdus=tuple(hdus[r] for r in rows)))
+    return out

@@ -1,0 +1,3 @@
+"""Drop-ins with other tools' signatures and numbers: ``ccdproc.combine`` (also importable as
+``calstack.ccdproc_compat``, the path the README documents).
+"""

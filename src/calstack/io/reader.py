@@ -1,0 +1,316 @@
+"""Frame sources: read a band of rows of one frame as physical values into the working stack.
+
+A plain FITS image is read with one positioned read per tile (``os.preadv``) straight from the
+file: no memory map (whose touched pages would count against the memory limit), no whole-frame
+read and no re-read of the file per tile. Integer data are scaled with BZERO/BSCALE; BLANK
+values, masked pixels (a ``MASK`` extension or a user mask) and NaN/Inf become NaN, which the
+kernels treat as missing. Gzip files are decompressed once to a temporary file; tile-compressed
+(``.fz``) images are read through astropy's section interface, which decompresses only the
+tiles a band touches. At most :data:`MAX_OPEN_FILES` stay open; past that a file is opened
+for each read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import resource
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FrameError
+from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
+
+__all__ = ["Frame", "FitsFrame", "CompressedFrame", "ArrayFrame", "open_frame", "MAX_OPEN_FILES"]
+
+_BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_LITTLE_ENDIAN = sys.byteorder == "little"
+MAX_OPEN_FILES = max(8, min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
+
+
+class Frame:
+    """One input frame: a name, a 2-D shape, a unit, and a way to read bands of rows."""
+
+    name: str  # short name, for IMCMBnnn
+    source: str  # where the frame came from (the user's path), for error messages
+    shape: tuple[int, int]
+    unit: str | None = None
+    #: Bytes per pixel of conversion buffer that :meth:`read_rows` needs (0 = reads in place).
+    raw_itemsize: int = 0
+
+    def read_rows(self, start: int, stop: int, out: np.ndarray, raw: np.ndarray) -> None:
+        """Fill ``out`` (rows ``start:stop``, working dtype) with physical values, NaN = missing."""
+        raise NotImplementedError
+
+    def header(self):
+        """The frame's header as an ``astropy.io.fits.Header`` (read on demand)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release any open file."""
+
+
+def _pread_into(fd: int, buffer: memoryview, offset: int, path) -> None:
+    done = 0
+    while done < len(buffer):
+        n = os.preadv(fd, [buffer[done:]], offset + done)
+        if n == 0:
+            raise FrameError(path, f"file ends early: expected {len(buffer) - done} more bytes at "
+                             f"byte {offset + done}; the file is truncated, re-copy it")
+        done += n
+
+
+def _scaling(path, info: HDUInfo, key, default):
+    value = info.header.get(key, default)
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise FrameError(path, f"HDU {info.index}: {key} = {value!r} is not a number; the header is "
+                     "corrupt")
+
+
+def _image_shape(path, info: HDUInfo) -> tuple[int, int]:
+    shape = tuple(s for s in info.shape[:-2] if s != 1) + tuple(info.shape[-2:])
+    if len(shape) != 2:
+        raise FrameError(path, f"HDU {info.index} holds a {len(info.shape)}-D image of shape "
+                         f"{info.shape}; calstack combines 2-D images (pick another with hdu=)")
+    return shape
+
+
+class FitsFrame(Frame):
+    """A 2-D image HDU of an uncompressed FITS file, read by positioned reads."""
+
+    def __init__(self, path, info: HDUInfo, mask: HDUInfo | None, *, stack_dtype, source=None,
+                 keep_open: bool = True, primary: HDUInfo | None = None):
+        self.path = str(path)
+        self.source = str(source or path)  # the user's file (a .gz is read from a temp copy)
+        self.name = os.path.basename(self.source)
+        self.info = info
+        self.mask_info = mask
+        self.primary = primary
+        self.shape = _image_shape(self.source, info)
+        self.unit = info.header.get("BUNIT")
+        self.keep_open = keep_open
+        self._fd = None
+        self.dtype = np.dtype(_BITPIX[info.bitpix])
+        self.bzero = _scaling(self.source, info, "BZERO", 0.0)
+        self.bscale = _scaling(self.source, info, "BSCALE", 1.0)
+        self.blank = _scaling(self.source, info, "BLANK", None) if self.dtype.kind in "iu" else None
+        stack_dtype = np.dtype(stack_dtype)
+        self.direct = (self.dtype.kind == "f" and self.dtype.itemsize == stack_dtype.itemsize
+                       and self.bzero == 0 and self.bscale == 1)
+        widest = max(0 if self.direct else self.dtype.itemsize,
+                     np.dtype(_BITPIX[mask.bitpix]).itemsize if mask else 0)
+        self.raw_itemsize = widest + 1 if widest else 0  # + a boolean temporary
+        if mask is not None and _image_shape(self.source, mask) != self.shape:
+            raise FrameError(self.source, f"MASK extension has shape {mask.shape}, image has "
+                             f"{self.shape}; fix or remove the MASK extension")
+
+    def _open(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except OSError as exc:
+                raise FrameError(self.source, f"cannot open: {exc.strerror}") from exc
+        return self._fd
+
+    def _read(self, info: HDUInfo, start, stop, target: np.ndarray):
+        width = self.shape[1]
+        offset = info.data_offset + start * width * target.itemsize
+        _pread_into(self._open(), memoryview(target).cast("B"), offset, self.source)
+
+    def read_rows(self, start, stop, out, raw):
+        n = (stop - start) * self.shape[1]
+        try:
+            if self.direct:
+                self._read(self.info, start, stop, out)
+                if _LITTLE_ENDIAN:
+                    out.byteswap(inplace=True)  # FITS big-endian bytes -> native values
+            else:
+                values = raw[: n * self.dtype.itemsize].view(self.dtype).reshape(out.shape)
+                self._read(self.info, start, stop, values)
+                out[...] = values
+                if self.blank is not None:
+                    np.equal(values, self.blank, out=raw[-n:].view(bool).reshape(out.shape))
+                    out[raw[-n:].view(bool).reshape(out.shape)] = np.nan
+                if self.bscale != 1:
+                    out *= self.bscale
+                if self.bzero != 0:
+                    out += self.bzero
+            if self.mask_info is not None:
+                mask_dtype = np.dtype(_BITPIX[self.mask_info.bitpix])
+                flags = raw[: n * mask_dtype.itemsize].view(mask_dtype).reshape(out.shape)
+                self._read(self.mask_info, start, stop, flags)
+                np.not_equal(flags, 0, out=raw[-n:].view(bool).reshape(out.shape))
+                out[raw[-n:].view(bool).reshape(out.shape)] = np.nan
+        finally:
+            if not self.keep_open:
+                self.close()
+
+    def header(self):
+        header = _read_header(self.path, self.info)
+        if self.info.index > 0:  # a mosaic extension inherits the primary header's keywords
+            for card in _read_header(self.path, self.primary).cards:
+                if card.keyword not in header and card.keyword not in ("", "COMMENT", "HISTORY"):
+                    header.append(card)
+        return header
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class CompressedFrame(Frame):
+    """A tile-compressed image HDU (``.fz``), read band by band through astropy."""
+
+    raw_itemsize = 16  # astropy's decompressed band (float64) plus its scaling temporaries
+
+    def __init__(self, path, info: HDUInfo):
+        self.path = self.source = str(path)
+        self.name = os.path.basename(self.path)
+        self.info = info
+        self.shape = _image_shape(self.path, info)
+        self.unit = info.header.get("BUNIT")
+        self._hdul = None
+
+    def read_rows(self, start, stop, out, raw):
+        from astropy.io import fits
+
+        if self._hdul is None:
+            self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=True)
+        try:
+            out[...] = self._hdul[self.info.index].section[start:stop]
+        except Exception as exc:  # astropy raises many types for corrupt tiles
+            raise FrameError(self.path, f"cannot decompress rows {start}-{stop}: {exc}") from exc
+
+    def header(self):
+        return _read_header(self.path, self.info)
+
+    def close(self):
+        if self._hdul is not None:
+            self._hdul.close()
+            self._hdul = None
+
+
+class ArrayFrame(Frame):
+    """An in-memory frame: a 2-D array or a ``CCDData`` (its mask and unit are used)."""
+
+    raw_itemsize = 1
+
+    def __init__(self, data, *, mask=None, unit=None, meta=None, name="array"):
+        self.data = np.asarray(data)
+        if self.data.ndim != 2:
+            raise FrameError(name, f"is a {self.data.ndim}-D array; calstack combines 2-D images")
+        self.mask = None if mask is None else np.asarray(mask, dtype=bool)
+        if self.mask is not None and self.mask.shape != self.data.shape:
+            raise FrameError(name, f"mask shape {self.mask.shape} differs from data shape "
+                             f"{self.data.shape}")
+        self.shape = self.data.shape
+        self.unit = unit
+        self.meta = meta
+        self.name = self.source = name
+
+    def read_rows(self, start, stop, out, raw):
+        out[...] = self.data[start:stop]
+        if self.mask is not None:
+            out[self.mask[start:stop]] = np.nan
+
+    def header(self):
+        from astropy.io import fits
+
+        header = fits.Header()
+        if self.meta:
+            for key, value in dict(self.meta).items():
+                if len(str(key)) <= 8 and isinstance(value, (str, int, float, bool)):
+                    header[str(key)] = value
+        return header
+
+
+def _read_header(path, info: HDUInfo):
+    """The exact header bytes of one HDU as an astropy ``Header`` (no whole-file open)."""
+    import warnings
+
+    from astropy.io import fits
+
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        raw = f.read(info.data_offset - info.header_offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-standard cards are kept as they are
+        return fits.Header.fromstring(raw.decode("ascii", "replace"))
+
+
+def _choose_hdu(path, hdus: list[HDUInfo], hdu) -> HDUInfo:
+    if hdu is None:
+        for info in hdus:
+            if info.is_image and (info.extname or "").upper() not in AUXILIARY_EXTNAMES:
+                return info
+        raise FrameError(path, "has no image data (no HDU with NAXIS >= 2); is it a table?")
+    for info in hdus:
+        if (isinstance(hdu, str) and (info.extname or "").upper() == hdu.upper()) or info.index == hdu:
+            if not info.is_image:
+                raise FrameError(path, f"HDU {hdu!r} holds no image; choose an image HDU with hdu=")
+            return info
+    names = [info.extname or str(info.index) for info in hdus]
+    raise FrameError(path, f"has no HDU {hdu!r}; it has {', '.join(names)}")
+
+
+def _gunzip(path: Path, tmpdir: Path) -> Path:
+    target = tmpdir / (path.name[:-3] or "frame.fits")
+    if target.exists():
+        target = tmpdir / f"{len(os.listdir(tmpdir))}-{target.name}"
+    try:
+        with gzip.open(path, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, EOFError) as exc:
+        raise FrameError(path, f"gzip does not decompress: {exc}; re-copy the file") from exc
+    return target
+
+
+def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open=True, mask=None):
+    """Make a :class:`Frame` from a path, a ``(path, hdu)`` pair, a ``CCDData`` or an array.
+
+    Parameters
+    ----------
+    item : str, os.PathLike, tuple, CCDData or numpy.ndarray
+        The frame.
+    hdu : int or str, optional
+        HDU number or EXTNAME to read (default: the first image HDU).
+    stack_dtype : dtype
+        The working dtype the frame is read into.
+    tmpdir : pathlib.Path, optional
+        Where a ``.gz`` file is decompressed (required for gzip input).
+    keep_open : bool
+        Keep the file open between reads (False past the open-files budget).
+    mask : array_like of bool, optional
+        Extra mask for this frame (True = missing).
+    """
+    from astropy.nddata import CCDData
+
+    if isinstance(item, CCDData):
+        combined = item.mask if mask is None else (np.asarray(mask, bool) | (item.mask if item.mask is not None else False))
+        return ArrayFrame(item.data, mask=combined, unit=item.unit.to_string() if item.unit else None,
+                          meta=item.meta, name=str(item.meta.get("FILENAME", "CCDData")))
+    if isinstance(item, np.ndarray):
+        return ArrayFrame(item, mask=mask)
+    if isinstance(item, tuple):
+        item, hdu = item
+    path = Path(item)
+    hdus = read_hdus(path)
+    info = _choose_hdu(path, hdus, hdu)
+    if mask is not None:
+        raise FrameError(path, "masks= is for in-memory frames; for files put the mask in a MASK "
+                         "extension")
+    if info.compressed:
+        return CompressedFrame(path, info)
+    mask_info = next((h for h in hdus if (h.extname or "").upper() == "MASK" and h.is_image), None)
+    read_path = path
+    if path.suffix.lower() == ".gz":
+        if tmpdir is None:
+            raise ValueError("tmpdir is required to read gzip files")
+        read_path = _gunzip(path, Path(tmpdir))
+    return FitsFrame(read_path, info, mask_info, stack_dtype=stack_dtype, source=path,
+                     keep_open=keep_open, primary=hdus[0])

@@ -1,0 +1,105 @@
+"""Memory-bounded looks at whole frames: a regular grid of pixels, and block minima.
+
+The report never holds a whole frame. A frame is looked at through a grid: every ``step``-th
+pixel of every ``step``-th row, read one row at a time through :func:`calstack.io.reader.open_frame`
+(so integer data with BZERO/BSCALE, BLANK values, MASK extensions, ``.fz`` and ``.gz`` files
+read as they do for a combine). For a 4096x4096 frame and a grid of at most 512 pixels a side,
+that is 512 reads of one row: 8 MB read, 1 MB kept, however many frames there are.
+Subsampling (rather than averaging blocks) keeps a single frame's pixel noise as it is, so
+statistics and pictures of the grid show the noise of the frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .reader import Frame, open_frame
+
+__all__ = ["grid_step", "read_grid", "read_block_min", "robust_stats", "pixel_noise"]
+
+_MAD_TO_STD = 1.482602218505602
+
+
+def grid_step(shape, max_side: int) -> int:
+    """The smallest step that keeps a grid of ``shape`` within ``max_side`` pixels a side."""
+    return max(1, math.ceil(max(shape) / max_side))
+
+
+def _with_frame(item, *, hdu, tmpdir, visit):
+    """Return ``visit(frame)`` of a Frame, or of a frame opened (and closed) here."""
+    if isinstance(item, Frame):
+        return visit(item)
+    frame = open_frame(item, hdu=hdu, stack_dtype=np.float32, tmpdir=tmpdir)
+    try:
+        return visit(frame)
+    finally:
+        frame.close()
+
+
+def read_grid(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
+    """Every ``step``-th pixel of every ``step``-th row of a frame, as float32 (NaN = missing).
+
+    Parameters
+    ----------
+    item : str, os.PathLike, tuple, CCDData, numpy.ndarray or calstack.io.reader.Frame
+        The frame (anything :func:`calstack.io.reader.open_frame` takes, or a Frame).
+    step : int
+        Grid spacing in pixels.
+    hdu : int or str, optional
+        HDU of a file (default: the first image).
+    tmpdir : str or os.PathLike, optional
+        Where a ``.gz`` file is decompressed (required for those).
+    """
+
+    def visit(frame):
+        height, width = frame.shape
+        rows = range(0, height, step)
+        grid = np.empty((len(rows), len(range(0, width, step))), np.float32)
+        row = np.empty((1, width), np.float32)
+        raw = np.empty(max(1, width * frame.raw_itemsize), np.uint8)
+        for k, r in enumerate(rows):
+            frame.read_rows(r, r + 1, row, raw)
+            grid[k] = row[0, ::step]
+        return grid
+
+    return _with_frame(item, hdu=hdu, tmpdir=tmpdir, visit=visit)
+
+
+def read_block_min(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
+    """The minimum of every ``step`` x ``step`` block of a frame (e.g. a count map, where one
+    low value in a block must stay visible), read ``step`` rows at a time."""
+
+    def visit(frame):
+        height, width = frame.shape
+        blocks_x = len(range(0, width, step))
+        grid = np.empty((len(range(0, height, step)), blocks_x), np.float32)
+        band = np.empty((step, width), np.float32)
+        padded = np.full((step, blocks_x * step), np.inf, np.float32)
+        raw = np.empty(max(1, step * width * frame.raw_itemsize), np.uint8)
+        for k, r in enumerate(range(0, height, step)):
+            n = min(step, height - r)
+            frame.read_rows(r, r + n, band[:n], raw)
+            padded[:n, :width] = band[:n]
+            grid[k] = padded[:n].reshape(n, blocks_x, step).min(axis=(0, 2))
+        return grid
+
+    return _with_frame(item, hdu=hdu, tmpdir=tmpdir, visit=visit)
+
+
+def robust_stats(values) -> tuple[float, float]:
+    """``(median, mad_std)`` of the finite values (NaN, NaN if there are none)."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return math.nan, math.nan
+    median = float(np.median(finite))
+    return median, float(_MAD_TO_STD * np.median(np.abs(finite - median)))
+
+
+def pixel_noise(grid) -> float:
+    """Pixel-to-pixel noise of an image: the robust std of the differences between vertically
+    neighbouring pixels, over sqrt(2). Smooth structure (gradients, vignetting) and column
+    patterns cancel in the differences, so this is the noise that averaging frames reduces."""
+    return robust_stats(np.diff(np.asarray(grid, np.float64), axis=0))[1] / math.sqrt(2)

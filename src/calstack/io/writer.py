@@ -1,0 +1,90 @@
+"""Atomic FITS output: write to a temporary file in the target folder, then rename into place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import CalstackError
+
+__all__ = ["write_master", "atomic_write", "OutputExistsError", "check_writable"]
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class OutputExistsError(CalstackError, FileExistsError):
+    """The output file exists and overwriting was not asked for."""
+
+
+def check_writable(folder) -> Path:
+    """Create ``folder`` if needed and make sure files can be created in it (before any work)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CalstackError(f"{folder}: output folder is not writable ({exc.strerror}); "
+                            "choose another with --output-dir") from exc
+    return folder
+
+
+def atomic_write(path, write, *, overwrite: bool = False) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` only once it is complete.
+
+    Without ``overwrite`` the final step is a hard link, which fails if ``path`` appeared in the
+    meantime, so an existing file is never replaced; with it, ``os.replace`` swaps atomically.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass overwrite=True (--overwrite) to replace it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        try:
+            write(tmp)
+        except OSError as exc:  # e.g. a full disk: the old file, if any, is untouched
+            raise CalstackError(f"{path}: cannot be written ({exc.strerror or exc}); nothing "
+                                "was written under this name") from exc
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputExistsError(
+                    f"{path}: exists; pass overwrite=True (--overwrite) to replace it") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_master(master, path, *, overwrite: bool = False) -> Path:
+    """Write a :class:`~calstack.stacking.master.Master` (see :meth:`Master.write`)."""
+    header = fits.Header(master.meta)
+    if master.unit is not None:
+        header["BUNIT"] = master.unit.to_string()
+    hdus = [fits.PrimaryHDU(master.data, header=header)]
+    if master.uncertainty is not None:
+        uheader = fits.Header()
+        uheader["UTYPE"] = ("StdDevUncertainty", "standard error of the combined value")
+        if master.unit is not None:
+            uheader["BUNIT"] = master.unit.to_string()
+        hdus.append(fits.ImageHDU(master.uncertainty.array, header=uheader, name="UNCERT"))
+    if master.mask is not None:
+        mask = np.asarray(master.mask)
+        hdus.append(fits.ImageHDU(mask.view(np.uint8) if mask.dtype == bool else mask, name="MASK"))
+    if master.ncombine is not None:
+        hdus.append(fits.ImageHDU(master.ncombine, name="NCOMB"))
+    return atomic_write(path, lambda tmp: fits.HDUList(hdus).writeto(tmp, overwrite=True),
+                        overwrite=overwrite)

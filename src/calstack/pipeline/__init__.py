@@ -1,0 +1,3 @@
+"""Jobs of many combines: selected frames grouped into masters (``calstack combine``), and a whole
+night's bias, darks and flats (``calstack masters``).
+"""

@@ -1,0 +1,304 @@
+"""The whole job of the reference recipe: select frames, group them, combine each group, write.
+
+``combine_groups`` is what ``calstack combine DIR ...`` runs. Every check that can fail (the
+output folder, the output names, the options) runs before the first combine, so a bad run
+stops before it has written anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..stacking.combining import combine
+from ..errors import FrameError, OptionError
+from ..catalog.grouping import Group, group_by
+from ..options import CombineOptions
+from ..progress import as_progress
+from ..io.writer import OutputExistsError, check_writable
+
+__all__ = ["BuiltMaster", "IMAGETYP_SYNONYMS", "combine_groups", "default_template",
+           "output_name"]
+
+log = logging.getLogger("calstack")
+
+#: IMAGETYP values (compared case-insensitively, trimmed) for each kind of calibration frame.
+IMAGETYP_SYNONYMS = {
+    "bias": ("bias", "zero", "bias frame", "zero frame", "bias_frame"),
+    "dark": ("dark", "dark frame", "dark current", "dark_frame"),
+    "flat": ("flat", "flat field", "flatfield", "flat frame", "flat_field", "dome flat",
+             "domeflat", "sky flat", "skyflat", "twilight flat", "twiflat"),
+}
+
+
+@dataclass(frozen=True)
+class BuiltMaster:
+    """One master written by :func:`combine_groups`.
+
+    ``sources`` are the frames combined (paths, in input order), ``frame_rejected`` the
+    fraction of each one's pixels that rejection removed (``Master.frame_rejected``) and
+    ``preparation`` what was done to them before rejection (``Master.preparation``).
+    """
+
+    group: Group
+    path: Path
+    n_frames: int
+    rejected_fraction: float
+    seconds: float
+    kind: str | None = None
+    sources: tuple = ()
+    frame_rejected: tuple = ()
+    preparation: object = None
+
+    def as_dict(self) -> dict:
+        """Plain-data summary (for ``--json``)."""
+        return {"kind": self.kind, "group": self.group.key, "path": str(self.path),
+                "n_frames": self.n_frames, "inputs": list(self.sources),
+                "frame_rejected": [round(f, 8) for f in self.frame_rejected],
+                "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
+
+    def label(self) -> str:
+        """``"dark exptime=90.000"``: the kind and the group's key."""
+        return " ".join(p for p in (self.kind, self.group.label()) if p) or "all"
+
+    def line(self) -> str:
+        """One line for people and logs: what, frames, output, rejection, time."""
+        return (f"{self.label()}: {self.n_frames} frames -> {self.path} "
+                f"(rejected {100 * self.rejected_fraction:.3f}% of values, {self.seconds:.1f} s)")
+
+
+def _field(key: str) -> str:
+    return key.lower().replace("-", "_")
+
+
+def default_template(keys, imagetyp=None) -> str:
+    """``combined_{imagetyp}_{key}...fit``; numbers as ``{x:.3f}`` (``combined_dark_{exptime:.3f}.fit``)."""
+    parts = ["combined"]
+    if imagetyp:
+        parts.append("{imagetyp}")
+    parts.extend(f"{{{_field(k)}}}" for k in keys)
+    return "_".join(parts) + ".fit"
+
+
+def output_name(template: str, group: Group, imagetyp=None) -> str:
+    """Fill ``template`` with the group's key values (``-`` in keyword names becomes ``_``).
+
+    A bare numeric field (``{exptime}``) is written with 3 decimals, like the recipe's names.
+    """
+    values = {_field(k): v for k, v in group.key.items()}
+    if imagetyp is not None:
+        values["imagetyp"] = str(imagetyp).strip().lower()
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    missing = fields - set(values)
+    if missing:
+        raise OptionError(f"template {template!r} uses {', '.join(sorted(missing))}, which is not "
+                          f"a grouping key; available: {', '.join(sorted(values))}")
+    numeric = {k: v for k, v in values.items() if isinstance(v, float)}
+    filled = template
+    for name in numeric:
+        filled = filled.replace(f"{{{name}}}", f"{{{name}:.3f}}")
+    try:
+        return filled.format(**values)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise OptionError(f"template {template!r} cannot be filled: {exc}") from exc
+
+
+def combine_groups(
+    index,
+    *,
+    select=None,
+    keys=("exptime",),
+    tolerances=None,
+    output_dir=".",
+    template=None,
+    overwrite=False,
+    on_master=None,
+    kind=None,
+    options_for=None,
+    progress=False,
+    **combine_options,
+) -> list[BuiltMaster]:
+    """Select frames from an index, group them, and write one master per group.
+
+    Parameters
+    ----------
+    index : ImageIndex
+        The frames to choose from.
+    select : dict, optional
+        Keyword criteria passed to ``index.filter`` (e.g. ``{'imagetyp': 'dark'}``; a list
+        matches any of its values). Frames whose IMAGETYP is another spelling of the one
+        selected (``'Dark Frame'``, see :data:`IMAGETYP_SYNONYMS`) are not selected, and a
+        warning names them.
+    keys : sequence of str
+        Grouping keywords (the recipe groups darks by ``exptime``).
+    tolerances : dict, optional
+        Per-key tolerances for numeric keys (see :func:`calstack.group_by`).
+    output_dir : str or os.PathLike
+        Folder for the masters (created if needed; must be writable).
+    template : str, optional
+        Output file name, filled with the group's key values and ``imagetyp``; the default is
+        :func:`default_template`, e.g. ``combined_dark_{exptime:.3f}.fit``. The reference guide's
+        exact names come from ``'combined_dark_{exptime:6.3f}.fit'``.
+    overwrite : bool
+        Replace existing masters.
+    on_master : callable, optional
+        Called with each :class:`BuiltMaster` as soon as it is written.
+    kind : str, optional
+        What ``{imagetyp}`` in the output name stands for (default: the selected imagetyp).
+    options_for : callable, optional
+        ``options_for(group)`` returns more :func:`calstack.combine` options for that group
+        (e.g. the master bias to subtract).
+    progress : bool, str or calstack.progress.Progress
+        Report progress (see :func:`calstack.progress.as_progress`): a bar over the groups and,
+        nested, one over each combine's rows; and :meth:`BuiltMaster.line` for each master
+        written. Default: nothing.
+    hdu : int or str, optional
+        Combine only this HDU (number or EXTNAME) of each file. Without it, files with several
+        image extensions (mosaic cameras) give one master per extension (grouped by EXTNAME,
+        or by HDU number when extensions have no names).
+    **combine_options
+        Options of :func:`calstack.combine`.
+
+    Returns
+    -------
+    list of BuiltMaster
+    """
+    CombineOptions.from_kwargs(**{k: v for k, v in combine_options.items()
+                                  if k in CombineOptions.__dataclass_fields__})
+    progress = as_progress(progress)
+    bad = [(str(row["path"]), str(row["error"])) for row in index.unreadable]
+    if bad and not combine_options.get("skip_bad"):
+        raise FrameError(bad[0][0], f"{bad[0][1]}; {len(bad)} file(s) here cannot be read and "
+                         "may belong to a group: fix or remove them, or pass --skip-bad "
+                         "(skip_bad=True) to go on without them")
+    for path, reason in bad:
+        log.warning("skipping unreadable %s: %s", path, reason)
+    select = dict(select or {})
+    _report_missing(index, select)
+    _report_other_spellings(index, select)
+    chosen = index.filter(select) if select else index
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    hdu = combine_options.pop("hdu", None)
+    if hdu is not None:  # one HDU of every file
+        chosen = chosen.filter({"hdu": hdu} if isinstance(hdu, int) else {"extname": hdu})
+    elif len(set(chosen.table["path"])) < len(chosen.table):  # mosaics: a master per extension
+        named = not np.ma.getmaskarray(chosen.table["extname"]).any()
+        keys.append("extname" if named else "hdu")
+    groups = group_by(chosen.table, keys, tolerances=tolerances)  # no keys: one group
+    if not groups or not groups[0].paths:
+        criteria = ", ".join(f"{k}={v!r}" for k, v in select.items()) or "no criteria"
+        raise OptionError(f"no frames match {criteria}; run `calstack index` on the folder to see "
+                          "what it holds")
+    grouped = {row for group in groups for row in group.rows}
+    left_out = [str(chosen.table["path"][i]) for i in range(len(chosen.table)) if i not in grouped]
+    if left_out:
+        log.warning("%d selected frame(s) lack a value for %s and were not combined: %s",
+                    len(left_out), "/".join(keys), ", ".join(left_out))
+    for group in groups:
+        if len(group.paths) < 3:
+            log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
+                        group.label() or "all", len(group.paths))
+    imagetyp = kind or next(iter(_imagetyps(select)), None)  # several spellings: the first
+    template = template or default_template(keys, imagetyp)
+    folder = check_writable(output_dir)
+    targets = [folder / output_name(template, g, imagetyp) for g in groups]
+    if len(set(targets)) != len(targets):
+        raise OptionError(f"template {template!r} gives the same file name to several groups; "
+                          f"include every grouping key ({', '.join(map(_field, keys))})")
+    if not overwrite:
+        existing = [str(t) for t in targets if t.exists()]
+        if existing:
+            raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
+                                    "replace it, or choose another --output-dir")
+    built = []
+    with progress.task("masters", total=len(groups), unit="master") as task, \
+            _masters(groups, combine_options, options_for, progress) as masters:
+        start = time.perf_counter()
+        for group, target in zip(groups, targets):
+            task.note(group.label() or "all")
+            master = next(masters)  # not through zip, whose result tuple would keep it alive
+            master.write(target, overwrite=overwrite)
+            result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
+                                 kind=imagetyp, rejected_fraction=master.rejected_fraction,
+                                 seconds=time.perf_counter() - start,
+                                 sources=tuple(master.sources),
+                                 frame_rejected=tuple(map(float, master.frame_rejected)),
+                                 preparation=master.preparation)
+            del master  # written: free its outputs before the next group's combine counts its own
+            built.append(result)
+            progress.line(result.line())
+            task.update()
+            if on_master is not None:
+                on_master(result)
+            start = time.perf_counter()
+    return built
+
+
+@contextlib.contextmanager
+def _masters(groups, combine_options, options_for, progress):
+    """The master of each group, in order: combined here one after the other, or, with a
+    ``client``/``parallel`` option, every group's bands as tasks of one Dask graph."""
+    options = dict(combine_options)
+    client, parallel = options.pop("client", None), options.pop("parallel", None)
+
+    def group_options(group):
+        return {**options, **(options_for(group) if options_for is not None else {})}
+
+    if client is None and parallel is None:
+        yield (combine(g, progress=progress, **group_options(g)) for g in groups)
+        return
+    from ..stacking.backends.dask import run_many
+    from ..stacking.cluster import resolve_client
+    from ..stacking.combining import prepare
+
+    client = resolve_client(client, parallel)
+    with contextlib.ExitStack() as stack:
+        jobs = (stack.enter_context(prepare(g, **group_options(g))) for g in groups)
+        yield run_many(jobs, client)
+
+
+def _imagetyps(select) -> list:
+    """The IMAGETYP values ``select`` asks for (a value or a list of them), as a list."""
+    wanted = select.get("imagetyp")
+    return [] if wanted is None else list(wanted) if isinstance(wanted, (list, tuple)) else [wanted]
+
+
+def _report_other_spellings(index, select):
+    """Warn about frames whose IMAGETYP means the kind selected but is spelled otherwise
+    ('Dark Frame' when selecting 'dark'): the selection matches the spellings given only."""
+    wanted = {str(v).strip().lower() for v in _imagetyps(select)}
+    if not wanted:
+        return
+    others = {name for names in IMAGETYP_SYNONYMS.values() if wanted & set(names)
+              for name in names} - wanted
+    table = index.table
+    column = table[index.column_name("imagetyp")]
+    present = ~np.ma.getmaskarray(column)
+    found = [i for i in range(len(table)) if present[i] and not table["error"][i]
+             and str(column[i]).strip().lower() in others]
+    if found:
+        spellings = sorted({str(column[i]).strip() for i in found})
+        log.warning("%d frame(s) have IMAGETYP %s, another spelling of %s, and were not "
+                    "selected: %s; select every spelling (--imagetyp %s --imagetyp '%s'), or "
+                    "build every master with `calstack masters`", len(found),
+                    "/".join(map(repr, spellings)), "/".join(sorted(wanted)),
+                    ", ".join(str(table["path"][i]) for i in found), sorted(wanted)[0],
+                    spellings[0])
+
+
+def _report_missing(index, select):
+    """Warn about readable frames that cannot be selected because they lack a keyword."""
+    table = index.table
+    good = np.array([not e for e in table["error"]], bool)
+    for key in select:
+        missing = good & np.ma.getmaskarray(table[index.column_name(key)])
+        if missing.any():
+            paths = [str(p) for p in table["path"][missing]]
+            log.warning("%d frame(s) have no %s and were not considered: %s", len(paths),
+                        key.upper(), ", ".join(paths))

@@ -1,0 +1,278 @@
+"""Simulated camera frames with known truth: for the demo, the tests and the benchmarks.
+
+A :class:`Camera` has a bias level with fixed structure, read noise, dark current with a
+population of hot pixels, Poisson noise, cosmic-ray hits and, for flats, vignetting and a
+pixel-to-pixel response. :func:`simulate` writes a night of frames and, in ``truth/``, the
+noiseless master each group should give, with the noise of one frame as a ``SIGMA`` extension.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import OptionError
+from ..io.writer import OutputExistsError, atomic_write
+
+__all__ = ["Camera", "PRESETS", "SimulatedNight", "simulate"]
+
+_MJD_ZERO = datetime.datetime(2026, 1, 1)
+_MJD_EPOCH = 61041.0  # MJD of 2026-01-01T00:00:00
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A detector and the frames taken with it (the parameters of a preset)."""
+
+    name: str
+    shape: tuple[int, int]
+    gain: float  # e-/ADU
+    read_noise: float  # e-
+    bias_level: float  # ADU
+    dark_current: float  # e-/s/pixel
+    hot_fraction: float  # fraction of pixels that are hot
+    hot_current: tuple[float, float]  # e-/s range of hot pixels (log-uniform)
+    cosmic_rate: float  # hits per cm^2 per s
+    pixel_um: float
+    temperature: float  # degrees C
+    vignetting: float  # fractional illumination loss in the corners
+    calibrated: bool  # True: bias-subtracted float32 frames; False: raw uint16
+    n_bias: int = 0
+    darks: dict = field(default_factory=dict)  # exposure time (s) -> number of frames
+    flats: dict = field(default_factory=dict)  # filter -> number of frames
+    flat_level: dict = field(default_factory=dict)  # filter -> e- per pixel
+    flat_exptime: float = 5.0
+    imagetyp_names: dict = field(default_factory=dict)  # type -> spellings used in turn
+
+
+PRESETS = {
+    # the guide's Example 1: a large cryogenically cooled CCD, darks of 7, 70 and 300 s
+    "cryo": Camera(name="cryo", shape=(4096, 4096), gain=1.5, read_noise=5.0, bias_level=1000.0,
+                   dark_current=0.002, hot_fraction=2e-4, hot_current=(0.5, 50.0),
+                   cosmic_rate=0.02, pixel_um=15.0, temperature=-100.0, vignetting=0.0,
+                   calibrated=True, darks={7.0: 3, 70.0: 3, 300.0: 3}),
+    # the guide's Example 2: a thermoelectrically cooled camera, ten 90 s darks
+    "te": Camera(name="te", shape=(4096, 4096), gain=1.0, read_noise=3.0, bias_level=500.0,
+                 dark_current=0.2, hot_fraction=1e-3, hot_current=(2.0, 200.0), cosmic_rate=0.05,
+                 pixel_um=9.0, temperature=-10.0, vignetting=0.0, calibrated=True,
+                 darks={90.0: 10}),
+    # a whole raw night: biases, darks of two exposure times, flats in two filters
+    "night": Camera(name="night", shape=(1024, 1024), gain=1.2, read_noise=4.0,
+                    bias_level=1100.0, dark_current=0.05, hot_fraction=5e-4,
+                    hot_current=(1.0, 100.0), cosmic_rate=0.05, pixel_um=9.0, temperature=-20.0,
+                    vignetting=0.25, calibrated=False, n_bias=7, darks={30.0: 5, 120.0: 5},
+                    flats={"R": 5, "V": 5}, flat_level={"R": 20000.0, "V": 12000.0},
+                    imagetyp_names={"bias": ("BIAS", "Bias Frame", "ZERO"),
+                                    "dark": ("DARK", "Dark Frame"),
+                                    "flat": ("FLAT", "Flat Field")}),
+}
+
+
+@dataclass(frozen=True)
+class SimulatedNight:
+    """What :func:`simulate` wrote."""
+
+    outdir: Path
+    frames: list
+    truth: dict  # master name ('bias', 'dark_90.000', 'flat_R') -> truth file
+    camera: Camera
+
+
+class _Sensor:
+    """The fixed patterns of one camera (bias structure, dark map, flat response)."""
+
+    def __init__(self, camera: Camera, seed: int):
+        rng = np.random.default_rng([seed, 0])
+        ny, nx = camera.shape
+        y, x = np.mgrid[0:ny, 0:nx].astype(np.float32)
+        self.camera = camera
+        columns = rng.normal(0.0, 2.0, nx).astype(np.float32)
+        self.bias = (camera.bias_level + columns[None, :] + 5.0 * y / ny).astype(np.float32)
+        dark = np.full(camera.shape, camera.dark_current, np.float32)
+        hot = rng.random(camera.shape) < camera.hot_fraction
+        low, high = np.log(camera.hot_current[0]), np.log(camera.hot_current[1])
+        dark[hot] = np.exp(rng.uniform(low, high, hot.sum()))
+        self.dark = dark  # e-/s
+        self.hot = hot
+        r2 = ((x - nx / 2) ** 2 + (y - ny / 2) ** 2) / ((nx / 2) ** 2 + (ny / 2) ** 2)
+        illumination = 1.0 - camera.vignetting * r2
+        self.flat = (illumination * rng.normal(1.0, 0.01, camera.shape)).astype(np.float32)
+
+    def frame(self, kind, exptime, rng, level=0.0):
+        """One frame in ADU (float32, before any clipping to integers)."""
+        cam = self.camera
+        electrons = self.dark * exptime
+        if kind == "flat":
+            electrons = electrons + self.flat * level
+        signal = rng.poisson(electrons).astype(np.float32) if exptime or level else 0.0
+        image = signal + rng.normal(0.0, cam.read_noise, cam.shape).astype(np.float32)
+        self._cosmic_rays(image, exptime, rng)
+        image /= cam.gain
+        if not cam.calibrated:
+            image += self.bias
+        return image
+
+    def _cosmic_rays(self, image, exptime, rng):
+        cam = self.camera
+        area_cm2 = cam.shape[0] * cam.shape[1] * (cam.pixel_um * 1e-4) ** 2
+        hits = rng.poisson(cam.cosmic_rate * area_cm2 * max(exptime, 1.0))
+        ys = rng.integers(1, cam.shape[0] - 1, hits)
+        xs = rng.integers(1, cam.shape[1] - 1, hits)
+        energy = rng.uniform(1000.0, 20000.0, hits).astype(np.float32)
+        image[ys, xs] += energy
+        for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):  # charge spread to neighbours
+            image[ys + dy, xs + dx] += energy * rng.uniform(0.0, 0.3, hits).astype(np.float32)
+
+    def truth(self, kind, exptime, level=0.0):
+        """Noiseless master (ADU) and the noise of one frame (ADU)."""
+        cam = self.camera
+        electrons = self.dark * exptime
+        if kind == "flat":
+            electrons = electrons + self.flat * level
+        noise = np.sqrt(electrons + cam.read_noise**2) / cam.gain
+        master = electrons / cam.gain + (0.0 if cam.calibrated else self.bias)
+        if kind == "flat":  # the flat field: bias-free response normalised by its median
+            scale = np.median(electrons)
+            master, noise = electrons / scale, noise * cam.gain / scale
+        return master.astype(np.float32), noise.astype(np.float32)
+
+
+def _plan(camera: Camera):
+    """(kind, exptime, filter, count) of every group the camera takes."""
+    groups = []
+    if camera.n_bias:
+        groups.append(("bias", 0.0, None, camera.n_bias))
+    groups.extend(("dark", float(t), None, n) for t, n in sorted(camera.darks.items()))
+    groups.extend(("flat", camera.flat_exptime, f, n) for f, n in camera.flats.items())
+    return groups
+
+
+def _write(path, data, header, overwrite, extra=()):
+    hdus = fits.HDUList([fits.PrimaryHDU(data, header=header), *extra])
+    atomic_write(path, lambda tmp: hdus.writeto(tmp, overwrite=True), overwrite=overwrite)
+
+
+def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, exptimes=None,
+             n_flats=None, filters=None, calibrated=None, seed=0, overwrite=False) -> SimulatedNight:
+    """Write simulated frames of a camera preset, and their truth, into ``outdir``.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        Output folder (created); truth masters go to ``outdir/truth``.
+    preset : {'te', 'cryo', 'night'}
+        ``'te'``: a thermoelectrically cooled camera, ten 90 s calibrated darks, 4096x4096;
+        ``'cryo'``: a cryogenically cooled CCD, calibrated darks of 7, 70 and 300 s (3 each);
+        ``'night'``: raw uint16 biases, darks (30 and 120 s) and flats (R, V), 1024x1024,
+        with IMAGETYP spelled as various acquisition programs do.
+    shape : (int, int), optional
+        Frame size.
+    n_bias, n_darks, n_flats : int, optional
+        Frames per group (bias; each exposure time; each filter).
+    exptimes : sequence of float, optional
+        Dark exposure times.
+    filters : sequence of str, optional
+        Flat filters.
+    calibrated : bool, optional
+        Bias-subtracted float32 frames (True) or raw uint16 frames with BZERO = 32768.
+    seed : int
+        Random seed: the same seed writes the same pixels.
+    overwrite : bool
+        Replace existing files (otherwise an existing file is an error, before anything is written).
+
+    Returns
+    -------
+    SimulatedNight
+    """
+    if preset not in PRESETS:
+        raise OptionError(f"preset={preset!r} is not valid; allowed values: "
+                          f"{', '.join(map(repr, PRESETS))}")
+    camera = PRESETS[preset]
+    changes = {}
+    if shape is not None:
+        if len(shape) != 2 or min(shape) < 4:
+            raise OptionError(f"shape={shape!r} must be two sizes of at least 4 pixels")
+        changes["shape"] = (int(shape[0]), int(shape[1]))
+    if calibrated is not None:
+        changes["calibrated"] = bool(calibrated)
+    if n_bias is not None:
+        changes["n_bias"] = int(n_bias)
+    darks = camera.darks
+    if exptimes is not None:
+        darks = {float(t): next(iter(darks.values()), 3) for t in exptimes}
+    if n_darks is not None:
+        darks = {t: int(n_darks) for t in darks}
+    changes["darks"] = darks
+    flats = camera.flats
+    if filters is not None:
+        flats = {f: next(iter(flats.values()), 3) for f in filters}
+    if n_flats is not None:
+        flats = {f: int(n_flats) for f in flats}
+    changes["flats"] = flats
+    changes["flat_level"] = {f: camera.flat_level.get(f, 15000.0) for f in flats}
+    camera = replace(camera, **changes)
+
+    outdir = Path(outdir)
+    sensor = _Sensor(camera, seed)
+    start = datetime.datetime(2026, 3, 14, 20, 0, 0)
+    jobs, truths = [], []
+    for kind, exptime, filt, count in _plan(camera):
+        tag = {"bias": "bias", "dark": f"dark-{exptime:07.3f}s", "flat": f"flat-{filt}"}[kind]
+        for i in range(count):
+            jobs.append((outdir / f"{tag}-{i + 1:03d}.fits", kind, exptime, filt, i))
+        name = {"bias": "bias", "dark": f"dark_{exptime:.3f}", "flat": f"flat_{filt}"}[kind]
+        truths.append((name, outdir / "truth" / f"{name}.fits", kind, exptime, filt))
+    if not overwrite:
+        for path in [j[0] for j in jobs] + [t[1] for t in truths]:
+            if path.exists():
+                raise OutputExistsError(f"{path}: exists; pass overwrite=True (--overwrite)")
+    (outdir / "truth").mkdir(parents=True, exist_ok=True)
+
+    frames = []
+    for n, (path, kind, exptime, filt, i) in enumerate(jobs):
+        rng = np.random.default_rng([seed, 1, n])
+        level = camera.flat_level.get(filt, 0.0)
+        image = sensor.frame(kind, exptime, rng, level)
+        header = _header(camera, kind, exptime, filt, i, start + datetime.timedelta(minutes=3 * n))
+        if camera.calibrated:
+            data = image.astype(np.float32)
+        else:
+            data = np.clip(np.rint(image), 0, 65535).astype(np.uint16)  # stored with BZERO
+        _write(path, data, header, overwrite)
+        frames.append(path)
+    truth = {}
+    for name, path, kind, exptime, filt in truths:
+        master, sigma = sensor.truth(kind, exptime, camera.flat_level.get(filt, 0.0))
+        header = _header(camera, kind, exptime, filt, 0, start)
+        header["TRUTH"] = (True, "noiseless expected master")
+        sigma_hdu = fits.ImageHDU(sigma, name="SIGMA")
+        sigma_hdu.header["COMMENT"] = "expected noise of one frame, ADU"
+        hot = fits.ImageHDU(sensor.hot.astype(np.uint8), name="HOT")
+        _write(path, master, header, overwrite, extra=(sigma_hdu, hot))
+        truth[name] = path
+    return SimulatedNight(outdir=outdir, frames=frames, truth=truth, camera=camera)
+
+
+def _header(camera, kind, exptime, filt, i, when) -> fits.Header:
+    names = camera.imagetyp_names.get(kind, (kind.upper(),))
+    header = fits.Header()
+    header["IMAGETYP"] = names[i % len(names)]
+    header["EXPTIME"] = (exptime, "s")
+    if filt is not None:
+        header["FILTER"] = filt
+    header["GAIN"] = (camera.gain, "e-/ADU")
+    header["RDNOISE"] = (camera.read_noise, "e-")
+    header["CCD-TEMP"] = (camera.temperature, "C")
+    header["DATE-OBS"] = when.strftime("%Y-%m-%dT%H:%M:%S")
+    header["MJD-OBS"] = (_MJD_EPOCH + (when - _MJD_ZERO).total_seconds() / 86400.0, "from DATE-OBS")
+    header["XBINNING"] = 1
+    header["YBINNING"] = 1
+    header["INSTRUME"] = f"calstack-{camera.name}"
+    header["BUNIT"] = "adu"
+    header["CALIBRAT"] = (camera.calibrated, "bias subtracted")
+    header["SIMULATE"] = (True, "simulated by calstack")
+    return header

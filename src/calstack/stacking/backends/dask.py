@@ -1,0 +1,261 @@
+"""The Dask backend: bands of rows combined as tasks on a ``distributed`` cluster.
+
+A prepared :class:`~calstack.stacking.combining.Job` is cut into bands of rows, one task each. A task
+re-opens the frames from their paths on its worker (so every worker must see the files at the
+same paths: a shared filesystem), reads and prepares its band with the local backend's
+:func:`~calstack.stacking.backends.local.read_band`, combines it with a copy of the job's
+:class:`~calstack.kernels.stack.engine.Engine`, and returns the band's data, uncertainty and counts. The
+client writes each band into the whole-image outputs as it arrives and builds the master, which
+is bit-for-bit the local backend's: every pixel goes through the same kernel with the same
+inputs. Nothing is written by the workers, and nothing but paths and per-frame numbers is sent
+to them.
+
+Memory: ``mem_limit`` bounds each task (one band's stack); the client holds the whole-image
+outputs and one band at a time. Bands are at most the local plan's tiles, and cut finer so that
+every worker thread gets a few.
+
+Refused, with an error that says what to do: in-memory frames (arrays, ``CCDData``, also as
+bias or dark) and per-pixel weights, which live in this process; gzip files, which every task
+would have to decompress whole. A worker that dies mid-run costs only its tasks: Dask runs them
+again elsewhere.
+
+:func:`run_many` runs the bands of many jobs (e.g. every group of ``calstack combine``) as tasks
+of one graph, and yields each master, in order, once its bands are in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from ..cluster import ClusterError, require_distributed, resolve_client
+from ...kernels.engine import Engine
+from ...errors import FrameError, OptionError
+from ..preparation import Preparation
+from ...io.reader import ArrayFrame, open_frame
+from .local import read_band
+
+__all__ = ["run", "run_many", "combine_many", "TASKS_PER_THREAD"]
+
+log = logging.getLogger("calstack")
+
+#: Bands per worker thread (at least :data:`_MIN_THREADS` threads are assumed, so a cluster
+#: that is still starting its workers gets enough tasks too).
+TASKS_PER_THREAD = 3
+_MIN_THREADS = 4
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What every band task of one job needs: paths and numbers, no open file, no pixels."""
+
+    frames: tuple  # (absolute path, HDU number) of each frame
+    preparation: Preparation  # bias and dark as (path, HDU number)
+    engine: Engine
+    shape: tuple
+    stack_dtype: np.dtype
+    n_readers: int
+
+
+class _Band(NamedTuple):
+    start: int
+    stop: int
+    data: np.ndarray
+    uncertainty: np.ndarray
+    count: np.ndarray
+    rejected: int
+    frame_rejected: np.ndarray
+
+
+def _spec(frame, what):
+    """``(absolute path, HDU)`` by which a worker re-opens ``frame``."""
+    if isinstance(frame, ArrayFrame):
+        raise OptionError(f"{what} {frame.name!r} is in memory; with a Dask client the workers "
+                          "read every frame from a file: write it to FITS first, or combine "
+                          "without client=")
+    if frame.source.lower().endswith(".gz"):
+        raise FrameError(frame.source, "is gzip-compressed: on a Dask cluster every band task "
+                         "would decompress the whole file; gunzip it (or fpack it: .fz is read "
+                         "band by band), or combine without client=")
+    return os.path.abspath(frame.source), frame.info.index
+
+
+def _work(job) -> _Work:
+    if job.pixel_weights is not None:
+        raise OptionError("per-pixel weights are arrays in this process; with a Dask client give "
+                          "weights per frame (numbers, a keyword or 'noise'), or combine without "
+                          "client=")
+    prep = job.preparation
+    preparation = replace(prep, bias=None if prep.bias is None else _spec(prep.bias, "the bias"),
+                          dark=None if prep.dark is None else _spec(prep.dark, "the dark"))
+    return _Work(frames=tuple(_spec(f, "frame") for f in job.frames), preparation=preparation,
+                 engine=job.engine, shape=job.plan.shape, stack_dtype=job.stack_dtype,
+                 n_readers=job.n_readers)
+
+
+def _reopen(spec, work):
+    """The frame at ``spec`` on this worker, checked against the shape the client saw."""
+    path, hdu = spec
+    try:
+        frame = open_frame((path, hdu), stack_dtype=work.stack_dtype, keep_open=False)
+    except FrameError as exc:
+        from distributed import get_worker
+
+        raise FrameError(exc.path, f"{exc.reason} (on Dask worker {get_worker().address}: every "
+                         "worker must see the files at the same paths)") from None
+    if frame.shape != work.shape:
+        raise FrameError(path, f"is {frame.shape[0]}x{frame.shape[1]} on the worker but was "
+                         f"{work.shape[0]}x{work.shape[1]} when the combine started; was it "
+                         "rewritten during the run?")
+    return frame
+
+
+def _combine_band(work: _Work, start: int, stop: int) -> _Band:
+    """The task: read, prepare and combine rows ``start:stop`` of every frame."""
+    frames, calibrations = [], []
+    try:
+        frames = [_reopen(spec, work) for spec in work.frames]
+        bias, dark = (None if spec is None else _reopen(spec, work)
+                      for spec in (work.preparation.bias, work.preparation.dark))
+        preparation = replace(work.preparation, bias=bias, dark=dark)
+        calibrations = preparation.calibrations
+        engine = copy.copy(work.engine)  # a count of its own: tasks may share ``work``
+        engine.frame_rejected = np.zeros_like(engine.frame_rejected)
+        n, rows, width = len(frames), stop - start, work.shape[1]
+        tile = np.empty((n, rows, width), work.stack_dtype)
+        calibration = [np.empty((rows, width), work.stack_dtype)
+                       for _ in preparation.calibrations]
+        raw_bytes = rows * width * max(f.raw_itemsize for f in [*frames, *preparation.calibrations])
+        raws = [np.empty(raw_bytes, np.uint8) for _ in range(work.n_readers)]
+        with ThreadPoolExecutor(work.n_readers, thread_name_prefix="calstack-read") as pool:
+            read_band(frames, preparation, start, stop, tile, calibration, raws, pool)
+        data = np.empty((rows, width), work.stack_dtype)
+        uncertainty = np.empty((rows, width), work.stack_dtype)
+        count = np.empty((rows, width), np.int16)
+        rejected = engine.combine_tile(tile.reshape(n, -1), data.reshape(-1),
+                                       uncertainty.reshape(-1), count.reshape(-1))
+        return _Band(start, stop, data, uncertainty, count, rejected, engine.frame_rejected)
+    finally:
+        for frame in [*frames, *calibrations]:
+            frame.close()
+
+
+def _submit(job, client, priority):
+    """Submit ``job``'s band tasks; their futures."""
+    work = _work(job)
+    for frame in [*job.frames, *job.preparation.calibrations]:
+        frame.close()  # the client is done reading (many jobs may wait here at once)
+    threads = max(sum(client.nthreads().values()), _MIN_THREADS)
+    height = job.plan.shape[0]
+    rows = min(job.plan.rows_per_tile, math.ceil(height / (TASKS_PER_THREAD * threads)))
+    job.plan = replace(job.plan, rows_per_tile=rows)
+    log.info("dask: %d tasks of %d rows for %d worker thread(s)", len(job.plan.tiles), rows,
+             threads)
+    token = uuid.uuid4().hex
+    return [client.submit(_combine_band, work, start, stop, key=f"calstack-band-{token}-{start}",
+                          priority=priority)
+            for start, stop in job.plan.tiles]
+
+
+def _assemble(job, futures, client):
+    """The job's master from its band futures, each written into the outputs as it finishes."""
+    distributed = require_distributed()
+    data, uncertainty, count = job.outputs()
+    rejected = 0
+    for future in distributed.as_completed(futures, loop=client.loop):
+        try:
+            band = future.result()
+        except distributed.KilledWorker as exc:
+            raise ClusterError(f"Dask workers kept dying while combining {job.frames[0].source} "
+                               f"and others ({exc}); they may run out of memory: lower mem_limit "
+                               "(it bounds each task) or give the workers more memory") from exc
+        rows = slice(band.start, band.stop)
+        data[rows], uncertainty[rows], count[rows] = band.data, band.uncertainty, band.count
+        rejected += band.rejected
+        job.engine.frame_rejected += band.frame_rejected
+    return job.finish(data, uncertainty, count, rejected)
+
+
+def run_many(jobs, client):
+    """Run the bands of every job as tasks of one graph; yield each master as it is done.
+
+    Each job's tasks are submitted as soon as the job is taken from ``jobs`` (so the workers
+    start while later jobs are prepared), earlier jobs first. The masters come out in the order
+    of ``jobs``, each as soon as its bands are in; the client holds one master's outputs at a
+    time while later bands wait on the workers. An error cancels every task of the run.
+
+    Parameters
+    ----------
+    jobs : iterable of calstack.stacking.combining.Job
+        Prepared combines (:func:`calstack.stacking.combining.prepare`), readable while this runs.
+    client : distributed.Client
+        The cluster.
+
+    Yields
+    ------
+    Master
+        One per job, in order.
+    """
+    client = resolve_client(client)
+    if client is None:
+        raise OptionError("run_many needs a distributed.Client (client=None runs nothing); "
+                          "without a cluster, combine each group with calstack.combine")
+    pending = deque()
+    try:
+        for order, job in enumerate(jobs):
+            pending.append((job, _submit(job, client, priority=-order)))
+        while pending:
+            master = _assemble(*pending[0], client)
+            pending.popleft()  # its futures go: the workers forget its bands
+            yield master
+    except BaseException:
+        client.cancel([f for _, futures in pending for f in futures])
+        raise
+
+
+def run(job, client):
+    """Run one prepared ``job`` on ``client``'s cluster; its :class:`~calstack.Master`."""
+    (master,) = run_many([job], client)
+    return master
+
+
+def combine_many(groups, client, **options):
+    """Combine each of ``groups`` with the same options, as tasks of one Dask graph.
+
+    Parameters
+    ----------
+    groups : iterable
+        Each what :func:`calstack.combine` takes as frames (a list of paths, a
+        :class:`~calstack.Group`...).
+    client : distributed.Client
+        The cluster.
+    **options
+        :func:`calstack.combine`'s options (but ``client`` and ``parallel``).
+
+    Yields
+    ------
+    Master
+        One per group, in order, each as soon as its bands are in.
+
+    Examples
+    --------
+    >>> groups = calstack.group_by(index.filter(imagetyp="dark"), "exptime")  # doctest: +SKIP
+    >>> masters = combine_many(groups, client, **calstack.RECIPE)  # doctest: +SKIP
+    >>> for group in groups:  # next(), not zip: zip would keep the previous master alive
+    ...     next(masters).write(f"combined_dark_{group.key['exptime']:.3f}.fit")
+    """
+    from ..combining import prepare
+
+    with contextlib.ExitStack() as stack:
+        jobs = (stack.enter_context(prepare(frames, **options)) for frames in groups)
+        yield from run_many(jobs, client)
