@@ -118,9 +118,8 @@ def run_small(args) -> int:
     import ccdproc
 
     from calstack import ImageIndex
-
-    from calstack.io import fitsheader
     from calstack.catalog.index import DEFAULT_KEYWORDS
+    from calstack.io import fitsheader
 
     def cal(**kw):
         fitsheader._CARD_CACHE.clear()  # start cold, like a fresh process
@@ -276,9 +275,8 @@ def run_archive(args) -> int:
     import ccdproc
 
     from calstack import ImageIndex
-
-    from calstack.io import fitsheader
     from calstack.catalog.index import DEFAULT_KEYWORDS
+    from calstack.io import fitsheader
 
     n, repeat = args.archive, args.repeat or 1
     folder = args.dir or HERE / "cache" / f"archive-{n}"

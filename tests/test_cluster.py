@@ -18,10 +18,10 @@ from conftest import make_darks, write_frames
 
 import calstack
 from calstack.cli import main
-from calstack.stacking.cluster import MissingDependencyError, connect
-from calstack.stacking.combining import prepare
 from calstack.errors import FrameError, OptionError
 from calstack.options import RECIPE
+from calstack.stacking.cluster import MissingDependencyError, connect
+from calstack.stacking.combining import prepare
 
 TIMEOUT = 120  # seconds any one cluster call may take (the first loads the kernel on a worker)
 SMALL = 8.45e6  # mem_limit: 8 MiB of headroom, the outputs and bands of a few rows
@@ -146,7 +146,7 @@ def test_tile_compressed_and_integer_frames(client, tmp_path):
 
 
 def test_many_groups_run_as_one_graph(client, tmp_path):
-    from calstack.stacking.backends.dask import combine_many
+    from calstack import combine_many
 
     groups = []
     for exptime, seed in ((7.0, 1), (70.0, 2), (300.0, 3)):
@@ -245,13 +245,13 @@ def test_in_memory_frames_and_gzip_are_refused(client, darks, tmp_path):
 
 
 def test_a_file_the_workers_cannot_read_is_named(client, darks, tmp_path):
-    from calstack.stacking.backends.dask import run
+    from calstack.stacking.dispatch import run
 
     copies = write_frames(tmp_path, make_darks(n=3)[0])
     with prepare(copies, **RECIPE) as job:
         os.remove(copies[1])
         with pytest.raises(FrameError, match=rf"{copies[1]}: .*every worker must see the files"):
-            within(run, job, client)
+            within(run, job, client=client)
     assert not held_keys(client)  # the bands done were released, the rest cancelled
 
 

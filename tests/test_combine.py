@@ -12,10 +12,9 @@ from astropy.stats import mad_std
 from conftest import make_darks, write_frames
 
 import calstack
-from calstack.options import RECIPE
 from calstack.errors import FrameError, OptionError, UnknownOptionError
-from calstack.options import CombineOptions
-from calstack.kernels.reference import combine_reference
+from calstack.kernels.twin import combine_reference
+from calstack.options import RECIPE, CombineOptions
 
 
 def ccdproc_combine(files, **kwargs):

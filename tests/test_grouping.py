@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from astropy.table import Column, MaskedColumn, Table
 
-from calstack.errors import OptionError, UnknownOptionError
 from calstack.catalog.grouping import Group, group_by, unique_values
+from calstack.errors import OptionError, UnknownOptionError
 
 
 def table(**columns):

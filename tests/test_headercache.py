@@ -14,11 +14,11 @@ from conftest import make_darks, write_frames
 from test_index import column, frame, night  # noqa: F401 - night is a fixture
 
 import calstack.catalog.index as index_module
-from calstack.io import headercache
+from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from calstack.cli import _build_parser, main
 from calstack.errors import FrameError, OptionError
+from calstack.io import headercache
 from calstack.io.headercache import default_cache_path
-from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from calstack.errors import OptionError, UnknownOptionError
 from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
+from calstack.errors import OptionError, UnknownOptionError
 
 DATA = np.arange(6 * 5, dtype=np.float32).reshape(6, 5)
 

@@ -6,12 +6,12 @@ import logging
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import write_frames
 
 import calstack
 from calstack.cli import main
 from calstack.errors import OptionError
 from calstack.pipeline.night import build_night, summary_table
-from conftest import write_frames
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ against the reference twin and against hand-computed values."""
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import write_frames
 
 import calstack
 from calstack.errors import FrameError, OptionError
+from calstack.kernels.twin import combine_reference
 from calstack.options import CombineOptions
 from calstack.stacking.preparation import parse_section
-from calstack.kernels.reference import combine_reference
-from conftest import write_frames
 
 
 def _flats(n=5, shape=(32, 24), seed=0):

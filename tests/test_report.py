@@ -14,13 +14,14 @@ from astropy.io import fits
 from PIL import Image
 
 import calstack
-from calstack.viz.anomalies import flag_frames
 from calstack.cli import main
 from calstack.errors import OptionError
-from calstack.pipeline.groups import combine_groups
+from calstack.io.sampling import grid_step, read_block_min, read_grid
+from calstack.kernels.statistics import median_and_robust_std
 from calstack.options import RECIPE
+from calstack.pipeline.groups import combine_groups
+from calstack.viz.anomalies import flag_frames
 from calstack.viz.report import Report, write_report
-from calstack.io.sampling import grid_step, read_block_min, read_grid, robust_stats
 
 TRAIL, LEAK = 2, 5  # the frames spoilt by a satellite trail and by a light leak
 
@@ -171,7 +172,7 @@ def test_grid_reads_physical_values_and_block_minima(tmp_path):
     counts[6, 9], counts[1, 4] = 2, 3
     np.testing.assert_array_equal(read_block_min(counts, 3), [[5, 3, 5, 5], [5] * 4, [5, 5, 5, 2]])
     assert grid_step((4096, 4096), 512) == 8 and grid_step((100, 50), 512) == 1
-    assert robust_stats([1.0, 2.0, np.nan, 3.0, 100.0]) == pytest.approx((2.5, 1.4826 * 1.0), rel=1e-4)
+    assert median_and_robust_std([1.0, 2.0, np.nan, 3.0, 100.0]) == pytest.approx((2.5, 1.4826 * 1.0), rel=1e-4)
 
 
 def test_anomaly_rule():

@@ -368,8 +368,8 @@ def _run_job(args, build) -> list:
     to stdout (stderr with --json); --report is checked before ``build`` and written after it;
     --json prints :meth:`BuiltMaster.as_dict` of each master. Returns what was built.
     """
-    from .stacking.cluster import connect
     from .progress import Progress
+    from .stacking.cluster import connect
     from .viz.report import check_report_path, write_report
 
     progress = Progress("off" if args.quiet else "auto",

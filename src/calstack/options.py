@@ -8,44 +8,21 @@ is opened, with the option's name and the allowed values.
 from __future__ import annotations
 
 import math
-from collections import namedtuple
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import OptionError, UnknownOptionError, did_you_mean
+from .kernels.params import METHOD_CODES, KernelParams
+from .kernels.registry import ALGORITHMS, NO_REJECTION
 
-__all__ = ["CombineOptions", "KernelParams", "REJECTION_CODES", "RECIPE", "METHODS", "REJECTIONS",
-           "CENFUNCS", "STDFUNCS"]
+__all__ = ["CombineOptions", "RECIPE", "METHODS", "REJECTIONS", "CENFUNCS", "STDFUNCS"]
 
-METHODS = ("average", "median", "sum")
-REJECTIONS = (None, "sigma_clip", "percentile_clip", "winsorized_sigma_clip", "ccdclip", "esd")
+METHODS = tuple(METHOD_CODES)
+REJECTIONS = (None, *ALGORITHMS)
 CENFUNCS = ("median", "mean")
 STDFUNCS = ("mad_std", "std")
 DTYPES = ("float32", "float64")
-
-#: The ``rejection`` argument of the kernel, by name.
-REJECTION_CODES = {None: 0, "sigma_clip": 1, "percentile_clip": 2, "winsorized_sigma_clip": 3,
-                   "ccdclip": 4, "esd": 5}
-
-#: The kernel's scalar parameters (see :meth:`CombineOptions.kernel_params`).
-KernelParams = namedtuple("KernelParams", [
-    "method",          # 0 average, 1 median, 2 sum
-    "nlow", "nhigh",   # extrema: drop this many lowest / highest values
-    "nan_is_high",     # extrema count missing values as the highest (ccdproc's clip_extrema)
-    "min_clip", "max_clip",
-    "rejection",       # REJECTION_CODES
-    "independent",     # rejection statistics over all valid values, not the extrema/threshold
-                       # survivors; the kept range is the intersection (ccdproc's order)
-    "sigma_lower", "sigma_upper",
-    "cen_median", "std_mad",
-    "maxiters",
-    "pclip",           # percentile clip: rank offset (>= 1) or fraction of half the values
-    "gain", "read_noise", "sense_noise",  # ccdclip noise model (e-/ADU, e-, fraction)
-    "esd_max",         # esd: most outliers, a count (>= 1) or a fraction of the values
-    "weighted",        # weighted average / sum with ``weights``
-    "post_scaled",     # multiply kept values by ``post_scale`` before combining
-])
 
 
 #: The reference recipe's settings: ``ccdproc.combine(method='average', sigma_clip=True,
@@ -188,7 +165,7 @@ class CombineOptions:
             )
 
     def kernel_params(self, *, weighted=False, post_scaled=False) -> KernelParams:
-        """The kernel's parameters (:class:`calstack.kernels.stack.KernelParams`).
+        """The kernel's parameters (:class:`calstack.kernels.params.KernelParams`).
 
         ``gain`` and ``read_noise`` must be numbers by now (see :meth:`with_noise_model`).
         """
@@ -196,13 +173,13 @@ class CombineOptions:
         if noise and (isinstance(self.gain, str) or isinstance(self.read_noise, str)):
             raise OptionError("ccdclip needs numbers for gain and read_noise")
         return KernelParams(
-            method=METHODS.index(self.method),
+            method=METHOD_CODES[self.method],
             nlow=self.nlow,
             nhigh=self.nhigh,
             nan_is_high=self.ccdproc_semantics,
             min_clip=-np.inf if self.min_clip is None else self.min_clip,
             max_clip=np.inf if self.max_clip is None else self.max_clip,
-            rejection=REJECTION_CODES[self.rejection],
+            rejection=NO_REJECTION if self.rejection is None else ALGORITHMS[self.rejection].code,
             independent=self.ccdproc_semantics,
             sigma_lower=self.low,
             sigma_upper=self.high,

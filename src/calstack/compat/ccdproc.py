@@ -29,10 +29,11 @@ import numpy.ma as ma
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.stats import mad_std, sigma_clip
 
-from ..stacking.combining import combine_frames
 from ..errors import UnknownOptionError, did_you_mean
 from ..io.fitsheader import read_hdus
 from ..options import CombineOptions
+from ..stacking.dispatch import run
+from ..stacking.job import prepare_frames
 from ..stacking.plan import plan_tiles
 
 __all__ = ["combine"]
@@ -160,8 +161,9 @@ def combine(img_list, output_file=None, method="average", weights=None, scale=No
             min_clip=minmax_clip_min if minmax_clip else None,
             max_clip=minmax_clip_max if minmax_clip else None,
             ccdproc_semantics=True, dtype=dtype.name)
-        result = combine_frames(images, options, weights=weights, post_scale=post_scale,
-                                mem_limit=mem_limit, hdu=ccdkwargs.get("hdu"))
+        with prepare_frames(images, options, weights=weights, post_scale=post_scale,
+                            mem_limit=mem_limit, hdu=ccdkwargs.get("hdu")) as job:
+            result = run(job)
         data, uncertainty, mask = result.data, result.uncertainty.array, result.mask
     else:
         data, uncertainty, mask = _combine_numpy(

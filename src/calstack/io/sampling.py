@@ -15,11 +15,11 @@ import math
 
 import numpy as np
 
+from ..kernels.statistics import median_and_robust_std
 from .reader import Frame, open_frame
 
-__all__ = ["grid_step", "read_grid", "read_block_min", "robust_stats", "pixel_noise"]
+__all__ = ["grid_step", "read_grid", "read_block_min", "pixel_noise"]
 
-_MAD_TO_STD = 1.482602218505602
 
 
 def grid_step(shape, max_side: int) -> int:
@@ -88,18 +88,8 @@ def read_block_min(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
     return _with_frame(item, hdu=hdu, tmpdir=tmpdir, visit=visit)
 
 
-def robust_stats(values) -> tuple[float, float]:
-    """``(median, mad_std)`` of the finite values (NaN, NaN if there are none)."""
-    finite = np.asarray(values, np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return math.nan, math.nan
-    median = float(np.median(finite))
-    return median, float(_MAD_TO_STD * np.median(np.abs(finite - median)))
-
-
 def pixel_noise(grid) -> float:
     """Pixel-to-pixel noise of an image: the robust std of the differences between vertically
     neighbouring pixels, over sqrt(2). Smooth structure (gradients, vignetting) and column
     patterns cancel in the differences, so this is the noise that averaging frames reduces."""
-    return robust_stats(np.diff(np.asarray(grid, np.float64), axis=0))[1] / math.sqrt(2)
+    return median_and_robust_std(np.diff(np.asarray(grid, np.float64), axis=0))[1] / math.sqrt(2)

@@ -1,25 +1,25 @@
-"""Pure-NumPy reference implementation of every combine path: the test oracle.
+"""Pure-NumPy twins of the kernel's rejection steps: the test oracle.
 
-It is written independently of :mod:`calstack.kernels.stack.stack` (whole-array NaN-aware NumPy, or plain
-per-pixel loops, instead of per-pixel sorted ranges) and favours obviousness over speed. Tests
-and benchmarks compare the fast kernels with it on random stacks.
+They are written independently of :mod:`calstack.kernels.stack` (whole-array NaN-aware NumPy,
+or plain per-pixel loops, instead of per-pixel sorted ranges) and favour obviousness over
+speed. :mod:`calstack.kernels.twin` combines with them; tests and benchmarks compare the fast
+kernel with it on random stacks.
 
-Every rejection algorithm is one function with one signature, ``reject(data, options)``: it
-returns the boolean array of values to reject from ``data`` (shape (N, P), NaN = missing).
+Every rejection step is one function with one signature, ``reject(data, options)``: it returns
+the boolean array of values to reject from ``data`` (shape (N, P), NaN = missing); ``options``
+is a :class:`calstack.options.CombineOptions`.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from .esd import critical_values
-from .stack import MAD_TO_STD, WINSOR_CLIP, WINSOR_CORRECTION
-from ..options import CombineOptions
+from .esd import critical_values, esd_max_outliers
+from .params import WINSOR_CLIP, WINSOR_CORRECTION
+from .statistics import MAD_TO_STD
 
-__all__ = ["combine_reference", "REJECTORS", "reject_extrema", "reject_thresholds",
-           "sigma_clip", "percentile_clip", "winsorized_sigma_clip", "ccdclip", "esd"]
+__all__ = ["reject_extrema", "reject_thresholds", "sigma_clip", "percentile_clip",
+           "winsorized_sigma_clip", "ccdclip", "esd"]
 
 
 def reject_extrema(data, options):
@@ -149,8 +149,7 @@ def esd(data, options):
         rows = list(np.flatnonzero(np.isfinite(data[:, q])))
         k = len(rows)
         removed, n_outliers = [], 0
-        r = int(options.esd_max) if options.esd_max >= 1 else int(options.esd_max * k)
-        for i in range(1, max(0, min(r, k - 3)) + 1):
+        for i in range(1, esd_max_outliers(k, options.esd_max) + 1):
             values = data[rows, q]
             std = values.std(ddof=1)
             if std == 0:
@@ -167,78 +166,3 @@ def esd(data, options):
                 n_outliers = i
         reject[removed[:n_outliers], q] = True
     return reject
-
-
-#: The rejection algorithms by name (``CombineOptions.rejection``).
-REJECTORS = {"sigma_clip": sigma_clip, "percentile_clip": percentile_clip,
-             "winsorized_sigma_clip": winsorized_sigma_clip, "ccdclip": ccdclip, "esd": esd}
-
-
-def _reject(data, options):
-    """NaN every rejected value of ``data``, step by step (or independently, as ccdproc)."""
-    steps = [reject_extrema, reject_thresholds]
-    if options.rejection:
-        steps.append(REJECTORS[options.rejection])
-    if options.ccdproc_semantics:
-        masks = [step(data, options) for step in steps]
-        for mask in masks:
-            data[mask] = np.nan
-    else:
-        for step in steps:
-            data[step(data, options)] = np.nan
-
-
-def combine_reference(stack, options: CombineOptions | None = None, *, weights=None,
-                      post_scale=None, **kwargs):
-    """Combine ``stack`` of shape (N, ...) the slow, obvious way.
-
-    Parameters
-    ----------
-    stack : array_like
-        N frames stacked on axis 0; NaN and Inf are missing values.
-    options : CombineOptions, optional
-        The options; or give them as keyword arguments.
-    weights : array_like, optional
-        Per-frame (N,) or per-value (same shape as ``stack``) weights of the average or sum;
-        rejected and missing values' weights do not count.
-    post_scale : array_like, optional
-        Per-frame factors applied after rejection (ccdproc's ``scale``).
-
-    Returns
-    -------
-    data, uncertainty, count, frame_rejected : numpy.ndarray
-        float64 combined values and uncertainties (NaN where nothing was kept), int counts, and
-        the number of each frame's finite values that were rejected.
-    """
-    options = options or CombineOptions.from_kwargs(**kwargs)
-    data = np.array(stack, dtype=np.float64)
-    shape = data.shape
-    data = data.reshape(len(data), -1)
-    data[~np.isfinite(data)] = np.nan
-    valid = np.isfinite(data)
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        _reject(data, options)
-        kept = np.isfinite(data)
-        frame_rejected = (valid & ~kept).sum(axis=1)
-        if post_scale is not None:
-            data *= np.asarray(post_scale, float)[:, None]
-        count = kept.sum(axis=0)
-        if options.method == "median":
-            combined = np.nanmedian(data, axis=0)
-            deviation = np.nanmedian(np.abs(data - combined), axis=0) * MAD_TO_STD
-            uncertainty = deviation / np.sqrt(count)
-        else:
-            spread = np.nanstd(data, axis=0)
-            if weights is None:
-                combined = np.nansum(data, axis=0) if options.method == "sum" else np.nanmean(data, axis=0)
-            else:
-                w = np.broadcast_to(np.asarray(weights, float).reshape(len(data), -1), data.shape)
-                w = np.where(kept, w, 0.0)
-                total = np.nansum(w * data, axis=0)
-                combined = total if options.method == "sum" else total / w.sum(axis=0)
-            uncertainty = spread * np.sqrt(count) if options.method == "sum" else spread / np.sqrt(count)
-    nothing = count == 0
-    combined = np.where(nothing, np.nan, combined).reshape(shape[1:])
-    uncertainty = np.where(nothing, np.nan, uncertainty).reshape(shape[1:])
-    return combined, uncertainty, count.reshape(shape[1:]), frame_rejected

@@ -16,7 +16,7 @@ range. Ties at the edges of the range are resolved as a stable sort would order 
 number).
 
 The kernel is compiled once per stack dtype and cached on disk (``cache=True``); it releases the
-GIL and runs in parallel over groups of blocks. :mod:`calstack.kernels.stack.reference` holds the pure-NumPy
+GIL and runs in parallel over groups of blocks. :mod:`calstack.kernels.reference` holds the pure-NumPy
 twin that the tests compare it with.
 """
 
@@ -29,24 +29,18 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from ..options import KernelParams
+from . import esd
+from .params import MEDIAN, SUM, WINSOR_CLIP, WINSOR_CORRECTION
+from .registry import CCDCLIP, ESD, NO_REJECTION, PERCENTILE_CLIP, SIGMA_CLIP, WINSORIZED_SIGMA_CLIP
+from .statistics import MAD_TO_STD
 
-__all__ = ["combine_stack", "sorting_network", "KernelParams", "MAD_TO_STD", "WINSOR_CLIP",
-           "WINSOR_CORRECTION"]
+__all__ = ["combine_stack", "sorting_network"]
 
-#: Scale from the median absolute deviation to the standard deviation of a normal distribution
-#: (astropy's ``mad_std`` constant).
-MAD_TO_STD = 1.482602218505602
-#: Winsorized sigma clipping: values beyond ``WINSOR_CLIP`` sigma are moved to that bound, and the
-#: std of the winsorized values is multiplied by ``WINSOR_CORRECTION`` (Siril, PixInsight).
-WINSOR_CLIP = 1.5
-WINSOR_CORRECTION = 1.134
 _WINSOR_TOLERANCE = 5e-4  # relative change of sigma at which winsorizing stops
 _WINSOR_MAX_LOOPS = 50
 
 _BLOCK = 256  # pixels sorted together
 _GROUPS = 64  # parallel work items (each allocates its scratch once)
-_AVERAGE, _MEDIAN, _SUM = 0, 1, 2
 
 @functools.lru_cache(maxsize=None)
 def sorting_network(n: int) -> np.ndarray:
@@ -261,13 +255,14 @@ def _winsorized_bounds(w, lo, hi, m, p, s, pairs):
 
 @njit(nogil=True, cache=True)
 def _bounds(w, lo, hi, m, p, s, pairs):
-    if p.rejection == 1:
+    """The clipping bounds of the algorithm ``p.rejection`` (a code of the registry)."""
+    if p.rejection == SIGMA_CLIP:
         _sigma_bounds(w, lo, hi, m, p, s, pairs)
-    elif p.rejection == 2:
+    elif p.rejection == PERCENTILE_CLIP:
         _pclip_bounds(w, lo, hi, m, p, s, pairs)
-    elif p.rejection == 3:
+    elif p.rejection == WINSORIZED_SIGMA_CLIP:
         _winsorized_bounds(w, lo, hi, m, p, s, pairs)
-    else:
+    elif p.rejection == CCDCLIP:
         _ccdclip_bounds(w, lo, hi, m, p, s, pairs)
 
 
@@ -298,11 +293,7 @@ def _clip_iteratively(w, lo, hi, m, p, s, pairs):
     hi[:m] = s.cur_hi[:m]
 
 
-@njit(nogil=True, cache=True)
-def esd_max_outliers(k, esd_max):
-    """The most outliers the ESD test looks for among ``k`` values (it needs 3 to remain)."""
-    r = int(esd_max) if esd_max >= 1.0 else int(esd_max * k)
-    return max(0, min(r, k - 3))
+esd_max_outliers = njit(nogil=True, cache=True)(esd.esd_max_outliers)
 
 
 @njit(nogil=True, cache=True)
@@ -421,7 +412,7 @@ def _reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
         _clip_to_bounds(w, lo, hi, s.lower, s.upper, s.new_lo, s.new_hi, m)
         lo[:m] = s.new_lo[:m]
         hi[:m] = s.new_hi[:m]
-    if p.rejection == 0:
+    if p.rejection == NO_REJECTION:
         return
     a = s.range_lo
     b = s.range_hi
@@ -431,7 +422,7 @@ def _reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
     else:
         a[:m] = lo[:m]
         b[:m] = hi[:m]
-    if p.rejection == 5:
+    if p.rejection == ESD:
         _esd(w, a, b, m, p, esd_crit)
     else:
         _clip_iteratively(w, a, b, m, p, s, pairs)
@@ -471,7 +462,7 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
         for q in range(m):
             hi[q] -= lo[q]
             lo[q] = 0
-    if p.method == _MEDIAN:
+    if p.method == MEDIAN:
         _median_of_range(w, lo, hi, s.center, m)
         _mad(w, lo, hi, s.center, s.dev, pairs, s.spread, m)
     else:
@@ -495,10 +486,10 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
         if k == 0:
             out_data[pix] = np.nan
             out_unc[pix] = np.nan
-        elif p.method == _MEDIAN:
+        elif p.method == MEDIAN:
             out_data[pix] = s.center[q]
             out_unc[pix] = s.spread[q] * MAD_TO_STD / math.sqrt(k)
-        elif p.method == _SUM:
+        elif p.method == SUM:
             out_data[pix] = sum_wx[q] if p.weighted else s.total[q]
             out_unc[pix] = s.std[q] * math.sqrt(k)
         else:
@@ -511,8 +502,7 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
-                  out_data, out_unc, out_count, out_frame_rejected):
+def combine_stack(stack, weights, post_scale, esd_crit, pairs, p, out_data, out_unc, out_count):
     """Combine ``stack`` (N, P) into ``out_data``, ``out_unc``, ``out_count`` (each P).
 
     Parameters
@@ -530,14 +520,14 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
     p : KernelParams
         The options.
     out_data, out_unc, out_count : ndarray (P,)
-        Combined value, its uncertainty and the number of values kept.
-    out_frame_rejected : ndarray (N,) of int64
-        Incremented by the number of each frame's finite values rejected.
+        Filled with the combined value, its uncertainty and the number of values kept.
 
     Returns
     -------
-    int
+    rejected : int
         The number of finite input values that were rejected.
+    frame_rejected : ndarray (N,) of int64
+        The number of each frame's finite values that were rejected.
 
     Notes
     -----
@@ -573,7 +563,4 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p,
                                          esd_crit, pairs, p, w, kept, s, n, lo, hi, sum_w,
                                          sum_wx, out_data, out_unc, out_count, frame_rejected[g])
         rejected[g] = n_rejected
-    for g in range(n_groups):
-        for i in range(n_frames):
-            out_frame_rejected[i] += frame_rejected[g, i]
-    return rejected.sum()
+    return rejected.sum(), frame_rejected.sum(axis=0)

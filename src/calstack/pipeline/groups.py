@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..stacking.combining import combine
-from ..errors import FrameError, OptionError
 from ..catalog.grouping import Group, group_by
+from ..errors import FrameError, OptionError
+from ..io.writer import OutputExistsError, check_writable
 from ..options import CombineOptions
 from ..progress import as_progress
-from ..io.writer import OutputExistsError, check_writable
+from ..stacking.combining import combine_many
 
 __all__ = ["BuiltMaster", "IMAGETYP_SYNONYMS", "combine_groups", "default_template",
            "output_name"]
@@ -217,8 +217,9 @@ def combine_groups(
             raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
                                     "replace it, or choose another --output-dir")
     built = []
+    masters = combine_many(groups, progress=progress, options_for=options_for, **combine_options)
     with progress.task("masters", total=len(groups), unit="master") as task, \
-            _masters(groups, combine_options, options_for, progress) as masters:
+            contextlib.closing(masters):
         start = time.perf_counter()
         for group, target in zip(groups, targets):
             task.note(group.label() or "all")
@@ -238,29 +239,6 @@ def combine_groups(
                 on_master(result)
             start = time.perf_counter()
     return built
-
-
-@contextlib.contextmanager
-def _masters(groups, combine_options, options_for, progress):
-    """The master of each group, in order: combined here one after the other, or, with a
-    ``client``/``parallel`` option, every group's bands as tasks of one Dask graph."""
-    options = dict(combine_options)
-    client, parallel = options.pop("client", None), options.pop("parallel", None)
-
-    def group_options(group):
-        return {**options, **(options_for(group) if options_for is not None else {})}
-
-    if client is None and parallel is None:
-        yield (combine(g, progress=progress, **group_options(g)) for g in groups)
-        return
-    from ..stacking.backends.dask import run_many
-    from ..stacking.cluster import resolve_client
-    from ..stacking.combining import prepare
-
-    client = resolve_client(client, parallel)
-    with contextlib.ExitStack() as stack:
-        jobs = (stack.enter_context(prepare(g, **group_options(g))) for g in groups)
-        yield run_many(jobs, client)
 
 
 def _imagetyps(select) -> list:

@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from ..errors import OptionError
-from .groups import IMAGETYP_SYNONYMS, combine_groups
 from ..options import RECIPE
+from .groups import IMAGETYP_SYNONYMS, combine_groups
 
 __all__ = ["IMAGETYP_SYNONYMS", "build_night", "summary_table"]
 

@@ -17,9 +17,10 @@ import numpy as np
 from astropy.io import fits
 
 from ..catalog.index import ImageIndex
+from ..kernels.statistics import median_and_robust_std
+from ..options import RECIPE
 from ..pipeline.groups import combine_groups
 from ..pipeline.night import build_night
-from ..options import RECIPE
 from ..viz.pictures import show
 from .simulation import simulate
 
@@ -39,8 +40,7 @@ def noise_check(master_path, frame_path, truth_path) -> dict:
         n = int(m[0].header["NCOMBINE"])
     noise = {}
     for name, image in (("frame", frame), ("master", master)):
-        diff = (image - truth)[np.isfinite(image)]
-        noise[name] = float(1.482602218505602 * np.median(np.abs(diff - np.median(diff))))
+        noise[name] = median_and_robust_std(image - truth)[1]
     return {"n": n, "frame_noise": noise["frame"], "master_noise": noise["master"],
             "reduction": noise["frame"] / noise["master"], "expected": float(np.sqrt(n))}
 
@@ -65,9 +65,7 @@ def truth_residual(master_path, truth_path, subtracted=None) -> dict:
     if subtracted is not None:
         residual += fits.getdata(subtracted[1]).astype(np.float64)
         expected = float(np.hypot(expected, _expected_noise(*subtracted)))
-    residual = residual[np.isfinite(residual)]
-    median = float(np.median(residual))
-    noise = float(1.482602218505602 * np.median(np.abs(residual - median)))
+    median, noise = median_and_robust_std(residual)
     return {"median": median, "noise": noise, "expected": expected}
 
 

@@ -1,36 +1,26 @@
-"""The public ``combine()``: validate every option, open the frames, plan tiles, run a backend.
+"""The public combines: :func:`combine` (one master), :func:`combine_many` (one per group) and
+:func:`prepare` (a job without running it).
 
-A combine is prepared (:func:`prepare_frames`: frames opened and checked, scale/zero/weights
-resolved, tiles planned, the :class:`~calstack.kernels.stack.engine.Engine` built) into a :class:`Job`, which
-a backend runs: :mod:`calstack.stacking.backends.local` on this machine, or
-:mod:`calstack.stacking.backends.dask` on a Dask cluster (``client=``).
+Each validates every option, prepares a :class:`~calstack.stacking.job.Job` (frames opened and
+checked, scale/zero/weights resolved, tiles planned) and hands it to the one dispatcher,
+:func:`calstack.stacking.dispatch.run_many`, which runs it here or on a Dask cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import tempfile
-from dataclasses import dataclass
 
 import numpy as np
-from astropy.nddata import StdDevUncertainty
 
-from .backends import local
-from ..kernels.engine import Engine
-from ..errors import FrameError, OptionError, UnknownOptionError, did_you_mean
-from .master import Master
+from ..errors import OptionError, UnknownOptionError, did_you_mean
 from ..options import CombineOptions
-from .plan import DEFAULT_MEM_LIMIT, TilePlan, parse_mem_limit, plan_tiles
-from ..io.provenance import provenance_header
-from .preparation import Preparation, keyword_values, resolve
-from ..progress import as_progress
-from ..io.reader import MAX_OPEN_FILES, open_frame
+from .dispatch import run, run_many
+from .job import prepare_frames
+from .master import Master
+from .plan import DEFAULT_MEM_LIMIT
 
-__all__ = ["combine", "combine_frames", "prepare", "prepare_frames", "Job"]
-
-log = logging.getLogger("calstack")
+__all__ = ["combine", "combine_many", "prepare"]
 
 _OPTION_FIELDS = tuple(f for f in CombineOptions.__dataclass_fields__ if f != "ccdproc_semantics")
 _FRAME_OPTIONS = ("scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark",
@@ -56,21 +46,6 @@ def _expand(frames):
         raise OptionError("frames must be a list of frames (paths, CCDData or 2-D arrays), "
                           f"not a single {type(frames).__name__}")
     return list(frames)
-
-
-def _check_consistent(frames):
-    first = frames[0]
-    for frame in frames[1:]:
-        if frame.shape != first.shape:
-            raise FrameError(frame.source, f"has shape {frame.shape[0]}x{frame.shape[1]} but "
-                             f"{first.name} has {first.shape[0]}x{first.shape[1]}; combine frames "
-                             "of one size only (group by NAXIS1/NAXIS2 or binning)")
-    units = {f.unit.strip().lower(): f for f in frames if f.unit and f.unit.strip()}
-    if len(units) > 1:
-        (u1, f1), (u2, f2) = list(units.items())[:2]
-        raise FrameError(f2.source, f"has BUNIT={f2.unit!r} but {f1.name} has BUNIT={f1.unit!r}; "
-                         "combine frames of one unit only")
-    return next(iter(units.values())).unit if units else "adu"
 
 
 def combine(
@@ -238,22 +213,16 @@ def combine(
     """
     if unknown:
         raise _unknown_option("combine", next(iter(unknown)), [*_OPTION_FIELDS, *_OTHER_OPTIONS])
-    if client is not None or parallel is not None:
-        from .cluster import resolve_client
-
-        client = resolve_client(client, parallel)
-    options = CombineOptions(
-        method=method, rejection=rejection, sigma=sigma, sigma_lower=sigma_lower,
-        sigma_upper=sigma_upper, cenfunc=cenfunc, stdfunc=stdfunc, maxiters=maxiters,
-        min_clip=min_clip, max_clip=max_clip, nlow=nlow, nhigh=nhigh, pclip=pclip, gain=gain,
-        read_noise=read_noise, sense_noise=sense_noise, esd_max=esd_max, esd_alpha=esd_alpha,
-        dtype=dtype,
-    )
-    return combine_frames(_expand(frames), options, scale=scale, zero=zero, scale_to=scale_to,
-                          stat_section=stat_section, weights=weights, bias=bias, dark=dark,
-                          dark_scale=dark_scale, mem_limit=mem_limit, hdu=hdu, masks=masks,
-                          skip_bad=skip_bad, n_readers=n_readers, client=client,
-                          progress=progress)
+    with prepare(frames, method=method, rejection=rejection, sigma=sigma,
+                 sigma_lower=sigma_lower, sigma_upper=sigma_upper, cenfunc=cenfunc,
+                 stdfunc=stdfunc, maxiters=maxiters, min_clip=min_clip, max_clip=max_clip,
+                 nlow=nlow, nhigh=nhigh, pclip=pclip, gain=gain, read_noise=read_noise,
+                 sense_noise=sense_noise, esd_max=esd_max, esd_alpha=esd_alpha, dtype=dtype,
+                 scale=scale, zero=zero, scale_to=scale_to, stat_section=stat_section,
+                 weights=weights, bias=bias, dark=dark, dark_scale=dark_scale,
+                 mem_limit=mem_limit, hdu=hdu, masks=masks, skip_bad=skip_bad,
+                 n_readers=n_readers) as job:
+        return run(job, client=client, parallel=parallel, progress=progress)
 
 
 def prepare(frames, **options):
@@ -282,215 +251,49 @@ def prepare(frames, **options):
     return prepare_frames(_expand(frames), CombineOptions(**fields), **rest)
 
 
-def _pixel_weights(weights, options):
-    """The per-pixel weights (one 2-D array per frame), or None when the weights are per frame,
-    named (``'noise'``, a keyword) or absent; refuses weights with the median."""
-    if weights is None:
-        return None
-    if options.method == "median":
-        raise OptionError("weights apply to method='average' or 'sum'; a median ignores them: "
-                          "drop weights or choose another method")
-    if isinstance(weights, str) or len(weights) == 0 or np.ndim(weights[0]) != 2:
-        return None
-    return weights
 
 
-def _open_calibration(item, name, shape, stack_dtype, tmpdir):
-    if item is None:
-        return None
-    frame = open_frame(item, stack_dtype=stack_dtype, tmpdir=tmpdir)
-    if frame.shape != shape:
-        raise FrameError(frame.source, f"the master {name} has shape {frame.shape[0]}x"
-                         f"{frame.shape[1]} but the frames are {shape[0]}x{shape[1]}")
-    return frame
+def combine_many(groups, client=None, *, parallel=None, progress=False, options_for=None,
+                 **options):
+    """Combine each of ``groups``; yield the masters in order, each as soon as it is done.
 
+    Here, one group after the other; on a Dask cluster, every group's bands as tasks of one
+    graph, so the workers never wait between groups.
 
-@dataclass
-class Job:
-    """One combine, opened, checked and planned: what a backend runs.
-
-    Attributes
+    Parameters
     ----------
-    frames : list of calstack.io.reader.Frame
-        The frames (readable until the :func:`prepare_frames` context exits).
-    options : CombineOptions
-        The options, ``gain``/``read_noise`` resolved where needed.
-    preparation : Preparation
-        Bias/dark subtraction, scaling and offsets applied as values are read.
-    engine : Engine
-        Combines tiles; its ``frame_rejected`` accumulates over the whole image.
-    plan : TilePlan
-        The bands of rows (a backend may cut them finer).
-    pixel_weights : sequence of 2-D arrays, optional
-        Per-pixel weights, one array per frame.
-    n_readers : int
-        Reader threads.
-    header : astropy.io.fits.Header
-        The first frame's header.
-    unit : str
-        The frames' unit.
-    skipped : list of (str, str)
-        Unreadable frames skipped, and why.
-    described : dict
-        ``scale``, ``zero`` and ``weights`` as given, for the provenance header.
+    groups : iterable
+        Each what :func:`combine` takes as frames (a list of paths, a
+        :class:`~calstack.Group`...).
+    client : distributed.Client, optional
+        The cluster (default: run here).
+    parallel : {None, 'current-scheduler'}
+        As for :func:`combine`.
+    progress : bool, str or calstack.progress.Progress
+        A bar over each group's rows.
+    options_for : callable, optional
+        ``options_for(group)`` returns more options for that group (e.g. its master bias).
+    **options
+        :func:`combine`'s options, for every group.
+
+    Yields
+    ------
+    Master
+        One per group, in order. Each group's frames are open only while it is prepared and
+        combined.
+
+    Examples
+    --------
+    >>> groups = calstack.group_by(index.filter(imagetyp="dark"), "exptime")  # doctest: +SKIP
+    >>> masters = combine_many(groups, client, **calstack.RECIPE)  # doctest: +SKIP
+    >>> for group in groups:  # next(), not zip: zip would keep the previous master alive
+    ...     next(masters).write(f"combined_dark_{group.key['exptime']:.3f}.fit")
     """
+    def jobs():  # each job's frames close when the next job is taken
+        for frames in groups:
+            more = options_for(frames) if options_for is not None else {}
+            with prepare(frames, **{**options, **more}) as job:
+                yield job
 
-    frames: list
-    options: CombineOptions
-    preparation: Preparation
-    engine: Engine
-    plan: TilePlan
-    pixel_weights: object
-    n_readers: int
-    header: object
-    unit: str
-    skipped: list
-    described: dict
-
-    @property
-    def stack_dtype(self) -> np.dtype:
-        """The working and output dtype."""
-        return np.dtype(self.options.dtype)
-
-    def outputs(self):
-        """New whole-image ``data``, ``uncertainty`` and ``count`` arrays for a backend to fill."""
-        return (np.empty(self.plan.shape, self.stack_dtype),
-                np.empty(self.plan.shape, self.stack_dtype),
-                np.empty(self.plan.shape, np.int16))
-
-    def finish(self, data, uncertainty, count, rejected) -> Master:
-        """The :class:`Master` from the filled outputs and the number of values rejected."""
-        kept = int(count.sum(dtype=np.int64))
-        fraction = rejected / (kept + rejected) if kept + rejected else 0.0
-        meta = provenance_header(self.header, [f.name for f in self.frames], self.options,
-                                 rejected_fraction=fraction, skipped=self.skipped,
-                                 preparation=self.preparation, **self.described)
-        master = Master(data, unit=self.unit,
-                        uncertainty=StdDevUncertainty(uncertainty, copy=False),
-                        mask=count == 0, meta=meta, copy=False)
-        master.ncombine = count
-        master.rejected_fraction = fraction
-        master.frame_rejected = self.engine.frame_rejected / float(np.prod(self.plan.shape))
-        master.sources = [str(f.source) for f in self.frames]
-        master.preparation = self.preparation
-        master.scale_factors = self.preparation.scale
-        master.zero_offsets = self.preparation.zero
-        master.weights = self.engine.frame_weights
-        master.plan = self.plan
-        master.skipped = self.skipped
-        return master
-
-
-def run_local(job: Job, progress=False) -> Master:
-    """Run ``job`` on this machine (:mod:`calstack.stacking.backends.local`), with a progress bar over
-    its rows if asked (see :func:`calstack.progress.as_progress`)."""
-    data, uncertainty, count = job.outputs()
-    with as_progress(progress).task("combine", total=job.plan.shape[0], unit="row") as task:
-        rejected = local.run(job.frames, job.plan, job.engine, job.preparation,
-                             stack_dtype=job.stack_dtype, data=data, uncertainty=uncertainty,
-                             count=count, n_readers=job.n_readers,
-                             pixel_weights=job.pixel_weights, on_tile=task.update)
-    return job.finish(data, uncertainty, count, rejected)
-
-
-def combine_frames(items, options, *, client=None, progress=False, **kwargs) -> Master:
-    """:func:`combine` with validated ``options`` and a list of frames.
-
-    ``client`` (a ``distributed.Client``) runs it on a Dask cluster; ``progress`` shows a bar
-    when it runs here; the other parameters are :func:`prepare_frames`'s.
-    """
-    with prepare_frames(items, options, **kwargs) as job:
-        if client is None:
-            return run_local(job, progress)
-        from .backends import dask as cluster_backend
-
-        return cluster_backend.run(job, client)
-
-
-@contextlib.contextmanager
-def prepare_frames(items, options, *, scale=None, zero=None, scale_to=None, stat_section=None,
-                   weights=None, bias=None, dark=None, dark_scale="EXPTIME", post_scale=None,
-                   mem_limit=DEFAULT_MEM_LIMIT, hdu=None, masks=None, skip_bad=False,
-                   n_readers=2):
-    """Open, check and plan the combine of ``items`` with validated ``options``.
-
-    A context manager yielding the :class:`Job`; the frames are closed (and gzip copies
-    removed) when it exits. ``post_scale`` (per-frame factors applied after rejection) serves
-    :mod:`calstack.compat.ccdproc`, which reproduces ccdproc's order. The other parameters are
-    :func:`combine`'s.
-    """
-    limit = parse_mem_limit(mem_limit)
-    if not isinstance(n_readers, int) or n_readers < 1:
-        raise OptionError(f"n_readers={n_readers!r} must be a whole number >= 1")
-    if not items:
-        raise OptionError("no frames to combine: the selection is empty; check the folder and "
-                          "the selection (e.g. imagetyp)")
-    if masks is not None and len(masks) != len(items):
-        raise OptionError(f"masks has {len(masks)} entries for {len(items)} frames; give one per frame")
-    if len(items) > np.iinfo(np.int16).max:
-        raise OptionError(f"{len(items)} frames is more than calstack combines at once (32767); "
-                          "combine in batches and then combine the batch results")
-    pixel_weights = _pixel_weights(weights, options)
-    if pixel_weights is not None and len(pixel_weights) != len(items):
-        raise OptionError(f"weights has {len(pixel_weights)} arrays for {len(items)} frames")
-    stack_dtype = np.dtype(options.dtype)
-    keep_open = len(items) <= MAX_OPEN_FILES
-    opened, skipped, calibrations = [], [], []
-    with tempfile.TemporaryDirectory(prefix="calstack-") as tmpdir:
-        try:
-            for i, item in enumerate(items):
-                try:
-                    opened.append(open_frame(item, hdu=hdu, stack_dtype=stack_dtype,
-                                             tmpdir=tmpdir, keep_open=keep_open,
-                                             mask=None if masks is None else masks[i]))
-                except FrameError as exc:
-                    if not skip_bad:
-                        raise
-                    skipped.append((exc.path, exc.reason))
-                    log.warning("skipping %s", exc)
-            if not opened:
-                raise OptionError(f"none of the {len(items)} frames can be read "
-                                  f"(first: {skipped[0][0]}: {skipped[0][1]})")
-            if skipped and (pixel_weights is not None or post_scale is not None
-                            or not isinstance(scale, (str, type(None)))
-                            or not isinstance(zero, (str, type(None)))
-                            or not isinstance(weights, (str, type(None)))):
-                raise OptionError("per-frame scale, zero or weights cannot be matched to the "
-                                  "frames once unreadable ones are skipped; fix or remove them")
-            options.check_frame_count(len(opened))
-            unit = _check_consistent(opened)
-            header = opened[0].header()
-            if options.rejection == "ccdclip" or (isinstance(weights, str) and weights == "noise"):
-                options = options.with_noise_model(header)
-            preparation = Preparation(
-                bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype, tmpdir),
-                dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype, tmpdir))
-            calibrations = preparation.calibrations
-            if preparation.dark is not None:
-                preparation.dark_factors = np.ones(len(opened))
-                if dark_scale:
-                    exposure = keyword_values([preparation.dark], dark_scale, "dark_scale")[0]
-                    preparation.dark_factors = (
-                        keyword_values(opened, dark_scale, "dark_scale") / exposure)
-            frame_weights = resolve(opened, preparation, scale=scale, zero=zero,
-                                    scale_to=scale_to, stat_section=stat_section,
-                                    weights=None if pixel_weights is not None else weights,
-                                    options=options, stack_dtype=stack_dtype)
-            n_readers = min(n_readers, len(opened))
-            plan = plan_tiles(
-                shape=opened[0].shape, n_frames=len(opened) + len(calibrations), mem_limit=limit,
-                stack_itemsize=stack_dtype.itemsize,
-                raw_itemsize=max(f.raw_itemsize for f in [*opened, *calibrations]),
-                out_itemsize=stack_dtype.itemsize, n_readers=n_readers,
-                extra_bytes_per_pixel=8 * len(opened) if pixel_weights is not None else 0,
-            )
-            log.info("combine: %s", plan.describe())
-            engine = Engine(options, len(opened), frame_weights=frame_weights,
-                            per_pixel_weights=pixel_weights is not None, post_scale=post_scale)
-            yield Job(frames=opened, options=options, preparation=preparation, engine=engine,
-                      plan=plan, pixel_weights=pixel_weights, n_readers=n_readers,
-                      header=header, unit=unit, skipped=skipped,
-                      described=dict(scale=scale, zero=zero, weights=weights))
-        finally:
-            for frame in [*opened, *calibrations]:
-                frame.close()
+    with contextlib.closing(jobs()) as prepared:
+        yield from run_many(prepared, client=client, parallel=parallel, progress=progress)

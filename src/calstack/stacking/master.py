@@ -3,7 +3,6 @@ to write itself safely."""
 
 from __future__ import annotations
 
-import numpy as np
 from astropy.nddata import CCDData
 
 __all__ = ["Master"]
@@ -26,21 +25,48 @@ class Master(CCDData):
         Number of values kept per pixel.
     rejected_fraction : float
         Fraction of the finite input values that rejection removed.
+    frame_rejected : numpy.ndarray
+        Per input frame, the fraction of its pixels that rejection removed (a frame with a
+        satellite trail stands out).
+    sources : list of str
+        The frames combined, in input order.
+    preparation : calstack.stacking.preparation.Preparation
+        What was done to each frame before rejection (bias/dark subtraction, scale, zero); the
+        report applies it to the frames it shows.
+    weights : numpy.ndarray or None
+        The per-frame weights of the average or sum.
     plan : calstack.stacking.plan.TilePlan
         How the stack was cut into tiles under the memory limit.
     skipped : list of (str, str)
         Frames skipped as unreadable (``skip_bad=True``) and why.
-    preparation : calstack.stacking.preparation.Preparation
-        What was done to each frame before rejection (bias/dark subtraction, scale, zero); the
-        report applies it to the frames it shows.
     meta : astropy.io.fits.Header
         The first frame's header with the provenance keywords (COMBINED, NCOMBINE, IMCMBnnn...).
+
+    Every other argument is ``CCDData``'s; the attributes above default to "unknown" (None or
+    empty), as for a ``Master`` that astropy's arithmetic builds.
     """
 
-    ncombine: np.ndarray | None = None
-    rejected_fraction: float | None = None
-    plan = None
-    skipped = ()
+    def __init__(self, data, *args, ncombine=None, rejected_fraction=None, frame_rejected=None,
+                 sources=(), preparation=None, weights=None, plan=None, skipped=(), **kwargs):
+        super().__init__(data, *args, **kwargs)
+        self.ncombine = ncombine
+        self.rejected_fraction = rejected_fraction
+        self.frame_rejected = frame_rejected
+        self.sources = list(sources)
+        self.preparation = preparation
+        self.weights = weights
+        self.plan = plan
+        self.skipped = list(skipped)
+
+    @property
+    def scale_factors(self):
+        """The per-frame factors frames were multiplied by before rejection, or None."""
+        return None if self.preparation is None else self.preparation.scale
+
+    @property
+    def zero_offsets(self):
+        """The per-frame offsets subtracted before rejection, or None."""
+        return None if self.preparation is None else self.preparation.zero
 
     def write(self, path, *, overwrite: bool = False):
         """Write the master as FITS: primary = data, then UNCERT, MASK and NCOMB extensions.

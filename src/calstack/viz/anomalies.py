@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.statistics import MAD_TO_STD
+
 __all__ = ["flag_frames", "THRESHOLD", "MIN_FRAMES"]
 
 #: A statistic this many robust standard deviations of the group away from its median flags a frame.
@@ -39,12 +41,9 @@ _NOISE_FLOOR = 0.05  # x typical noise
 _REJECTED_FLOOR = 1e-4  # fraction of pixels
 
 
-_MAD_TO_STD = 1.482602218505602
-
-
 def _robust_z(values, floor):
     center = np.median(values)
-    spread = max(_MAD_TO_STD * float(np.median(np.abs(values - center))), floor)
+    spread = max(MAD_TO_STD * float(np.median(np.abs(values - center))), floor)
     return (values - center) / spread, float(center)
 
 
@@ -73,7 +72,7 @@ def flag_frames(medians, noises, rejected=None, *, integer=False) -> list[tuple[
     typical = float(np.median(noises))
     step = 0.5 if integer else 0.0
     checks = [("level (median)", medians, max(_LEVEL_FLOOR * typical, step), True, "{:.5g}"),
-              ("noise (robust std)", noises, max(_NOISE_FLOOR * typical, _MAD_TO_STD * step),
+              ("noise (robust std)", noises, max(_NOISE_FLOOR * typical, MAD_TO_STD * step),
                True, "{:.4g}")]
     if rejected is not None:
         checks.append(("rejected fraction", np.asarray(rejected, np.float64) * 100,

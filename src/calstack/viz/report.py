@@ -38,13 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .anomalies import MIN_FRAMES, THRESHOLD, flag_frames
 from ..errors import OptionError
-from .pictures import draw_histograms, draw_image, new_figure, png_bytes, stretch_limits
-from ..progress import as_progress
 from ..io.reader import ArrayFrame
-from ..io.sampling import grid_step, pixel_noise, read_block_min, read_grid, robust_stats
+from ..io.sampling import grid_step, pixel_noise, read_block_min, read_grid
 from ..io.writer import OutputExistsError, atomic_write, check_writable
+from ..kernels.statistics import median_and_robust_std
+from ..progress import as_progress
+from .anomalies import MIN_FRAMES, THRESHOLD, flag_frames
+from .pictures import draw_histograms, draw_image, new_figure, png_bytes, stretch_limits
 
 __all__ = ["Report", "MasterSection", "FrameRow", "write_report", "check_report_path",
            "GRID_SIDE"]
@@ -163,8 +164,8 @@ class Report:
         """
         from astropy.io import fits
 
-        from ..stacking.master import Master
         from ..pipeline.groups import BuiltMaster
+        from ..stacking.master import Master
 
         if isinstance(master, Master):
             header, path = master.meta, ""
@@ -313,7 +314,7 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
             if preparation is not None:  # compare what the combine compared
                 preparation.apply(i, grid, calibration)
             first = grid if first is None else first
-            stats.append((*robust_stats(grid), pixel_noise(grid)))
+            stats.append((*median_and_robust_std(grid), pixel_noise(grid)))
             finite = grid[np.isfinite(grid)]
             integer = integer and bool(np.all(finite == np.round(finite)))
             task.update()
@@ -332,7 +333,7 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
     return MasterSection(
         label=label, path=path, shape=tuple(shape), keywords=keywords, prepared=prepared,
         frames=rows,
-        frame_noise=float(np.median(noises)), master_noise=robust_stats(master)[1],
+        frame_noise=float(np.median(noises)), master_noise=median_and_robust_std(master)[1],
         frame_pixel_noise=float(np.median(pixel_noises)), master_pixel_noise=pixel_noise(master),
         expected_reduction=_expected_reduction(str(header.get("CMBMETH", "")).strip(), n),
         short_blocks=float(np.mean(kept < n)), step=step,

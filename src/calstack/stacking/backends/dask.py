@@ -1,10 +1,11 @@
 """The Dask backend: bands of rows combined as tasks on a ``distributed`` cluster.
 
-A prepared :class:`~calstack.stacking.combining.Job` is cut into bands of rows, one task each. A task
+A prepared :class:`~calstack.stacking.job.Job` is cut into bands of rows, one task each. A task
 re-opens the frames from their paths on its worker (so every worker must see the files at the
 same paths: a shared filesystem), reads and prepares its band with the local backend's
-:func:`~calstack.stacking.backends.local.read_band`, combines it with a copy of the job's
-:class:`~calstack.kernels.stack.engine.Engine`, and returns the band's data, uncertainty and counts. The
+:func:`~calstack.stacking.backends.local.read_band`, combines it with the job's
+:class:`~calstack.stacking.kernel_call.KernelCall`, and returns the band's data, uncertainty and
+counts. The
 client writes each band into the whole-image outputs as it arrives and builds the master, which
 is bit-for-bit the local backend's: every pixel goes through the same kernel with the same
 inputs. Nothing is written by the workers, and nothing but paths and per-frame numbers is sent
@@ -20,13 +21,12 @@ would have to decompress whole. A worker that dies mid-run costs only its tasks:
 again elsewhere.
 
 :func:`run_many` runs the bands of many jobs (e.g. every group of ``calstack combine``) as tasks
-of one graph, and yields each master, in order, once its bands are in.
+of one graph, and yields each master, in order, once its bands are in; it takes the same
+arguments as the local backend's, and :func:`calstack.stacking.dispatch.run_many` chooses.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import logging
 import math
 import os
@@ -38,14 +38,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..cluster import ClusterError, require_distributed, resolve_client
-from ...kernels.engine import Engine
 from ...errors import FrameError, OptionError
-from ..preparation import Preparation
 from ...io.reader import ArrayFrame, open_frame
+from ...progress import as_progress
+from ..cluster import ClusterError, require_distributed, resolve_client
+from ..kernel_call import KernelCall
+from ..preparation import Preparation
 from .local import read_band
 
-__all__ = ["run", "run_many", "combine_many", "TASKS_PER_THREAD"]
+__all__ = ["run_many", "TASKS_PER_THREAD"]
 
 log = logging.getLogger("calstack")
 
@@ -61,7 +62,7 @@ class _Work:
 
     frames: tuple  # (absolute path, HDU number) of each frame
     preparation: Preparation  # bias and dark as (path, HDU number)
-    engine: Engine
+    kernel: KernelCall
     shape: tuple
     stack_dtype: np.dtype
     n_readers: int
@@ -99,7 +100,7 @@ def _work(job) -> _Work:
     preparation = replace(prep, bias=None if prep.bias is None else _spec(prep.bias, "the bias"),
                           dark=None if prep.dark is None else _spec(prep.dark, "the dark"))
     return _Work(frames=tuple(_spec(f, "frame") for f in job.frames), preparation=preparation,
-                 engine=job.engine, shape=job.plan.shape, stack_dtype=job.stack_dtype,
+                 kernel=job.kernel, shape=job.plan.shape, stack_dtype=job.stack_dtype,
                  n_readers=job.n_readers)
 
 
@@ -129,8 +130,6 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
                       for spec in (work.preparation.bias, work.preparation.dark))
         preparation = replace(work.preparation, bias=bias, dark=dark)
         calibrations = preparation.calibrations
-        engine = copy.copy(work.engine)  # a count of its own: tasks may share ``work``
-        engine.frame_rejected = np.zeros_like(engine.frame_rejected)
         n, rows, width = len(frames), stop - start, work.shape[1]
         tile = np.empty((n, rows, width), work.stack_dtype)
         calibration = [np.empty((rows, width), work.stack_dtype)
@@ -142,9 +141,9 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
         data = np.empty((rows, width), work.stack_dtype)
         uncertainty = np.empty((rows, width), work.stack_dtype)
         count = np.empty((rows, width), np.int16)
-        rejected = engine.combine_tile(tile.reshape(n, -1), data.reshape(-1),
-                                       uncertainty.reshape(-1), count.reshape(-1))
-        return _Band(start, stop, data, uncertainty, count, rejected, engine.frame_rejected)
+        counts = work.kernel.combine_tile(tile.reshape(n, -1), data.reshape(-1),
+                                          uncertainty.reshape(-1), count.reshape(-1))
+        return _Band(start, stop, data, uncertainty, count, *counts)
     finally:
         for frame in [*frames, *calibrations]:
             frame.close()
@@ -167,11 +166,12 @@ def _submit(job, client, priority):
             for start, stop in job.plan.tiles]
 
 
-def _assemble(job, futures, client):
-    """The job's master from its band futures, each written into the outputs as it finishes."""
+def _assemble(job, futures, client, on_band):
+    """The job's master from its band futures, each written into the outputs as it finishes
+    (``on_band`` is called with its number of rows)."""
     distributed = require_distributed()
     data, uncertainty, count = job.outputs()
-    rejected = 0
+    rejected, frame_rejected = 0, np.zeros(len(job.frames), np.int64)
     for future in distributed.as_completed(futures, loop=client.loop):
         try:
             band = future.result()
@@ -182,11 +182,12 @@ def _assemble(job, futures, client):
         rows = slice(band.start, band.stop)
         data[rows], uncertainty[rows], count[rows] = band.data, band.uncertainty, band.count
         rejected += band.rejected
-        job.engine.frame_rejected += band.frame_rejected
-    return job.finish(data, uncertainty, count, rejected)
+        frame_rejected += band.frame_rejected
+        on_band(band.stop - band.start)
+    return job.finish(data, uncertainty, count, rejected, frame_rejected)
 
 
-def run_many(jobs, client):
+def run_many(jobs, *, client=None, progress=False):
     """Run the bands of every job as tasks of one graph; yield each master as it is done.
 
     Each job's tasks are submitted as soon as the job is taken from ``jobs`` (so the workers
@@ -196,10 +197,12 @@ def run_many(jobs, client):
 
     Parameters
     ----------
-    jobs : iterable of calstack.stacking.combining.Job
-        Prepared combines (:func:`calstack.stacking.combining.prepare`), readable while this runs.
+    jobs : iterable of calstack.stacking.job.Job
+        Prepared combines (:func:`calstack.prepare`), readable while this runs.
     client : distributed.Client
         The cluster.
+    progress : bool, str or calstack.progress.Progress
+        A bar over each job's rows, advanced as its bands come in.
 
     Yields
     ------
@@ -208,54 +211,20 @@ def run_many(jobs, client):
     """
     client = resolve_client(client)
     if client is None:
-        raise OptionError("run_many needs a distributed.Client (client=None runs nothing); "
-                          "without a cluster, combine each group with calstack.combine")
+        raise OptionError("the dask backend needs a distributed.Client; without a cluster, the "
+                          "local backend runs here (calstack.stacking.dispatch.run chooses)")
+    progress = as_progress(progress)
     pending = deque()
     try:
         for order, job in enumerate(jobs):
             pending.append((job, _submit(job, client, priority=-order)))
         while pending:
-            master = _assemble(*pending[0], client)
+            job, futures = pending[0]
+            with progress.task("combine", total=job.plan.shape[0], unit="row") as task:
+                master = _assemble(job, futures, client, task.update)
             pending.popleft()  # its futures go: the workers forget its bands
             yield master
     except BaseException:
         client.cancel([f for _, futures in pending for f in futures])
         raise
 
-
-def run(job, client):
-    """Run one prepared ``job`` on ``client``'s cluster; its :class:`~calstack.Master`."""
-    (master,) = run_many([job], client)
-    return master
-
-
-def combine_many(groups, client, **options):
-    """Combine each of ``groups`` with the same options, as tasks of one Dask graph.
-
-    Parameters
-    ----------
-    groups : iterable
-        Each what :func:`calstack.combine` takes as frames (a list of paths, a
-        :class:`~calstack.Group`...).
-    client : distributed.Client
-        The cluster.
-    **options
-        :func:`calstack.combine`'s options (but ``client`` and ``parallel``).
-
-    Yields
-    ------
-    Master
-        One per group, in order, each as soon as its bands are in.
-
-    Examples
-    --------
-    >>> groups = calstack.group_by(index.filter(imagetyp="dark"), "exptime")  # doctest: +SKIP
-    >>> masters = combine_many(groups, client, **calstack.RECIPE)  # doctest: +SKIP
-    >>> for group in groups:  # next(), not zip: zip would keep the previous master alive
-    ...     next(masters).write(f"combined_dark_{group.key['exptime']:.3f}.fit")
-    """
-    from ..combining import prepare
-
-    with contextlib.ExitStack() as stack:
-        jobs = (stack.enter_context(prepare(frames, **options)) for frames in groups)
-        yield from run_many(jobs, client)

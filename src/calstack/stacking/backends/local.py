@@ -6,7 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["run", "read_band"]
+from ...errors import OptionError
+from ...progress import as_progress
+from ..master import Master
+
+__all__ = ["run_many", "read_band"]
 
 
 def read_band(frames, preparation, start, stop, tile, calibration, raws, pool=None):
@@ -45,60 +49,59 @@ def read_band(frames, preparation, start, stop, tile, calibration, raws, pool=No
         list(pool.map(read, range(len(raws))))
 
 
-def run(frames, plan, engine, preparation, *, stack_dtype, data, uncertainty, count, n_readers,
-        pixel_weights=None, on_tile=None) -> int:
-    """Combine ``frames`` tile by tile into ``data``, ``uncertainty`` and ``count``.
+def run_many(jobs, *, client=None, progress=False):
+    """Run each job in turn on this machine; yield its :class:`~calstack.Master`.
 
     Parameters
     ----------
-    frames : list of calstack.io.reader.Frame
-        The open frames, all of ``plan.shape``.
-    plan : calstack.stacking.plan.TilePlan
-        The bands of rows to process.
-    engine : calstack.kernels.stack.engine.Engine
-        Combines each tile (and counts each frame's rejected values).
-    preparation : calstack.stacking.preparation.Preparation
-        Applied to the values as they are read.
-    stack_dtype : numpy.dtype
-        Working dtype of the stack.
-    data, uncertainty, count : numpy.ndarray
-        Whole-image outputs, filled in place.
-    n_readers : int
-        Reader threads (each with its own conversion buffer, as planned).
-    pixel_weights : sequence of 2-D arrays, optional
-        Per-pixel weights, one array per frame.
-    on_tile : callable, optional
-        Called with the number of rows of each tile once it is combined (progress).
+    jobs : iterable of calstack.stacking.job.Job
+        Prepared combines, readable while this runs.
+    client : None
+        Nothing (this backend runs here); the parameter is every backend's.
+    progress : bool, str or calstack.progress.Progress
+        A bar over each job's rows (see :func:`calstack.progress.as_progress`).
 
-    Returns
-    -------
-    int
-        Number of finite input values rejected.
+    Yields
+    ------
+    Master
+        One per job, in order.
     """
+    if client is not None:
+        raise OptionError("the local backend runs on this machine; a Dask client goes to the "
+                          "dask backend (calstack.stacking.dispatch.run chooses)")
+    progress = as_progress(progress)
+    for job in jobs:
+        with progress.task("combine", total=job.plan.shape[0], unit="row") as task:
+            yield _run(job, task.update)
+
+
+def _run(job, on_tile) -> Master:
+    """Combine ``job`` tile by tile; ``on_tile`` is called with each tile's number of rows."""
+    frames, plan, preparation = job.frames, job.plan, job.preparation
     n_frames = len(frames)
     height, width = plan.shape
     rows = plan.rows_per_tile
-    buffer = np.empty(n_frames * rows * width, stack_dtype)
-    calibration = [np.empty((rows, width), stack_dtype) for _ in preparation.calibrations]
+    data, uncertainty, count = job.outputs()
+    buffer = np.empty(n_frames * rows * width, job.stack_dtype)
+    calibration = [np.empty((rows, width), job.stack_dtype) for _ in preparation.calibrations]
     raw_bytes = rows * width * max(f.raw_itemsize for f in [*frames, *preparation.calibrations])
-    raws = [np.empty(raw_bytes, np.uint8) for _ in range(n_readers)]
-    rejected = 0
-    with ThreadPoolExecutor(n_readers, thread_name_prefix="calstack-read") as pool:
+    raws = [np.empty(raw_bytes, np.uint8) for _ in range(job.n_readers)]
+    rejected, frame_rejected = 0, np.zeros(n_frames, np.int64)
+    with ThreadPoolExecutor(job.n_readers, thread_name_prefix="calstack-read") as pool:
         for start, stop in plan.tiles:
             # every tile is C-contiguous, so the kernel is compiled for one array layout only
             tile = buffer[: n_frames * (stop - start) * width].reshape(n_frames, stop - start, width)
             read_band(frames, preparation, start, stop, tile,
                       [c[: stop - start] for c in calibration], raws, pool)
             weights = None
-            if pixel_weights is not None:
-                weights = np.stack([np.asarray(w[start:stop], np.float64) for w in pixel_weights])
-            rejected += engine.combine_tile(
-                tile.reshape(n_frames, -1),
-                data[start:stop].reshape(-1),
-                uncertainty[start:stop].reshape(-1),
-                count[start:stop].reshape(-1),
-                None if weights is None else weights.reshape(n_frames, -1),
-            )
-            if on_tile is not None:
-                on_tile(stop - start)
-    return int(rejected)
+            if job.pixel_weights is not None:
+                weights = np.stack([np.asarray(w[start:stop], np.float64)
+                                    for w in job.pixel_weights]).reshape(n_frames, -1)
+            counts = job.kernel.combine_tile(tile.reshape(n_frames, -1),
+                                             data[start:stop].reshape(-1),
+                                             uncertainty[start:stop].reshape(-1),
+                                             count[start:stop].reshape(-1), weights)
+            rejected += counts.rejected
+            frame_rejected += counts.frame_rejected
+            on_tile(stop - start)
+    return job.finish(data, uncertainty, count, rejected, frame_rejected)

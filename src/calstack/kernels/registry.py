@@ -1,0 +1,76 @@
+"""The rejection algorithms, one entry each: name, kernel code, reference twin, header cards.
+
+Adding an algorithm means writing its kernel function (:mod:`calstack.kernels.stack`, dispatched
+on :attr:`Algorithm.code`), its twin (:mod:`calstack.kernels.reference`) and one entry here. The
+options (:mod:`calstack.options`), the provenance header, ``combine()``'s docstring, the
+command line's help, the tests and the benchmarks all read :data:`ALGORITHMS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import reference
+
+__all__ = ["Algorithm", "ALGORITHMS", "NO_REJECTION", "SIGMA_CLIP", "PERCENTILE_CLIP",
+           "WINSORIZED_SIGMA_CLIP", "CCDCLIP", "ESD"]
+
+#: Kernel codes (``KernelParams.rejection``).
+NO_REJECTION, SIGMA_CLIP, PERCENTILE_CLIP, WINSORIZED_SIGMA_CLIP, CCDCLIP, ESD = range(6)
+
+_CLIP = ("sigma_lower", "sigma_upper", "maxiters")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One rejection algorithm.
+
+    Attributes
+    ----------
+    name : str
+        The ``rejection`` option's value.
+    code : int
+        The kernel's code for it.
+    reference : callable
+        The NumPy twin, ``reference(data, options) -> bool array of the values to reject``.
+    options : tuple of str
+        The combine options it reads; their header cards record them in every master.
+    spread : str
+        What it compares the values with (one line).
+    pick : str
+        When to choose it (one line: the "which rejection?" guidance).
+    """
+
+    name: str
+    code: int
+    reference: Callable
+    options: tuple
+    spread: str
+    pick: str
+
+
+ALGORITHMS = {a.name: a for a in (
+    Algorithm("sigma_clip", SIGMA_CLIP, reference.sigma_clip, (*_CLIP, "cenfunc", "stdfunc"),
+              "stdfunc (mad_std: 1.4826 MAD; std) of the values around cenfunc",
+              "the reference recipe (median, mad_std): robust from ~5 frames; the default for "
+              "darks and biases with cosmic rays"),
+    Algorithm("percentile_clip", PERCENTILE_CLIP, reference.percentile_clip, (*_CLIP, "pclip"),
+              "distance from the median to the value pclip ranks away (IRAF pclip)",
+              "few frames (3-6), where a standard deviation means little"),
+    Algorithm("winsorized_sigma_clip", WINSORIZED_SIGMA_CLIP, reference.winsorized_sigma_clip,
+              _CLIP, "std of the values winsorized at 1.5 sigma, x1.134, iterated (Siril, "
+              "PixInsight)",
+              "many frames (> 15) with bright outliers that would inflate a plain std "
+              "(satellite trails, hot pixels in flats)"),
+    Algorithm("ccdclip", CCDCLIP, reference.ccdclip,
+              (*_CLIP, "cenfunc", "gain", "read_noise", "sense_noise"),
+              "noise model sqrt((read_noise/gain)^2 + level/gain + (sense_noise*level)^2) "
+              "(IRAF ccdclip)",
+              "the camera's gain and read noise are known: the spread comes from the noise "
+              "model, not from a handful of values; good for biases and darks"),
+    Algorithm("esd", ESD, reference.esd, ("esd_max", "esd_alpha"),
+              "generalized extreme studentized deviate test (Rosner 1983)",
+              "many frames and an unknown number of outliers per pixel: a test at significance "
+              "esd_alpha instead of a fixed threshold"),
+)}

@@ -1,0 +1,85 @@
+"""The whole combine the slow, obvious way: the twin of :func:`calstack.kernels.stack.combine_stack`.
+
+Rejection steps are :mod:`calstack.kernels.reference`'s, the algorithm chosen through the
+registry; everything else is whole-array NaN-aware NumPy.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .reference import reject_extrema, reject_thresholds
+from .registry import ALGORITHMS
+from .statistics import MAD_TO_STD
+
+__all__ = ["combine_reference"]
+
+
+def _reject(data, options):
+    """NaN every rejected value of ``data``, step by step (or independently, as ccdproc)."""
+    steps = [reject_extrema, reject_thresholds]
+    if options.rejection:
+        steps.append(ALGORITHMS[options.rejection].reference)
+    if options.ccdproc_semantics:
+        masks = [step(data, options) for step in steps]
+        for mask in masks:
+            data[mask] = np.nan
+    else:
+        for step in steps:
+            data[step(data, options)] = np.nan
+
+
+def combine_reference(stack, options, *, weights=None, post_scale=None):
+    """Combine ``stack`` of shape (N, ...) the slow, obvious way.
+
+    Parameters
+    ----------
+    stack : array_like
+        N frames stacked on axis 0; NaN and Inf are missing values.
+    options : calstack.options.CombineOptions
+        The options.
+    weights : array_like, optional
+        Per-frame (N,) or per-value (same shape as ``stack``) weights of the average or sum;
+        rejected and missing values' weights do not count.
+    post_scale : array_like, optional
+        Per-frame factors applied after rejection (ccdproc's ``scale``).
+
+    Returns
+    -------
+    data, uncertainty, count, frame_rejected : numpy.ndarray
+        float64 combined values and uncertainties (NaN where nothing was kept), int counts, and
+        the number of each frame's finite values that were rejected.
+    """
+    data = np.array(stack, dtype=np.float64)
+    shape = data.shape
+    data = data.reshape(len(data), -1)
+    data[~np.isfinite(data)] = np.nan
+    valid = np.isfinite(data)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _reject(data, options)
+        kept = np.isfinite(data)
+        frame_rejected = (valid & ~kept).sum(axis=1)
+        if post_scale is not None:
+            data *= np.asarray(post_scale, float)[:, None]
+        count = kept.sum(axis=0)
+        if options.method == "median":
+            combined = np.nanmedian(data, axis=0)
+            deviation = np.nanmedian(np.abs(data - combined), axis=0) * MAD_TO_STD
+            uncertainty = deviation / np.sqrt(count)
+        else:
+            spread = np.nanstd(data, axis=0)
+            if weights is None:
+                combined = np.nansum(data, axis=0) if options.method == "sum" else np.nanmean(data, axis=0)
+            else:
+                w = np.broadcast_to(np.asarray(weights, float).reshape(len(data), -1), data.shape)
+                w = np.where(kept, w, 0.0)
+                total = np.nansum(w * data, axis=0)
+                combined = total if options.method == "sum" else total / w.sum(axis=0)
+            uncertainty = spread * np.sqrt(count) if options.method == "sum" else spread / np.sqrt(count)
+    nothing = count == 0
+    combined = np.where(nothing, np.nan, combined).reshape(shape[1:])
+    uncertainty = np.where(nothing, np.nan, uncertainty).reshape(shape[1:])
+    return combined, uncertainty, count.reshape(shape[1:]), frame_rejected

@@ -1,0 +1,42 @@
+"""The one dispatcher: where prepared combine jobs run, this machine or a Dask cluster.
+
+:func:`calstack.combine`, :func:`calstack.combine_many` and the grouped jobs all end here. Both
+backends (:mod:`~calstack.stacking.backends.local`, :mod:`~calstack.stacking.backends.dask`)
+take the same arguments and yield one ``Master`` per job, in order.
+"""
+
+from __future__ import annotations
+
+from .backends import dask, local
+from .cluster import resolve_client
+
+__all__ = ["run", "run_many"]
+
+
+def run_many(jobs, *, client=None, parallel=None, progress=False):
+    """Run prepared jobs; yield each one's :class:`~calstack.Master`, in order.
+
+    Parameters
+    ----------
+    jobs : iterable of calstack.stacking.job.Job
+        Prepared combines (:func:`calstack.prepare`), each readable until the next is taken.
+    client : distributed.Client, optional
+        Run on this Dask cluster: every job's bands as tasks of one graph.
+    parallel : {None, 'current-scheduler'}
+        ``'current-scheduler'``: the Dask client this process has set up.
+    progress : bool, str or calstack.progress.Progress
+        A bar over each job's rows (see :func:`calstack.progress.as_progress`).
+
+    Yields
+    ------
+    Master
+    """
+    client = resolve_client(client, parallel)
+    backend = local if client is None else dask
+    yield from backend.run_many(jobs, client=client, progress=progress)
+
+
+def run(job, *, client=None, parallel=None, progress=False):
+    """Run one prepared job (see :func:`run_many`); its :class:`~calstack.Master`."""
+    (master,) = run_many([job], client=client, parallel=parallel, progress=progress)
+    return master

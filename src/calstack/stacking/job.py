@@ -1,0 +1,224 @@
+"""A combine made ready to run: frames opened and checked, scale/zero/weights resolved, the
+tile plan made and the kernel call prepared (:func:`prepare_frames`), held in a :class:`Job`
+that a backend runs (:func:`calstack.stacking.dispatch.run`) and turns into a ``Master``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.nddata import StdDevUncertainty
+
+from ..errors import FrameError, OptionError
+from ..io.provenance import provenance_header
+from ..io.reader import MAX_OPEN_FILES, open_frame
+from ..options import CombineOptions
+from .kernel_call import KernelCall
+from .master import Master
+from .plan import DEFAULT_MEM_LIMIT, TilePlan, parse_mem_limit, plan_tiles
+from .preparation import Preparation, keyword_values, resolve
+
+__all__ = ["Job", "prepare_frames"]
+
+log = logging.getLogger("calstack")
+
+
+def _check_consistent(frames):
+    first = frames[0]
+    for frame in frames[1:]:
+        if frame.shape != first.shape:
+            raise FrameError(frame.source, f"has shape {frame.shape[0]}x{frame.shape[1]} but "
+                             f"{first.name} has {first.shape[0]}x{first.shape[1]}; combine frames "
+                             "of one size only (group by NAXIS1/NAXIS2 or binning)")
+    units = {f.unit.strip().lower(): f for f in frames if f.unit and f.unit.strip()}
+    if len(units) > 1:
+        (u1, f1), (u2, f2) = list(units.items())[:2]
+        raise FrameError(f2.source, f"has BUNIT={f2.unit!r} but {f1.name} has BUNIT={f1.unit!r}; "
+                         "combine frames of one unit only")
+    return next(iter(units.values())).unit if units else "adu"
+
+
+def _pixel_weights(weights, options):
+    """The per-pixel weights (one 2-D array per frame), or None when the weights are per frame,
+    named (``'noise'``, a keyword) or absent; refuses weights with the median."""
+    if weights is None:
+        return None
+    if options.method == "median":
+        raise OptionError("weights apply to method='average' or 'sum'; a median ignores them: "
+                          "drop weights or choose another method")
+    if isinstance(weights, str) or len(weights) == 0 or np.ndim(weights[0]) != 2:
+        return None
+    return weights
+
+
+def _open_calibration(item, name, shape, stack_dtype, tmpdir):
+    if item is None:
+        return None
+    frame = open_frame(item, stack_dtype=stack_dtype, tmpdir=tmpdir)
+    if frame.shape != shape:
+        raise FrameError(frame.source, f"the master {name} has shape {frame.shape[0]}x"
+                         f"{frame.shape[1]} but the frames are {shape[0]}x{shape[1]}")
+    return frame
+
+
+@dataclass
+class Job:
+    """One combine, opened, checked and planned: what a backend runs.
+
+    Attributes
+    ----------
+    frames : list of calstack.io.reader.Frame
+        The frames (readable until the :func:`prepare_frames` context exits).
+    options : CombineOptions
+        The options, ``gain``/``read_noise`` resolved where needed.
+    preparation : Preparation
+        Bias/dark subtraction, scaling and offsets applied as values are read.
+    kernel : KernelCall
+        Combines tiles (each call returns its own counts).
+    plan : TilePlan
+        The bands of rows (a backend may cut them finer).
+    pixel_weights : sequence of 2-D arrays, optional
+        Per-pixel weights, one array per frame.
+    n_readers : int
+        Reader threads.
+    header : astropy.io.fits.Header
+        The first frame's header.
+    unit : str
+        The frames' unit.
+    skipped : list of (str, str)
+        Unreadable frames skipped, and why.
+    described : dict
+        ``scale``, ``zero`` and ``weights`` as given, for the provenance header.
+    """
+
+    frames: list
+    options: CombineOptions
+    preparation: Preparation
+    kernel: KernelCall
+    plan: TilePlan
+    pixel_weights: object
+    n_readers: int
+    header: object
+    unit: str
+    skipped: list
+    described: dict
+
+    @property
+    def stack_dtype(self) -> np.dtype:
+        """The working and output dtype."""
+        return np.dtype(self.options.dtype)
+
+    def outputs(self):
+        """New whole-image ``data``, ``uncertainty`` and ``count`` arrays for a backend to fill."""
+        return (np.empty(self.plan.shape, self.stack_dtype),
+                np.empty(self.plan.shape, self.stack_dtype),
+                np.empty(self.plan.shape, np.int16))
+
+    def finish(self, data, uncertainty, count, rejected, frame_rejected) -> Master:
+        """The :class:`Master` from the filled outputs, the number of values rejected and the
+        number of each frame's values rejected (the sums of the tiles' counts)."""
+        kept = int(count.sum(dtype=np.int64))
+        fraction = rejected / (kept + rejected) if kept + rejected else 0.0
+        meta = provenance_header(self.header, [f.name for f in self.frames], self.options,
+                                 rejected_fraction=fraction, skipped=self.skipped,
+                                 preparation=self.preparation, **self.described)
+        return Master(data, unit=self.unit, uncertainty=StdDevUncertainty(uncertainty, copy=False),
+                      mask=count == 0, meta=meta, copy=False, ncombine=count,
+                      rejected_fraction=fraction,
+                      frame_rejected=frame_rejected / float(np.prod(self.plan.shape)),
+                      sources=[str(f.source) for f in self.frames], preparation=self.preparation,
+                      weights=self.kernel.frame_weights, plan=self.plan, skipped=self.skipped)
+
+
+@contextlib.contextmanager
+def prepare_frames(items, options, *, scale=None, zero=None, scale_to=None, stat_section=None,
+                   weights=None, bias=None, dark=None, dark_scale="EXPTIME", post_scale=None,
+                   mem_limit=DEFAULT_MEM_LIMIT, hdu=None, masks=None, skip_bad=False,
+                   n_readers=2):
+    """Open, check and plan the combine of ``items`` with validated ``options``.
+
+    A context manager yielding the :class:`Job`; the frames are closed (and gzip copies
+    removed) when it exits. ``post_scale`` (per-frame factors applied after rejection) serves
+    :mod:`calstack.compat.ccdproc`, which reproduces ccdproc's order. The other parameters are
+    :func:`combine`'s.
+    """
+    limit = parse_mem_limit(mem_limit)
+    if not isinstance(n_readers, int) or n_readers < 1:
+        raise OptionError(f"n_readers={n_readers!r} must be a whole number >= 1")
+    if not items:
+        raise OptionError("no frames to combine: the selection is empty; check the folder and "
+                          "the selection (e.g. imagetyp)")
+    if masks is not None and len(masks) != len(items):
+        raise OptionError(f"masks has {len(masks)} entries for {len(items)} frames; give one per frame")
+    if len(items) > np.iinfo(np.int16).max:
+        raise OptionError(f"{len(items)} frames is more than calstack combines at once (32767); "
+                          "combine in batches and then combine the batch results")
+    pixel_weights = _pixel_weights(weights, options)
+    if pixel_weights is not None and len(pixel_weights) != len(items):
+        raise OptionError(f"weights has {len(pixel_weights)} arrays for {len(items)} frames")
+    stack_dtype = np.dtype(options.dtype)
+    keep_open = len(items) <= MAX_OPEN_FILES
+    opened, skipped, calibrations = [], [], []
+    with tempfile.TemporaryDirectory(prefix="calstack-") as tmpdir:
+        try:
+            for i, item in enumerate(items):
+                try:
+                    opened.append(open_frame(item, hdu=hdu, stack_dtype=stack_dtype,
+                                             tmpdir=tmpdir, keep_open=keep_open,
+                                             mask=None if masks is None else masks[i]))
+                except FrameError as exc:
+                    if not skip_bad:
+                        raise
+                    skipped.append((exc.path, exc.reason))
+                    log.warning("skipping %s", exc)
+            if not opened:
+                raise OptionError(f"none of the {len(items)} frames can be read "
+                                  f"(first: {skipped[0][0]}: {skipped[0][1]})")
+            if skipped and (pixel_weights is not None or post_scale is not None
+                            or not isinstance(scale, (str, type(None)))
+                            or not isinstance(zero, (str, type(None)))
+                            or not isinstance(weights, (str, type(None)))):
+                raise OptionError("per-frame scale, zero or weights cannot be matched to the "
+                                  "frames once unreadable ones are skipped; fix or remove them")
+            options.check_frame_count(len(opened))
+            unit = _check_consistent(opened)
+            header = opened[0].header()
+            if options.rejection == "ccdclip" or (isinstance(weights, str) and weights == "noise"):
+                options = options.with_noise_model(header)
+            preparation = Preparation(
+                bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype, tmpdir),
+                dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype, tmpdir))
+            calibrations = preparation.calibrations
+            if preparation.dark is not None:
+                preparation.dark_factors = np.ones(len(opened))
+                if dark_scale:
+                    exposure = keyword_values([preparation.dark], dark_scale, "dark_scale")[0]
+                    preparation.dark_factors = (
+                        keyword_values(opened, dark_scale, "dark_scale") / exposure)
+            frame_weights = resolve(opened, preparation, scale=scale, zero=zero,
+                                    scale_to=scale_to, stat_section=stat_section,
+                                    weights=None if pixel_weights is not None else weights,
+                                    options=options, stack_dtype=stack_dtype)
+            n_readers = min(n_readers, len(opened))
+            plan = plan_tiles(
+                shape=opened[0].shape, n_frames=len(opened) + len(calibrations), mem_limit=limit,
+                stack_itemsize=stack_dtype.itemsize,
+                raw_itemsize=max(f.raw_itemsize for f in [*opened, *calibrations]),
+                out_itemsize=stack_dtype.itemsize, n_readers=n_readers,
+                extra_bytes_per_pixel=8 * len(opened) if pixel_weights is not None else 0,
+            )
+            log.info("combine: %s", plan.describe())
+            kernel = KernelCall(options, len(opened), frame_weights=frame_weights,
+                                per_pixel_weights=pixel_weights is not None,
+                                post_scale=post_scale)
+            yield Job(frames=opened, options=options, preparation=preparation, kernel=kernel,
+                      plan=plan, pixel_weights=pixel_weights, n_readers=n_readers,
+                      header=header, unit=unit, skipped=skipped,
+                      described=dict(scale=scale, zero=zero, weights=weights))
+        finally:
+            for frame in [*opened, *calibrations]:
+                frame.close()

@@ -1,0 +1,82 @@
+"""One combine's call of the kernel, prepared once from the options: what every tile runs.
+
+Every backend (and the tests) combines a tile through :meth:`KernelCall.combine_tile`, so they
+all run the same kernel with the same inputs. It keeps no state: each call returns its tile's
+counts, and the caller adds them up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels.esd import critical_values
+from ..kernels.stack import combine_stack, sorting_network
+from ..options import CombineOptions
+
+__all__ = ["KernelCall", "TileCounts"]
+
+_NO_TABLE = np.zeros((1, 1))
+
+
+class TileCounts(NamedTuple):
+    """What one tile's combine rejected."""
+
+    rejected: int  # finite values rejected
+    frame_rejected: np.ndarray  # (N,) int64: of each frame
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """The kernel's inputs for ``n_frames`` frames combined with ``options``.
+
+    Parameters
+    ----------
+    options : CombineOptions
+        Validated options (``gain``/``read_noise`` already numbers for ``ccdclip``).
+    n_frames : int
+        Frames in the stack.
+    frame_weights : array_like, optional
+        One weight per frame (average and sum); per-pixel weights go to :meth:`combine_tile`.
+    per_pixel_weights : bool
+        Whether :meth:`combine_tile` will receive per-pixel weights.
+    post_scale : array_like, optional
+        Per-frame factors applied after rejection (ccdproc's ``scale``).
+    """
+
+    options: CombineOptions
+    n_frames: int
+    frame_weights: np.ndarray | None = None
+    per_pixel_weights: bool = False
+    post_scale: np.ndarray | None = None
+    _inputs: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        n = self.n_frames
+        weighted = self.frame_weights is not None or self.per_pixel_weights
+        post_scaled = self.post_scale is not None
+        params = self.options.kernel_params(weighted=weighted, post_scaled=post_scaled)
+        weights = (np.ones((n, 1)) if self.frame_weights is None
+                   else np.asarray(self.frame_weights, np.float64).reshape(n, 1))
+        post = np.ones(n) if not post_scaled else np.asarray(self.post_scale, np.float64)
+        crit = (critical_values(n, self.options.esd_max, self.options.esd_alpha)
+                if self.options.rejection == "esd" else _NO_TABLE)
+        object.__setattr__(self, "_inputs", (params, weights, post, crit, sorting_network(n)))
+
+    def combine_tile(self, tile, data, uncertainty, count, weights=None) -> TileCounts:
+        """Combine ``tile`` (N, P) into the flat outputs ``data``, ``uncertainty``, ``count``.
+
+        ``weights`` (N, P) are the tile's per-pixel weights, when the call expects them.
+        """
+        params, frame_weights, post, crit, pairs = self._inputs
+        if self.per_pixel_weights:
+            weights = np.ascontiguousarray(weights, np.float64)
+            if self.frame_weights is not None:
+                weights = weights * frame_weights
+        else:
+            weights = frame_weights
+        rejected, frame_rejected = combine_stack(tile, weights, post, crit, pairs, params, data,
+                                                 uncertainty, count)
+        return TileCounts(int(rejected), frame_rejected)
