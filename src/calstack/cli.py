@@ -15,7 +15,7 @@ import sys
 
 from . import __version__
 from .errors import CalstackError, did_you_mean
-from .stacking.plan import DEFAULT_MEM_LIMIT
+from .options import rejection_guide
 
 __all__ = ["main"]
 
@@ -61,16 +61,6 @@ def _key_value(text: str):
         return key.strip(), value.strip()
 
 
-def _maxiters(text: str):
-    if text.lower() in ("none", "converge", "0"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, or 'none' to iterate "
-                                         "until nothing changes") from None
-
-
 def _add_index_options(p):
     p.add_argument("folders", nargs="+", metavar="DIR", help="folders (or FITS files) to index")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
@@ -84,47 +74,34 @@ def _add_index_options(p):
                        help="read every header; neither use nor write the header cache")
 
 
-def _add_combine_options(p, recipe=False):
+def _add_combine_options(p, recipe=False, without=()):
+    """The combine options of :data:`calstack.options.OPTIONS` that have a flag, but
+    ``without``; ``--sigma``/``--sigma-clip`` set sigma_lower and sigma_upper together.
+    ``recipe``: the reference recipe's rejection by default (``calstack masters``)."""
+    from .options import OPTIONS, RECIPE
+
     g = p.add_argument_group("combining (see --help of `calstack combine` for when to use which)")
-    g.add_argument("--method", default="average", help="average | median | sum")
-    g.add_argument("--rejection", default="sigma_clip" if recipe else None,
-                   help="sigma_clip | percentile_clip | winsorized_sigma_clip | ccdclip | esd | "
-                   "none" + (" (default sigma_clip, 5/5 sigma, median/mad_std)" if recipe else ""))
-    g.add_argument("--sigma-clip", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                   help="sigma clipping with these lower/upper thresholds")
-    g.add_argument("--sigma", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                   default=[5.0, 5.0] if recipe else None,
-                   help="lower/upper thresholds of any clipping --rejection (default 3 3)")
-    g.add_argument("--cenfunc", default="median", help="median | mean")
-    g.add_argument("--stdfunc", default="mad_std", help="mad_std | std")
-    g.add_argument("--maxiters", type=_maxiters, default=1, metavar="N|none",
-                   help="clipping passes (1 = ccdproc; none = until nothing changes)")
-    g.add_argument("--min-clip", type=float, help="reject values below")
-    g.add_argument("--max-clip", type=float, help="reject values above")
-    g.add_argument("--nlow", type=int, default=0, help="drop the N lowest values of each pixel")
-    g.add_argument("--nhigh", type=int, default=0, help="drop the N highest values of each pixel")
-    g.add_argument("--pclip", type=float, default=-0.5, help="percentile_clip offset (IRAF)")
-    g.add_argument("--gain", default="GAIN", help="e-/ADU or header keyword (ccdclip, noise weights)")
-    g.add_argument("--read-noise", default="RDNOISE", help="e- or header keyword (ccdclip)")
-    g.add_argument("--sense-noise", type=float, default=0.0, help="ccdclip sensitivity noise")
-    g.add_argument("--esd-max", type=float, default=0.3, help="esd: most outliers (count or fraction)")
-    g.add_argument("--esd-alpha", type=float, default=0.05, help="esd: significance level")
-    g.add_argument("--scale", help="scale frames before rejection: median | mean | mode | KEYWORD")
-    g.add_argument("--scale-to", type=float, help="level frames are scaled to (default: their mean)")
-    g.add_argument("--zero", help="zero offsets before rejection: median | mean | mode")
-    g.add_argument("--stat-section", metavar="[x1:x2,y1:y2]", help="where statistics are measured")
-    g.add_argument("--weights", help="weights of the average/sum: noise | KEYWORD (e.g. exptime)")
-    g.add_argument("--dtype", default="float32", help="float32 | float64")
-    g.add_argument("--mem-limit", default=DEFAULT_MEM_LIMIT,
-                   help=f"memory limit, e.g. 350MB (default {DEFAULT_MEM_LIMIT})")
-    g.add_argument("--hdu", help="HDU number or EXTNAME to combine (default: first image)")
+    for option in OPTIONS.values():
+        if option.flag is None or option.name in without:
+            continue
+        default = RECIPE.get(option.name, option.default) if recipe else option.default
+        allowed = f" ({' | '.join(str(a).lower() for a in option.allowed)})" if option.allowed else ""
+        shown = f" (default {default})" if recipe and option.name in RECIPE else ""
+        g.add_argument(option.flag, dest=option.name, default=default,
+                       help=f"{option.help}{allowed}{shown}", **option.cli)
+        if option.name == "rejection":
+            g.add_argument("--sigma-clip", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                           help="sigma clipping with these lower/upper thresholds")
+            g.add_argument("--sigma", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                           default=[RECIPE["sigma_lower"], RECIPE["sigma_upper"]] if recipe
+                           else None,
+                           help="lower/upper thresholds of any clipping --rejection "
+                           f"(default {'5 5' if recipe else '3 3'})")
 
 
 def _add_output_options(p):
     """Options of a job that builds masters (combine, masters); see :func:`_run_job`."""
     p.add_argument("--overwrite", action="store_true", help="replace existing masters")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable files (reported) instead of stopping")
     p.add_argument("--json", action="store_true",
                    help="print what was built as JSON (paths, groups, frames, rejection, timings)")
     p.add_argument("--report", metavar="REPORT.html",
@@ -176,7 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = add("combine", help="combine each group of selected frames into a master",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description=_COMBINE_HELP)
+                            description=_COMBINE_HELP.format(guide=rejection_guide(flags=True)))
     _add_index_options(p)
     p.add_argument("--imagetyp", action="append", default=[],
                    help="frame type to select, e.g. dark (case-insensitive; repeat for other "
@@ -192,9 +169,6 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="output name, e.g. 'combined_dark_{exptime:6.3f}.fit' "
                    "(default combined_{imagetyp}_{key:.3f}.fit)")
     _add_output_options(p)
-    p.add_argument("--bias", metavar="FITS", help="master bias to subtract from every frame")
-    p.add_argument("--dark", metavar="FITS", help="master dark (bias-free) to subtract, scaled "
-                   "by exposure time")
     p.set_defaults(run=_cmd_combine)
 
     p = add("masters", help="build every master of a night: bias, darks per exposure time, "
@@ -209,7 +183,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="subtract the master bias from darks and flats (raw frames)")
     p.add_argument("--subtract-dark", action="store_true",
                    help="subtract the master dark, scaled by exposure time, from flats")
-    _add_combine_options(p, recipe=True)
+    _add_combine_options(p, recipe=True, without=("bias", "dark"))
     p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
     p.add_argument("--template", help="output name; {imagetyp} is bias, dark or flat")
     _add_output_options(p)
@@ -248,18 +222,7 @@ Rejection runs in ccdproc's order: --nlow/--nhigh, then --min-clip/--max-clip, t
 Scaling (--scale, --zero) and bias/dark subtraction happen before rejection, so clipping
 compares like with like. Which rejection to pick:
 
-  sigma_clip             median/mad_std (the reference recipe): robust from ~5 frames; the
-                         default choice for darks and biases with cosmic rays
-  percentile_clip        few frames (3-6), where a standard deviation means little (IRAF pclip)
-  ccdclip                the camera's gain and read noise are known (--gain/--read-noise or
-                         GAIN/RDNOISE keywords): the spread comes from the noise model, not
-                         from a handful of values; good for biases and darks
-  winsorized_sigma_clip  many frames (> 15) with bright outliers that would inflate a plain std
-                         (satellite trails, hot pixels in flats)
-  esd                    many frames and an unknown number of outliers per pixel: a test at
-                         significance --esd-alpha instead of a fixed threshold
-  --nlow/--nhigh         you know how many frames are hit (e.g. a trail in one of 5 flats)
-  --min-clip/--max-clip  saturation or dead levels
+{guide}
 
 Weights (--weights noise|EXPTIME) apply to the average and sum; weights of rejected values
 do not count.
@@ -279,12 +242,6 @@ normalised by its median (over --stat-section) before rejection, so the master f
 folder (COMBINED = T) are never inputs. Default rejection: the reference recipe (sigma clipping,
 5/5 sigma, median and mad_std).
 """
-
-
-def _hdu(value):
-    if value is None:
-        return None
-    return int(value) if value.lstrip("-").isdigit() else value
 
 
 def _index(args, keywords=None, progress=False):
@@ -333,27 +290,15 @@ def _cmd_simulate(args):
     return 0
 
 
-def _number_or_keyword(text):
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def _combine_options(args) -> dict:
-    rejection = None if str(args.rejection).lower() == "none" else args.rejection
+    """The combine options given on the command line: every flagged option of the table."""
+    from .options import OPTIONS
+
+    options = {o.name: getattr(args, o.name) for o in OPTIONS.values()
+               if o.flag is not None and hasattr(args, o.name)}
     sigma = args.sigma
     if args.sigma_clip:
-        rejection, sigma = "sigma_clip", args.sigma_clip
-    options = dict(method=args.method, rejection=rejection, cenfunc=args.cenfunc,
-                   stdfunc=args.stdfunc, maxiters=args.maxiters, min_clip=args.min_clip,
-                   max_clip=args.max_clip, nlow=args.nlow, nhigh=args.nhigh, pclip=args.pclip,
-                   gain=_number_or_keyword(args.gain),
-                   read_noise=_number_or_keyword(args.read_noise), sense_noise=args.sense_noise,
-                   esd_max=args.esd_max, esd_alpha=args.esd_alpha, scale=args.scale,
-                   scale_to=args.scale_to, zero=args.zero, stat_section=args.stat_section,
-                   weights=args.weights, dtype=args.dtype, mem_limit=args.mem_limit,
-                   hdu=_hdu(args.hdu), skip_bad=args.skip_bad)
+        options["rejection"], sigma = "sigma_clip", args.sigma_clip
     if sigma:
         options.update(sigma_lower=sigma[0], sigma_upper=sigma[1])
     return options
@@ -395,8 +340,8 @@ def _cmd_combine(args):
     _run_job(args, lambda progress, client: combine_groups(
         _index(args, progress=progress), select=select, keys=keys,
         tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
-        template=args.template, overwrite=args.overwrite, bias=args.bias, dark=args.dark,
-        progress=progress, client=client, **_combine_options(args)))
+        template=args.template, overwrite=args.overwrite, progress=progress, client=client,
+        **_combine_options(args)))
     return 0
 
 

@@ -1,29 +1,330 @@
-"""The combine options: one validated, immutable object shared by every backend and kernel.
+"""The combine options, each declared once: the option table, and the validated options object.
+
+:data:`OPTIONS` holds every option of :func:`calstack.combine` (name, default, allowed values,
+documentation, command-line flag, provenance card), in the style of LSST cp_pipe's
+``pexConfig`` fields. ``combine()``'s signature and docstring, the command line's flags and help,
+the provenance header and :class:`CombineOptions` (whose fields are the ``"combine"`` options,
+checked field by field, then across fields in :meth:`CombineOptions.validate`) all come from it.
 
 Names follow astropy's ``sigma_clip`` (``sigma``, ``sigma_lower``, ``sigma_upper``, ``maxiters``,
-``cenfunc``, ``stdfunc``). Every check lives here, so that a bad value is reported before any file
-is opened, with the option's name and the allowed values.
+``cenfunc``, ``stdfunc``). A bad value is reported before any file is opened, with the option's
+name and the allowed values. This module imports no numpy (the command line's ``--help`` reads
+the table).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
+import textwrap
 from dataclasses import dataclass, replace
-
-import numpy as np
 
 from .errors import OptionError, UnknownOptionError, did_you_mean
 from .kernels.params import METHOD_CODES, KernelParams
 from .kernels.registry import ALGORITHMS, NO_REJECTION
 
-__all__ = ["CombineOptions", "RECIPE", "METHODS", "REJECTIONS", "CENFUNCS", "STDFUNCS"]
+__all__ = ["Option", "OPTIONS", "CombineOptions", "RECIPE", "DEFAULT_MEM_LIMIT", "METHODS",
+           "REJECTIONS", "CENFUNCS", "STDFUNCS", "DTYPES", "options_in", "check_names",
+           "rejection_guide", "parameters_doc"]
 
 METHODS = tuple(METHOD_CODES)
 REJECTIONS = (None, *ALGORITHMS)
 CENFUNCS = ("median", "mean")
 STDFUNCS = ("mad_std", "std")
 DTYPES = ("float32", "float64")
+DEFAULT_MEM_LIMIT = "1GB"
 
+#: ``maxiters=None`` means "until nothing changes"; a pixel of N values converges in < N passes.
+_UNTIL_CONVERGED = 2**30
+
+
+def _choice(allowed):
+    def check(name, value):
+        if value not in allowed:
+            shown = ", ".join(repr(a) for a in allowed)
+            hint = did_you_mean(str(value), [a for a in allowed if a]) if isinstance(value, str) else ""
+            raise OptionError(f"{name}={value!r} is not valid{hint}; allowed values: {shown}")
+        return value
+    return check
+
+
+def _number(*, minimum=None, allow_none=False, integer=False, keyword=False):
+    """A check for a number (or None, or a header keyword's name, as allowed)."""
+    def check(name, value):
+        if (value is None and allow_none) or (keyword and isinstance(value, str)):
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise OptionError(f"{name}={value!r} must be a number")
+        if integer and int(value) != value:
+            raise OptionError(f"{name}={value!r} must be a whole number")
+        value = int(value) if integer else float(value)
+        if math.isnan(value):
+            raise OptionError(f"{name} must not be NaN")
+        if minimum is not None and value < minimum:
+            raise OptionError(f"{name}={value!r} must be >= {minimum}")
+        return value
+    return check
+
+
+def _dtype(name, value):
+    import numpy as np  # only where a dtype is checked: --help reads this module
+
+    try:
+        value = np.dtype(value).name
+    except TypeError:
+        pass
+    return _choice(DTYPES)(name, value)
+
+
+def _flag(name, value):
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of :func:`calstack.combine`.
+
+    Attributes
+    ----------
+    name : str
+        The keyword argument.
+    default : object
+        Its default.
+    type : str
+        Its type, as numpydoc writes it.
+    doc : str
+        What it does: the first line is the command line's help, the rest completes the
+        docstring.
+    allowed : tuple, optional
+        Its allowed values, when they are a list.
+    kind : {'combine', 'frames', 'run', 'internal'}
+        ``'combine'``: a field of :class:`CombineOptions` (rejection and combination);
+        ``'frames'``: how frames are read and prepared; ``'run'``: where the combine runs;
+        ``'internal'``: a :class:`CombineOptions` field that ``combine()`` does not take.
+    check : callable, optional
+        ``check(name, value)`` returns the value normalised or raises :class:`OptionError`
+        (default: one of :attr:`allowed`, when given).
+    flag : str, optional
+        The command line's flag (options without one are given otherwise, or not at all).
+    cli : dict
+        More ``argparse.add_argument`` arguments for the flag (``type``, ``metavar``, ``nargs``).
+    card : tuple of (str, str), optional
+        The header keyword and comment that record it in every master.
+    card_value : callable, optional
+        ``card_value(options)``: the recorded value (default: the option's value).
+    recorded : {'always', 'algorithm', 'set'}
+        When the card is written: always, when the rejection algorithm reads the option (its
+        registry entry), or when the option is set (not None).
+    """
+
+    name: str
+    default: object
+    type: str
+    doc: str
+    allowed: tuple | None = None
+    kind: str = "combine"
+    check: object = None
+    flag: str | None = None
+    cli: dict = dataclasses.field(default_factory=dict)
+    card: tuple | None = None
+    card_value: object = None
+    recorded: str = "always"
+
+    def __post_init__(self):
+        if self.check is None and self.allowed is not None:
+            object.__setattr__(self, "check", _choice(self.allowed))
+
+    @property
+    def help(self) -> str:
+        """The first line of :attr:`doc`: the command line's help."""
+        return self.doc.split("\n", 1)[0]
+
+    def value_for_card(self, options):
+        """The value :attr:`card` records for ``options``, or None when it is not recorded."""
+        if self.recorded == "algorithm" and (
+                options.rejection is None or self.name not in ALGORITHMS[options.rejection].options):
+            return None
+        value = getattr(options, self.name)
+        if self.recorded == "set" and value is None:
+            return None
+        return value if self.card_value is None else self.card_value(options)
+
+
+def _number_or_keyword(text):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _none_or_text(text):
+    return None if text.strip().lower() == "none" else text
+
+
+def _maxiters(text):
+    import argparse
+
+    if text.lower() in ("none", "converge", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, or 'none' to iterate "
+                                         "until nothing changes") from None
+
+
+def _hdu(text):
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+_REJECTION_DOC = "\n".join(f"- ``'{a.name}'``: {a.spread}." for a in ALGORITHMS.values())
+
+#: Every option of :func:`calstack.combine`, in the order of its signature.
+OPTIONS = {o.name: o for o in (
+    Option("method", "average", "{'average', 'median', 'sum'}",
+           "how the kept values of a pixel combine", allowed=METHODS, flag="--method",
+           card=("CMBMETH", "combine method")),
+    Option("rejection", None, "{None, " + ", ".join(f"'{a}'" for a in ALGORITHMS) + "}",
+           "outlier rejection after extrema and thresholds\n"
+           "See Notes for when to pick which. All clipping algorithms reject values below ``center - sigma_lower * spread`` or "
+           "above ``center + sigma_upper * spread``; they differ in the spread (``esd`` is a "
+           "test, not a clip):\n\n" + _REJECTION_DOC,
+           allowed=REJECTIONS, flag="--rejection", cli={"type": _none_or_text},
+           card=("CMBREJ", "rejection algorithm"),
+           card_value=lambda o: o.rejection or "none"),
+    Option("sigma", 3.0, "float",
+           "clipping threshold in units of the spread, for both sides",
+           check=_number(minimum=0)),
+    Option("sigma_lower", None, "float, optional",
+           "lower clipping threshold (default: sigma)", check=_number(minimum=0, allow_none=True),
+           card=("CMBSLOW", "sigma_lower"), card_value=lambda o: o.low, recorded="algorithm"),
+    Option("sigma_upper", None, "float, optional",
+           "upper clipping threshold (default: sigma)", check=_number(minimum=0, allow_none=True),
+           card=("CMBSHIGH", "sigma_upper"), card_value=lambda o: o.high, recorded="algorithm"),
+    Option("cenfunc", "median", "{'median', 'mean'}", "center of sigma clipping and ccdclip",
+           allowed=CENFUNCS, flag="--cenfunc", card=("CMBCEN", "cenfunc"),
+           recorded="algorithm"),
+    Option("stdfunc", "mad_std", "{'mad_std', 'std'}",
+           "spread of sigma clipping: 1.4826 MAD, or the standard deviation (ddof=0)",
+           allowed=STDFUNCS, flag="--stdfunc", card=("CMBSTD", "stdfunc"),
+           recorded="algorithm"),
+    Option("maxiters", 1, "int or None",
+           "clipping passes (1 = ccdproc; none = until nothing changes)\n"
+           "More passes iterate until nothing changes or the count is reached; None iterates "
+           "until nothing changes (``astropy.stats.sigma_clip``). The last bounds decide, as in "
+           "astropy.",
+           check=_number(minimum=1, allow_none=True, integer=True), flag="--maxiters",
+           cli={"type": _maxiters, "metavar": "N|none"},
+           card=("CMBITER", "maxiters (0 = until nothing changes)"),
+           card_value=lambda o: o.maxiters or 0, recorded="algorithm"),
+    Option("min_clip", None, "float, optional", "reject values below",
+           check=_number(allow_none=True), flag="--min-clip", cli={"type": float},
+           card=("CMBMIN", "values below were rejected"), recorded="set"),
+    Option("max_clip", None, "float, optional", "reject values above",
+           check=_number(allow_none=True), flag="--max-clip", cli={"type": float},
+           card=("CMBMAX", "values above were rejected"), recorded="set"),
+    Option("nlow", 0, "int", "drop the N lowest valid values of each pixel",
+           check=_number(minimum=0, integer=True), flag="--nlow", cli={"type": int},
+           card=("CMBNLOW", "lowest values dropped per pixel")),
+    Option("nhigh", 0, "int", "drop the N highest valid values of each pixel",
+           check=_number(minimum=0, integer=True), flag="--nhigh", cli={"type": int},
+           card=("CMBNHIGH", "highest values dropped per pixel")),
+    Option("pclip", -0.5, "float",
+           "percentile_clip: rank offset from the median (>= 1) or fraction of half the values "
+           "(< 1); negative = below the median (IRAF's default -0.5)",
+           check=_number(), flag="--pclip", cli={"type": float}, card=("CMBPCLIP", "pclip"),
+           recorded="algorithm"),
+    Option("gain", "GAIN", "float or str",
+           "e-/ADU, or the header keyword holding it (ccdclip, noise weights)",
+           check=_number(minimum=0, keyword=True), flag="--gain",
+           cli={"type": _number_or_keyword}, card=("CMBGAIN", "gain [e-/ADU] of the noise model"),
+           card_value=lambda o: float(o.gain), recorded="algorithm"),
+    Option("read_noise", "RDNOISE", "float or str",
+           "read noise in e-, or the header keyword holding it (ccdclip, noise weights)",
+           check=_number(minimum=0, keyword=True), flag="--read-noise",
+           cli={"type": _number_or_keyword},
+           card=("CMBRDNS", "read noise [e-] of the noise model"),
+           card_value=lambda o: float(o.read_noise), recorded="algorithm"),
+    Option("sense_noise", 0.0, "float",
+           "ccdclip's sensitivity noise, a fraction of the level (IRAF snoise)",
+           check=_number(minimum=0), flag="--sense-noise", cli={"type": float},
+           card=("CMBSNOIS", "sensitivity noise of the noise model"), recorded="algorithm"),
+    Option("esd_max", 0.3, "float", "esd: most outliers per pixel, a count (>= 1) or a fraction",
+           check=_number(minimum=0), flag="--esd-max", cli={"type": float},
+           card=("CMBESDMX", "most outliers sought (count or fraction)"), recorded="algorithm"),
+    Option("esd_alpha", 0.05, "float", "esd: significance level",
+           check=_number(), flag="--esd-alpha", cli={"type": float},
+           card=("CMBESDAL", "significance level of the ESD test"), recorded="algorithm"),
+    Option("dtype", "float32", "{'float32', 'float64'}",
+           "dtype of the result and of the working stack\nfloat32 holds 16-bit camera data "
+           "exactly; arithmetic is float64 either way.", allowed=DTYPES, check=_dtype,
+           flag="--dtype"),
+    Option("ccdproc_semantics", False, "bool",
+           "ccdproc's order: missing values count among the highest in extrema clipping, and "
+           "each rejection step judges all valid values (for calstack.compat.ccdproc)",
+           kind="internal", check=_flag),
+    Option("scale", None, "None, {'median', 'mean', 'mode'}, str or array_like",
+           "scale frames before rejection: median | mean | mode | KEYWORD\n"
+           "Each frame is multiplied so that clipping compares like with like: by "
+           "``reference / statistic`` of the frame (the statistic over ``stat_section``), by "
+           "``reference / value`` of a header keyword (e.g. ``'EXPTIME'``), or by the numbers "
+           "given.", kind="frames", flag="--scale", card=("CMBSCALE", "frames scaled before rejection")),
+    Option("zero", None, "None, {'median', 'mean', 'mode'} or array_like",
+           "zero offsets before rejection: median | mean | mode\n"
+           "Subtracted after scaling: the frame's statistic minus the mean over the frames, or "
+           "the numbers given.", kind="frames", flag="--zero",
+           card=("CMBZERO", "zero offsets subtracted before rejection")),
+    Option("scale_to", None, "float, optional",
+           "level frames are scaled to (default: their mean)\n"
+           "1.0 normalises each frame, as for flats.", kind="frames", flag="--scale-to",
+           cli={"type": float}),
+    Option("stat_section", None, "str, optional",
+           "where statistics are measured: '[x1:x2,y1:y2]' (1-based, inclusive)",
+           kind="frames", flag="--stat-section", cli={"metavar": "[x1:x2,y1:y2]"}),
+    Option("weights", None, "None, 'noise', str, or array_like",
+           "weights of the average/sum: noise | KEYWORD (e.g. exptime)\n"
+           "``'noise'`` for inverse variance from the noise model, a header keyword such as "
+           "``'EXPTIME'``, one number per frame, or one 2-D array per frame (per-pixel weights). "
+           "Weights of rejected or missing values do not count; a median takes none.",
+           kind="frames", flag="--weights", card=("CMBWEIGH", "weights of the combination")),
+    Option("bias", None, "path, CCDData or array, optional",
+           "master bias to subtract from every frame, before anything else", kind="frames",
+           flag="--bias", cli={"metavar": "FITS"}, card=("BIASSUB", "master bias subtracted")),
+    Option("dark", None, "path, CCDData or array, optional",
+           "master dark (bias-free) to subtract, scaled by dark_scale, before anything else",
+           kind="frames", flag="--dark", cli={"metavar": "FITS"},
+           card=("DARKSUB", "master dark subtracted")),
+    Option("dark_scale", "EXPTIME", "str or None",
+           "header keyword of the exposure time: the dark is multiplied by frame / dark exposure"
+           "\nNone subtracts the dark as it is.", kind="frames"),
+    Option("mem_limit", DEFAULT_MEM_LIMIT, "int, float or str",
+           f"memory limit, e.g. 350MB (default {DEFAULT_MEM_LIMIT})\n"
+           "Bytes (``350e6``) or a size string (``'350MB'``): the most this combine allocates, "
+           "outputs included. The stack is processed in bands of rows that fit.",
+           kind="frames", flag="--mem-limit"),
+    Option("hdu", None, "int or str, optional",
+           "HDU number or EXTNAME to combine (default: the first image HDU)", kind="frames",
+           flag="--hdu", cli={"type": _hdu}),
+    Option("masks", None, "list of array_like of bool, optional",
+           "one mask per in-memory frame, True = ignore the pixel", kind="frames"),
+    Option("skip_bad", False, "bool",
+           "skip unreadable files (reported) instead of stopping\n"
+           "They are listed in ``master.skipped`` and in the header (``CMBSKIP``, HISTORY).",
+           kind="frames", flag="--skip-bad", cli={"action": "store_true"}),
+    Option("n_readers", 2, "int", "threads reading frames", kind="frames"),
+    Option("client", None, "distributed.Client, optional",
+           "run on this Dask cluster\nBands of rows are combined as tasks on its workers, which "
+           "read the files themselves (they must see them at the same paths); the master is "
+           "assembled here. Frames must be files, and ``mem_limit`` applies to each task.",
+           kind="run"),
+    Option("parallel", None, "{None, 'current-scheduler'}",
+           "'current-scheduler' runs on the Dask client this process has already set up",
+           kind="run"),
+    Option("progress", False, "bool, str or calstack.progress.Progress",
+           "show a progress bar over the rows combined (True: when stderr is a terminal)",
+           kind="run"),
+)}
 
 #: The reference recipe's settings: ``ccdproc.combine(method='average', sigma_clip=True,
 #: sigma_clip_low_thresh=5, sigma_clip_high_thresh=5, sigma_clip_func=np.ma.median,
@@ -31,119 +332,81 @@ DTYPES = ("float32", "float64")
 RECIPE = dict(method="average", rejection="sigma_clip", sigma_lower=5.0, sigma_upper=5.0,
               cenfunc="median", stdfunc="mad_std", maxiters=1)
 
-#: ``maxiters=None`` means "until nothing changes"; a pixel of N values converges in < N passes.
-_UNTIL_CONVERGED = 2**30
+
+def options_in(*kinds) -> list:
+    """The names of the options of these kinds, in table order."""
+    return [o.name for o in OPTIONS.values() if o.kind in kinds]
 
 
-def _choice(name, value, allowed):
-    if value not in allowed:
-        shown = ", ".join(repr(a) for a in allowed)
-        hint = did_you_mean(str(value), [a for a in allowed if a]) if isinstance(value, str) else ""
-        raise OptionError(f"{name}={value!r} is not valid{hint}; allowed values: {shown}")
-    return value
+def check_names(function: str, given, valid) -> None:
+    """Raise :class:`UnknownOptionError` for the first of ``given`` not in ``valid``."""
+    for name in given:
+        if name not in valid:
+            raise UnknownOptionError(f"{function}() got an unknown option {name!r}"
+                                     f"{did_you_mean(name, valid)}; valid options: "
+                                     f"{', '.join(valid)}")
 
 
-def _number(name, value, *, minimum=None, allow_none=False, integer=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise OptionError(f"{name}={value!r} must be a number")
-    if integer and int(value) != value:
-        raise OptionError(f"{name}={value!r} must be a whole number")
-    value = int(value) if integer else float(value)
-    if math.isnan(value):
-        raise OptionError(f"{name} must not be NaN")
-    if minimum is not None and value < minimum:
-        raise OptionError(f"{name}={value!r} must be >= {minimum}")
-    return value
+def rejection_guide(flags: bool) -> str:
+    """The "which rejection to pick" guidance: the registry's lines, then extrema and
+    thresholds; option names as command-line flags (``flags``) or Python names."""
+    extra = [("--nlow/--nhigh" if flags else "nlow/nhigh",
+              "you know how many frames are hit (e.g. a trail in one of 5 flats)"),
+             ("--min-clip/--max-clip" if flags else "min_clip/max_clip",
+              "saturation or dead levels")]
+    rows = [(a.name, a.pick) for a in ALGORITHMS.values()] + extra
+    width = max(len(name) for name, _ in rows) + 4
+    return "\n".join(textwrap.fill(pick, 92, initial_indent=f"  {name}".ljust(width),
+                                    subsequent_indent=" " * width) for name, pick in rows)
 
 
-@dataclass(frozen=True)
-class CombineOptions:
-    """Validated combine options (see :func:`calstack.combine` for their meaning).
+def parameters_doc(kinds) -> str:
+    """The numpydoc ``Parameters`` entries of the options of these kinds."""
+    lines = []
+    for option in OPTIONS.values():
+        if option.kind in kinds:
+            first, _, rest = option.doc.partition("\n")
+            lines.append(f"{option.name} : {option.type}")
+            paragraphs = [first[0].upper() + first[1:].rstrip(".") + "."]
+            for paragraph in paragraphs + (rest.split("\n") if rest else []):
+                lines.extend(textwrap.wrap(paragraph, 96, initial_indent="    ",
+                                           subsequent_indent="      " if paragraph[:1] == "-"
+                                           else "    ") or [""])
+    return "\n".join(lines)
 
-    Rejection steps run in ccdproc's order: extrema (``nlow``/``nhigh``), then thresholds
-    (``min_clip``/``max_clip``), then ``rejection``, then the ``method``. ``gain`` and
-    ``read_noise`` may name header keywords until :func:`calstack.combine` resolves them.
-    ``ccdproc_semantics`` (for :mod:`calstack.compat.ccdproc`) counts missing values among the
-    highest in extrema clipping and computes the rejection's statistics over all valid values
-    (ccdproc clips each step independently), keeping only what every step keeps.
-    """
 
-    method: str = "average"
-    rejection: str | None = None
-    sigma: float = 3.0
-    sigma_lower: float | None = None
-    sigma_upper: float | None = None
-    cenfunc: str = "median"
-    stdfunc: str = "mad_std"
-    maxiters: int | None = 1
-    min_clip: float | None = None
-    max_clip: float | None = None
-    nlow: int = 0
-    nhigh: int = 0
-    pclip: float = -0.5
-    gain: float | str = "GAIN"
-    read_noise: float | str = "RDNOISE"
-    sense_noise: float = 0.0
-    esd_max: float = 0.3
-    esd_alpha: float = 0.05
-    ccdproc_semantics: bool = False
-    dtype: str = "float32"
+def _combine_field(option):
+    return (option.name, object, dataclasses.field(default=option.default))
+
+
+class _Rules:
+    """What :class:`CombineOptions` does besides holding its fields (generated from the table)."""
 
     def __post_init__(self):
-        _choice("method", self.method, METHODS)
-        _choice("rejection", self.rejection, REJECTIONS)
-        _choice("cenfunc", self.cenfunc, CENFUNCS)
-        _choice("stdfunc", self.stdfunc, STDFUNCS)
-        _choice("dtype", np.dtype(self.dtype).name if _is_dtype(self.dtype) else self.dtype, DTYPES)
-        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
-        for name in ("sigma", "sigma_lower", "sigma_upper"):
-            value = _number(name, getattr(self, name), minimum=0, allow_none=name != "sigma")
-            object.__setattr__(self, name, value)
-        for name in ("min_clip", "max_clip"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), allow_none=True))
+        for name in self.__dataclass_fields__:
+            object.__setattr__(self, name, OPTIONS[name].check(name, getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Rules across fields, and values the field checks let through."""
         if self.min_clip is not None and self.max_clip is not None and self.min_clip > self.max_clip:
             raise OptionError(
                 f"min_clip={self.min_clip} is above max_clip={self.max_clip}: every value would "
-                "be rejected; swap them"
-            )
-        for name in ("nlow", "nhigh"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), minimum=0, integer=True))
-        maxiters = _number("maxiters", self.maxiters, minimum=1, allow_none=True, integer=True)
-        object.__setattr__(self, "maxiters", maxiters)
-        object.__setattr__(self, "pclip", _number("pclip", self.pclip))
+                "be rejected; swap them")
         if self.pclip == 0:
             raise OptionError("pclip=0 is not valid: give a rank offset from the median (>= 1) "
                               "or a fraction of half the values (< 1); negative = low side")
-        for name in ("gain", "read_noise"):
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                value = _number(name, value, minimum=0)
-                if name == "gain" and value == 0:
-                    raise OptionError("gain=0 is not valid: give electrons per ADU (> 0)")
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "sense_noise", _number("sense_noise", self.sense_noise, minimum=0))
-        esd_max = _number("esd_max", self.esd_max, minimum=0)
-        if esd_max <= 0:
+        if self.gain == 0:
+            raise OptionError("gain=0 is not valid: give electrons per ADU (> 0)")
+        if self.esd_max <= 0:
             raise OptionError("esd_max must be > 0: a count of outliers (>= 1) or a fraction")
-        object.__setattr__(self, "esd_max", esd_max)
-        alpha = _number("esd_alpha", self.esd_alpha)
-        if not 0 < alpha < 1:
-            raise OptionError(f"esd_alpha={alpha} must be between 0 and 1 (e.g. 0.05)")
-        object.__setattr__(self, "esd_alpha", alpha)
-        object.__setattr__(self, "ccdproc_semantics", bool(self.ccdproc_semantics))
+        if not 0 < self.esd_alpha < 1:
+            raise OptionError(f"esd_alpha={self.esd_alpha} must be between 0 and 1 (e.g. 0.05)")
 
     @classmethod
     def from_kwargs(cls, **kwargs):
         """Build options from keyword arguments; an unknown name raises with a did-you-mean hint."""
-        known = cls.__dataclass_fields__
-        for name in kwargs:
-            if name not in known:
-                raise UnknownOptionError(
-                    f"unknown option {name!r}{did_you_mean(name, known)}; "
-                    f"valid options: {', '.join(known)}"
-                )
+        check_names("CombineOptions", kwargs, list(cls.__dataclass_fields__))
         return cls(**kwargs)
 
     @property
@@ -161,8 +424,7 @@ class CombineOptions:
         if self.nlow + self.nhigh >= n > 0:
             raise OptionError(
                 f"nlow={self.nlow} + nhigh={self.nhigh} rejects all {n} frames; "
-                f"choose nlow + nhigh <= {n - 1}"
-            )
+                f"choose nlow + nhigh <= {n - 1}")
 
     def kernel_params(self, *, weighted=False, post_scaled=False) -> KernelParams:
         """The kernel's parameters (:class:`calstack.kernels.params.KernelParams`).
@@ -177,8 +439,8 @@ class CombineOptions:
             nlow=self.nlow,
             nhigh=self.nhigh,
             nan_is_high=self.ccdproc_semantics,
-            min_clip=-np.inf if self.min_clip is None else self.min_clip,
-            max_clip=np.inf if self.max_clip is None else self.max_clip,
+            min_clip=-math.inf if self.min_clip is None else self.min_clip,
+            max_clip=math.inf if self.max_clip is None else self.max_clip,
             rejection=NO_REJECTION if self.rejection is None else ALGORITHMS[self.rejection].code,
             independent=self.ccdproc_semantics,
             sigma_lower=self.low,
@@ -195,7 +457,7 @@ class CombineOptions:
             post_scaled=post_scaled,
         )
 
-    def with_noise_model(self, header) -> "CombineOptions":
+    def with_noise_model(self, header) -> CombineOptions:
         """Resolve ``gain``/``read_noise`` given as header keywords from ``header``.
 
         Only ``ccdclip`` (and inverse-variance weights) use them; for anything else the options
@@ -217,9 +479,16 @@ class CombineOptions:
         return replace(self, **values) if values else self
 
 
-def _is_dtype(value) -> bool:
-    try:
-        np.dtype(value)
-    except TypeError:
-        return False
-    return True
+CombineOptions = dataclasses.make_dataclass(
+    "CombineOptions", [_combine_field(o) for o in OPTIONS.values()
+                       if o.kind in ("combine", "internal")],
+    bases=(_Rules,), frozen=True)
+CombineOptions.__module__ = __name__
+CombineOptions.__doc__ = """Validated combine options (see :func:`calstack.combine` for their meaning).
+
+Its fields are the ``'combine'`` and ``'internal'`` options of :data:`OPTIONS`, each checked by
+its own rule, then across fields by :meth:`validate`. Rejection steps run in ccdproc's order:
+extrema (``nlow``/``nhigh``), then thresholds (``min_clip``/``max_clip``), then ``rejection``,
+then the ``method``. ``gain`` and ``read_noise`` may name header keywords until
+:func:`calstack.combine` resolves them (:meth:`with_noise_model`).
+"""

@@ -6,20 +6,14 @@ Keywords (all 8 characters or fewer, so they stay plain FITS cards):
 COMBINED  T: this is a combined frame (the reference recipe's mark)
 NCOMBINE  number of input frames (IRAF)
 IMCMBnnn  input file names, IMCMB001... (IRAF; at most 999)
-CMBMETH   average, median or sum
-CMBREJ    rejection algorithm, or 'none'
-CMBSLOW   sigma_lower     CMBSHIGH  sigma_upper  (clipping algorithms)
-CMBCEN    cenfunc         CMBSTD    stdfunc      CMBITER  maxiters (0 = until converged)
-CMBPCLIP  pclip (percentile_clip)
-CMBGAIN   gain            CMBRDNS   read noise   CMBSNOIS  sense noise (ccdclip)
-CMBESDMX  esd_max         CMBESDAL  esd_alpha    (esd)
+CMB*      every combine option's card (:data:`calstack.options.OPTIONS`): method, rejection,
+          nlow/nhigh always; min_clip/max_clip when set; the options the rejection algorithm
+          reads (its registry entry), e.g. CMBSLOW, CMBSHIGH, CMBITER, CMBCEN, CMBSTD
 CMBSCALE  how frames were scaled before rejection (per-frame factors in HISTORY)
 CMBZERO   how zero offsets were found (per-frame offsets in HISTORY)
 CMBWEIGH  weights of the average or sum
 BIASSUB   master bias subtracted from every frame
-DARKSUB   master dark subtracted, times frame / dark exposure (DARKSCL: the keyword)
-CMBNLOW   nlow            CMBNHIGH  nhigh
-CMBMIN    min_clip        CMBMAX    max_clip     (only when set)
+DARKSUB   master dark subtracted, times frame / dark exposure
 CMBREJFR  fraction of finite input values rejected
 CMBSKIP   number of unreadable frames skipped (``skip_bad``), each named in a HISTORY card
 CALSTACK  calstack version
@@ -35,6 +29,7 @@ import warnings
 from astropy.io import fits
 
 from .. import __version__
+from ..options import OPTIONS
 
 __all__ = ["provenance_header", "LAYOUT_KEYWORDS"]
 
@@ -54,16 +49,14 @@ def _describe(value) -> str:
 def _preparation_cards(header, names, preparation, scale, zero, weights):
     if preparation is None:
         return
-    if preparation.bias is not None:
-        header["BIASSUB"] = (str(preparation.bias.name)[:68], "master bias subtracted")
-    if preparation.dark is not None:
-        header["DARKSUB"] = (str(preparation.dark.name)[:68], "master dark subtracted")
-    if scale is not None:
-        header["CMBSCALE"] = (_describe(scale), "frames scaled before rejection")
-    if zero is not None:
-        header["CMBZERO"] = (_describe(zero), "zero offsets subtracted before rejection")
-    if weights is not None:
-        header["CMBWEIGH"] = (_describe(weights), "weights of the combination")
+    recorded = {"bias": None if preparation.bias is None else str(preparation.bias.name)[:68],
+                "dark": None if preparation.dark is None else str(preparation.dark.name)[:68],
+                "scale": None if scale is None else _describe(scale),
+                "zero": None if zero is None else _describe(zero),
+                "weights": None if weights is None else _describe(weights)}
+    for name, value in recorded.items():
+        if value is not None:
+            header[OPTIONS[name].card[0]] = (value, OPTIONS[name].card[1])
     if preparation.scale is not None or preparation.zero is not None:
         for i, name in enumerate(list(names)[:999]):
             factor = 1.0 if preparation.scale is None else preparation.scale[i]
@@ -99,31 +92,11 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
     header["NCOMBINE"] = (len(names), "number of frames combined")
     for i, name in enumerate(list(names)[:999], start=1):
         header[f"IMCMB{i:03d}"] = (str(name)[:68], "input frame")
-    header["CMBMETH"] = (options.method, "combine method")
-    header["CMBREJ"] = (options.rejection or "none", "rejection algorithm")
-    if options.rejection not in (None, "esd"):
-        header["CMBSLOW"] = (options.low, "sigma_lower")
-        header["CMBSHIGH"] = (options.high, "sigma_upper")
-        header["CMBITER"] = (options.maxiters or 0, "maxiters (0 = until nothing changes)")
-    if options.rejection in ("sigma_clip", "ccdclip"):
-        header["CMBCEN"] = (options.cenfunc, "cenfunc")
-    if options.rejection == "sigma_clip":
-        header["CMBSTD"] = (options.stdfunc, "stdfunc")
-    if options.rejection == "percentile_clip":
-        header["CMBPCLIP"] = (options.pclip, "pclip")
-    if options.rejection == "ccdclip":
-        header["CMBGAIN"] = (float(options.gain), "gain [e-/ADU] of the noise model")
-        header["CMBRDNS"] = (float(options.read_noise), "read noise [e-] of the noise model")
-        header["CMBSNOIS"] = (options.sense_noise, "sensitivity noise of the noise model")
-    if options.rejection == "esd":
-        header["CMBESDMX"] = (options.esd_max, "most outliers sought (count or fraction)")
-        header["CMBESDAL"] = (options.esd_alpha, "significance level of the ESD test")
-    header["CMBNLOW"] = (options.nlow, "lowest values dropped per pixel")
-    header["CMBNHIGH"] = (options.nhigh, "highest values dropped per pixel")
-    if options.min_clip is not None:
-        header["CMBMIN"] = (options.min_clip, "values below were rejected")
-    if options.max_clip is not None:
-        header["CMBMAX"] = (options.max_clip, "values above were rejected")
+    for option in OPTIONS.values():
+        if option.kind in ("combine", "internal") and option.card is not None:
+            value = option.value_for_card(options)
+            if value is not None:
+                header[option.card[0]] = (value, option.card[1])
     header["CMBREJFR"] = (round(float(rejected_fraction), 8), "fraction of input values rejected")
     _preparation_cards(header, names, preparation, scale, zero, weights)
     if skipped:

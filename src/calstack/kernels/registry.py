@@ -8,10 +8,8 @@ command line's help, the tests and the benchmarks all read :data:`ALGORITHMS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
-
-from . import reference
 
 __all__ = ["Algorithm", "ALGORITHMS", "NO_REJECTION", "SIGMA_CLIP", "PERCENTILE_CLIP",
            "WINSORIZED_SIGMA_CLIP", "CCDCLIP", "ESD"]
@@ -32,8 +30,9 @@ class Algorithm:
         The ``rejection`` option's value.
     code : int
         The kernel's code for it.
-    reference : callable
-        The NumPy twin, ``reference(data, options) -> bool array of the values to reject``.
+    twin : str
+        The name of its NumPy twin in :mod:`calstack.kernels.reference`,
+        ``twin(data, options) -> bool array of the values to reject`` (:attr:`reference`).
     options : tuple of str
         The combine options it reads; their header cards record them in every master.
     spread : str
@@ -44,32 +43,37 @@ class Algorithm:
 
     name: str
     code: int
-    reference: Callable
+    twin: str
     options: tuple
     spread: str
     pick: str
 
+    @property
+    def reference(self):
+        """The NumPy twin (imported on first use: the command line reads this registry)."""
+        return getattr(importlib.import_module("calstack.kernels.reference"), self.twin)
+
 
 ALGORITHMS = {a.name: a for a in (
-    Algorithm("sigma_clip", SIGMA_CLIP, reference.sigma_clip, (*_CLIP, "cenfunc", "stdfunc"),
+    Algorithm("sigma_clip", SIGMA_CLIP, "sigma_clip", (*_CLIP, "cenfunc", "stdfunc"),
               "stdfunc (mad_std: 1.4826 MAD; std) of the values around cenfunc",
               "the reference recipe (median, mad_std): robust from ~5 frames; the default for "
               "darks and biases with cosmic rays"),
-    Algorithm("percentile_clip", PERCENTILE_CLIP, reference.percentile_clip, (*_CLIP, "pclip"),
+    Algorithm("percentile_clip", PERCENTILE_CLIP, "percentile_clip", (*_CLIP, "pclip"),
               "distance from the median to the value pclip ranks away (IRAF pclip)",
               "few frames (3-6), where a standard deviation means little"),
-    Algorithm("winsorized_sigma_clip", WINSORIZED_SIGMA_CLIP, reference.winsorized_sigma_clip,
+    Algorithm("winsorized_sigma_clip", WINSORIZED_SIGMA_CLIP, "winsorized_sigma_clip",
               _CLIP, "std of the values winsorized at 1.5 sigma, x1.134, iterated (Siril, "
               "PixInsight)",
               "many frames (> 15) with bright outliers that would inflate a plain std "
               "(satellite trails, hot pixels in flats)"),
-    Algorithm("ccdclip", CCDCLIP, reference.ccdclip,
+    Algorithm("ccdclip", CCDCLIP, "ccdclip",
               (*_CLIP, "cenfunc", "gain", "read_noise", "sense_noise"),
               "noise model sqrt((read_noise/gain)^2 + level/gain + (sense_noise*level)^2) "
               "(IRAF ccdclip)",
               "the camera's gain and read noise are known: the spread comes from the noise "
               "model, not from a handful of values; good for biases and darks"),
-    Algorithm("esd", ESD, reference.esd, ("esd_max", "esd_alpha"),
+    Algorithm("esd", ESD, "esd", ("esd_max", "esd_alpha"),
               "generalized extreme studentized deviate test (Rosner 1983)",
               "many frames and an unknown number of outliers per pixel: a test at significance "
               "esd_alpha instead of a fixed threshold"),

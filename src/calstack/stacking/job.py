@@ -16,10 +16,10 @@ from astropy.nddata import StdDevUncertainty
 from ..errors import FrameError, OptionError
 from ..io.provenance import provenance_header
 from ..io.reader import MAX_OPEN_FILES, open_frame
-from ..options import CombineOptions
+from ..options import OPTIONS, CombineOptions, check_names, options_in
 from .kernel_call import KernelCall
 from .master import Master
-from .plan import DEFAULT_MEM_LIMIT, TilePlan, parse_mem_limit, plan_tiles
+from .plan import TilePlan, parse_mem_limit, plan_tiles
 from .preparation import Preparation, keyword_values, resolve
 
 __all__ = ["Job", "prepare_frames"]
@@ -135,17 +135,22 @@ class Job:
 
 
 @contextlib.contextmanager
-def prepare_frames(items, options, *, scale=None, zero=None, scale_to=None, stat_section=None,
-                   weights=None, bias=None, dark=None, dark_scale="EXPTIME", post_scale=None,
-                   mem_limit=DEFAULT_MEM_LIMIT, hdu=None, masks=None, skip_bad=False,
-                   n_readers=2):
+def prepare_frames(items, options, *, post_scale=None, **frame_options):
     """Open, check and plan the combine of ``items`` with validated ``options``.
 
     A context manager yielding the :class:`Job`; the frames are closed (and gzip copies
-    removed) when it exits. ``post_scale`` (per-frame factors applied after rejection) serves
-    :mod:`calstack.compat.ccdproc`, which reproduces ccdproc's order. The other parameters are
-    :func:`combine`'s.
+    removed) when it exits. ``frame_options`` are :func:`calstack.combine`'s ``'frames'``
+    options (:data:`calstack.options.OPTIONS`; the table's defaults for those not given).
+    ``post_scale`` (per-frame factors applied after rejection) serves
+    :mod:`calstack.compat.ccdproc`, which reproduces ccdproc's order.
     """
+    names = options_in("frames")
+    check_names("prepare_frames", frame_options, names)
+    given = {name: frame_options.get(name, OPTIONS[name].default) for name in names}
+    (scale, zero, scale_to, stat_section, weights, bias, dark, dark_scale, mem_limit, hdu, masks,
+     skip_bad, n_readers) = (given[name] for name in (
+        "scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark", "dark_scale",
+        "mem_limit", "hdu", "masks", "skip_bad", "n_readers"))
     limit = parse_mem_limit(mem_limit)
     if not isinstance(n_readers, int) or n_readers < 1:
         raise OptionError(f"n_readers={n_readers!r} must be a whole number >= 1")

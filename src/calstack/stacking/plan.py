@@ -18,12 +18,11 @@ import re
 from dataclasses import dataclass
 
 from ..errors import OptionError
+from ..options import DEFAULT_MEM_LIMIT
 
 __all__ = ["parse_mem_limit", "TilePlan", "plan_tiles", "format_bytes", "HEADROOM",
            "DEFAULT_MEM_LIMIT"]
 
-#: The memory limit of a combine when none is given.
-DEFAULT_MEM_LIMIT = "1GB"
 
 #: Bytes kept aside for interpreter objects, thread stacks and kernel scratch.
 HEADROOM = 8 * 1024**2
