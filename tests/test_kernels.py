@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calstack.kernels.registry import ALGORITHMS, NO_REJECTION
-from calstack.kernels.stack import sorting_network
+from calstack.kernels.sorted_ranges import sorting_network
 from calstack.kernels.twin import combine_reference
 from calstack.options import REJECTIONS, CombineOptions
 from calstack.stacking.kernel_call import KernelCall

@@ -1,7 +1,7 @@
 """The rejection algorithms, one entry each: name, kernel code, reference twin, header cards.
 
-Adding an algorithm means writing its kernel function (:mod:`calstack.kernels.stack`, dispatched
-on :attr:`Algorithm.code`), its twin (:mod:`calstack.kernels.reference`) and one entry here. The
+Adding an algorithm means writing its kernel function (:mod:`calstack.kernels.rejection`,
+dispatched on :attr:`Algorithm.code`), its twin (:mod:`calstack.kernels.reference`) and one entry here. The
 options (:mod:`calstack.options`), the provenance header, ``combine()``'s docstring, the
 command line's help, the tests and the benchmarks all read :data:`ALGORITHMS`.
 """

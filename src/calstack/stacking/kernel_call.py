@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels.esd import critical_values
-from ..kernels.stack import combine_stack, sorting_network
+from ..kernels.sorted_ranges import sorting_network
+from ..kernels.stack import combine_stack
 from ..options import CombineOptions
 
 __all__ = ["KernelCall", "TileCounts"]
