@@ -47,9 +47,19 @@ def test_bar_shows_count_rate_and_eta_and_lines_go_above():
     with progress.task("combine", total=40, unit="row") as task:
         task.update(10)
         progress.line("a finished master")
+        task.update(5)
+        progress.line("another master")
     text = stream.getvalue()
-    assert "combine:   0%" in text and "0/40 [00:00<?, ?row/s]" in text  # elapsed<ETA, rate
-    assert "a finished master\n" in text
+    # The bar is drawn when it starts: 0 of 40, elapsed<ETA, no rate yet.
+    start, rest = text.split("a finished master\n")
+    assert "combine:   0%" in start and "| 0/40 [00:00<?, ?row/s]" in start
+    # A line clears the bars, is written, and the bars are redrawn with their count now (tqdm's
+    # external_write_mode refreshes them whatever mininterval says), so what follows each line
+    # shows the updates made before it: 10 of 40, then 15 of 40, with a rate in rows/s.
+    after_first, after_second = rest.split("another master\n")
+    assert "combine:  25%" in after_first and "| 10/40 [" in after_first
+    assert "| 15/40 [" in after_second and "row/s]" in after_second
+    assert "| 0/40 [" not in rest
 
 
 def test_lines_mode_has_no_carriage_returns():
