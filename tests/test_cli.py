@@ -42,6 +42,9 @@ def test_combine_recipe_writes_one_master_per_exposure_time(night, tmp_path, cap
     assert "combined_dark_7.000.fit (rejected " in lines[0]
     header = fits.getheader(out / "combined_dark_70.000.fit")
     assert header["COMBINED"] is True and header["NCOMBINE"] == 3 and header["EXPTIME"] == 70.0
+    # the reference recipe's mark, as the FITS logical T (not the string 'True' nor 1), once
+    raw = (out / "combined_dark_70.000.fit").read_bytes()
+    assert raw.count(b"COMBINED=                    T / combined from several frames") == 1
 
 
 def test_guide_template_and_json(night, tmp_path, capsys):

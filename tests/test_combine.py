@@ -218,12 +218,33 @@ def test_provenance_header(dark_files):
     assert header["CMBREJFR"] > 0
 
 
+COMBINED_CARD = b"COMBINED=                    T"  # a FITS logical, not 'True' nor 1
+
+
 def test_recipe_style_meta_assignment_and_write(tmp_path, dark_files):
+    """The reference recipe's step "mark COMBINED = T", ``meta['combined'] = True``, on a master.
+
+    calstack's provenance header already carries the card, so on a master as returned the step
+    must change nothing (one card, calstack's comment, next to NCOMBINE); on a master whose card
+    was taken out, only the step can write it, as the logical T.
+    """
     files, _, _ = dark_files
     combined_dark = calstack.combine(files, **RECIPE)
     combined_dark.meta["combined"] = True
     combined_dark.write(tmp_path / "combined_dark_{:6.3f}.fit".format(90.0))
-    assert fits.getheader(tmp_path / "combined_dark_90.000.fit")["COMBINED"] is True
+    path = tmp_path / "combined_dark_90.000.fit"
+    header = fits.getheader(path)
+    assert header["COMBINED"] is True
+    assert header.comments["COMBINED"] == "combined from several frames by calstack"
+    assert list(header).index("NCOMBINE") == list(header).index("COMBINED") + 1
+    assert path.read_bytes().count(COMBINED_CARD) == 1
+
+    unmarked = calstack.combine(files, **RECIPE)
+    del unmarked.meta["COMBINED"]
+    unmarked.meta["combined"] = True  # the recipe's step: without it the file has no card
+    unmarked.write(tmp_path / "unmarked.fit")
+    assert fits.getheader(tmp_path / "unmarked.fit")["COMBINED"] is True
+    assert (tmp_path / "unmarked.fit").read_bytes().count(COMBINED_CARD) == 1
 
 
 def test_unknown_option_suggests_the_name(dark_files):
