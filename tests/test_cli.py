@@ -1,6 +1,7 @@
 """The calstack command line: the recipe as one command, output names, errors."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from astropy.io import fits
 from conftest import make_darks, write_frames
 
-from calstack.cli import main
+from calstack.cli import _build_parser, main
 
 
 @pytest.fixture
@@ -101,14 +102,47 @@ def test_one_group_when_group_by_is_empty(night, tmp_path):
     assert data.shape == (24, 20) and np.isfinite(data).all()
 
 
+COMMANDS = sorted(_build_parser().commands)  # every subcommand, as the parser has them
+
+
+def test_the_command_list_is_the_parser_s():
+    assert {"index", "simulate", "combine", "masters", "show", "demo"} <= set(COMMANDS)
+
+
+def _assert_lists_every_command(text):
+    assert text.startswith("usage: calstack ")
+    for command in COMMANDS:
+        # its own entry in the COMMAND list (indented 4, where a wrapped help line is indented
+        # further, so 'masters' in demo's help does not count), with its help after it
+        assert re.search(rf"^ {{4}}{command} {{2,}}\S", text, re.MULTILINE), command
+    assert "==SUPPRESS==" not in text
+
+
 def test_version_and_help_run_as_a_process():
     done = subprocess.run([sys.executable, "-m", "calstack.cli", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("calstack ")
     done = subprocess.run([sys.executable, "-m", "calstack.cli", "--help"],
                           capture_output=True, text=True, check=True)
-    for command in ("index", "simulate", "combine", "show", "demo"):
-        assert command in done.stdout
+    _assert_lists_every_command(done.stdout)
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_lists_every_command(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([flag])
+    assert exit_.value.code == 0
+    _assert_lists_every_command(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: calstack {command} [-h]")
+    assert "options:\n  -h, --help" in out
 
 
 def test_unreadable_file_stops_before_writing_unless_skip_bad(night, tmp_path, capsys):
