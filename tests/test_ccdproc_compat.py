@@ -37,7 +37,8 @@ def _assert_same(ours, theirs, rtol=1e-10):
     np.testing.assert_allclose(ours.uncertainty.array, theirs.uncertainty.array, rtol=rtol * 10,
                                atol=1e-9, equal_nan=True)
     np.testing.assert_array_equal(ours.mask, theirs.mask)
-    assert ours.unit == theirs.unit and ours.data.dtype == theirs.data.dtype
+    assert ours.unit == theirs.unit
+    assert ours.data.dtype == theirs.data.dtype
 
 
 def _inv_median(a):
@@ -110,7 +111,8 @@ def test_files_comma_string_and_image_collection(tmp_path):
 def test_result_carries_ncombine_and_the_first_header():
     images = _images(n=4)
     result = ccdproc_compat.combine(images)
-    assert result.meta["NCOMBINE"] == 4 and result.meta["FRAME"] == 0
+    assert result.meta["NCOMBINE"] == 4
+    assert result.meta["FRAME"] == 0
     assert "NCOMBINE" not in _ccdproc(images).meta  # the documented difference
 
 

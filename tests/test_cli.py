@@ -42,7 +42,9 @@ def test_combine_recipe_writes_one_master_per_exposure_time(night, tmp_path, cap
     assert lines[0].startswith("dark exptime=7.000: 3 frames -> ")
     assert "combined_dark_7.000.fit (rejected " in lines[0]
     header = fits.getheader(out / "combined_dark_70.000.fit")
-    assert header["COMBINED"] is True and header["NCOMBINE"] == 3 and header["EXPTIME"] == 70.0
+    assert header["COMBINED"] is True
+    assert header["NCOMBINE"] == 3
+    assert header["EXPTIME"] == 70.0
     # the reference recipe's mark, as the FITS logical T (not the string 'True' nor 1), once
     raw = (out / "combined_dark_70.000.fit").read_bytes()
     assert raw.count(b"COMBINED=                    T / combined from several frames") == 1
@@ -82,7 +84,8 @@ def test_unknown_option_suggests_nearest(night, capsys):
         main(["combine", str(night), "--sigma-clp", "5", "5"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "unrecognized arguments: --sigma-clp" in err and "did you mean '--sigma-clip'" in err
+    assert "unrecognized arguments: --sigma-clp" in err
+    assert "did you mean '--sigma-clip'" in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -90,7 +93,8 @@ def test_bad_value_is_one_line_error(night, tmp_path, capsys):
     assert main(["combine", str(night), "--imagetyp", "dark", "--method", "mean",
                  "-o", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "method='mean' is not valid" in err
+    assert err.count("\n") == 0
+    assert "method='mean' is not valid" in err
 
 
 def test_one_group_when_group_by_is_empty(night, tmp_path):
@@ -99,7 +103,8 @@ def test_one_group_when_group_by_is_empty(night, tmp_path):
                  "-q"]) == 0
     assert [p.name for p in out.iterdir()] == ["combined_bias.fit"]
     data = fits.getdata(out / "combined_bias.fit")
-    assert data.shape == (24, 20) and np.isfinite(data).all()
+    assert data.shape == (24, 20)
+    assert np.isfinite(data).all()
 
 
 COMMANDS = sorted(_build_parser().commands)  # every subcommand, as the parser has them
@@ -150,11 +155,13 @@ def test_unreadable_file_stops_before_writing_unless_skip_bad(night, tmp_path, c
     out = tmp_path / "out"
     assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "broken.fits" in err and "--skip-bad" in err
+    assert "broken.fits" in err
+    assert "--skip-bad" in err
     assert not out.exists() or not any(out.iterdir())
     assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out), "--skip-bad"]) == 0
     err = capsys.readouterr().err
-    assert "skipping unreadable" in err and "broken.fits" in err
+    assert "skipping unreadable" in err
+    assert "broken.fits" in err
     assert len(list(out.iterdir())) == 3
 
 
@@ -167,7 +174,8 @@ def test_skip_bad_in_the_api_records_skipped_frames(night, tmp_path):
     with pytest.raises(calstack.FrameError, match="truncated.fits"):
         calstack.combine([*files, bad])
     master = calstack.combine([*files, bad], skip_bad=True)
-    assert master.meta["NCOMBINE"] == 3 and master.meta["CMBSKIP"] == 1
+    assert master.meta["NCOMBINE"] == 3
+    assert master.meta["CMBSKIP"] == 1
     assert [p for p, _ in master.skipped] == [str(bad)]
     assert any("truncated.fits" in h for h in master.meta["HISTORY"])
 
@@ -198,7 +206,8 @@ def test_frames_without_the_group_key_are_reported(night, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["combine", str(night), *RECIPE_ARGS, "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "1 selected frame(s) lack a value for exptime" in err and "no-exptime.fits" in err
+    assert "1 selected frame(s) lack a value for exptime" in err
+    assert "no-exptime.fits" in err
     assert len(list(out.iterdir())) == 3
 
 
@@ -225,7 +234,8 @@ def test_other_spellings_of_imagetyp_are_named_and_can_be_selected(night, tmp_pa
     captured = capsys.readouterr()
     assert ("2 frame(s) have IMAGETYP 'Dark Frame', another spelling of dark, and were not "
             "selected") in captured.err
-    assert "acq" in captured.err and "--imagetyp dark --imagetyp 'Dark Frame'" in captured.err
+    assert "acq" in captured.err
+    assert "--imagetyp dark --imagetyp 'Dark Frame'" in captured.err
     assert [m["n_frames"] for m in json.loads(captured.out)] == [3, 3, 3]
     assert main([*args, "--imagetyp", "DARK", "--imagetyp", "dark frame",
                  "-o", str(tmp_path / "b")]) == 0
@@ -239,10 +249,12 @@ def test_other_spellings_of_imagetyp_are_named_and_can_be_selected(night, tmp_pa
 def test_index_command_formats(night, capsys):
     assert main(["index", str(night), "--format", "json", "--select", "imagetyp=bias"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 2 and {r["imagetyp"] for r in rows} == {"BIAS"}
+    assert len(rows) == 2
+    assert {r["imagetyp"] for r in rows} == {"BIAS"}
     assert main(["index", str(night), "--format", "csv", "--keywords", "imagetyp,exptime"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "file,path,hdu,extname,imagetyp,exptime,error" and len(lines) == 12
+    assert lines[0] == "file,path,hdu,extname,imagetyp,exptime,error"
+    assert len(lines) == 12
     assert main(["index", str(night)]) == 0
     assert "dark-300.000-002.fits" in capsys.readouterr().out
 
@@ -256,7 +268,8 @@ def test_simulate_command_counts_and_sizes(tmp_path, capsys):
     assert [f.name for f in frames] == ["dark-005.000s-001.fits", "dark-005.000s-002.fits",
                                         "dark-050.000s-001.fits", "dark-050.000s-002.fits"]
     with fits.open(frames[0]) as hdul:
-        assert hdul[0].data.shape == (32, 48) and hdul[0].header["BZERO"] == 32768
+        assert hdul[0].data.shape == (32, 48)
+        assert hdul[0].header["BZERO"] == 32768
     again = ["simulate", str(out), "--preset", "cryo", "--shape", "32", "48", "--exptimes", "5"]
     assert main(again) == 1  # the files exist: refuses, before writing anything
     assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
@@ -275,8 +288,11 @@ def test_combine_with_another_rejection_scaling_and_weights(dark_files, tmp_path
     assert main(argv) == 0
     built = json.loads(capsys.readouterr().out)
     header = fits.getheader(built[0]["path"])
-    assert header["CMBREJ"] == "ccdclip" and header["CMBGAIN"] == 2.0 and header["CMBRDNS"] == 5.0
-    assert header["CMBSCALE"] == "median" and header["CMBWEIGH"] == "exptime"
+    assert header["CMBREJ"] == "ccdclip"
+    assert header["CMBGAIN"] == 2.0
+    assert header["CMBRDNS"] == 5.0
+    assert header["CMBSCALE"] == "median"
+    assert header["CMBWEIGH"] == "exptime"
     assert main(["combine", folder, "--imagetyp", "dark", "-o", str(out), "--overwrite",
                  "--rejection", "sigma_clipp"]) == 1
     assert "did you mean 'sigma_clip'" in capsys.readouterr().err

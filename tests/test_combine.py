@@ -65,7 +65,8 @@ def test_tiled_equals_untiled(dark_files):
     files, _, _ = dark_files
     whole = calstack.combine(files, mem_limit="1GB", **RECIPE)
     tiled = calstack.combine(files, mem_limit=8 * 1024**2 + 48 * 40 * 11 + 7 * 40 * 4 * 5, **RECIPE)
-    assert len(tiled.plan.tiles) > 1 and len(whole.plan.tiles) == 1
+    assert len(tiled.plan.tiles) > 1
+    assert len(whole.plan.tiles) == 1
     np.testing.assert_array_equal(tiled.data, whole.data)
     np.testing.assert_array_equal(tiled.uncertainty.array, whole.uncertainty.array)
     np.testing.assert_array_equal(tiled.ncombine, whole.ncombine)
@@ -125,8 +126,10 @@ def test_blank_and_mask_extension_and_nan_are_missing(tmp_path):
         paths.append(tmp_path / f"f{i}.fits")
         fits.HDUList(hdus).writeto(paths[-1])
     master = calstack.combine(paths, method="average")
-    assert master.ncombine[0, 0] == 2 and master.data[0, 0] == 150  # BLANK in frame 0
-    assert master.ncombine[5, 5] == 2 and master.data[5, 5] == 100  # masked in frame 1
+    assert master.ncombine[0, 0] == 2  # BLANK in frame 0
+    assert master.data[0, 0] == 150
+    assert master.ncombine[5, 5] == 2  # masked in frame 1
+    assert master.data[5, 5] == 100
     assert master.data[1, 1] == pytest.approx(400 / 3)
     arrays = [np.full((4, 4), 1.0), np.full((4, 4), np.nan), np.full((4, 4), 3.0)]
     assert calstack.combine(arrays).data[0, 0] == 2.0
@@ -148,7 +151,9 @@ def test_all_rejected_pixels_are_masked_nan():
     frames = [np.ones((3, 3)), np.ones((3, 3))]
     frames[0][1, 1] = frames[1][1, 1] = np.nan
     master = calstack.combine(frames)
-    assert np.isnan(master.data[1, 1]) and master.mask[1, 1] and master.ncombine[1, 1] == 0
+    assert np.isnan(master.data[1, 1])
+    assert master.mask[1, 1]
+    assert master.ncombine[1, 1] == 0
     assert master.mask.sum() == 1
 
 
@@ -204,15 +209,18 @@ def test_provenance_header(dark_files):
     files, _, _ = dark_files
     master = calstack.combine(files, **RECIPE)
     header = master.meta
-    assert header["COMBINED"] is True and header["NCOMBINE"] == len(files)
+    assert header["COMBINED"] is True
+    assert header["NCOMBINE"] == len(files)
     assert header["IMCMB001"] == files[0].rsplit("/", 1)[1]
     assert header[f"IMCMB{len(files):03d}"] == files[-1].rsplit("/", 1)[1]
     assert (header["CMBMETH"], header["CMBREJ"]) == ("average", "sigma_clip")
     assert (header["CMBSLOW"], header["CMBSHIGH"]) == (5.0, 5.0)
     assert (header["CMBCEN"], header["CMBSTD"], header["CMBITER"]) == ("median", "mad_std", 1)
     assert header["CALSTACK"] == calstack.__version__
-    assert header["IMAGETYP"] == "DARK" and header["EXPTIME"] == 90.0
-    assert "NAXIS1" not in header and "BZERO" not in header
+    assert header["IMAGETYP"] == "DARK"
+    assert header["EXPTIME"] == 90.0
+    assert "NAXIS1" not in header
+    assert "BZERO" not in header
     kept = master.ncombine.sum()
     assert header["CMBREJFR"] == pytest.approx(1 - kept / (len(files) * 48 * 40), abs=1e-8)
     assert header["CMBREJFR"] > 0
@@ -311,7 +319,8 @@ def test_mixed_dtypes_and_a_single_frame(tmp_path):
     fits.writeto(b, np.full((5, 6), 101.5, np.float64))
     assert calstack.combine([a, b]).data[0, 0] == pytest.approx(100.75)
     single = calstack.combine([b], **RECIPE)
-    assert single.data[0, 0] == 101.5 and single.uncertainty.array[0, 0] == 0
+    assert single.data[0, 0] == 101.5
+    assert single.uncertainty.array[0, 0] == 0
     assert single.meta["NCOMBINE"] == 1
 
 
@@ -321,7 +330,8 @@ def test_thousands_of_small_frames(tmp_path):
         files.append(tmp_path / f"s{i:04d}.fits")
         fits.writeto(files[-1], np.full((4, 4), float(i % 10), np.float32))
     master = calstack.combine(files, method="median", mem_limit="20MB")
-    assert master.data[0, 0] == 4.5 and (master.ncombine == 2000).all()
+    assert master.data[0, 0] == 4.5
+    assert (master.ncombine == 2000).all()
 
 
 def test_non_numeric_scaling_keyword_is_a_frame_error(tmp_path):

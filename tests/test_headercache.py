@@ -154,7 +154,8 @@ def test_a_name_sqlite_cannot_hold_is_read_every_time(tmp_path, reads, logged):
     reads.clear()
     assert column(ImageIndex(folder, cache=db), "exptime") == [1.0, 1.0]
     assert reads == ["caf\udce9.fits"]
-    assert cached_paths(db) == {str(folder / "a.fits")} and warnings_of(logged) == []
+    assert cached_paths(db) == {str(folder / "a.fits")}
+    assert warnings_of(logged) == []
 
 
 def test_threads_share_one_cache(tmp_path):
@@ -218,7 +219,8 @@ def test_a_bad_cache_is_moved_aside_and_rebuilt(messy, tmp_path, reads, logged, 
     logged.clear()
     reads.clear()
     assert_same(ImageIndex(messy, cache=db).table, expected)  # the new cache serves it
-    assert reads == [] and logged.records == []
+    assert reads == []
+    assert logged.records == []
 
 
 def test_corruption_found_by_a_lookup_moves_the_cache_aside(messy, tmp_path, logged):
@@ -300,7 +302,8 @@ def test_a_read_only_cache_is_used_but_not_written(messy, tmp_path, reads, logge
     finally:
         folder.chmod(0o755)
     assert_same(index.table, ImageIndex(messy, cache=False).table)
-    assert "a_dark7.fits" not in reads and len(set(reads)) == 8
+    assert "a_dark7.fits" not in reads
+    assert len(set(reads)) == 8
     [warning] = warnings_of(logged)
     assert warning.startswith(f"header cache {folder / 'headers.sqlite'}: update failed (")
 

@@ -29,15 +29,20 @@ def test_rows_columns_and_types(messy):
                                          "DARK", "DARK", None, None]
     assert column(index, "exptime") == [7.0, 7.0000001, 70.0, 0.0, 300.0, None, 70.0, 71.0,
                                         None, None]
-    assert t["exptime"].dtype == np.float64 and t["naxis1"].dtype == np.int64
-    assert t["imagetyp"].dtype.kind == "U" and t["hdu"].dtype == np.int64
+    assert t["exptime"].dtype == np.float64
+    assert t["naxis1"].dtype == np.int64
+    assert t["imagetyp"].dtype.kind == "U"
+    assert t["hdu"].dtype == np.int64
     # the compressed image reports the image's BITPIX and size, not the BINTABLE's
     assert column(index, "bitpix") == [-32, -32, -32, 16, -32, -32, -32, -32, None, None]
-    assert column(index, "naxis1")[5] == 12 and column(index, "naxis2")[5] == 8
-    assert column(index, "ccd-temp")[2] == -20.0 and column(index, "gain")[1] == 1.5
+    assert column(index, "naxis1")[5] == 12
+    assert column(index, "naxis2")[5] == 8
+    assert column(index, "ccd-temp")[2] == -20.0
+    assert column(index, "gain")[1] == 1.5
     # extension rows inherit the primary keywords they lack (OBJECT) and keep their own
     assert column(index, "object")[6:8] == ["primary", "primary"]
-    assert len(index) == 10 and index.summary is index.table
+    assert len(index) == 10
+    assert index.summary is index.table
 
 
 def test_unreadable_files_are_rows_not_exceptions(messy):
@@ -78,11 +83,14 @@ def test_explicit_files_and_several_locations(messy, tmp_path):
 def test_all_keywords(messy):
     index = ImageIndex(messy, keywords="*")
     names = index.table.colnames
-    assert names[:4] == ["file", "path", "hdu", "extname"] and names[-1] == "error"
+    assert names[:4] == ["file", "path", "hdu", "extname"]
+    assert names[-1] == "error"
     for name in ("simple", "bitpix", "naxis1", "imagetyp", "exptime", "filter", "gain",
                  "ccd-temp", "ccdname", "bzero", "object"):
         assert name in names
-    assert "extname" not in names[4:] and "ttype1" not in names and "zimage" not in names
+    assert "extname" not in names[4:]
+    assert "ttype1" not in names
+    assert "zimage" not in names
     assert column(index, "ccdname")[6:8] == ["left", "right"]
     assert column(index, "gain") == [None, 1.5] + [None] * 8
     assert column(index, "bzero")[3] == 32768
@@ -95,14 +103,17 @@ def test_chosen_keywords_and_hierarch(tmp_path):
     index = ImageIndex(tmp_path, keywords=["exptime", "HIERARCH ESO DET DIT", "MISSING"])
     assert index.table.colnames == ["file", "path", "hdu", "extname", "exptime", "eso det dit",
                                     "missing", "error"]
-    assert column(index, "eso det dit") == [5.0] and column(index, "missing") == [None]
+    assert column(index, "eso det dit") == [5.0]
+    assert column(index, "missing") == [None]
     assert index.files({"eso det dit": 5}) == ["eso.fits"]
     assert index.files({"HIERARCH ESO DET DIT": 5}) == ["eso.fits"]
 
 
 def test_empty_folder(tmp_path):
     index = ImageIndex(tmp_path)
-    assert len(index) == 0 and index.files() == [] and len(index.unreadable) == 0
+    assert len(index) == 0
+    assert index.files() == []
+    assert len(index.unreadable) == 0
     assert "imagetyp" in index.table.colnames
 
 
@@ -128,7 +139,8 @@ def test_filter_is_case_and_blank_insensitive(messy):
     assert index.files(imagetyp=" DARK ") == index.files(imagetyp="dark")
     assert index.files(imagetyp="bias frame") == ["d_bias.fits"]
     darks = index.filter(imagetyp="dark")
-    assert isinstance(darks, ImageIndex) and len(darks) == 6
+    assert isinstance(darks, ImageIndex)
+    assert len(darks) == 6
     assert column(darks, "hdu") == [0, 0, 0, 0, 1, 2]
 
 

@@ -51,7 +51,8 @@ def test_scale_and_zero_match_the_reference_on_prepared_values():
     np.testing.assert_allclose(master.data, data, rtol=1e-10)
     np.testing.assert_array_equal(master.ncombine, count)
     np.testing.assert_allclose(master.frame_rejected, frames_rejected / frames[0].size)
-    assert master.meta["CMBSCALE"] == "mean" and master.meta["CMBZERO"] == "median"
+    assert master.meta["CMBSCALE"] == "mean"
+    assert master.meta["CMBZERO"] == "median"
     assert sum("calstack scale" in h for h in master.meta["HISTORY"]) == 5
 
 

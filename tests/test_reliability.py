@@ -197,4 +197,5 @@ def test_frames_with_uncert_mask_and_ncomb_extensions(tmp_path):
     combined = calstack.combine(paths, method="average")
     expected = np.mean([frames.astype(np.float64).mean(axis=0) + i for i in range(3)], axis=0)
     np.testing.assert_allclose(combined.data[1:], expected[1:], rtol=1e-6)
-    assert np.isnan(combined.data[0, 0]) and combined.ncombine[0, 0] == 0
+    assert np.isnan(combined.data[0, 0])
+    assert combined.ncombine[0, 0] == 0
