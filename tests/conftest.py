@@ -94,4 +94,4 @@ def column(index, name):
     """An ImageIndex table column as a list, masked values as None."""
     col = index.table[name]
     mask = np.ma.getmaskarray(col)
-    return [None if m else v for v, m in zip(np.asarray(col).tolist(), mask)]
+    return [None if m else v for v, m in zip(np.asarray(col).tolist(), mask, strict=True)]

@@ -79,7 +79,7 @@ def test_matches_ccdproc(name):
     _assert_same(ccdproc_compat.combine(images, **kwargs), _ccdproc(images, **kwargs), rtol)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(clip_extrema=True, nlow=2, nhigh=1),
+@pytest.mark.parametrize("kwargs", [{}, dict(clip_extrema=True, nlow=2, nhigh=1),
                                     dict(sigma_clip=True, sigma_clip_low_thresh=1.5),
                                     dict(method="median", minmax_clip=True, minmax_clip_max=110)])
 def test_masked_inputs_match_ccdproc(kwargs):
@@ -118,7 +118,7 @@ def test_result_carries_ncombine_and_the_first_header():
 
 def test_masked_weights_do_not_count_unlike_ccdproc():
     images = _images(n=3, shape=(1, 1))
-    for image, value in zip(images, (10.0, 20.0, 1000.0)):
+    for image, value in zip(images, (10.0, 20.0, 1000.0), strict=True):
         image.data[...] = value
     result = ccdproc_compat.combine(images, weights=np.array([1.0, 1.0, 2.0]),
                                     minmax_clip=True, minmax_clip_max=500)

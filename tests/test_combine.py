@@ -140,7 +140,8 @@ def test_ccddata_masks_and_user_masks(dark_files):
     masks = [np.zeros(frames[0].shape, bool) for _ in frames]
     masks[0][:] = True
     a = calstack.combine(list(frames), masks=masks)
-    b = calstack.combine([CCDData(f, unit="adu", mask=m) for f, m in zip(frames, masks)])
+    b = calstack.combine([CCDData(f, unit="adu", mask=m)
+                          for f, m in zip(frames, masks, strict=True)])
     expected = frames[1:].astype(np.float64).mean(axis=0)
     np.testing.assert_allclose(a.data, expected, rtol=1e-6)
     np.testing.assert_array_equal(a.data, b.data)
@@ -174,7 +175,7 @@ def test_compressed_gzip_and_mef_inputs_match_plain(tmp_path):
                       fits.ImageHDU(frame, name="CCD2")]).writeto(mef)
         variants.append((gz, fz, mef))
     expected = calstack.combine(plain, **RECIPE).data
-    gz, fz, mef = zip(*variants)
+    gz, fz, mef = zip(*variants, strict=True)
     np.testing.assert_array_equal(calstack.combine(list(gz), **RECIPE).data, expected)
     np.testing.assert_array_equal(calstack.combine(list(fz), **RECIPE).data, expected)
     np.testing.assert_array_equal(calstack.combine(list(mef), hdu="CCD2", **RECIPE).data, expected)
@@ -239,7 +240,7 @@ def test_recipe_style_meta_assignment_and_write(tmp_path, dark_files):
     files, _, _ = dark_files
     combined_dark = calstack.combine(files, **RECIPE)
     combined_dark.meta["combined"] = True
-    combined_dark.write(tmp_path / "combined_dark_{:6.3f}.fit".format(90.0))
+    combined_dark.write(tmp_path / f"combined_dark_{90.0:6.3f}.fit")
     path = tmp_path / "combined_dark_90.000.fit"
     header = fits.getheader(path)
     assert header["COMBINED"] is True
@@ -286,11 +287,11 @@ def test_inconsistent_frames_name_the_file(tmp_path, dark_files):
     files, _, _ = dark_files
     odd = tmp_path / "odd.fits"
     fits.writeto(odd, np.zeros((10, 10), np.float32))
-    with pytest.raises(FrameError, match="odd.fits: has shape 10x10 but .* has 48x40"):
+    with pytest.raises(FrameError, match=r"odd\.fits: has shape 10x10 but .* has 48x40"):
         calstack.combine([*files, odd])
     other_unit = tmp_path / "electrons.fits"
     fits.writeto(other_unit, np.zeros((48, 40), np.float32), fits.Header({"BUNIT": "electron"}))
-    with pytest.raises(FrameError, match="electrons.fits: has BUNIT='electron'"):
+    with pytest.raises(FrameError, match=r"electrons\.fits: has BUNIT='electron'"):
         calstack.combine([*files, other_unit])
     with pytest.raises(OptionError, match="no frames to combine"):
         calstack.combine([])
@@ -339,5 +340,5 @@ def test_non_numeric_scaling_keyword_is_a_frame_error(tmp_path):
     hdu = fits.PrimaryHDU(np.zeros((4, 4), np.int16))
     hdu.header["BZERO"] = "lots"
     hdu.writeto(path, output_verify="ignore")
-    with pytest.raises(FrameError, match="odd.fits: HDU 0: BZERO = 'lots' is not a number"):
+    with pytest.raises(FrameError, match=r"odd\.fits: HDU 0: BZERO = 'lots' is not a number"):
         calstack.combine([path, path])

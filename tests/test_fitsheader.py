@@ -50,7 +50,7 @@ def pixels_at(path, info: HDUInfo, dtype):
 
 
 # --------------------------------------------------------------------------- values
-@pytest.mark.parametrize("text, value", [
+@pytest.mark.parametrize(("text", "value"), [
     ("'DARK    '           / type", "DARK"),
     ("'it''s a/b // c'     / comment with / slash", "it's a/b // c"),
     ("''                   / empty", ""),
@@ -146,7 +146,7 @@ def test_mef_with_empty_primary(tmp_path):
     assert infos[0].shape == ()
     assert infos[0].data_size == 0
     with fits.open(path) as ref:
-        for info, hdu in zip(infos, ref):
+        for info, hdu in zip(infos, ref, strict=True):
             loc = ref.fileinfo(info.index)
             assert (info.header_offset, info.data_offset) == (loc["hdrLoc"], loc["datLoc"])
             assert info.header == astropy_header(hdu.header)

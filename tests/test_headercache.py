@@ -76,7 +76,7 @@ def test_warm_index_reads_no_file_and_equals_an_uncached_one(messy, tmp_path, re
         assert_same(warm.table, ImageIndex(messy, recursive=True, keywords=keywords,
                                            cache=False).table)
     # unreadable files are cached with their reason
-    assert list(warm.unreadable["error"])[0].startswith("is not a FITS file")
+    assert warm.unreadable["error"][0].startswith("is not a FITS file")
     assert cached_paths(db) == set(map(str, cold.table["path"]))
     assert warnings_of(logged) == []
 
@@ -133,7 +133,7 @@ def test_a_file_unreadable_for_a_passing_reason_is_not_cached(tmp_path, monkeypa
     db = tmp_path / "cache" / "headers.sqlite"
     real = index_module.read_hdus
 
-    def denied(path, **kw):
+    def denied(path, **_options):
         raise FrameError(path, "cannot be read: Permission denied") from PermissionError(13, "")
 
     monkeypatch.setattr(index_module, "read_hdus", denied)
@@ -174,12 +174,12 @@ def test_threads_share_one_cache(tmp_path):
 
 
 # --------------------------------------------------------------------------- bad caches
-def _random_bytes(db, messy):
+def _random_bytes(db, _messy):
     db.write_bytes(np.random.default_rng(0).bytes(5000))
     return "is corrupt (file is not a database)"
 
 
-def _foreign_database(db, messy):
+def _foreign_database(db, _messy):
     with closing(sqlite3.connect(db)) as con:
         con.execute("CREATE TABLE stars (ra REAL, dec REAL)")
         con.commit()
@@ -231,8 +231,8 @@ def test_corruption_found_by_a_lookup_moves_the_cache_aside(messy, tmp_path, log
     db.write_bytes(bytes(data))
     assert_same(ImageIndex(messy, cache=db).table, ImageIndex(messy, cache=False).table)
     assert warnings_of(logged) == [
-        f"header cache {db} is corrupt (database disk image is malformed); moved it to "
-        f"{db}.bad, the next index starts a new one"]
+        (f"header cache {db} is corrupt (database disk image is malformed); moved it to "
+         f"{db}.bad, the next index starts a new one")]
     assert not db.exists()
     ImageIndex(messy, cache=db)
     assert len(cached_paths(db)) == 9
@@ -281,10 +281,10 @@ def test_a_locked_cache_still_gives_the_index(messy, tmp_path, logged, monkeypat
         other.close()
     assert_same(index.table, ImageIndex(messy, cache=False).table)
     assert warnings_of(logged) == [
-        f"header cache {db}: update failed (database is locked); the index is complete, but "
-        "the next one reads these files again. If this lasts, give a writable cache file "
-        "(--cache PATH, ImageIndex(cache=PATH) or $CALSTACK_CACHE_DIR) or turn it off "
-        "(--no-cache, cache=False)"]
+        (f"header cache {db}: update failed (database is locked); the index is complete, "
+         "but the next one reads these files again. If this lasts, give a writable cache file "
+         "(--cache PATH, ImageIndex(cache=PATH) or $CALSTACK_CACHE_DIR) or turn it off "
+         "(--no-cache, cache=False)")]
     assert cached_paths(db) == {str(messy / "a_dark7.fits")}
     ImageIndex(messy, cache=db)
     assert len(cached_paths(db)) == 9
@@ -310,7 +310,7 @@ def test_a_read_only_cache_is_used_but_not_written(messy, tmp_path, reads, logge
 
 # --------------------------------------------------------------------------- where it lives
 def test_cache_option_and_default_location(messy, tmp_path, header_cache_dir, monkeypatch):
-    with pytest.raises(OptionError, match="cache must be True .* not 1"):
+    with pytest.raises(OptionError, match=r"cache must be True .* not 1"):
         ImageIndex(messy, cache=1)
     ImageIndex(messy, cache=False)
     ImageIndex(messy, cache=None)

@@ -43,7 +43,7 @@ def test_masters_of_a_raw_night_match_the_truth(night, tmp_path):
     residual = bias - bias_truth
     assert abs(np.median(residual)) < 0.3
     assert _robust(residual) < 1.3 * np.median(bias_sigma) / np.sqrt(7)
-    for b, exptime in zip(built[1:3], (30, 120)):
+    for b, exptime in zip(built[1:3], (30, 120), strict=True):
         truth, sigma = _truth(night, f"dark_{exptime:.3f}")
         dark = fits.getdata(b.path).astype(float)
         residual = dark - (truth - bias_truth)  # bias subtracted
@@ -52,7 +52,7 @@ def test_masters_of_a_raw_night_match_the_truth(night, tmp_path):
         header = fits.getheader(b.path)
         assert header["BIASSUB"] == "combined_bias.fit"
         assert header["NCOMBINE"] == 5
-    for b, band in zip(built[3:], "RV"):
+    for b, band in zip(built[3:], "RV", strict=True):
         truth, _ = _truth(night, f"flat_{band}")
         flat, header = fits.getdata(b.path, header=True)
         assert np.median(flat) == pytest.approx(1.0, abs=2e-3)
@@ -65,7 +65,7 @@ def test_masters_of_a_raw_night_match_the_truth(night, tmp_path):
     assert table.splitlines()[0].split()[:3] == ["kind", "group", "frames"]
 
 
-def test_masters_command_json_and_rerun_ignores_masters(night, tmp_path, capsys):
+def test_masters_command_json_and_rerun_ignores_masters(night, capsys):
     out = night.outdir  # masters written into the night folder itself
     argv = ["masters", str(night.outdir), "-o", str(out), "--subtract-bias", "--json"]
     assert main(argv) == 0

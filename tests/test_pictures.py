@@ -73,7 +73,7 @@ def test_demo_builds_masters_and_pictures(tmp_path, capsys):
 def test_demo_masters_match_their_truth(tmp_path):
     from calstack.sim.demo import run_demo
 
-    results = run_demo(tmp_path, shape=(64, 64), say=lambda text: None)
+    results = run_demo(tmp_path, shape=(64, 64), say=lambda _text: None)
     night = [r for r in results if r["camera"] == "night"]
     assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat"]
     for r in night:  # unbiased, and as noisy as averaging N frames predicts (rejection costs a bit)
