@@ -140,7 +140,8 @@ def _run_child(spec, env=None):
     with tempfile.TemporaryDirectory(dir=CACHE) as out:
         spec = {**spec, "out": out}
         done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                              capture_output=True, text=True, env=env)
+                              capture_output=True, text=True, env=env,
+                              check=False)
     if done.returncode:
         raise RuntimeError(f"{spec['tool']} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])

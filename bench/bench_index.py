@@ -28,6 +28,7 @@ and ccdproc's dark frames against calstack's. Writes bench/results/bench_index_a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -70,8 +71,8 @@ def build(folder: Path, n: int) -> Path:
         day, rest = divmod(start, 86400.0)
         hour, rest = divmod(rest, 3600.0)
         minute, second = divmod(rest, 60.0)
-        hdr["DATE-OBS"] = (f"2024-03-{1 + int(day):02d}T{int(hour):02d}:{int(minute):02d}:"
-                           f"{second:06.3f}", "UTC start of exposure")
+        hdr["DATE-OBS"] = ((f"2024-03-{1 + int(day):02d}T{int(hour):02d}:{int(minute):02d}:"
+                            f"{second:06.3f}"), "UTC start of exposure")
         hdr["JD"] = (2460370.5 + start / 86400.0, "Julian date of exposure start")
         hdr["OBJECT"] = (f"field {i % 17}", "Target")
         hdr["TELESCOP"] = ("CDK20", "Telescope")
@@ -138,8 +139,8 @@ def run_small(args) -> int:
         ("every keyword ('*')", {"keywords": "*"}, {"keywords": "*"}),
         ("same 12 keywords", {}, {"keywords": keywords}),
     ):
-        t_cal, index = best_of(args.repeat, lambda: cal(**cal_kw))
-        t_ccd, coll = best_of(args.repeat, lambda: ccd(**ccd_kw))
+        t_cal, index = best_of(args.repeat, functools.partial(cal, **cal_kw))
+        t_ccd, coll = best_of(args.repeat, functools.partial(ccd, **ccd_kw))
         assert len(index) == len(coll.summary) == args.n, (len(index), len(coll.summary))
         rows.append({"case": label, "calstack_s": t_cal, "ccdproc_s": t_ccd,
                      "speedup": t_ccd / t_cal, "calstack_columns": len(index.table.colnames),
@@ -289,7 +290,8 @@ def run_archive(args) -> int:
         for suffix in ("", "-journal", ".bad"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
 
-    night0 = [path for path, name in zip(paths, names) if name.startswith("night-000/")]
+    night0 = [path for path, name in zip(paths, names, strict=True)
+              if name.startswith("night-000/")]
 
     def touch():  # a new mtime, same size: these files are read again
         for path in night0:
@@ -342,7 +344,8 @@ def run_archive(args) -> int:
                                                                            filenames=subset))
         theirs = sorted(coll.files_filtered(imagetyp="dark"))
     print(f"  ccdproc, {len(subset)} files: {t_ccd:.3f} s", flush=True)
-    darks = [name for name, hdu, imagetyp in zip(plain["file"], plain["hdu"], plain["imagetyp"])
+    darks = [name for name, hdu, imagetyp
+             in zip(plain["file"], plain["hdu"], plain["imagetyp"], strict=True)
              if imagetyp.strip().lower() == "dark" and hdu == 0]
     ours = sorted(name.rsplit("/", 1)[-1] for name in set(subset).intersection(darks))
     same_darks = ours == theirs  # ccdproc lists bare names

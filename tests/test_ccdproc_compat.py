@@ -37,7 +37,8 @@ def _assert_same(ours, theirs, rtol=1e-10):
     np.testing.assert_allclose(ours.uncertainty.array, theirs.uncertainty.array, rtol=rtol * 10,
                                atol=1e-9, equal_nan=True)
     np.testing.assert_array_equal(ours.mask, theirs.mask)
-    assert ours.unit == theirs.unit and ours.data.dtype == theirs.data.dtype
+    assert ours.unit == theirs.unit
+    assert ours.data.dtype == theirs.data.dtype
 
 
 def _inv_median(a):
@@ -78,7 +79,7 @@ def test_matches_ccdproc(name):
     _assert_same(ccdproc_compat.combine(images, **kwargs), _ccdproc(images, **kwargs), rtol)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(clip_extrema=True, nlow=2, nhigh=1),
+@pytest.mark.parametrize("kwargs", [{}, dict(clip_extrema=True, nlow=2, nhigh=1),
                                     dict(sigma_clip=True, sigma_clip_low_thresh=1.5),
                                     dict(method="median", minmax_clip=True, minmax_clip_max=110)])
 def test_masked_inputs_match_ccdproc(kwargs):
@@ -110,13 +111,14 @@ def test_files_comma_string_and_image_collection(tmp_path):
 def test_result_carries_ncombine_and_the_first_header():
     images = _images(n=4)
     result = ccdproc_compat.combine(images)
-    assert result.meta["NCOMBINE"] == 4 and result.meta["FRAME"] == 0
+    assert result.meta["NCOMBINE"] == 4
+    assert result.meta["FRAME"] == 0
     assert "NCOMBINE" not in _ccdproc(images).meta  # the documented difference
 
 
 def test_masked_weights_do_not_count_unlike_ccdproc():
     images = _images(n=3, shape=(1, 1))
-    for image, value in zip(images, (10.0, 20.0, 1000.0)):
+    for image, value in zip(images, (10.0, 20.0, 1000.0), strict=True):
         image.data[...] = value
     result = ccdproc_compat.combine(images, weights=np.array([1.0, 1.0, 2.0]),
                                     minmax_clip=True, minmax_clip_max=500)

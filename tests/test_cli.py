@@ -1,6 +1,7 @@
 """The calstack command line: the recipe as one command, output names, errors."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from astropy.io import fits
 from conftest import make_darks, write_frames
 
-from calstack.cli import main
+from calstack.cli import _build_parser, main
 
 
 @pytest.fixture
@@ -41,7 +42,12 @@ def test_combine_recipe_writes_one_master_per_exposure_time(night, tmp_path, cap
     assert lines[0].startswith("dark exptime=7.000: 3 frames -> ")
     assert "combined_dark_7.000.fit (rejected " in lines[0]
     header = fits.getheader(out / "combined_dark_70.000.fit")
-    assert header["COMBINED"] is True and header["NCOMBINE"] == 3 and header["EXPTIME"] == 70.0
+    assert header["COMBINED"] is True
+    assert header["NCOMBINE"] == 3
+    assert header["EXPTIME"] == 70.0
+    # the reference recipe's mark, as the FITS logical T (not the string 'True' nor 1), once
+    raw = (out / "combined_dark_70.000.fit").read_bytes()
+    assert raw.count(b"COMBINED=                    T / combined from several frames") == 1
 
 
 def test_guide_template_and_json(night, tmp_path, capsys):
@@ -78,7 +84,8 @@ def test_unknown_option_suggests_nearest(night, capsys):
         main(["combine", str(night), "--sigma-clp", "5", "5"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "unrecognized arguments: --sigma-clp" in err and "did you mean '--sigma-clip'" in err
+    assert "unrecognized arguments: --sigma-clp" in err
+    assert "did you mean '--sigma-clip'" in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -86,7 +93,8 @@ def test_bad_value_is_one_line_error(night, tmp_path, capsys):
     assert main(["combine", str(night), "--imagetyp", "dark", "--method", "mean",
                  "-o", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "method='mean' is not valid" in err
+    assert err.count("\n") == 0
+    assert "method='mean' is not valid" in err
 
 
 def test_one_group_when_group_by_is_empty(night, tmp_path):
@@ -95,7 +103,24 @@ def test_one_group_when_group_by_is_empty(night, tmp_path):
                  "-q"]) == 0
     assert [p.name for p in out.iterdir()] == ["combined_bias.fit"]
     data = fits.getdata(out / "combined_bias.fit")
-    assert data.shape == (24, 20) and np.isfinite(data).all()
+    assert data.shape == (24, 20)
+    assert np.isfinite(data).all()
+
+
+COMMANDS = sorted(_build_parser().commands)  # every subcommand, as the parser has them
+
+
+def test_the_command_list_is_the_parser_s():
+    assert {"index", "simulate", "combine", "masters", "show", "demo"} <= set(COMMANDS)
+
+
+def _assert_lists_every_command(text):
+    assert text.startswith("usage: calstack ")
+    for command in COMMANDS:
+        # its own entry in the COMMAND list (indented 4, where a wrapped help line is indented
+        # further, so 'masters' in demo's help does not count), with its help after it
+        assert re.search(rf"^ {{4}}{command} {{2,}}\S", text, re.MULTILINE), command
+    assert "==SUPPRESS==" not in text
 
 
 def test_version_and_help_run_as_a_process():
@@ -104,8 +129,25 @@ def test_version_and_help_run_as_a_process():
     assert done.stdout.startswith("calstack ")
     done = subprocess.run([sys.executable, "-m", "calstack.cli", "--help"],
                           capture_output=True, text=True, check=True)
-    for command in ("index", "simulate", "combine", "show", "demo"):
-        assert command in done.stdout
+    _assert_lists_every_command(done.stdout)
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_lists_every_command(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([flag])
+    assert exit_.value.code == 0
+    _assert_lists_every_command(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: calstack {command} [-h]")
+    assert "options:\n  -h, --help" in out
 
 
 def test_unreadable_file_stops_before_writing_unless_skip_bad(night, tmp_path, capsys):
@@ -113,11 +155,13 @@ def test_unreadable_file_stops_before_writing_unless_skip_bad(night, tmp_path, c
     out = tmp_path / "out"
     assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "broken.fits" in err and "--skip-bad" in err
+    assert "broken.fits" in err
+    assert "--skip-bad" in err
     assert not out.exists() or not any(out.iterdir())
     assert main(["combine", str(night), *RECIPE_ARGS, "--output-dir", str(out), "--skip-bad"]) == 0
     err = capsys.readouterr().err
-    assert "skipping unreadable" in err and "broken.fits" in err
+    assert "skipping unreadable" in err
+    assert "broken.fits" in err
     assert len(list(out.iterdir())) == 3
 
 
@@ -127,10 +171,11 @@ def test_skip_bad_in_the_api_records_skipped_frames(night, tmp_path):
     files = sorted(str(p) for p in night.glob("dark-007*"))
     bad = tmp_path / "truncated.fits"
     bad.write_bytes(Path(files[0]).read_bytes()[:4000])
-    with pytest.raises(calstack.FrameError, match="truncated.fits"):
+    with pytest.raises(calstack.FrameError, match=r"truncated\.fits"):
         calstack.combine([*files, bad])
     master = calstack.combine([*files, bad], skip_bad=True)
-    assert master.meta["NCOMBINE"] == 3 and master.meta["CMBSKIP"] == 1
+    assert master.meta["NCOMBINE"] == 3
+    assert master.meta["CMBSKIP"] == 1
     assert [p for p, _ in master.skipped] == [str(bad)]
     assert any("truncated.fits" in h for h in master.meta["HISTORY"])
 
@@ -161,7 +206,8 @@ def test_frames_without_the_group_key_are_reported(night, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["combine", str(night), *RECIPE_ARGS, "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "1 selected frame(s) lack a value for exptime" in err and "no-exptime.fits" in err
+    assert "1 selected frame(s) lack a value for exptime" in err
+    assert "no-exptime.fits" in err
     assert len(list(out.iterdir())) == 3
 
 
@@ -188,7 +234,8 @@ def test_other_spellings_of_imagetyp_are_named_and_can_be_selected(night, tmp_pa
     captured = capsys.readouterr()
     assert ("2 frame(s) have IMAGETYP 'Dark Frame', another spelling of dark, and were not "
             "selected") in captured.err
-    assert "acq" in captured.err and "--imagetyp dark --imagetyp 'Dark Frame'" in captured.err
+    assert "acq" in captured.err
+    assert "--imagetyp dark --imagetyp 'Dark Frame'" in captured.err
     assert [m["n_frames"] for m in json.loads(captured.out)] == [3, 3, 3]
     assert main([*args, "--imagetyp", "DARK", "--imagetyp", "dark frame",
                  "-o", str(tmp_path / "b")]) == 0
@@ -202,10 +249,12 @@ def test_other_spellings_of_imagetyp_are_named_and_can_be_selected(night, tmp_pa
 def test_index_command_formats(night, capsys):
     assert main(["index", str(night), "--format", "json", "--select", "imagetyp=bias"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 2 and {r["imagetyp"] for r in rows} == {"BIAS"}
+    assert len(rows) == 2
+    assert {r["imagetyp"] for r in rows} == {"BIAS"}
     assert main(["index", str(night), "--format", "csv", "--keywords", "imagetyp,exptime"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "file,path,hdu,extname,imagetyp,exptime,error" and len(lines) == 12
+    assert lines[0] == "file,path,hdu,extname,imagetyp,exptime,error"
+    assert len(lines) == 12
     assert main(["index", str(night)]) == 0
     assert "dark-300.000-002.fits" in capsys.readouterr().out
 
@@ -219,14 +268,15 @@ def test_simulate_command_counts_and_sizes(tmp_path, capsys):
     assert [f.name for f in frames] == ["dark-005.000s-001.fits", "dark-005.000s-002.fits",
                                         "dark-050.000s-001.fits", "dark-050.000s-002.fits"]
     with fits.open(frames[0]) as hdul:
-        assert hdul[0].data.shape == (32, 48) and hdul[0].header["BZERO"] == 32768
+        assert hdul[0].data.shape == (32, 48)
+        assert hdul[0].header["BZERO"] == 32768
     again = ["simulate", str(out), "--preset", "cryo", "--shape", "32", "48", "--exptimes", "5"]
     assert main(again) == 1  # the files exist: refuses, before writing anything
     assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
 
 
-def test_combine_with_another_rejection_scaling_and_weights(dark_files, tmp_path, capsys):
-    paths, _, _ = dark_files
+@pytest.mark.usefixtures("dark_files")  # the darks in tmp_path
+def test_combine_with_another_rejection_scaling_and_weights(tmp_path, capsys):
     folder = str(tmp_path)
     out = tmp_path / "out"
     argv = ["combine", folder, "--imagetyp", "dark", "-o", str(out), "--rejection", "ccdclip",
@@ -238,8 +288,11 @@ def test_combine_with_another_rejection_scaling_and_weights(dark_files, tmp_path
     assert main(argv) == 0
     built = json.loads(capsys.readouterr().out)
     header = fits.getheader(built[0]["path"])
-    assert header["CMBREJ"] == "ccdclip" and header["CMBGAIN"] == 2.0 and header["CMBRDNS"] == 5.0
-    assert header["CMBSCALE"] == "median" and header["CMBWEIGH"] == "exptime"
+    assert header["CMBREJ"] == "ccdclip"
+    assert header["CMBGAIN"] == 2.0
+    assert header["CMBRDNS"] == 5.0
+    assert header["CMBSCALE"] == "median"
+    assert header["CMBWEIGH"] == "exptime"
     assert main(["combine", folder, "--imagetyp", "dark", "-o", str(out), "--overwrite",
                  "--rejection", "sigma_clipp"]) == 1
     assert "did you mean 'sigma_clip'" in capsys.readouterr().err

@@ -46,7 +46,7 @@ def within(function, *args, **kwargs):
     def target():
         try:
             outcome["value"] = function(*args, **kwargs)
-        except BaseException as exc:  # re-raised in the test's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             outcome["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)
@@ -109,7 +109,8 @@ CASES = {
 def test_same_master_as_the_local_backend(client, darks, options):
     local = calstack.combine(darks, mem_limit=SMALL, **options)
     ours = within(calstack.combine, darks, client=client, mem_limit=SMALL, **options)
-    assert len(local.plan.tiles) > 1 and len(ours.plan.tiles) >= 2 * 2  # a few bands a worker
+    assert len(local.plan.tiles) > 1
+    assert len(ours.plan.tiles) >= 2 * 2  # a few bands a worker
     assert_identical(ours, local)
     assert ours.rejected_fraction > 0 or options.get("rejection") is None
 
@@ -128,7 +129,8 @@ def test_raw_frames_with_bias_and_dark_from_files(client, tmp_path):
     local = calstack.combine(flats, **options)
     ours = within(calstack.combine, flats, client=client, **options)
     assert_identical(ours, local)
-    assert ours.meta["BIASSUB"] == "bias.fits" and len(night.frames) > len(flats)
+    assert ours.meta["BIASSUB"] == "bias.fits"
+    assert len(night.frames) > len(flats)
 
 
 def test_tile_compressed_and_integer_frames(client, tmp_path):
@@ -154,7 +156,7 @@ def test_many_groups_run_as_one_graph(client, tmp_path):
         groups.append(write_frames(tmp_path, frames, exptime=exptime))
     masters = within(list, combine_many(groups, client, mem_limit=SMALL, **RECIPE))
     assert [m.meta["EXPTIME"] for m in masters] == [7.0, 70.0, 300.0]
-    for group, master in zip(groups, masters):
+    for group, master in zip(groups, masters, strict=True):
         assert_identical(master, calstack.combine(group, mem_limit=SMALL, **RECIPE))
     assert not held_keys(client)  # every band released
 
@@ -170,7 +172,7 @@ def test_masters_of_a_night_on_the_cluster_equal_local(client, tmp_path):
     remote = within(build_night, index, tmp_path / "remote", subtract_bias=True,
                     subtract_dark=True, mem_limit=SMALL, client=client)
     assert [b.path.name for b in remote] == [b.path.name for b in local]
-    for a, b in zip(local, remote):
+    for a, b in zip(local, remote, strict=True):
         np.testing.assert_array_equal(fits.getdata(a.path), fits.getdata(b.path))
         np.testing.assert_array_equal(fits.getdata(a.path, "NCOMB"), fits.getdata(b.path, "NCOMB"))
         assert a.frame_rejected == b.frame_rejected
@@ -221,7 +223,7 @@ def test_workers_that_keep_dying_are_a_cluster_error(client, darks):
     allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0
     client.run(_slow_down, 0, 1)  # every worker dies on its first band
     try:
-        with pytest.raises(ClusterError, match="workers kept dying.*lower mem_limit"):
+        with pytest.raises(ClusterError, match=r"workers kept dying.*lower mem_limit"):
             within(calstack.combine, darks, client=client, **RECIPE)
     finally:
         scheduler.allowed_failures = allowed
@@ -232,11 +234,11 @@ def test_workers_that_keep_dying_are_a_cluster_error(client, darks):
 
 def test_in_memory_frames_and_gzip_are_refused(client, darks, tmp_path):
     frames, _ = make_darks(n=3, shape=(60, 40))
-    with pytest.raises(OptionError, match="is in memory.*write it to FITS.*without client="):
+    with pytest.raises(OptionError, match=r"is in memory.*write it to FITS.*without client="):
         calstack.combine(list(frames), client=client)
-    with pytest.raises(OptionError, match="the bias .* is in memory"):
+    with pytest.raises(OptionError, match=r"the bias .* is in memory"):
         calstack.combine(darks, bias=frames[0], client=client)
-    with pytest.raises(OptionError, match="per-pixel weights.*per frame"):
+    with pytest.raises(OptionError, match=r"per-pixel weights.*per frame"):
         calstack.combine(darks, weights=[np.ones((60, 40))] * 9, client=client)
     gz = tmp_path / "dark.fits.gz"
     fits.writeto(gz, frames[0])
@@ -244,7 +246,7 @@ def test_in_memory_frames_and_gzip_are_refused(client, darks, tmp_path):
         calstack.combine([*darks, str(gz)][-3:], client=client)
 
 
-def test_a_file_the_workers_cannot_read_is_named(client, darks, tmp_path):
+def test_a_file_the_workers_cannot_read_is_named(client, tmp_path):
     from calstack.stacking.dispatch import run
 
     copies = write_frames(tmp_path, make_darks(n=3)[0])
@@ -258,14 +260,14 @@ def test_a_file_the_workers_cannot_read_is_named(client, darks, tmp_path):
 def test_parallel_current_scheduler(client, darks):
     import distributed
 
-    with pytest.raises(OptionError, match="found no Dask client.*pass client="):
+    with pytest.raises(OptionError, match=r"found no Dask client.*pass client="):
         calstack.combine(darks, parallel="current-scheduler")
     with distributed.Client(client.scheduler.address):  # the default client, as users make it
         ours = within(calstack.combine, darks, parallel="current-scheduler", **RECIPE)
     assert_identical(ours, calstack.combine(darks, **RECIPE))
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(("kwargs", "message"), [
     (dict(parallel="cluster"), "parallel='cluster' is not valid; allowed values"),
     (dict(client="tcp://127.0.0.1:8786"), "client= must be a distributed.Client, not str"),
     (dict(client="c", parallel="current-scheduler"), "not both"),
@@ -294,19 +296,18 @@ def test_cli_scheduler_address_and_local_cluster(client, darks, tmp_path):
     here = fits.open(tmp_path / "here" / name)
     for other in ("remote", "local"):
         with fits.open(tmp_path / other / name) as there:
-            for a, b in zip(here, there):
+            for a, b in zip(here, there, strict=True):
                 assert np.array_equal(a.data, b.data, equal_nan=True)
     here.close()
 
 
 def test_connect_errors_name_the_fix():
     pytest.importorskip("distributed")
-    with pytest.raises(OptionError, match="local:N with N >= 1"):
-        with connect("local:0"):
-            pass
-    with pytest.raises(OptionError, match="no Dask scheduler answers there.*dask scheduler"):
-        with connect("tcp://127.0.0.1:9", timeout="0.5s"):
-            pass
+    with pytest.raises(OptionError, match="local:N with N >= 1"), connect("local:0"):
+        pass
+    with (pytest.raises(OptionError, match=r"no Dask scheduler answers there.*dask scheduler"),
+          connect("tcp://127.0.0.1:9", timeout="0.5s")):
+        pass
     with connect(None) as nothing:
         assert nothing is None
 

@@ -65,7 +65,8 @@ def test_tiled_equals_untiled(dark_files):
     files, _, _ = dark_files
     whole = calstack.combine(files, mem_limit="1GB", **RECIPE)
     tiled = calstack.combine(files, mem_limit=8 * 1024**2 + 48 * 40 * 11 + 7 * 40 * 4 * 5, **RECIPE)
-    assert len(tiled.plan.tiles) > 1 and len(whole.plan.tiles) == 1
+    assert len(tiled.plan.tiles) > 1
+    assert len(whole.plan.tiles) == 1
     np.testing.assert_array_equal(tiled.data, whole.data)
     np.testing.assert_array_equal(tiled.uncertainty.array, whole.uncertainty.array)
     np.testing.assert_array_equal(tiled.ncombine, whole.ncombine)
@@ -125,8 +126,10 @@ def test_blank_and_mask_extension_and_nan_are_missing(tmp_path):
         paths.append(tmp_path / f"f{i}.fits")
         fits.HDUList(hdus).writeto(paths[-1])
     master = calstack.combine(paths, method="average")
-    assert master.ncombine[0, 0] == 2 and master.data[0, 0] == 150  # BLANK in frame 0
-    assert master.ncombine[5, 5] == 2 and master.data[5, 5] == 100  # masked in frame 1
+    assert master.ncombine[0, 0] == 2  # BLANK in frame 0
+    assert master.data[0, 0] == 150
+    assert master.ncombine[5, 5] == 2  # masked in frame 1
+    assert master.data[5, 5] == 100
     assert master.data[1, 1] == pytest.approx(400 / 3)
     arrays = [np.full((4, 4), 1.0), np.full((4, 4), np.nan), np.full((4, 4), 3.0)]
     assert calstack.combine(arrays).data[0, 0] == 2.0
@@ -137,7 +140,8 @@ def test_ccddata_masks_and_user_masks(dark_files):
     masks = [np.zeros(frames[0].shape, bool) for _ in frames]
     masks[0][:] = True
     a = calstack.combine(list(frames), masks=masks)
-    b = calstack.combine([CCDData(f, unit="adu", mask=m) for f, m in zip(frames, masks)])
+    b = calstack.combine([CCDData(f, unit="adu", mask=m)
+                          for f, m in zip(frames, masks, strict=True)])
     expected = frames[1:].astype(np.float64).mean(axis=0)
     np.testing.assert_allclose(a.data, expected, rtol=1e-6)
     np.testing.assert_array_equal(a.data, b.data)
@@ -148,7 +152,9 @@ def test_all_rejected_pixels_are_masked_nan():
     frames = [np.ones((3, 3)), np.ones((3, 3))]
     frames[0][1, 1] = frames[1][1, 1] = np.nan
     master = calstack.combine(frames)
-    assert np.isnan(master.data[1, 1]) and master.mask[1, 1] and master.ncombine[1, 1] == 0
+    assert np.isnan(master.data[1, 1])
+    assert master.mask[1, 1]
+    assert master.ncombine[1, 1] == 0
     assert master.mask.sum() == 1
 
 
@@ -169,7 +175,7 @@ def test_compressed_gzip_and_mef_inputs_match_plain(tmp_path):
                       fits.ImageHDU(frame, name="CCD2")]).writeto(mef)
         variants.append((gz, fz, mef))
     expected = calstack.combine(plain, **RECIPE).data
-    gz, fz, mef = zip(*variants)
+    gz, fz, mef = zip(*variants, strict=True)
     np.testing.assert_array_equal(calstack.combine(list(gz), **RECIPE).data, expected)
     np.testing.assert_array_equal(calstack.combine(list(fz), **RECIPE).data, expected)
     np.testing.assert_array_equal(calstack.combine(list(mef), hdu="CCD2", **RECIPE).data, expected)
@@ -204,26 +210,50 @@ def test_provenance_header(dark_files):
     files, _, _ = dark_files
     master = calstack.combine(files, **RECIPE)
     header = master.meta
-    assert header["COMBINED"] is True and header["NCOMBINE"] == len(files)
+    assert header["COMBINED"] is True
+    assert header["NCOMBINE"] == len(files)
     assert header["IMCMB001"] == files[0].rsplit("/", 1)[1]
     assert header[f"IMCMB{len(files):03d}"] == files[-1].rsplit("/", 1)[1]
     assert (header["CMBMETH"], header["CMBREJ"]) == ("average", "sigma_clip")
     assert (header["CMBSLOW"], header["CMBSHIGH"]) == (5.0, 5.0)
     assert (header["CMBCEN"], header["CMBSTD"], header["CMBITER"]) == ("median", "mad_std", 1)
     assert header["CALSTACK"] == calstack.__version__
-    assert header["IMAGETYP"] == "DARK" and header["EXPTIME"] == 90.0
-    assert "NAXIS1" not in header and "BZERO" not in header
+    assert header["IMAGETYP"] == "DARK"
+    assert header["EXPTIME"] == 90.0
+    assert "NAXIS1" not in header
+    assert "BZERO" not in header
     kept = master.ncombine.sum()
     assert header["CMBREJFR"] == pytest.approx(1 - kept / (len(files) * 48 * 40), abs=1e-8)
     assert header["CMBREJFR"] > 0
 
 
+COMBINED_CARD = b"COMBINED=                    T"  # a FITS logical, not 'True' nor 1
+
+
 def test_recipe_style_meta_assignment_and_write(tmp_path, dark_files):
+    """The reference recipe's step "mark COMBINED = T", ``meta['combined'] = True``, on a master.
+
+    calstack's provenance header already carries the card, so on a master as returned the step
+    must change nothing (one card, calstack's comment, next to NCOMBINE); on a master whose card
+    was taken out, only the step can write it, as the logical T.
+    """
     files, _, _ = dark_files
     combined_dark = calstack.combine(files, **RECIPE)
     combined_dark.meta["combined"] = True
-    combined_dark.write(tmp_path / "combined_dark_{:6.3f}.fit".format(90.0))
-    assert fits.getheader(tmp_path / "combined_dark_90.000.fit")["COMBINED"] is True
+    combined_dark.write(tmp_path / f"combined_dark_{90.0:6.3f}.fit")
+    path = tmp_path / "combined_dark_90.000.fit"
+    header = fits.getheader(path)
+    assert header["COMBINED"] is True
+    assert header.comments["COMBINED"] == "combined from several frames by calstack"
+    assert list(header).index("NCOMBINE") == list(header).index("COMBINED") + 1
+    assert path.read_bytes().count(COMBINED_CARD) == 1
+
+    unmarked = calstack.combine(files, **RECIPE)
+    del unmarked.meta["COMBINED"]
+    unmarked.meta["combined"] = True  # the recipe's step: without it the file has no card
+    unmarked.write(tmp_path / "unmarked.fit")
+    assert fits.getheader(tmp_path / "unmarked.fit")["COMBINED"] is True
+    assert (tmp_path / "unmarked.fit").read_bytes().count(COMBINED_CARD) == 1
 
 
 def test_unknown_option_suggests_the_name(dark_files):
@@ -257,11 +287,11 @@ def test_inconsistent_frames_name_the_file(tmp_path, dark_files):
     files, _, _ = dark_files
     odd = tmp_path / "odd.fits"
     fits.writeto(odd, np.zeros((10, 10), np.float32))
-    with pytest.raises(FrameError, match="odd.fits: has shape 10x10 but .* has 48x40"):
+    with pytest.raises(FrameError, match=r"odd\.fits: has shape 10x10 but .* has 48x40"):
         calstack.combine([*files, odd])
     other_unit = tmp_path / "electrons.fits"
     fits.writeto(other_unit, np.zeros((48, 40), np.float32), fits.Header({"BUNIT": "electron"}))
-    with pytest.raises(FrameError, match="electrons.fits: has BUNIT='electron'"):
+    with pytest.raises(FrameError, match=r"electrons\.fits: has BUNIT='electron'"):
         calstack.combine([*files, other_unit])
     with pytest.raises(OptionError, match="no frames to combine"):
         calstack.combine([])
@@ -290,7 +320,8 @@ def test_mixed_dtypes_and_a_single_frame(tmp_path):
     fits.writeto(b, np.full((5, 6), 101.5, np.float64))
     assert calstack.combine([a, b]).data[0, 0] == pytest.approx(100.75)
     single = calstack.combine([b], **RECIPE)
-    assert single.data[0, 0] == 101.5 and single.uncertainty.array[0, 0] == 0
+    assert single.data[0, 0] == 101.5
+    assert single.uncertainty.array[0, 0] == 0
     assert single.meta["NCOMBINE"] == 1
 
 
@@ -300,7 +331,8 @@ def test_thousands_of_small_frames(tmp_path):
         files.append(tmp_path / f"s{i:04d}.fits")
         fits.writeto(files[-1], np.full((4, 4), float(i % 10), np.float32))
     master = calstack.combine(files, method="median", mem_limit="20MB")
-    assert master.data[0, 0] == 4.5 and (master.ncombine == 2000).all()
+    assert master.data[0, 0] == 4.5
+    assert (master.ncombine == 2000).all()
 
 
 def test_non_numeric_scaling_keyword_is_a_frame_error(tmp_path):
@@ -308,5 +340,5 @@ def test_non_numeric_scaling_keyword_is_a_frame_error(tmp_path):
     hdu = fits.PrimaryHDU(np.zeros((4, 4), np.int16))
     hdu.header["BZERO"] = "lots"
     hdu.writeto(path, output_verify="ignore")
-    with pytest.raises(FrameError, match="odd.fits: HDU 0: BZERO = 'lots' is not a number"):
+    with pytest.raises(FrameError, match=r"odd\.fits: HDU 0: BZERO = 'lots' is not a number"):
         calstack.combine([path, path])

@@ -50,7 +50,7 @@ def pixels_at(path, info: HDUInfo, dtype):
 
 
 # --------------------------------------------------------------------------- values
-@pytest.mark.parametrize("text, value", [
+@pytest.mark.parametrize(("text", "value"), [
     ("'DARK    '           / type", "DARK"),
     ("'it''s a/b // c'     / comment with / slash", "it's a/b // c"),
     ("''                   / empty", ""),
@@ -69,7 +69,8 @@ def pixels_at(path, info: HDUInfo, dtype):
 ])
 def test_parse_value(text, value):
     parsed = parse_value(text)
-    assert parsed == value and type(parsed) is type(value)
+    assert parsed == value
+    assert type(parsed) is type(value)
 
 
 # --------------------------------------------------------------------------- against astropy
@@ -100,11 +101,15 @@ def test_primary_image_values_offsets_and_pixels(tmp_path):
     assert info.header == expected
     assert info.header["ESO DET CHIP NAME"] == "CCD42-40"
     assert info.header["LONGSTR"] == "x" * 70 + "/y" * 40
-    assert info.header["UNDEF"] is None and info.header["COOLER"] is True
-    assert "COMMENT" not in info.header and "HISTORY" not in info.header
+    assert info.header["UNDEF"] is None
+    assert info.header["COOLER"] is True
+    assert "COMMENT" not in info.header
+    assert "HISTORY" not in info.header
     assert (info.index, info.header_offset, info.data_offset) == (0, loc["hdrLoc"], loc["datLoc"])
     assert (info.bitpix, info.shape, info.data_size) == (-32, (12, 10), 12 * 10 * 4)
-    assert info.extname is None and not info.compressed and info.is_image
+    assert info.extname is None
+    assert not info.compressed
+    assert info.is_image
     np.testing.assert_array_equal(pixels_at(path, info, ">f4"), data)
 
 
@@ -113,8 +118,11 @@ def test_uint16_with_bzero(tmp_path):
     path = tmp_path / "u16.fits"
     fits.writeto(path, data)
     (info,) = read_hdus(path)
-    assert info.bitpix == 16 and info.shape == (2, 3) and info.data_size == 12
-    assert info.header["BZERO"] == 32768 and info.header["BSCALE"] == 1
+    assert info.bitpix == 16
+    assert info.shape == (2, 3)
+    assert info.data_size == 12
+    assert info.header["BZERO"] == 32768
+    assert info.header["BSCALE"] == 1
     raw = pixels_at(path, info, ">i2").astype(np.int64) + info.header["BZERO"]
     np.testing.assert_array_equal(raw, data)
 
@@ -135,9 +143,10 @@ def test_mef_with_empty_primary(tmp_path):
     assert [i.index for i in infos] == [0, 1, 2, 3]
     assert [i.extname for i in infos] == [None, "SCI", "ERR", "TAB"]
     assert [i.is_image for i in infos] == [False, True, True, False]
-    assert infos[0].shape == () and infos[0].data_size == 0
+    assert infos[0].shape == ()
+    assert infos[0].data_size == 0
     with fits.open(path) as ref:
-        for info, hdu in zip(infos, ref):
+        for info, hdu in zip(infos, ref, strict=True):
             loc = ref.fileinfo(info.index)
             assert (info.header_offset, info.data_offset) == (loc["hdrLoc"], loc["datLoc"])
             assert info.header == astropy_header(hdu.header)
@@ -155,9 +164,12 @@ def test_tile_compressed_fz(tmp_path):
                  ).writeto(path)
     primary, comp = read_hdus(path)
     assert not primary.is_image
-    assert comp.compressed and comp.is_image
-    assert comp.bitpix == -32 and comp.shape == (40, 24)
-    assert comp.header["XTENSION"] == "BINTABLE" and comp.header["ZIMAGE"] is True
+    assert comp.compressed
+    assert comp.is_image
+    assert comp.bitpix == -32
+    assert comp.shape == (40, 24)
+    assert comp.header["XTENSION"] == "BINTABLE"
+    assert comp.header["ZIMAGE"] is True
     assert comp.header["FILTER"] == "R"
     with fits.open(path) as ref:
         loc = ref.fileinfo(1)
@@ -177,7 +189,8 @@ def test_gzip_offsets_refer_to_the_decompressed_stream(tmp_path):
 
     assert read_hdus(packed) == read_hdus(plain)
     infos = read_hdus(packed)
-    assert infos[0].header["EXPTIME"] == 300.0 and infos[1].extname == "SCI2"
+    assert infos[0].header["EXPTIME"] == 300.0
+    assert infos[1].extname == "SCI2"
     stream = gzip.decompress(packed.read_bytes())
     second = infos[1]
     pixels = np.frombuffer(stream[second.data_offset: second.data_offset + second.data_size],
@@ -210,7 +223,8 @@ def test_hand_written_cards(tmp_path):
         "DUP": "second", "QUOTE": "a'b/c", "LONG": "abcdefghi", "VERY LONG KEY NAME": 3,
         "NOTE": "ok",
     }
-    assert info.shape == () and not info.is_image
+    assert info.shape == ()
+    assert not info.is_image
 
 
 def test_header_spanning_blocks_and_keyword_selection(tmp_path):
@@ -220,7 +234,8 @@ def test_header_spanning_blocks_and_keyword_selection(tmp_path):
     fits.writeto(path, np.zeros((2, 3), np.uint8), hdr)
     (info,) = read_hdus(path)
     assert info.data_offset == 3 * 2880
-    assert info.header["KEY099"] == 99 and info.header["IMAGETYP"] == "BIAS"
+    assert info.header["KEY099"] == 99
+    assert info.header["IMAGETYP"] == "BIAS"
     (some,) = read_hdus(path, keywords=("IMAGETYP", "KEY050"))
     assert some.header == {"BITPIX": 8, "NAXIS": 2, "NAXIS1": 3, "NAXIS2": 2,
                            "IMAGETYP": "BIAS", "KEY050": 50}

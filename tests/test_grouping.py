@@ -131,7 +131,9 @@ def test_missing_values_and_unreadable_rows():
 def test_no_keys_is_one_group():
     t = table(exptime=[1.0, 2.0, 3.0], error=["", "bad", ""])
     (group,) = group_by(t, [])
-    assert group.key == {} and group.rows == (0, 2) and group.label() == ""
+    assert group.key == {}
+    assert group.rows == (0, 2)
+    assert group.label() == ""
 
 
 def test_unknown_names():

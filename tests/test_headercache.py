@@ -10,8 +10,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import make_darks, write_frames
-from test_index import column, frame, night  # noqa: F401 - night is a fixture
+from conftest import column, frame, make_darks, write_frames
 
 import calstack.catalog.index as index_module
 from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
@@ -64,20 +63,20 @@ def cached_paths(db):
 
 
 # --------------------------------------------------------------------------- same index
-def test_warm_index_reads_no_file_and_equals_an_uncached_one(night, tmp_path, reads, logged):
+def test_warm_index_reads_no_file_and_equals_an_uncached_one(messy, tmp_path, reads, logged):
     db = tmp_path / "cache.sqlite"
-    cold = ImageIndex(night, recursive=True, cache=db)
-    assert_same(cold.table, ImageIndex(night, recursive=True, cache=False).table)
+    cold = ImageIndex(messy, recursive=True, cache=db)
+    assert_same(cold.table, ImageIndex(messy, recursive=True, cache=False).table)
     assert len(set(reads)) == 10
     # every keyword is cached, so other keywords (even '*') are served without reading
     for keywords in (DEFAULT_KEYWORDS, "*", ["ccdname", "IMAGETYP", "missing"]):
         reads.clear()
-        warm = ImageIndex(night, recursive=True, keywords=keywords, cache=db)
+        warm = ImageIndex(messy, recursive=True, keywords=keywords, cache=db)
         assert reads == []
-        assert_same(warm.table, ImageIndex(night, recursive=True, keywords=keywords,
+        assert_same(warm.table, ImageIndex(messy, recursive=True, keywords=keywords,
                                            cache=False).table)
     # unreadable files are cached with their reason
-    assert list(warm.unreadable["error"])[0].startswith("is not a FITS file")
+    assert warm.unreadable["error"][0].startswith("is not a FITS file")
     assert cached_paths(db) == set(map(str, cold.table["path"]))
     assert warnings_of(logged) == []
 
@@ -134,7 +133,7 @@ def test_a_file_unreadable_for_a_passing_reason_is_not_cached(tmp_path, monkeypa
     db = tmp_path / "cache" / "headers.sqlite"
     real = index_module.read_hdus
 
-    def denied(path, **kw):
+    def denied(path, **_options):
         raise FrameError(path, "cannot be read: Permission denied") from PermissionError(13, "")
 
     monkeypatch.setattr(index_module, "read_hdus", denied)
@@ -155,7 +154,8 @@ def test_a_name_sqlite_cannot_hold_is_read_every_time(tmp_path, reads, logged):
     reads.clear()
     assert column(ImageIndex(folder, cache=db), "exptime") == [1.0, 1.0]
     assert reads == ["caf\udce9.fits"]
-    assert cached_paths(db) == {str(folder / "a.fits")} and warnings_of(logged) == []
+    assert cached_paths(db) == {str(folder / "a.fits")}
+    assert warnings_of(logged) == []
 
 
 def test_threads_share_one_cache(tmp_path):
@@ -174,28 +174,28 @@ def test_threads_share_one_cache(tmp_path):
 
 
 # --------------------------------------------------------------------------- bad caches
-def _random_bytes(db, night):
+def _random_bytes(db, _messy):
     db.write_bytes(np.random.default_rng(0).bytes(5000))
     return "is corrupt (file is not a database)"
 
 
-def _foreign_database(db, night):
+def _foreign_database(db, _messy):
     with closing(sqlite3.connect(db)) as con:
         con.execute("CREATE TABLE stars (ra REAL, dec REAL)")
         con.commit()
     return "is not a calstack header cache (it holds other tables)"
 
 
-def _foreign_columns(db, night):
-    ImageIndex(night, cache=db)
+def _foreign_columns(db, messy):
+    ImageIndex(messy, cache=db)
     with closing(sqlite3.connect(db)) as con:
         con.execute("ALTER TABLE files RENAME COLUMN rows TO data")
         con.commit()
     return "is not a calstack header cache (it holds other tables)"
 
 
-def _truncated(db, night):
-    ImageIndex(night, keywords="*", cache=db)
+def _truncated(db, messy):
+    ImageIndex(messy, keywords="*", cache=db)
     data = db.read_bytes()
     assert len(data) >= 4 * 4096
     db.write_bytes(data[: len(data) // 2])
@@ -204,48 +204,49 @@ def _truncated(db, night):
 
 @pytest.mark.parametrize("damage", [_random_bytes, _foreign_database, _foreign_columns,
                                     _truncated])
-def test_a_bad_cache_is_moved_aside_and_rebuilt(night, tmp_path, reads, logged, damage):
+def test_a_bad_cache_is_moved_aside_and_rebuilt(messy, tmp_path, reads, logged, damage):
     db = tmp_path / "cache.sqlite"
-    reason = damage(db, night)
+    reason = damage(db, messy)
     damaged = db.read_bytes()
-    expected = ImageIndex(night, cache=False).table
+    expected = ImageIndex(messy, cache=False).table
     logged.clear()
     reads.clear()
-    assert_same(ImageIndex(night, cache=db).table, expected)
+    assert_same(ImageIndex(messy, cache=db).table, expected)
     assert len(set(reads)) == 9
     assert warnings_of(logged) == [
         f"header cache {db} {reason}; moved it to {db}.bad and started a new one"]
     assert (tmp_path / "cache.sqlite.bad").read_bytes() == damaged
     logged.clear()
     reads.clear()
-    assert_same(ImageIndex(night, cache=db).table, expected)  # the new cache serves it
-    assert reads == [] and logged.records == []
+    assert_same(ImageIndex(messy, cache=db).table, expected)  # the new cache serves it
+    assert reads == []
+    assert logged.records == []
 
 
-def test_corruption_found_by_a_lookup_moves_the_cache_aside(night, tmp_path, logged):
+def test_corruption_found_by_a_lookup_moves_the_cache_aside(messy, tmp_path, logged):
     db = tmp_path / "cache.sqlite"
-    ImageIndex(night, keywords="*", cache=db)
+    ImageIndex(messy, keywords="*", cache=db)
     data = bytearray(db.read_bytes())
     data[-4096:] = np.random.default_rng(1).bytes(4096)  # a page of entries, not the schema
     db.write_bytes(bytes(data))
-    assert_same(ImageIndex(night, cache=db).table, ImageIndex(night, cache=False).table)
+    assert_same(ImageIndex(messy, cache=db).table, ImageIndex(messy, cache=False).table)
     assert warnings_of(logged) == [
-        f"header cache {db} is corrupt (database disk image is malformed); moved it to "
-        f"{db}.bad, the next index starts a new one"]
+        (f"header cache {db} is corrupt (database disk image is malformed); moved it to "
+         f"{db}.bad, the next index starts a new one")]
     assert not db.exists()
-    ImageIndex(night, cache=db)
+    ImageIndex(messy, cache=db)
     assert len(cached_paths(db)) == 9
 
 
-def test_a_cache_of_another_version_is_emptied(night, tmp_path, reads, logged):
+def test_a_cache_of_another_version_is_emptied(messy, tmp_path, reads, logged):
     db = tmp_path / "cache.sqlite"
-    ImageIndex(night, cache=db)
+    ImageIndex(messy, cache=db)
     with closing(sqlite3.connect(db)) as con:
         con.execute("UPDATE meta SET value = '0/0.0.1' WHERE key = 'version'")
         con.execute("CREATE TABLE old_stuff (x)")
         con.commit()
     reads.clear()
-    assert_same(ImageIndex(night, cache=db).table, ImageIndex(night, cache=False).table)
+    assert_same(ImageIndex(messy, cache=db).table, ImageIndex(messy, cache=False).table)
     assert len(set(reads)) == 9
     assert [r.getMessage() for r in logged.records] == [
         f"header cache {db} was written by another calstack version; starting it afresh"]
@@ -255,11 +256,11 @@ def test_a_cache_of_another_version_is_emptied(night, tmp_path, reads, logged):
     assert len(cached_paths(db)) == 9
 
 
-def test_an_uncreatable_cache_still_gives_the_index(night, tmp_path, logged):
+def test_an_uncreatable_cache_still_gives_the_index(messy, tmp_path, logged):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     db = blocker / "cache.sqlite"
-    assert_same(ImageIndex(night, cache=db).table, ImageIndex(night, cache=False).table)
+    assert_same(ImageIndex(messy, cache=db).table, ImageIndex(messy, cache=False).table)
     [warning] = warnings_of(logged)
     assert warning.startswith(f"header cache {db} cannot be used (")
     assert warning.endswith("reading every header instead. To fix it, give a writable cache "
@@ -267,55 +268,56 @@ def test_an_uncreatable_cache_still_gives_the_index(night, tmp_path, logged):
                             "or turn it off (--no-cache, cache=False)")
 
 
-def test_a_locked_cache_still_gives_the_index(night, tmp_path, logged, monkeypatch):
+def test_a_locked_cache_still_gives_the_index(messy, tmp_path, logged, monkeypatch):
     monkeypatch.setattr(headercache, "_BUSY_TIMEOUT_S", 0.05)
     db = tmp_path / "cache.sqlite"
-    ImageIndex(night, include="a_*", cache=db)
+    ImageIndex(messy, include="a_*", cache=db)
     other = sqlite3.connect(db, isolation_level=None)  # another process, writing
     other.execute("BEGIN IMMEDIATE")
     try:
-        index = ImageIndex(night, cache=db)
+        index = ImageIndex(messy, cache=db)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert_same(index.table, ImageIndex(night, cache=False).table)
+    assert_same(index.table, ImageIndex(messy, cache=False).table)
     assert warnings_of(logged) == [
-        f"header cache {db}: update failed (database is locked); the index is complete, but "
-        "the next one reads these files again. If this lasts, give a writable cache file "
-        "(--cache PATH, ImageIndex(cache=PATH) or $CALSTACK_CACHE_DIR) or turn it off "
-        "(--no-cache, cache=False)"]
-    assert cached_paths(db) == {str(night / "a_dark7.fits")}
-    ImageIndex(night, cache=db)
+        (f"header cache {db}: update failed (database is locked); the index is complete, "
+         "but the next one reads these files again. If this lasts, give a writable cache file "
+         "(--cache PATH, ImageIndex(cache=PATH) or $CALSTACK_CACHE_DIR) or turn it off "
+         "(--no-cache, cache=False)")]
+    assert cached_paths(db) == {str(messy / "a_dark7.fits")}
+    ImageIndex(messy, cache=db)
     assert len(cached_paths(db)) == 9
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
                     reason="root writes into read-only folders")
-def test_a_read_only_cache_is_used_but_not_written(night, tmp_path, reads, logged):
+def test_a_read_only_cache_is_used_but_not_written(messy, tmp_path, reads, logged):
     folder = tmp_path / "cache"
-    ImageIndex(night, include="a_*", cache=folder / "headers.sqlite")
+    ImageIndex(messy, include="a_*", cache=folder / "headers.sqlite")
     folder.chmod(0o555)
     try:
         reads.clear()
-        index = ImageIndex(night, cache=folder / "headers.sqlite")
+        index = ImageIndex(messy, cache=folder / "headers.sqlite")
     finally:
         folder.chmod(0o755)
-    assert_same(index.table, ImageIndex(night, cache=False).table)
-    assert "a_dark7.fits" not in reads and len(set(reads)) == 8
+    assert_same(index.table, ImageIndex(messy, cache=False).table)
+    assert "a_dark7.fits" not in reads
+    assert len(set(reads)) == 8
     [warning] = warnings_of(logged)
     assert warning.startswith(f"header cache {folder / 'headers.sqlite'}: update failed (")
 
 
 # --------------------------------------------------------------------------- where it lives
-def test_cache_option_and_default_location(night, tmp_path, header_cache_dir, monkeypatch):
-    with pytest.raises(OptionError, match="cache must be True .* not 1"):
-        ImageIndex(night, cache=1)
-    ImageIndex(night, cache=False)
-    ImageIndex(night, cache=None)
+def test_cache_option_and_default_location(messy, tmp_path, header_cache_dir, monkeypatch):
+    with pytest.raises(OptionError, match=r"cache must be True .* not 1"):
+        ImageIndex(messy, cache=1)
+    ImageIndex(messy, cache=False)
+    ImageIndex(messy, cache=None)
     assert list(header_cache_dir.iterdir()) == []
-    ImageIndex(night)
+    ImageIndex(messy)
     assert len(cached_paths(header_cache_dir / "headers.sqlite")) == 9
-    ImageIndex(night, cache=tmp_path)  # a folder: headers.sqlite in it
+    ImageIndex(messy, cache=tmp_path)  # a folder: headers.sqlite in it
     assert len(cached_paths(tmp_path / "headers.sqlite")) == 9
 
     monkeypatch.delenv("CALSTACK_CACHE_DIR")
@@ -326,15 +328,15 @@ def test_cache_option_and_default_location(night, tmp_path, header_cache_dir, mo
     assert default_cache_path() == "/home/someone/.cache/calstack/headers.sqlite"
 
 
-def test_command_line_cache_options(night, tmp_path, header_cache_dir, capsys):
-    assert main(["index", str(night), "--no-cache"]) == 0
+def test_command_line_cache_options(messy, tmp_path, header_cache_dir, capsys):
+    assert main(["index", str(messy), "--no-cache"]) == 0
     assert list(header_cache_dir.iterdir()) == []
-    assert main(["index", str(night)]) == 0
+    assert main(["index", str(messy)]) == 0
     assert len(cached_paths(header_cache_dir / "headers.sqlite")) == 9
-    assert main(["index", str(night), "--cache", str(tmp_path / "own.sqlite")]) == 0
+    assert main(["index", str(messy), "--cache", str(tmp_path / "own.sqlite")]) == 0
     assert len(cached_paths(tmp_path / "own.sqlite")) == 9
     with pytest.raises(SystemExit) as info:
-        main(["index", str(night), "--cache", "x", "--no-cache"])
+        main(["index", str(messy), "--cache", "x", "--no-cache"])
     assert info.value.code == 2
     assert "not allowed with argument --cache" in capsys.readouterr().err
 

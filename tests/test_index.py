@@ -1,67 +1,20 @@
 """ImageIndex: scanning folders, one row per image, error rows, case-insensitive filtering."""
 
-import gzip
 import warnings
 
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from conftest import SMALL_DATA, column, frame
 
 from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from calstack.errors import OptionError, UnknownOptionError
 
-DATA = np.arange(6 * 5, dtype=np.float32).reshape(6, 5)
-
-
-def frame(path, *, data=DATA, **keywords):
-    fits.writeto(path, data, fits.Header(keywords))
-    return path
-
-
-@pytest.fixture
-def night(tmp_path):
-    """A messy folder: spellings, float noise, gzip, fpack, MEF, junk, a subfolder."""
-    folder = tmp_path / "night"
-    folder.mkdir()
-    frame(folder / "a_dark7.fits", IMAGETYP="DARK", EXPTIME=7.0, FILTER="R")
-    frame(folder / "b_dark7_noise.FIT", IMAGETYP="dark ", EXPTIME=7.0000001, GAIN=1.5)
-    frame(folder / "c_dark70.fts", IMAGETYP="Dark", EXPTIME=70.0, **{"CCD-TEMP": -20.0})
-    frame(folder / "d_bias.fits", IMAGETYP="Bias Frame", EXPTIME=0.0,
-          data=np.zeros((6, 5), np.uint16))
-    plain = frame(tmp_path / "e.fits", IMAGETYP="DARK", EXPTIME=300.0)
-    (folder / "e_dark300.fits.gz").write_bytes(gzip.compress(plain.read_bytes()))
-    fits.HDUList([fits.PrimaryHDU(),
-                  fits.CompImageHDU(np.ones((8, 12), np.float32),
-                                    fits.Header({"IMAGETYP": "FLAT", "FILTER": "R"}))]
-                 ).writeto(folder / "f_flat.fits.fz")
-    fits.HDUList([fits.PrimaryHDU(header=fits.Header({"IMAGETYP": "DARK", "EXPTIME": 70.0,
-                                                      "OBJECT": "primary"})),
-                  fits.ImageHDU(DATA, fits.Header({"CCDNAME": "left"}), name="CCD1"),
-                  fits.ImageHDU(DATA, fits.Header({"CCDNAME": "right", "EXPTIME": 71.0}),
-                                name="CCD2"),
-                  fits.ImageHDU(np.zeros((6, 5), np.uint8), name="MASK")]
-                 ).writeto(folder / "g_mef.fits")
-    (folder / "h_notfits.fits").write_text("SIMPLE? no, just some notes\n" * 200)
-    full = frame(tmp_path / "i.fits", IMAGETYP="DARK", EXPTIME=7.0, data=np.zeros((100, 100)))
-    (folder / "i_truncated.fits").write_bytes(full.read_bytes()[:5000])
-    (folder / "notes.txt").write_text("not indexed")
-    (folder / ".hidden.fits").write_text("skipped")
-    sub = folder / "sub"
-    sub.mkdir()
-    frame(sub / "j_dark7.fits", IMAGETYP="DARK", EXPTIME=7.0)
-    return folder
-
-
-def column(index, name):
-    col = index.table[name]
-    mask = np.ma.getmaskarray(col)
-    return [None if m else v for v, m in zip(np.asarray(col).tolist(), mask)]
-
 
 # --------------------------------------------------------------------------- the table
-def test_rows_columns_and_types(night):
-    index = ImageIndex(night)
+def test_rows_columns_and_types(messy):
+    index = ImageIndex(messy)
     t = index.table
     assert t.colnames == ["file", "path", "hdu", "extname",
                           *[k.lower() for k in DEFAULT_KEYWORDS], "error"]
@@ -69,26 +22,31 @@ def test_rows_columns_and_types(night):
         "a_dark7.fits", "b_dark7_noise.FIT", "c_dark70.fts", "d_bias.fits", "e_dark300.fits.gz",
         "f_flat.fits.fz", "g_mef.fits", "g_mef.fits", "h_notfits.fits", "i_truncated.fits"]
     assert column(index, "hdu") == [0, 0, 0, 0, 0, 1, 1, 2, -1, -1]
-    assert column(index, "path") == [str(night / f) for f in column(index, "file")]
+    assert column(index, "path") == [str(messy / f) for f in column(index, "file")]
     assert column(index, "extname") == [None] * 5 + ["COMPRESSED_IMAGE", "CCD1", "CCD2", None,
                                                      None]
     assert column(index, "imagetyp") == ["DARK", "dark", "Dark", "Bias Frame", "DARK", "FLAT",
                                          "DARK", "DARK", None, None]
     assert column(index, "exptime") == [7.0, 7.0000001, 70.0, 0.0, 300.0, None, 70.0, 71.0,
                                         None, None]
-    assert t["exptime"].dtype == np.float64 and t["naxis1"].dtype == np.int64
-    assert t["imagetyp"].dtype.kind == "U" and t["hdu"].dtype == np.int64
+    assert t["exptime"].dtype == np.float64
+    assert t["naxis1"].dtype == np.int64
+    assert t["imagetyp"].dtype.kind == "U"
+    assert t["hdu"].dtype == np.int64
     # the compressed image reports the image's BITPIX and size, not the BINTABLE's
     assert column(index, "bitpix") == [-32, -32, -32, 16, -32, -32, -32, -32, None, None]
-    assert column(index, "naxis1")[5] == 12 and column(index, "naxis2")[5] == 8
-    assert column(index, "ccd-temp")[2] == -20.0 and column(index, "gain")[1] == 1.5
+    assert column(index, "naxis1")[5] == 12
+    assert column(index, "naxis2")[5] == 8
+    assert column(index, "ccd-temp")[2] == -20.0
+    assert column(index, "gain")[1] == 1.5
     # extension rows inherit the primary keywords they lack (OBJECT) and keep their own
     assert column(index, "object")[6:8] == ["primary", "primary"]
-    assert len(index) == 10 and index.summary is index.table
+    assert len(index) == 10
+    assert index.summary is index.table
 
 
-def test_unreadable_files_are_rows_not_exceptions(night):
-    index = ImageIndex(night)
+def test_unreadable_files_are_rows_not_exceptions(messy):
+    index = ImageIndex(messy)
     bad = index.unreadable
     assert list(bad["file"]) == ["h_notfits.fits", "i_truncated.fits"]
     assert list(bad["hdu"]) == [-1, -1]
@@ -99,37 +57,40 @@ def test_unreadable_files_are_rows_not_exceptions(night):
     assert np.ma.getmaskarray(bad["imagetyp"]).all()
 
 
-def test_recursive_include_exclude(night):
-    assert "sub/j_dark7.fits" not in ImageIndex(night).files()
-    index = ImageIndex(night, recursive=True)
+def test_recursive_include_exclude(messy):
+    assert "sub/j_dark7.fits" not in ImageIndex(messy).files()
+    index = ImageIndex(messy, recursive=True)
     assert index.files()[-1] == "sub/j_dark7.fits"
-    assert index.files(include_path=True)[-1] == str(night / "sub" / "j_dark7.fits")
-    assert ImageIndex(night, include="*dark7[._]*", recursive=True).files() == [
+    assert index.files(include_path=True)[-1] == str(messy / "sub" / "j_dark7.fits")
+    assert ImageIndex(messy, include="*dark7[._]*", recursive=True).files() == [
         "a_dark7.fits", "b_dark7_noise.FIT", "sub/j_dark7.fits"]
-    assert ImageIndex(night, include=["a_*", "c_*"]).files() == ["a_dark7.fits", "c_dark70.fts"]
-    assert ImageIndex(night, exclude=["*.gz", "*.fz", "[ghi]_*"]).files() == [
+    assert ImageIndex(messy, include=["a_*", "c_*"]).files() == ["a_dark7.fits", "c_dark70.fts"]
+    assert ImageIndex(messy, exclude=["*.gz", "*.fz", "[ghi]_*"]).files() == [
         "a_dark7.fits", "b_dark7_noise.FIT", "c_dark70.fts", "d_bias.fits"]
-    assert ImageIndex(night, recursive=True, exclude="sub/*").files() == ImageIndex(night).files()
+    assert ImageIndex(messy, recursive=True, exclude="sub/*").files() == ImageIndex(messy).files()
 
 
-def test_explicit_files_and_several_locations(night, tmp_path):
+def test_explicit_files_and_several_locations(messy, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     frame(other / "x.fits", IMAGETYP="BIAS", EXPTIME=0.0)
-    index = ImageIndex([night / "c_dark70.fts", other, night / "c_dark70.fts"])
+    index = ImageIndex([messy / "c_dark70.fts", other, messy / "c_dark70.fts"])
     assert index.files() == ["c_dark70.fts", "x.fits"]
-    assert index.files(include_path=True) == [str(night / "c_dark70.fts"), str(other / "x.fits")]
-    assert index.locations == (str(night / "c_dark70.fts"), str(other), str(night / "c_dark70.fts"))
+    assert index.files(include_path=True) == [str(messy / "c_dark70.fts"), str(other / "x.fits")]
+    assert index.locations == (str(messy / "c_dark70.fts"), str(other), str(messy / "c_dark70.fts"))
 
 
-def test_all_keywords(night):
-    index = ImageIndex(night, keywords="*")
+def test_all_keywords(messy):
+    index = ImageIndex(messy, keywords="*")
     names = index.table.colnames
-    assert names[:4] == ["file", "path", "hdu", "extname"] and names[-1] == "error"
+    assert names[:4] == ["file", "path", "hdu", "extname"]
+    assert names[-1] == "error"
     for name in ("simple", "bitpix", "naxis1", "imagetyp", "exptime", "filter", "gain",
                  "ccd-temp", "ccdname", "bzero", "object"):
         assert name in names
-    assert "extname" not in names[4:] and "ttype1" not in names and "zimage" not in names
+    assert "extname" not in names[4:]
+    assert "ttype1" not in names
+    assert "zimage" not in names
     assert column(index, "ccdname")[6:8] == ["left", "right"]
     assert column(index, "gain") == [None, 1.5] + [None] * 8
     assert column(index, "bzero")[3] == 32768
@@ -138,29 +99,32 @@ def test_all_keywords(night):
 def test_chosen_keywords_and_hierarch(tmp_path):
     hdr = fits.Header({"EXPTIME": 5.0})
     hdr["HIERARCH ESO DET DIT"] = 5.0
-    fits.writeto(tmp_path / "eso.fits", DATA, hdr)
+    fits.writeto(tmp_path / "eso.fits", SMALL_DATA, hdr)
     index = ImageIndex(tmp_path, keywords=["exptime", "HIERARCH ESO DET DIT", "MISSING"])
     assert index.table.colnames == ["file", "path", "hdu", "extname", "exptime", "eso det dit",
                                     "missing", "error"]
-    assert column(index, "eso det dit") == [5.0] and column(index, "missing") == [None]
+    assert column(index, "eso det dit") == [5.0]
+    assert column(index, "missing") == [None]
     assert index.files({"eso det dit": 5}) == ["eso.fits"]
     assert index.files({"HIERARCH ESO DET DIT": 5}) == ["eso.fits"]
 
 
 def test_empty_folder(tmp_path):
     index = ImageIndex(tmp_path)
-    assert len(index) == 0 and index.files() == [] and len(index.unreadable) == 0
+    assert len(index) == 0
+    assert index.files() == []
+    assert len(index.unreadable) == 0
     assert "imagetyp" in index.table.colnames
 
 
-def test_threads_give_the_same_table(night, monkeypatch):
+def test_threads_give_the_same_table(messy, monkeypatch):
     import calstack.catalog.index as module
 
-    serial = ImageIndex(night, recursive=True, keywords="*", workers=1, cache=False).table
+    serial = ImageIndex(messy, recursive=True, keywords="*", workers=1, cache=False).table
     monkeypatch.setattr(module, "_PROBE_FILES", 2)
-    pooled = ImageIndex(night, recursive=True, keywords="*", workers=3, cache=False).table
+    pooled = ImageIndex(messy, recursive=True, keywords="*", workers=3, cache=False).table
     monkeypatch.setattr(module, "_SLOW_FILE_S", 0.0)  # adaptive: probe says slow -> pool
-    adaptive = ImageIndex(night, recursive=True, keywords="*", cache=False).table
+    adaptive = ImageIndex(messy, recursive=True, keywords="*", cache=False).table
     for table in (pooled, adaptive):
         assert table.colnames == serial.colnames
         for name in serial.colnames:
@@ -168,19 +132,20 @@ def test_threads_give_the_same_table(night, monkeypatch):
 
 
 # --------------------------------------------------------------------------- filtering
-def test_filter_is_case_and_blank_insensitive(night):
-    index = ImageIndex(night)
+def test_filter_is_case_and_blank_insensitive(messy):
+    index = ImageIndex(messy)
     assert index.files(imagetyp="dark") == ["a_dark7.fits", "b_dark7_noise.FIT", "c_dark70.fts",
                                             "e_dark300.fits.gz", "g_mef.fits"]
     assert index.files(imagetyp=" DARK ") == index.files(imagetyp="dark")
     assert index.files(imagetyp="bias frame") == ["d_bias.fits"]
     darks = index.filter(imagetyp="dark")
-    assert isinstance(darks, ImageIndex) and len(darks) == 6
+    assert isinstance(darks, ImageIndex)
+    assert len(darks) == 6
     assert column(darks, "hdu") == [0, 0, 0, 0, 1, 2]
 
 
-def test_filter_numbers_with_tolerance(night):
-    index = ImageIndex(night)
+def test_filter_numbers_with_tolerance(messy):
+    index = ImageIndex(messy)
     assert index.files(exptime=7) == ["a_dark7.fits", "b_dark7_noise.FIT"]
     assert index.files(exptime=7.0000001) == ["a_dark7.fits", "b_dark7_noise.FIT"]
     assert index.files(exptime=7.01) == []
@@ -191,12 +156,12 @@ def test_filter_numbers_with_tolerance(night):
         "a_dark7.fits", "b_dark7_noise.FIT", "e_dark300.fits.gz"]
 
 
-def test_filter_names_presence_and_missing(night):
-    index = ImageIndex(night)
+def test_filter_names_presence_and_missing(messy):
+    index = ImageIndex(messy)
     assert index.files(ccd_temp=-20) == ["c_dark70.fts"]
     assert index.files({"CCD-TEMP": -20.0}) == ["c_dark70.fts"]
     assert index.files({"imagetyp": "dark"}, exptime=70, include_path=True) == [
-        str(night / "c_dark70.fts"), str(night / "g_mef.fits")]
+        str(messy / "c_dark70.fts"), str(messy / "g_mef.fits")]
     assert index.files(gain="*") == ["b_dark7_noise.FIT"]
     assert index.files(filter="r") == ["a_dark7.fits", "f_flat.fits.fz"]
     # a missing keyword never matches, unreadable files never match
@@ -206,8 +171,8 @@ def test_filter_names_presence_and_missing(night):
     assert index.filter(imagetyp="flat").filter(filter="R").files() == ["f_flat.fits.fz"]
 
 
-def test_unknown_keyword_suggests_a_column(night):
-    index = ImageIndex(night)
+def test_unknown_keyword_suggests_a_column(messy):
+    index = ImageIndex(messy)
     with pytest.raises(UnknownOptionError, match="did you mean 'exptime'") as info:
         index.files(exptme=7)
     assert isinstance(info.value, TypeError)
@@ -216,8 +181,8 @@ def test_unknown_keyword_suggests_a_column(night):
         index.filter({"IMAGETYPE": "dark"})
 
 
-def test_bad_criteria_and_options(night):
-    index = ImageIndex(night)
+def test_bad_criteria_and_options(messy):
+    index = ImageIndex(messy)
     with pytest.raises(OptionError, match="imagetyp"):
         index.files(imagetyp=None)
     with pytest.raises(OptionError, match="criterion for 'exptime'"):
@@ -225,21 +190,21 @@ def test_bad_criteria_and_options(night):
     with pytest.raises(OptionError, match="criteria must be a dict"):
         index.filter(["imagetyp", "dark"])
     with pytest.raises(UnknownOptionError, match="did you mean 'recursive'"):
-        ImageIndex(night, recursiv=True)
+        ImageIndex(messy, recursiv=True)
     with pytest.raises(OptionError, match="workers must be a positive int"):
-        ImageIndex(night, workers=0)
+        ImageIndex(messy, workers=0)
     with pytest.raises(OptionError, match="keywords"):
-        ImageIndex(night, keywords=[1, 2])
+        ImageIndex(messy, keywords=[1, 2])
     with pytest.raises(OptionError, match="clashes with the index's own column 'path'"):
-        ImageIndex(night, keywords=["PATH"])
+        ImageIndex(messy, keywords=["PATH"])
     with pytest.raises(OptionError, match="does not exist"):
-        ImageIndex(night / "nope")
+        ImageIndex(messy / "nope")
     with pytest.raises(OptionError, match="recursive must be True or False"):
-        ImageIndex(night, recursive="yes")
+        ImageIndex(messy, recursive="yes")
 
 
-def test_repr(night):
-    text = repr(ImageIndex(night))
+def test_repr(messy):
+    text = repr(ImageIndex(messy))
     assert text.startswith("<ImageIndex: 10 rows from 9 files, 2 unreadable;")
 
 

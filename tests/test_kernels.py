@@ -113,7 +113,8 @@ def test_weights_and_post_scale_match_reference(stack, options, data):
 def test_masked_weights_do_not_count():
     stack = np.array([[1.0], [np.nan], [3.0], [100.0]])
     data, _, count, _ = run_kernel(stack, CombineOptions(max_clip=50), frame_weights=[1, 5, 3, 9])
-    assert count[0] == 2 and data[0] == pytest.approx((1 * 1 + 3 * 3) / 4)
+    assert count[0] == 2
+    assert data[0] == pytest.approx((1 * 1 + 3 * 3) / 4)
 
 
 def test_ties_at_the_extrema_reject_by_frame_order():
@@ -122,7 +123,8 @@ def test_ties_at_the_extrema_reject_by_frame_order():
     call = KernelCall(CombineOptions(nlow=1, nhigh=2), 4, frame_weights=[1.0, 10.0, 100.0, 1000.0])
     data, unc, count = np.empty(1), np.empty(1), np.empty(1, np.int16)
     counts = call.combine_tile(stack, data, unc, count)
-    assert count[0] == 1 and counts.frame_rejected.tolist() == [1, 0, 1, 1]
+    assert count[0] == 1
+    assert counts.frame_rejected.tolist() == [1, 0, 1, 1]
 
 
 def test_esd_ties_reject_by_frame_order():
@@ -149,14 +151,16 @@ def test_every_algorithm_rejects_an_obvious_cosmic_ray(rejection):
     stack = np.array([[100.0], [101.0], [99.0], [100.5], [99.5], [100.2], [99.8], [5000.0]])
     options = CombineOptions(rejection=rejection, sigma=3, gain=1.0, read_noise=1.0)
     data, _, count, _ = run_kernel(stack, options)
-    assert count[0] == 7 and data[0] == pytest.approx(np.mean(stack[:7]), rel=1e-12)
+    assert count[0] == 7
+    assert data[0] == pytest.approx(np.mean(stack[:7]), rel=1e-12)
     assert ALGORITHMS[rejection].reference(stack, options).ravel().tolist() == [False] * 7 + [True]
 
 
 def test_the_registry_is_the_kernels_and_the_options():
     """Every algorithm has its own kernel code, and the options allow exactly the registry's."""
     codes = [a.code for a in ALGORITHMS.values()]
-    assert len(set(codes)) == len(codes) and NO_REJECTION not in codes
+    assert len(set(codes)) == len(codes)
+    assert NO_REJECTION not in codes
     assert REJECTIONS == (None, *ALGORITHMS)
     for name, algorithm in ALGORITHMS.items():
         assert algorithm.name == name
@@ -202,7 +206,8 @@ def test_small_stacks_exact_values(n_frames, method):
     expected = {"average": first.mean(), "median": np.median(first), "sum": first.sum()}[method]
     assert data[0] == pytest.approx(expected)
     assert count.tolist() == [n_frames, (n_frames + 1) // 2 if n_frames < 3 else 2, 0][:3]
-    assert np.isnan(data[2]) and np.isnan(unc[2])
+    assert np.isnan(data[2])
+    assert np.isnan(unc[2])
     if n_frames == 1:
         assert unc[0] == 0.0
 
@@ -210,19 +215,24 @@ def test_small_stacks_exact_values(n_frames, method):
 def test_all_rejected_pixel_is_nan_with_zero_count():
     stack = np.array([[1.0], [2.0], [3.0]])
     data, unc, count, rejected = run_kernel(stack, CombineOptions(min_clip=5.0))
-    assert np.isnan(data[0]) and np.isnan(unc[0]) and count[0] == 0 and rejected == 3
+    assert np.isnan(data[0])
+    assert np.isnan(unc[0])
+    assert count[0] == 0
+    assert rejected == 3
 
 
 def test_extrema_with_missing_values_drops_among_valid_values():
     stack = np.array([[np.nan], [1.0], [2.0], [3.0], [100.0]])
     data, _, count, _ = run_kernel(stack, CombineOptions(nlow=1, nhigh=1))
-    assert count[0] == 2 and data[0] == 2.5
+    assert count[0] == 2
+    assert data[0] == 2.5
 
 
 def test_sigma_clip_rejects_cosmic_ray():
     stack = np.array([[10.0], [10.5], [9.5], [10.2], [9.8], [500.0]])
     data, _, count, _ = run_kernel(stack, CombineOptions(rejection="sigma_clip", sigma=5))
-    assert count[0] == 5 and data[0] == pytest.approx(10.0)
+    assert count[0] == 5
+    assert data[0] == pytest.approx(10.0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -262,5 +272,6 @@ def test_sorting_network_sorts(n):
         values[rng.random(n) < 0.2] = np.inf
         for i, j in pairs:
             values[i], values[j] = min(values[i], values[j]), max(values[i], values[j])
-        assert (np.diff(values[np.isfinite(values)]) >= 0).all() and np.all(
+        assert (np.diff(values[np.isfinite(values)]) >= 0).all()
+        assert np.all(
             np.sort(values) == values)

@@ -83,5 +83,6 @@ def test_grouped_job_stays_under_limit(tmp_path):
     limit = 40_000_000
     out = tmp_path / "out"
     result, growth = _run([_small(tmp_path, rng), str(folder), limit, str(out), True])
-    assert result["tiles"] == 3 and len(list(out.iterdir())) == 3
+    assert result["tiles"] == 3
+    assert len(list(out.iterdir())) == 3
     assert growth < limit, f"peak grew {growth / 1e6:.1f} MB over a {limit / 1e6:.0f} MB limit"

@@ -43,32 +43,36 @@ def test_masters_of_a_raw_night_match_the_truth(night, tmp_path):
     residual = bias - bias_truth
     assert abs(np.median(residual)) < 0.3
     assert _robust(residual) < 1.3 * np.median(bias_sigma) / np.sqrt(7)
-    for b, exptime in zip(built[1:3], (30, 120)):
+    for b, exptime in zip(built[1:3], (30, 120), strict=True):
         truth, sigma = _truth(night, f"dark_{exptime:.3f}")
         dark = fits.getdata(b.path).astype(float)
         residual = dark - (truth - bias_truth)  # bias subtracted
         assert abs(np.median(residual)) < 0.3
         assert _robust(residual) < 1.3 * np.median(sigma) * np.sqrt(1 / 5 + 1 / 7)
         header = fits.getheader(b.path)
-        assert header["BIASSUB"] == "combined_bias.fit" and header["NCOMBINE"] == 5
-    for b, band in zip(built[3:], "RV"):
+        assert header["BIASSUB"] == "combined_bias.fit"
+        assert header["NCOMBINE"] == 5
+    for b, band in zip(built[3:], "RV", strict=True):
         truth, _ = _truth(night, f"flat_{band}")
         flat, header = fits.getdata(b.path, header=True)
         assert np.median(flat) == pytest.approx(1.0, abs=2e-3)
         assert _robust(flat / truth) < 0.01
         assert header["DARKSUB"] == "combined_dark_30.000.fit"  # the nearest to the flats' 5 s
-        assert header["CMBSCALE"] == "median" and header["FILTER"] == band
+        assert header["CMBSCALE"] == "median"
+        assert header["FILTER"] == band
     table = summary_table(built)
-    assert "combined_flat_V.fit" in table and table.splitlines()[0].split()[:3] == ["kind", "group", "frames"]
+    assert "combined_flat_V.fit" in table
+    assert table.splitlines()[0].split()[:3] == ["kind", "group", "frames"]
 
 
-def test_masters_command_json_and_rerun_ignores_masters(night, tmp_path, capsys):
+def test_masters_command_json_and_rerun_ignores_masters(night, capsys):
     out = night.outdir  # masters written into the night folder itself
     argv = ["masters", str(night.outdir), "-o", str(out), "--subtract-bias", "--json"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
     assert [m["kind"] for m in first] == ["bias", "dark", "dark", "flat", "flat"]
-    assert first[1]["group"] == {"exptime": 30.0} and len(first[1]["inputs"]) == 5
+    assert first[1]["group"] == {"exptime": 30.0}
+    assert len(first[1]["inputs"]) == 5
     # ... are not inputs of the next run
     assert main(["masters", str(night.outdir), "-o", str(out), "--overwrite", "-q"]) == 0
     assert fits.getheader(out / "combined_bias.fit")["NCOMBINE"] == 7
@@ -82,7 +86,8 @@ def test_subtract_dark_needs_bias_and_small_groups_warn(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="calstack"):
         built = build_night(calstack.ImageIndex(tmp_path), tmp_path / "out")
     assert [b.kind for b in built] == ["dark"]
-    assert "only 2 frame(s)" in caplog.text and "no bias frames" in caplog.text
+    assert "only 2 frame(s)" in caplog.text
+    assert "no bias frames" in caplog.text
 
 
 def test_extra_grouping_keys_with_a_tolerance(tmp_path):

@@ -61,17 +61,19 @@ def test_demo_builds_masters_and_pictures(tmp_path, capsys):
         for t in times:
             assert (tmp_path / camera / f"combined_dark_{t}.fit").exists()
             assert (tmp_path / camera / f"compare_dark_{t}.png").exists()
-    assert "10 frames" in printed and "sqrt(N) = 3.16" in printed
+    assert "10 frames" in printed
+    assert "sqrt(N) = 3.16" in printed
     masters = sorted(p.name for p in (tmp_path / "night" / "masters").glob("*.fit"))
     assert masters == ["combined_bias.fit", "combined_dark_120.000.fit", "combined_dark_30.000.fit",
                        "combined_flat_R.fit", "combined_flat_V.fit"]
-    assert printed.count("[night] flat") == 2 and "master - truth" in printed
+    assert printed.count("[night] flat") == 2
+    assert "master - truth" in printed
 
 
 def test_demo_masters_match_their_truth(tmp_path):
     from calstack.sim.demo import run_demo
 
-    results = run_demo(tmp_path, shape=(64, 64), say=lambda text: None)
+    results = run_demo(tmp_path, shape=(64, 64), say=lambda _text: None)
     night = [r for r in results if r["camera"] == "night"]
     assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat"]
     for r in night:  # unbiased, and as noisy as averaging N frames predicts (rejection costs a bit)
@@ -112,7 +114,8 @@ def test_hist_adds_a_panel(tmp_path):
     data = np.random.default_rng(4).normal(100, 10, (40, 40))
     plain = mpimg.imread(calstack.show([data], tmp_path / "a.png", dpi=40))
     with_hist = mpimg.imread(calstack.show([data], tmp_path / "b.png", hist=True, dpi=40))
-    assert plain.shape[1] == 240 and with_hist.shape[1] == 480  # 6 inches more at 40 dpi
+    assert plain.shape[1] == 240
+    assert with_hist.shape[1] == 480  # 6 inches more at 40 dpi
     right = with_hist[:, 240:, :3]
     assert right.std() > 0.05  # the histogram panel is drawn, not blank
 

@@ -23,7 +23,7 @@ def _flats(n=5, shape=(32, 24), seed=0):
 
 def test_scaling_before_rejection_keeps_a_bright_flat():
     """ccdproc scales after clipping, so the 3x brighter flat would be clipped everywhere."""
-    frames, pattern, levels = _flats()
+    frames, pattern, _levels = _flats()
     master = calstack.combine(list(frames), rejection="sigma_clip", sigma=3, scale="median",
                               scale_to=1.0, dtype="float64")
     assert master.frame_rejected[4] < 0.05
@@ -44,14 +44,15 @@ def test_scale_and_zero_match_the_reference_on_prepared_values():
     medians = np.median(frames.reshape(5, -1), axis=1) * factors
     offsets = medians - medians.mean()
     prepared = frames * factors[:, None, None] - offsets[:, None, None]
-    data, unc, count, frames_rejected = combine_reference(
+    data, _unc, count, frames_rejected = combine_reference(
         prepared, CombineOptions(rejection="sigma_clip", sigma=2.5))
     np.testing.assert_allclose(master.scale_factors, factors, rtol=1e-12)
     np.testing.assert_allclose(master.zero_offsets, offsets, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(master.data, data, rtol=1e-10)
     np.testing.assert_array_equal(master.ncombine, count)
     np.testing.assert_allclose(master.frame_rejected, frames_rejected / frames[0].size)
-    assert master.meta["CMBSCALE"] == "mean" and master.meta["CMBZERO"] == "median"
+    assert master.meta["CMBSCALE"] == "mean"
+    assert master.meta["CMBZERO"] == "median"
     assert sum("calstack scale" in h for h in master.meta["HISTORY"]) == 5
 
 
@@ -85,7 +86,7 @@ def test_weighted_average_matches_the_reference(tmp_path, kind):
     frames[4, 2, 2] = 5000.0
     exptimes = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
     paths = [write_frames(tmp_path, [f], exptime=t, prefix=f"f{i}", GAIN=2.0, RDNOISE=5.0)[0]
-             for i, (f, t) in enumerate(zip(frames, exptimes))]
+             for i, (f, t) in enumerate(zip(frames, exptimes, strict=True))]
     weights = {"frame": rng.uniform(0.5, 2, 6), "pixel": list(rng.uniform(0.5, 2, frames.shape)),
                "keyword": "EXPTIME", "noise": "noise"}[kind]
     master = calstack.combine(paths, rejection="sigma_clip", sigma=4, weights=weights,

@@ -47,9 +47,22 @@ def test_bar_shows_count_rate_and_eta_and_lines_go_above():
     with progress.task("combine", total=40, unit="row") as task:
         task.update(10)
         progress.line("a finished master")
+        task.update(5)
+        progress.line("another master")
     text = stream.getvalue()
-    assert "combine:   0%" in text and "0/40 [00:00<?, ?row/s]" in text  # elapsed<ETA, rate
-    assert "a finished master\n" in text
+    # The bar is drawn when it starts: 0 of 40, elapsed<ETA, no rate yet.
+    start, rest = text.split("a finished master\n")
+    assert "combine:   0%" in start
+    assert "| 0/40 [00:00<?, ?row/s]" in start
+    # A line clears the bars, is written, and the bars are redrawn with their count now (tqdm's
+    # external_write_mode refreshes them whatever mininterval says), so what follows each line
+    # shows the updates made before it: 10 of 40, then 15 of 40, with a rate in rows/s.
+    after_first, after_second = rest.split("another master\n")
+    assert "combine:  25%" in after_first
+    assert "| 10/40 [" in after_first
+    assert "| 15/40 [" in after_second
+    assert "row/s]" in after_second
+    assert "| 0/40 [" not in rest
 
 
 def test_lines_mode_has_no_carriage_returns():
@@ -69,8 +82,12 @@ def test_api_is_silent_unless_asked(two_groups, capsys):
     calstack.combine(files, progress="bar")
     calstack.ImageIndex(two_groups, progress="bar")
     err = capsys.readouterr().err
-    assert "combine:   0%" in err and "/40 [" in err and "row/s" in err  # 40 rows
-    assert "index:   0%" in err and "/6 [" in err and "file/s" in err  # 6 files
+    assert "combine:   0%" in err
+    assert "/40 [" in err  # 40 rows
+    assert "row/s" in err
+    assert "index:   0%" in err
+    assert "/6 [" in err  # 6 files
+    assert "file/s" in err
     with pytest.raises(UnknownOptionError, match="did you mean 'progress'"):
         calstack.ImageIndex(two_groups, progres=True)
     with pytest.raises(UnknownOptionError, match="did you mean 'progress'"):
@@ -84,7 +101,8 @@ def test_command_line_not_on_a_terminal_prints_one_line_per_master(two_groups, t
     lines = captured.out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["dark exptime=10.000", "dark exptime=20.000"]
     assert all(" 3 frames -> " in line and line.endswith(" s)") for line in lines)
-    assert "\r" not in captured.out + captured.err and captured.err == ""
+    assert "\r" not in captured.out + captured.err
+    assert captured.err == ""
     assert main(["combine", str(two_groups), "--imagetyp", "dark", "-o", str(out),
                  "--overwrite", "-q"]) == 0
     assert capsys.readouterr() == ("", "")
@@ -95,7 +113,8 @@ def test_verbose_logs_the_tile_plan(two_groups, tmp_path, capsys):
                  "--mem-limit", "20MB"]) == 0
     err = capsys.readouterr().err
     assert err.count("calstack: combine: 3 frames of 40x24: 1 tile(s) of 40 rows; "
-                     "estimated peak") == 2 and "of mem_limit 20.0 MB" in err
+                     "estimated peak") == 2
+    assert "of mem_limit 20.0 MB" in err
 
 
 def test_json_has_paths_groups_counts_rejection_and_timings(two_groups, tmp_path, capsys):
@@ -109,9 +128,11 @@ def test_json_has_paths_groups_counts_rejection_and_timings(two_groups, tmp_path
     for entry in built:
         assert set(entry) == {"kind", "group", "path", "n_frames", "inputs", "frame_rejected",
                               "rejected_fraction", "seconds"}
-        assert entry["kind"] == "dark" and entry["n_frames"] == 3
+        assert entry["kind"] == "dark"
+        assert entry["n_frames"] == 3
         assert len(entry["inputs"]) == len(entry["frame_rejected"]) == 3
-        assert entry["path"].startswith(str(out)) and entry["seconds"] >= 0
+        assert entry["path"].startswith(str(out))
+        assert entry["seconds"] >= 0
         assert all(f.startswith(str(two_groups)) for f in entry["inputs"])
         # per frame: a fraction of the frame's pixels; overall: of all values
         assert sum(entry["frame_rejected"]) / 3 == pytest.approx(entry["rejected_fraction"],

@@ -22,15 +22,20 @@ def te(tmp_path_factory):
 
 
 def test_files_headers_and_truth(te):
-    assert len(te.frames) == 10 and sorted(te.truth) == ["dark_90.000"]
+    assert len(te.frames) == 10
+    assert sorted(te.truth) == ["dark_90.000"]
     header = fits.getheader(te.frames[0])
-    assert header["IMAGETYP"] == "DARK" and header["EXPTIME"] == 90.0
+    assert header["IMAGETYP"] == "DARK"
+    assert header["EXPTIME"] == 90.0
     assert (header["GAIN"], header["RDNOISE"]) == (te.camera.gain, te.camera.read_noise)
-    assert header["BITPIX"] == -32 and header["BUNIT"] == "adu"
+    assert header["BITPIX"] == -32
+    assert header["BUNIT"] == "adu"
     dates = [fits.getheader(f)["DATE-OBS"] for f in te.frames]
-    assert dates == sorted(dates) and len(set(dates)) == 10
+    assert dates == sorted(dates)
+    assert len(set(dates)) == 10
     with fits.open(te.truth["dark_90.000"]) as truth:
-        assert [h.name for h in truth] == ["PRIMARY", "SIGMA", "HOT"] and truth[0].header["TRUTH"]
+        assert [h.name for h in truth] == ["PRIMARY", "SIGMA", "HOT"]
+        assert truth[0].header["TRUTH"]
 
 
 def test_frame_noise_matches_read_noise_and_poisson(te):
@@ -45,7 +50,8 @@ def test_frame_noise_matches_read_noise_and_poisson(te):
     assert np.median(sigma[clean]) == pytest.approx(expected, rel=1e-6)
     mean = np.mean([fits.getdata(f) for f in te.frames], axis=0)
     assert np.median(mean[clean]) == pytest.approx(cam.dark_current * 90.0 / cam.gain, abs=0.1)
-    assert hot.sum() > 0 and np.all(truth[hot] > 10 * truth[clean].mean())
+    assert hot.sum() > 0
+    assert np.all(truth[hot] > 10 * truth[clean].mean())
 
 
 def test_cosmic_rays_scale_with_exposure(tmp_path):
@@ -73,7 +79,8 @@ def test_raw_night_uint16_bias_flats_and_names(tmp_path):
     assert kinds == {"BIAS", "Bias Frame", "ZERO", "DARK", "Dark Frame", "FLAT", "Flat Field"}
     bias_file = next(f for f in night.frames if f.name.startswith("bias"))
     with fits.open(bias_file) as hdul:
-        assert hdul[0].header["BITPIX"] == 16 and hdul[0].header["BZERO"] == 32768
+        assert hdul[0].header["BITPIX"] == 16
+        assert hdul[0].header["BZERO"] == 32768
         assert np.median(hdul[0].data) == pytest.approx(night.camera.bias_level, abs=5)
     flat = fits.getdata(night.truth["flat_R"])
     assert np.median(flat) == pytest.approx(1.0, abs=1e-3)
