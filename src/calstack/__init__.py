@@ -40,7 +40,7 @@ _LAZY = {
     "UnknownOptionError": "calstack.errors",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = ["__version__", *sorted(_LAZY)]  # noqa: PLE0604 - the lazy names are strings
 
 
 def __getattr__(name):

@@ -381,7 +381,7 @@ def _cmd_demo(args):
 
     run_demo(args.output_dir, shape=tuple(args.shape) if args.shape else None,
              mem_limit=args.mem_limit, overwrite=args.overwrite,
-             say=(lambda text: None) if args.quiet else print)
+             say=(lambda _text: None) if args.quiet else print)
     return 0
 
 

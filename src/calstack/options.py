@@ -24,9 +24,22 @@ from .errors import OptionError, UnknownOptionError, did_you_mean
 from .kernels.params import METHOD_CODES, KernelParams
 from .kernels.registry import ALGORITHMS, NO_REJECTION
 
-__all__ = ["Option", "OPTIONS", "CombineOptions", "RECIPE", "DEFAULT_MEM_LIMIT", "METHODS",
-           "REJECTIONS", "CENFUNCS", "STDFUNCS", "DTYPES", "options_in", "check_names",
-           "rejection_guide", "parameters_doc"]
+__all__ = [
+    "CENFUNCS",
+    "DEFAULT_MEM_LIMIT",
+    "DTYPES",
+    "METHODS",
+    "OPTIONS",
+    "RECIPE",
+    "REJECTIONS",
+    "STDFUNCS",
+    "CombineOptions",
+    "Option",
+    "check_names",
+    "options_in",
+    "parameters_doc",
+    "rejection_guide",
+]
 
 METHODS = tuple(METHOD_CODES)
 REJECTIONS = (None, *ALGORITHMS)
@@ -77,7 +90,7 @@ def _dtype(name, value):
     return _choice(DTYPES)(name, value)
 
 
-def _flag(name, value):
+def _flag(_name, value):
     return bool(value)
 
 

@@ -23,7 +23,7 @@ import sys
 
 from .errors import OptionError
 
-__all__ = ["Progress", "as_progress", "MODES"]
+__all__ = ["MODES", "Progress", "as_progress"]
 
 MODES = ("auto", "bar", "lines", "off")
 

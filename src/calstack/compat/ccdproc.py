@@ -25,9 +25,9 @@ import os
 import warnings
 
 import numpy as np
-import numpy.ma as ma
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.stats import mad_std, sigma_clip
+from numpy import ma
 
 from ..errors import UnknownOptionError, did_you_mean
 from ..io.fitsheader import read_hdus

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..errors import FrameError
 
-__all__ = ["HDUInfo", "read_hdus", "parse_value", "STRUCTURAL_KEYWORDS", "AUXILIARY_EXTNAMES"]
+__all__ = ["AUXILIARY_EXTNAMES", "STRUCTURAL_KEYWORDS", "HDUInfo", "parse_value", "read_hdus"]
 
 BLOCK = 2880
 #: Extensions that describe another HDU (calstack's and CCDData's), never science images.
@@ -147,7 +147,7 @@ STRUCTURAL_KEYWORDS = frozenset(("XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUN
                                  "EXTNAME"))
 
 
-_CARDS = re.compile(".{80}", re.S).findall
+_CARDS = re.compile(".{80}", re.DOTALL).findall
 
 # What a card means, as _parse_card returns it: (keyword, value) for a valued card, or one of
 # these markers in place of the keyword.
@@ -294,7 +294,7 @@ def read_hdus(path, *, max_hdus=None, keywords=None) -> list[HDUInfo]:
     try:
         if _is_gzip_name(path):
             with gzip.open(path, "rb") as f:
-                return _walk(path, lambda offset: f.read(BLOCK), None, max_hdus, wanted,
+                return _walk(path, lambda _offset: f.read(BLOCK), None, max_hdus, wanted,
                              lambda padded, size, offset: _skip(f, padded, size, path, offset))
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -394,7 +394,7 @@ def _layout(path, index, header, header_offset, data_offset) -> HDUInfo:
     get = header.get
     bitpix = get("BITPIX")
     naxis = get("NAXIS")
-    if type(bitpix) is not int or type(naxis) is not int:  # noqa: E721 - bool is not an int here
+    if type(bitpix) is not int or type(naxis) is not int:  # exactly int: a bool is not one here
         bitpix = _int(header, "BITPIX", path, index)
         naxis = _int(header, "NAXIS", path, index)
     if bitpix not in _VALID_BITPIX or not 0 <= naxis <= 999:
@@ -403,7 +403,7 @@ def _layout(path, index, header, header_offset, data_offset) -> HDUInfo:
     pixels = 0
     if naxis:
         for i, d in enumerate(dims):
-            if type(d) is not int or d < 0:  # noqa: E721
+            if type(d) is not int or d < 0:
                 raise FrameError(path, f"HDU {index}: keyword NAXIS{i + 1} is {d!r}, not an "
                                  "integer >= 0; the header is corrupt")
         pixels = 1
@@ -411,7 +411,7 @@ def _layout(path, index, header, header_offset, data_offset) -> HDUInfo:
             pixels *= d
     pcount = get("PCOUNT", 0)
     gcount = get("GCOUNT", 1)
-    if type(pcount) is not int or type(gcount) is not int:  # noqa: E721
+    if type(pcount) is not int or type(gcount) is not int:
         pcount = _int(header, "PCOUNT", path, index, 0)
         gcount = _int(header, "GCOUNT", path, index, 1)
     data_size = abs(bitpix) // 8 * gcount * (pcount + pixels) if (naxis or pcount) else 0

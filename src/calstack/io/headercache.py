@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from .. import __version__
 from ..errors import OptionError
 
-__all__ = ["HeaderCache", "default_cache_path", "cache_path", "CACHE_DIR_ENV", "CACHE_FILE"]
+__all__ = ["CACHE_DIR_ENV", "CACHE_FILE", "HeaderCache", "cache_path", "default_cache_path"]
 
 log = logging.getLogger("calstack")
 
@@ -42,8 +42,8 @@ _VERSION = f"{SCHEMA_VERSION}/{__version__}"
 _COLUMNS = {"meta": ("key", "value"), "files": ("path", "size", "mtime_ns", "rows")}
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-    "mtime_ns INTEGER NOT NULL, rows TEXT NOT NULL) WITHOUT ROWID",
+    ("CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+     "mtime_ns INTEGER NOT NULL, rows TEXT NOT NULL) WITHOUT ROWID"),
 )
 #: Seconds to wait for another process's write to the cache before giving up on it.
 _BUSY_TIMEOUT_S = 10.0

@@ -31,7 +31,7 @@ from astropy.io import fits
 from .. import __version__
 from ..options import OPTIONS
 
-__all__ = ["provenance_header", "LAYOUT_KEYWORDS"]
+__all__ = ["LAYOUT_KEYWORDS", "provenance_header"]
 
 #: Keywords that describe the input file's layout, not the data: never copied to a master.
 LAYOUT_KEYWORDS = {
@@ -104,6 +104,6 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
         for path, reason in skipped:
             header.add_history(f"calstack skipped {os.path.basename(path)}: {reason}")
     header["CALSTACK"] = (__version__, "calstack version")
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     header["CMBDATE"] = (now, "UTC time of combination")
     return header

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
-__all__ = ["Frame", "FitsFrame", "CompressedFrame", "ArrayFrame", "open_frame", "MAX_OPEN_FILES"]
+__all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame", "open_frame"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -116,7 +116,7 @@ class FitsFrame(Frame):
                 raise FrameError(self.source, f"cannot open: {exc.strerror}") from exc
         return self._fd
 
-    def _read(self, info: HDUInfo, start, stop, target: np.ndarray):
+    def _read(self, info: HDUInfo, start, target: np.ndarray):
         width = self.shape[1]
         offset = info.data_offset + start * width * target.itemsize
         _pread_into(self._open(), memoryview(target).cast("B"), offset, self.source)
@@ -125,12 +125,12 @@ class FitsFrame(Frame):
         n = (stop - start) * self.shape[1]
         try:
             if self.direct:
-                self._read(self.info, start, stop, out)
+                self._read(self.info, start, out)
                 if _LITTLE_ENDIAN:
                     out.byteswap(inplace=True)  # FITS big-endian bytes -> native values
             else:
                 values = raw[: n * self.dtype.itemsize].view(self.dtype).reshape(out.shape)
-                self._read(self.info, start, stop, values)
+                self._read(self.info, start, values)
                 out[...] = values
                 if self.blank is not None:
                     np.equal(values, self.blank, out=raw[-n:].view(bool).reshape(out.shape))
@@ -142,7 +142,7 @@ class FitsFrame(Frame):
             if self.mask_info is not None:
                 mask_dtype = np.dtype(_BITPIX[self.mask_info.bitpix])
                 flags = raw[: n * mask_dtype.itemsize].view(mask_dtype).reshape(out.shape)
-                self._read(self.mask_info, start, stop, flags)
+                self._read(self.mask_info, start, flags)
                 np.not_equal(flags, 0, out=raw[-n:].view(bool).reshape(out.shape))
                 out[raw[-n:].view(bool).reshape(out.shape)] = np.nan
         finally:
@@ -176,7 +176,7 @@ class CompressedFrame(Frame):
         self.unit = info.header.get("BUNIT")
         self._hdul = None
 
-    def read_rows(self, start, stop, out, raw):
+    def read_rows(self, start, stop, out, raw):  # noqa: ARG002 - decompressed by astropy: no raw buffer
         from astropy.io import fits
 
         if self._hdul is None:
@@ -213,7 +213,7 @@ class ArrayFrame(Frame):
         self.meta = meta
         self.name = self.source = name
 
-    def read_rows(self, start, stop, out, raw):
+    def read_rows(self, start, stop, out, raw):  # noqa: ARG002 - in memory: no raw buffer
         out[...] = self.data[start:stop]
         if self.mask is not None:
             out[self.mask[start:stop]] = np.nan

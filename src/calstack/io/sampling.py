@@ -18,7 +18,7 @@ import numpy as np
 from ..kernels.statistics import median_and_robust_std
 from .reader import Frame, open_frame
 
-__all__ = ["grid_step", "read_grid", "read_block_min", "pixel_noise"]
+__all__ = ["grid_step", "pixel_noise", "read_block_min", "read_grid"]
 
 
 

@@ -11,7 +11,7 @@ from astropy.io import fits
 
 from ..errors import CalstackError
 
-__all__ = ["write_master", "atomic_write", "OutputExistsError", "check_writable"]
+__all__ = ["OutputExistsError", "atomic_write", "check_writable", "write_master"]
 
 
 _UMASK = os.umask(0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["esd_max_outliers", "critical_values"]
+__all__ = ["critical_values", "esd_max_outliers"]
 
 
 def esd_max_outliers(k, esd_max):

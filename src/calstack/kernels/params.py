@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-__all__ = ["KernelParams", "METHOD_CODES", "AVERAGE", "MEDIAN", "SUM", "WINSOR_CLIP",
-           "WINSOR_CORRECTION"]
+__all__ = [
+           "AVERAGE",
+           "MEDIAN",
+           "METHOD_CODES",
+           "SUM",
+           "WINSOR_CLIP",
+           "WINSOR_CORRECTION",
+           "KernelParams",
+]
 
 #: The ``method`` parameter of the kernel.
 AVERAGE, MEDIAN, SUM = 0, 1, 2

@@ -18,8 +18,15 @@ from .esd import critical_values, esd_max_outliers
 from .params import WINSOR_CLIP, WINSOR_CORRECTION
 from .statistics import MAD_TO_STD
 
-__all__ = ["reject_extrema", "reject_thresholds", "sigma_clip", "percentile_clip",
-           "winsorized_sigma_clip", "ccdclip", "esd"]
+__all__ = [
+    "ccdclip",
+    "esd",
+    "percentile_clip",
+    "reject_extrema",
+    "reject_thresholds",
+    "sigma_clip",
+    "winsorized_sigma_clip",
+]
 
 
 def reject_extrema(data, options):

@@ -11,8 +11,16 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-__all__ = ["Algorithm", "ALGORITHMS", "NO_REJECTION", "SIGMA_CLIP", "PERCENTILE_CLIP",
-           "WINSORIZED_SIGMA_CLIP", "CCDCLIP", "ESD"]
+__all__ = [
+    "ALGORITHMS",
+    "CCDCLIP",
+    "ESD",
+    "NO_REJECTION",
+    "PERCENTILE_CLIP",
+    "SIGMA_CLIP",
+    "WINSORIZED_SIGMA_CLIP",
+    "Algorithm",
+]
 
 #: Kernel codes (``KernelParams.rejection``).
 NO_REJECTION, SIGMA_CLIP, PERCENTILE_CLIP, WINSORIZED_SIGMA_CLIP, CCDCLIP, ESD = range(6)

@@ -62,7 +62,7 @@ def pclip_offset(k, pclip):
 
 
 @njit(nogil=True, cache=True)
-def _pclip_bounds(w, lo, hi, m, p, s, pairs):
+def _pclip_bounds(w, lo, hi, m, p, s, _pairs):
     """Percentile clipping (IRAF ``pclip``): the spread is the distance from the median to the
     value ``pclip_offset`` ranks below it (``pclip < 0``) or above it (``pclip > 0``)."""
     median_of_range(w, lo, hi, s.center, m)
@@ -88,7 +88,7 @@ def noise_model_sigma(level, gain, read_noise, sense_noise):
 
 
 @njit(nogil=True, cache=True)
-def _ccdclip_bounds(w, lo, hi, m, p, s, pairs):
+def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
     """Noise-model clipping (IRAF ``ccdclip``): center -/+ sigma * noise_model_sigma(center)."""
     if p.cen_median:
         median_of_range(w, lo, hi, s.center, m)
@@ -102,7 +102,7 @@ def _ccdclip_bounds(w, lo, hi, m, p, s, pairs):
 
 
 @njit(nogil=True, cache=True)
-def _winsorized_bounds(w, lo, hi, m, p, s, pairs):
+def _winsorized_bounds(w, lo, hi, m, p, s, _pairs):
     """Winsorized sigma clipping: median -/+ sigma * the std of the values winsorized at
     WINSOR_CLIP sigma (times WINSOR_CORRECTION), iterated until that std settles."""
     median_of_range(w, lo, hi, s.center, m)

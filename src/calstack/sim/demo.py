@@ -24,7 +24,7 @@ from ..pipeline.night import build_night
 from ..viz.pictures import show
 from .simulation import simulate
 
-__all__ = ["run_demo", "noise_check", "truth_residual"]
+__all__ = ["noise_check", "run_demo", "truth_residual"]
 
 
 def noise_check(master_path, frame_path, truth_path) -> dict:

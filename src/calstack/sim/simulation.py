@@ -18,7 +18,7 @@ from astropy.io import fits
 from ..errors import OptionError
 from ..io.writer import OutputExistsError, atomic_write
 
-__all__ = ["Camera", "PRESETS", "SimulatedNight", "simulate"]
+__all__ = ["PRESETS", "Camera", "SimulatedNight", "simulate"]
 
 _MJD_ZERO = datetime.datetime(2026, 1, 1)
 _MJD_EPOCH = 61041.0  # MJD of 2026-01-01T00:00:00

@@ -15,8 +15,14 @@ import re
 
 from ..errors import CalstackError, OptionError
 
-__all__ = ["connect", "resolve_client", "require_distributed", "MissingDependencyError",
-           "ClusterError", "PARALLEL"]
+__all__ = [
+    "PARALLEL",
+    "ClusterError",
+    "MissingDependencyError",
+    "connect",
+    "require_distributed",
+    "resolve_client",
+]
 
 #: Values of ``combine(parallel=...)``.
 PARALLEL = (None, "current-scheduler")

@@ -38,10 +38,11 @@ _COMBINE = options_in("combine", "frames", "run")
 def _expand(frames):
     """Accept a list of frames, a :class:`~calstack.catalog.grouping.Group`, or an index."""
     if hasattr(frames, "paths") and hasattr(frames, "hdus"):  # a Group
-        return list(zip(frames.paths, frames.hdus))
+        return list(zip(frames.paths, frames.hdus, strict=True))
     if hasattr(frames, "files") and hasattr(frames, "table"):  # an ImageIndex
         table = frames.table
-        return [(p, int(h)) for p, h, e in zip(table["path"], table["hdu"], table["error"]) if not e]
+        return [(p, int(h)) for p, h, e in zip(table["path"], table["hdu"], table["error"], strict=True)
+                if not e]
     if isinstance(frames, (str, os.PathLike, np.ndarray)) and not (
         isinstance(frames, np.ndarray) and frames.ndim == 3
     ):

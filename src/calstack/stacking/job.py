@@ -36,7 +36,7 @@ def _check_consistent(frames):
                              "of one size only (group by NAXIS1/NAXIS2 or binning)")
     units = {f.unit.strip().lower(): f for f in frames if f.unit and f.unit.strip()}
     if len(units) > 1:
-        (u1, f1), (u2, f2) = list(units.items())[:2]
+        (_, f1), (_, f2) = list(units.items())[:2]
         raise FrameError(f2.source, f"has BUNIT={f2.unit!r} but {f1.name} has BUNIT={f1.unit!r}; "
                          "combine frames of one unit only")
     return next(iter(units.values())).unit if units else "adu"

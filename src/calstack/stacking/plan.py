@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from ..errors import OptionError
 from ..options import DEFAULT_MEM_LIMIT
 
-__all__ = ["parse_mem_limit", "TilePlan", "plan_tiles", "format_bytes", "HEADROOM",
-           "DEFAULT_MEM_LIMIT"]
+__all__ = [
+    "DEFAULT_MEM_LIMIT",
+    "HEADROOM",
+    "TilePlan",
+    "format_bytes",
+    "parse_mem_limit",
+    "plan_tiles",
+]
 
 
 #: Bytes kept aside for interpreter objects, thread stacks and kernel scratch.

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import FrameError, OptionError
 
-__all__ = ["Preparation", "STATISTICS", "parse_section", "frame_statistics"]
+__all__ = ["STATISTICS", "Preparation", "frame_statistics", "parse_section"]
 
 #: Statistics a frame can be scaled or offset by. The mode is Pearson's estimate
 #: 3 median - 2 mean (as SExtractor uses for the sky).
@@ -117,7 +117,7 @@ def frame_statistics(frames, preparation, section, stack_dtype):
         ``{'median': ..., 'mean': ..., 'mode': ...}``, one value per frame.
     """
     rows, cols = parse_section(section, frames[0].shape)
-    height, width = frames[0].shape
+    width = frames[0].shape[1]
     n_values = (rows.stop - rows.start) * (cols.stop - cols.start)
     step = max(1, math.ceil(math.sqrt(n_values / _SAMPLES)))
     band = max(1, _BAND_BYTES // (width * np.dtype(stack_dtype).itemsize))
@@ -131,7 +131,7 @@ def frame_statistics(frames, preparation, section, stack_dtype):
         samples = []
         for start in range(rows.start, rows.stop, band):
             stop = min(rows.stop, start + band)
-            for buffer, source in zip(calib, preparation.calibrations):
+            for buffer, source in zip(calib, preparation.calibrations, strict=True):
                 source.read_rows(start, stop, buffer[: stop - start], raw)
             frame.read_rows(start, stop, values[: stop - start], raw)
             calibration_only.apply(i, values[: stop - start], [c[: stop - start] for c in calib])

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..kernels.statistics import MAD_TO_STD
 
-__all__ = ["flag_frames", "THRESHOLD", "MIN_FRAMES"]
+__all__ = ["MIN_FRAMES", "THRESHOLD", "flag_frames"]
 
 #: A statistic this many robust standard deviations of the group away from its median flags a frame.
 THRESHOLD = 5.0

@@ -16,8 +16,17 @@ import numpy as np
 from ..errors import FrameError, OptionError
 from ..io.writer import atomic_write
 
-__all__ = ["show", "stretch_limits", "symmetric_limits", "frame_title", "new_figure",
-           "draw_image", "draw_histograms", "png_bytes", "STRETCHES"]
+__all__ = [
+    "STRETCHES",
+    "draw_histograms",
+    "draw_image",
+    "frame_title",
+    "new_figure",
+    "png_bytes",
+    "show",
+    "stretch_limits",
+    "symmetric_limits",
+]
 
 STRETCHES = ("zscale", "percentile", "minmax")
 _MAX_PIXELS = 1500  # a side longer than this is subsampled for display
@@ -152,7 +161,7 @@ def draw_histograms(ax, images, labels, vmin, vmax, *, title="Histogram"):
     whole counts wide when the first image holds whole numbers (raw frames)."""
     finite = [v[np.isfinite(v)] for v in (np.asarray(image, np.float64) for image in images)]
     bins = _bins(finite[0], vmin, vmax)
-    for values, label in zip(finite, labels):
+    for values, label in zip(finite, labels, strict=True):
         ax.hist(values, bins=bins, histtype="step", linewidth=1.4, label=label)
     for limit in (vmin, vmax):
         ax.axvline(limit, color="0.5", linestyle="--", linewidth=0.8)
@@ -228,7 +237,7 @@ def show(frames, output, *, titles=None, stretch="zscale", percentiles=(1.0, 99.
     panels = len(images) + bool(hist)
     figure = new_figure(figsize or (6.0 * panels, 5.5))
     names = []
-    for k, (image, (data, header, name)) in enumerate(zip(images, loaded)):
+    for k, (image, (data, header, name)) in enumerate(zip(images, loaded, strict=True)):
         ax = figure.add_subplot(1, panels, k + 1)
         draw_image(figure, ax, image, data.shape, vmin, vmax,
                    cmap=cmap or (_DIFF_CMAP if diff else "gray"),

@@ -47,8 +47,14 @@ from ..progress import as_progress
 from .anomalies import MIN_FRAMES, THRESHOLD, flag_frames
 from .pictures import draw_histograms, draw_image, new_figure, png_bytes, stretch_limits
 
-__all__ = ["Report", "MasterSection", "FrameRow", "write_report", "check_report_path",
-           "GRID_SIDE"]
+__all__ = [
+    "GRID_SIDE",
+    "FrameRow",
+    "MasterSection",
+    "Report",
+    "check_report_path",
+    "write_report",
+]
 
 #: Frames and masters are looked at on a grid of at most this many pixels a side.
 GRID_SIDE = 512
@@ -180,7 +186,7 @@ class Report:
             header = fits.getheader(path)
             shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
             data, counts = (path, None), (path, "NCOMB")
-            hdu_of = dict(zip(master.group.paths, master.group.hdus))
+            hdu_of = dict(zip(master.group.paths, master.group.hdus, strict=True))
             sources = [(source, hdu_of.get(source)) for source in master.sources]
             rejected = master.frame_rejected or None
             preparation = master.preparation
@@ -318,7 +324,7 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
             finite = grid[np.isfinite(grid)]
             integer = integer and bool(np.all(finite == np.round(finite)))
             task.update()
-    medians, noises, pixel_noises = (np.array(values) for values in zip(*stats))
+    medians, noises, pixel_noises = (np.array(values) for values in zip(*stats, strict=True))
     flags = flag_frames(medians, noises, rejected, integer=integer)
     rows = tuple(FrameRow(name=_name(source), path=_path(source),
                           median=float(medians[i]), noise=float(noises[i]),
