@@ -44,7 +44,7 @@ from ...progress import as_progress
 from ..cluster import ClusterError, require_distributed, resolve_client
 from ..kernel_call import KernelCall
 from ..preparation import Preparation
-from .local import read_band
+from .local import BandBuffers, read_band
 
 __all__ = ["run_many", "TASKS_PER_THREAD"]
 
@@ -131,13 +131,11 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
         preparation = replace(work.preparation, bias=bias, dark=dark)
         calibrations = preparation.calibrations
         n, rows, width = len(frames), stop - start, work.shape[1]
-        tile = np.empty((n, rows, width), work.stack_dtype)
-        calibration = [np.empty((rows, width), work.stack_dtype)
-                       for _ in preparation.calibrations]
-        raw_bytes = rows * width * max(f.raw_itemsize for f in [*frames, *preparation.calibrations])
-        raws = [np.empty(raw_bytes, np.uint8) for _ in range(work.n_readers)]
+        buffers = BandBuffers(frames, calibrations, rows, width, work.stack_dtype,
+                              work.n_readers)
+        tile, calibration = buffers.band(rows)
         with ThreadPoolExecutor(work.n_readers, thread_name_prefix="calstack-read") as pool:
-            read_band(frames, preparation, start, stop, tile, calibration, raws, pool)
+            read_band(frames, preparation, start, stop, tile, calibration, buffers.raws, pool)
         data = np.empty((rows, width), work.stack_dtype)
         uncertainty = np.empty((rows, width), work.stack_dtype)
         count = np.empty((rows, width), np.int16)
