@@ -25,7 +25,7 @@ from ..errors import FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["Frame", "FitsFrame", "CompressedFrame", "ArrayFrame", "open_frame", "MAX_OPEN_FILES",
-           "raw_buffer", "raw_itemsize"]
+           "frame_location", "raw_buffer", "raw_itemsize"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -240,6 +240,15 @@ def raw_buffer(frames, n_rows: int, width: int) -> np.ndarray:
     """A conversion buffer (``raw`` of :meth:`Frame.read_rows`) for reading up to ``n_rows``
     rows of ``width`` pixels of any of ``frames``."""
     return np.empty(n_rows * width * raw_itemsize(frames), np.uint8)
+
+
+def frame_location(frame) -> tuple[str, int] | None:
+    """``(path, HDU number)`` from which :func:`open_frame` opens a file frame again: the user's
+    file (for a ``.gz`` file, not its temporary copy) and the HDU read; None for an in-memory
+    frame."""
+    if isinstance(frame, ArrayFrame):
+        return None
+    return frame.source, frame.info.index
 
 
 def _read_header(path, info: HDUInfo):

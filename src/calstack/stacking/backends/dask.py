@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...errors import FrameError, OptionError
-from ...io.reader import ArrayFrame, open_frame
+from ...io.reader import frame_location, open_frame
 from ...progress import as_progress
 from ..cluster import ClusterError, require_distributed, resolve_client
 from ..kernel_call import KernelCall
@@ -80,7 +80,8 @@ class _Band(NamedTuple):
 
 def _spec(frame, what):
     """``(absolute path, HDU)`` by which a worker re-opens ``frame``."""
-    if isinstance(frame, ArrayFrame):
+    location = frame_location(frame)
+    if location is None:
         raise OptionError(f"{what} {frame.name!r} is in memory; with a Dask client the workers "
                           "read every frame from a file: write it to FITS first, or combine "
                           "without client=")
@@ -88,7 +89,8 @@ def _spec(frame, what):
         raise FrameError(frame.source, "is gzip-compressed: on a Dask cluster every band task "
                          "would decompress the whole file; gunzip it (or fpack it: .fz is read "
                          "band by band), or combine without client=")
-    return os.path.abspath(frame.source), frame.info.index
+    path, hdu = location
+    return os.path.abspath(path), hdu
 
 
 def _work(job) -> _Work:
