@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["DEFAULT_REL_TOL", "DEFAULT_ABS_TOL", "close", "fold", "same_text", "same_value"]
+__all__ = ["DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "close", "fold", "same_text", "same_value"]
 
 DEFAULT_REL_TOL = 1e-6
 DEFAULT_ABS_TOL = 1e-9
