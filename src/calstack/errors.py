@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["CalstackError", "FrameError", "OptionError", "UnknownOptionError", "did_you_mean"]
+__all__ = ["CalstackError", "FrameError", "OptionError", "UnknownOptionError", "did_you_mean",
+           "unknown_option"]
 
 
 class CalstackError(Exception):
@@ -41,3 +42,40 @@ def did_you_mean(name: str, valid) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest valid name, or ``""`` if none is close."""
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_option(name, valid, *, where=None, what="option", fix=None) -> UnknownOptionError:
+    """The error for a name that is not among ``valid``, in calstack's one format.
+
+    ``"{where}: unknown {what} 'x' (did you mean 'y'?); valid {what}s: a, b, c; {fix}"``: the
+    ``where`` prefix, the hint and the ``fix`` appear only when there is one. The hint compares
+    the name trimmed and in lower case (keyword and column names are case-insensitive), and names
+    the valid spelling.
+
+    Parameters
+    ----------
+    name : str
+        The name given (shown as given).
+    valid : iterable of str
+        The names that would work, in the order to list them.
+    where : str, optional
+        What was called or read (``'ImageIndex()'``, ``'group_by'``).
+    what : str
+        What kind of name it is: ``'option'``, ``'column'``, ``'grouping key'``...
+    fix : str, optional
+        What else to do, after the list (e.g. how to add a column).
+
+    Returns
+    -------
+    UnknownOptionError
+        To raise.
+    """
+    valid = [str(v) for v in valid]
+    lowered = {}
+    for v in valid:
+        lowered.setdefault(v.lower(), v)  # the first spelling of a name wins
+    close = difflib.get_close_matches(str(name).strip().lower(), list(lowered), n=1, cutoff=0.6)
+    hint = f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+    text = (f"{where + ': ' if where else ''}unknown {what} {name!r}{hint}; valid {what}s: "
+            f"{', '.join(valid) or '(none)'}")
+    return UnknownOptionError(f"{text}; {fix}" if fix else text)

@@ -7,10 +7,11 @@ numbers within a tolerance and compare strings case-insensitively after trimming
 
 Default numeric tolerance
 -------------------------
-Two sorted neighbouring values ``a <= b`` belong to one cluster when
-``b - a <= max(1e-6 * max(|a|, |b|), 1e-9)`` -- the same closeness the index's ``filter`` uses
-(``math.isclose(rel_tol=1e-6, abs_tol=1e-9)``), so a group's representative value selects the
-same frames with ``index.filter``. It absorbs float32/float64 round-off and formatting noise
+Two sorted neighbouring values ``a <= b`` belong to one cluster when they are close by
+:func:`calstack.catalog.closeness.close`: ``b - a <= max(1e-6 * max(|a|, |b|), 1e-9)`` -- the same
+closeness the index's ``filter`` uses (``math.isclose(rel_tol=1e-6, abs_tol=1e-9)``), so a
+group's representative value selects the same frames with ``index.filter``. Clusters chain: each
+value is compared with its sorted neighbour, not with the cluster's first member. It absorbs float32/float64 round-off and formatting noise
 but never merges genuinely different settings (7 s vs 7.001 s). Give an explicit absolute
 tolerance for keys that really wander (``tolerances={'ccd-temp': 0.5}``). Integer values are
 compared exactly unless a tolerance is given.
@@ -24,12 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import OptionError, UnknownOptionError, did_you_mean
+from ..errors import OptionError, UnknownOptionError, unknown_option
+from .closeness import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, close, fold
+from .columns import frame_pairs, resolve_column, unreadable_mask
 
 __all__ = ["Group", "group_by", "unique_values", "DEFAULT_REL_TOL", "DEFAULT_ABS_TOL"]
-
-DEFAULT_REL_TOL = 1e-6
-DEFAULT_ABS_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -127,18 +127,10 @@ def _cluster(cells, tolerance, name):
         present.sort(key=lambda item: item[1])
         clusters = [[present[0]]]
         for item in present[1:]:
-            previous = clusters[-1][-1][1]
-            value = item[1]
-            if tolerance is not None:
-                limit = tolerance
-            elif isinstance(value, int) and isinstance(previous, int):
-                limit = 0
-            else:
-                limit = max(DEFAULT_REL_TOL * max(abs(previous), abs(value)), DEFAULT_ABS_TOL)
-            if value - previous > limit:
-                clusters.append([item])
-            else:
+            if close(clusters[-1][-1][1], item[1], tolerance):  # chains: the sorted neighbour
                 clusters[-1].append(item)
+            else:
+                clusters.append([item])
         for label, members in enumerate(clusters):
             reps.append(members[(len(members) - 1) // 2][1])  # the (lower) median member
             for i, _ in members:
@@ -148,8 +140,7 @@ def _cluster(cells, tolerance, name):
         def norm(v):
             return v
     else:
-        def norm(v):
-            return str(v).strip().lower()
+        norm = fold
     spelling = {}
     for _, v in present:
         spelling.setdefault(norm(v), v.strip() if isinstance(v, str) else v)
@@ -204,12 +195,7 @@ def unique_values(values, *, tolerance=None) -> list:
 def _resolve(name, colnames, what="key") -> str:
     if not isinstance(name, str):
         raise OptionError(f"grouping {what}s must be column names (str), not {name!r}")
-    key = name.strip().lower()
-    for candidate in (key, key.replace("_", "-"), key.replace("_", " ")):
-        if candidate in colnames:
-            return candidate
-    raise UnknownOptionError(f"grouping {what} {name!r} is not a column of the table"
-                             f"{did_you_mean(key, colnames)}; columns: {', '.join(colnames)}")
+    return resolve_column(name, colnames, where=f"group_by {what}")
 
 
 def group_by(table, keys, *, tolerances=None) -> list[Group]:
@@ -267,15 +253,14 @@ def group_by(table, keys, *, tolerances=None) -> list[Group]:
         except UnknownOptionError:
             column = None
         if column not in columns:
-            raise UnknownOptionError(f"tolerance given for {name!r}, which is not a grouping key"
-                                     f"{did_you_mean(str(name).strip().lower(), columns)}; "
-                                     f"keys: {', '.join(columns) or '(none)'}")
+            raise unknown_option(name, columns, where="group_by tolerances",
+                                 what="grouping key",
+                                 fix=f"give tolerances for grouping keys only ({name!r} is not "
+                                     "a grouping key)")
         tol[column] = _check_tolerance(f"tolerances[{name!r}]", value)
 
     n = len(table)
-    good = [True] * n
-    if "error" in colnames:
-        good = [not e for e in _cells(table["error"])]
+    good = (~unreadable_mask(table)).tolist()
     if not any(good):
         return []
 
@@ -298,12 +283,12 @@ def group_by(table, keys, *, tolerances=None) -> list[Group]:
             continue
         groups.setdefault(label, []).append(row)
 
-    paths = [str(p) for p in table["path"]]
-    hdus = [int(h) for h in np.asarray(table["hdu"]).tolist()]
+    pair_of = dict(zip((row for row in range(n) if good[row]), frame_pairs(table)))  # good rows
     out = []
     for label in sorted(groups):  # representatives are sorted, so labels sort like values
         rows = tuple(groups[label])
         key = {column: reps[k][label[k]] for k, column in enumerate(columns)}
-        out.append(Group(key=key, rows=rows, paths=tuple(paths[r] for r in rows),
-                         hdus=tuple(hdus[r] for r in rows)))
+        pairs = [pair_of[r] for r in rows]
+        out.append(Group(key=key, rows=rows, paths=tuple(path for path, _ in pairs),
+                         hdus=tuple(hdu for _, hdu in pairs)))
     return out

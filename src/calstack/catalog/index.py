@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
-import math
 import numbers
 import os
 import re
@@ -21,10 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import FrameError, OptionError, UnknownOptionError, did_you_mean
+from ..errors import FrameError, OptionError, unknown_option
 from ..io.fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 from ..io.headercache import HeaderCache, cache_path
 from ..progress import as_progress
+from .closeness import close, fold
+from .columns import resolve_column, unreadable_mask
 
 __all__ = ["ImageIndex", "DEFAULT_KEYWORDS", "FITS_SUFFIXES"]
 
@@ -361,7 +362,7 @@ def _as_bool(cell):
 
 
 def _close(a, b):
-    return a is not None and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return a is not None and close(a, b)
 
 
 def _matcher(column, value):
@@ -379,7 +380,7 @@ def _matcher(column, value):
         number = float(value)
         return lambda cell: _close(_as_float(cell), number)
     if isinstance(value, str):
-        text = value.strip().lower()
+        text = fold(value)
         if text == "*":
             return lambda cell: True
         number = _as_float(text)
@@ -387,7 +388,7 @@ def _matcher(column, value):
 
         def test(cell):
             if isinstance(cell, str):  # '70' also matches '70.0' in a column of strings
-                return cell.strip().lower() == text or (
+                return fold(cell) == text or (
                     number is not None and _close(_as_float(cell), number))
             if isinstance(cell, bool):
                 return flag is cell
@@ -478,11 +479,9 @@ class ImageIndex:
                  keywords=DEFAULT_KEYWORDS, workers=None, cache=True, progress=False,
                  **unknown):
         if unknown:
-            name = next(iter(unknown))
             valid = ("recursive", "include", "exclude", "keywords", "workers", "cache",
                      "progress")
-            raise UnknownOptionError(f"ImageIndex() got an unknown option {name!r}"
-                                     f"{did_you_mean(name, valid)}; options: {', '.join(valid)}")
+            raise unknown_option(next(iter(unknown)), valid, where="ImageIndex()")
         if isinstance(locations, (str, os.PathLike)):
             locations = [locations]
         locations = _as_list("locations", locations, allow_none=False)
@@ -539,36 +538,32 @@ class ImageIndex:
     @property
     def unreadable(self):
         """The rows of files that could not be read (``hdu == -1``), with their ``error``."""
-        return self._table[self._bad_rows()]
+        return self._table[self.unreadable_mask]
+
+    @property
+    def unreadable_mask(self) -> np.ndarray:
+        """A boolean per row: True for a file that could not be read (its ``error`` is set;
+        :func:`calstack.catalog.columns.unreadable_mask`)."""
+        return unreadable_mask(self._table)
 
     def __len__(self) -> int:
         return len(self._table)
 
     def __repr__(self) -> str:
-        bad = int(self._bad_rows().sum())
+        bad = int(self.unreadable_mask.sum())
         files = len(set(self._table["path"]))
         return (f"<ImageIndex: {len(self._table)} rows from {files} files, {bad} unreadable; "
                 f"columns: {', '.join(self._table.colnames)}>")
 
-    def _bad_rows(self):
-        return np.array([bool(e) for e in self._table["error"]], dtype=bool)
-
     # ----------------------------------------------------------------------- selection
     def column_name(self, name) -> str:
         """The table column of a keyword: case-insensitive, ``_`` also matching ``-`` or a space,
-        a ``HIERARCH`` prefix dropped. Raises ``UnknownOptionError`` with a hint if there is none.
+        a ``HIERARCH`` prefix dropped (:func:`calstack.catalog.columns.resolve_column`). Raises
+        ``UnknownOptionError`` with a hint if there is none.
         """
-        colnames = self._table.colnames
-        key = str(name).strip().lower()
-        if key.startswith("hierarch "):
-            key = " ".join(key.split()[1:])
-        for candidate in (key, key.replace("_", "-"), key.replace("_", " ")):
-            if candidate in colnames:
-                return candidate
-        raise UnknownOptionError(
-            f"no column {name!r} in the index{did_you_mean(key, colnames)}; columns: "
-            f"{', '.join(colnames)}. To filter on another keyword, index it: "
-            f"ImageIndex(..., keywords=[..., {str(name).upper()!r}]) or keywords='*'")
+        return resolve_column(name, self._table.colnames, where="ImageIndex",
+                              fix=f"to filter on another keyword, index it: ImageIndex(..., "
+                                  f"keywords=[..., {str(name).upper()!r}]) or keywords='*'")
 
     def _match(self, criteria, kw):
         if criteria is None:
@@ -577,7 +572,7 @@ class ImageIndex:
             raise OptionError(f"criteria must be a dict of keyword -> value (or use keyword "
                               f"arguments), not {type(criteria).__name__}")
         merged = {**criteria, **kw}
-        keep = ~self._bad_rows()
+        keep = ~self.unreadable_mask
         for name, value in merged.items():
             column = self.column_name(name)
             if value is None:

@@ -29,7 +29,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.stats import mad_std, sigma_clip
 from numpy import ma
 
-from ..errors import UnknownOptionError, did_you_mean
+from ..errors import unknown_option
 from ..io.fitsheader import read_hdus
 from ..options import CombineOptions
 from ..stacking.dispatch import run
@@ -132,10 +132,8 @@ def combine(img_list, output_file=None, method="average", weights=None, scale=No
     """
     for name in ccdkwargs:
         if name not in _READER_KEYWORDS:
-            hint = did_you_mean(name, [*_PARAMETERS, *_READER_KEYWORDS])
-            raise UnknownOptionError(
-                f"combine() got an unexpected keyword argument {name!r}{hint} (ccdproc would "
-                f"pass it to the FITS reader, which ignores it)")
+            raise unknown_option(name, [*_PARAMETERS, *_READER_KEYWORDS], where="combine()",
+                                 fix="ccdproc would pass it to the FITS reader, which ignores it")
     if method not in ("average", "median", "sum"):
         raise ValueError(f"unrecognised combine method : {method}.")
     images = _image_list(img_list)

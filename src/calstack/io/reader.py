@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
-__all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame", "open_frame"]
+__all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame", "frame_location",
+           "open_frame", "raw_buffer", "raw_itemsize"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -227,6 +228,27 @@ class ArrayFrame(Frame):
                 if len(str(key)) <= 8 and isinstance(value, (str, int, float, bool)):
                     header[str(key)] = value
         return header
+
+
+def raw_itemsize(frames) -> int:
+    """Bytes per pixel of the conversion buffer that reading any of ``frames`` needs (the
+    widest :attr:`Frame.raw_itemsize`; 0 for none)."""
+    return max((f.raw_itemsize for f in frames), default=0)
+
+
+def raw_buffer(frames, n_rows: int, width: int) -> np.ndarray:
+    """A conversion buffer (``raw`` of :meth:`Frame.read_rows`) for reading up to ``n_rows``
+    rows of ``width`` pixels of any of ``frames``."""
+    return np.empty(n_rows * width * raw_itemsize(frames), np.uint8)
+
+
+def frame_location(frame) -> tuple[str, int] | None:
+    """``(path, HDU number)`` from which :func:`open_frame` opens a file frame again: the user's
+    file (for a ``.gz`` file, not its temporary copy) and the HDU read; None for an in-memory
+    frame."""
+    if isinstance(frame, ArrayFrame):
+        return None
+    return frame.source, frame.info.index
 
 
 def _read_header(path, info: HDUInfo):

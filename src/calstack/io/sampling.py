@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..kernels.statistics import median_and_robust_std
-from .reader import Frame, open_frame
+from .reader import Frame, open_frame, raw_buffer
 
 __all__ = ["grid_step", "pixel_noise", "read_block_min", "read_grid"]
 
@@ -58,7 +58,7 @@ def read_grid(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
         rows = range(0, height, step)
         grid = np.empty((len(rows), len(range(0, width, step))), np.float32)
         row = np.empty((1, width), np.float32)
-        raw = np.empty(max(1, width * frame.raw_itemsize), np.uint8)
+        raw = raw_buffer([frame], 1, width)
         for k, r in enumerate(rows):
             frame.read_rows(r, r + 1, row, raw)
             grid[k] = row[0, ::step]
@@ -77,7 +77,7 @@ def read_block_min(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
         grid = np.empty((len(range(0, height, step)), blocks_x), np.float32)
         band = np.empty((step, width), np.float32)
         padded = np.full((step, blocks_x * step), np.inf, np.float32)
-        raw = np.empty(max(1, step * width * frame.raw_itemsize), np.uint8)
+        raw = raw_buffer([frame], step, width)
         for k, r in enumerate(range(0, height, step)):
             n = min(step, height - r)
             frame.read_rows(r, r + n, band[:n], raw)

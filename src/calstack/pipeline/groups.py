@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog.closeness import fold
 from ..catalog.grouping import Group, group_by
 from ..errors import FrameError, OptionError
 from ..io.writer import OutputExistsError, check_writable
@@ -250,16 +251,15 @@ def _imagetyps(select) -> list:
 def _report_other_spellings(index, select):
     """Warn about frames whose IMAGETYP means the kind selected but is spelled otherwise
     ('Dark Frame' when selecting 'dark'): the selection matches the spellings given only."""
-    wanted = {str(v).strip().lower() for v in _imagetyps(select)}
+    wanted = {fold(v) for v in _imagetyps(select)}
     if not wanted:
         return
     others = {name for names in IMAGETYP_SYNONYMS.values() if wanted & set(names)
               for name in names} - wanted
     table = index.table
     column = table[index.column_name("imagetyp")]
-    present = ~np.ma.getmaskarray(column)
-    found = [i for i in range(len(table)) if present[i] and not table["error"][i]
-             and str(column[i]).strip().lower() in others]
+    present = ~np.ma.getmaskarray(column) & ~index.unreadable_mask
+    found = [i for i in range(len(table)) if present[i] and fold(column[i]) in others]
     if found:
         spellings = sorted({str(column[i]).strip() for i in found})
         log.warning("%d frame(s) have IMAGETYP %s, another spelling of %s, and were not "
@@ -273,7 +273,7 @@ def _report_other_spellings(index, select):
 def _report_missing(index, select):
     """Warn about readable frames that cannot be selected because they lack a keyword."""
     table = index.table
-    good = np.array([not e for e in table["error"]], bool)
+    good = ~index.unreadable_mask
     for key in select:
         missing = good & np.ma.getmaskarray(table[index.column_name(key)])
         if missing.any():

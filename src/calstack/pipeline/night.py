@@ -12,10 +12,10 @@ Frames that are themselves masters (``COMBINED = T``) are never inputs.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 
+from ..catalog.closeness import same_value
 from ..errors import OptionError
 from ..options import RECIPE
 from .groups import IMAGETYP_SYNONYMS, combine_groups
@@ -28,14 +28,9 @@ _KIND_KEYS = {"bias": [], "dark": ["exptime"], "flat": ["filter"]}
 
 
 def _same_setup(a: dict, b: dict, keys, tolerances) -> bool:
-    for key in keys:
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-            if not math.isclose(x, y, rel_tol=1e-6, abs_tol=(tolerances or {}).get(key, 1e-9)):
-                return False
-        elif str(x).strip().lower() != str(y).strip().lower():
-            return False
-    return True
+    """Whether two groups' keys agree on ``keys``, by the rule grouping uses
+    (:func:`calstack.catalog.closeness.same_value`, each key's tolerance if given)."""
+    return all(same_value(a.get(key), b.get(key), (tolerances or {}).get(key)) for key in keys)
 
 
 def _matching(built, group, keys, tolerances, what):

@@ -15,7 +15,7 @@ from astropy.nddata import StdDevUncertainty
 
 from ..errors import FrameError, OptionError
 from ..io.provenance import provenance_header
-from ..io.reader import MAX_OPEN_FILES, open_frame
+from ..io.reader import MAX_OPEN_FILES, open_frame, raw_itemsize
 from ..options import OPTIONS, CombineOptions, check_names, options_in
 from .kernel_call import KernelCall
 from .master import Master
@@ -212,7 +212,7 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
             plan = plan_tiles(
                 shape=opened[0].shape, n_frames=len(opened) + len(calibrations), mem_limit=limit,
                 stack_itemsize=stack_dtype.itemsize,
-                raw_itemsize=max(f.raw_itemsize for f in [*opened, *calibrations]),
+                raw_itemsize=raw_itemsize([*opened, *calibrations]),
                 out_itemsize=stack_dtype.itemsize, n_readers=n_readers,
                 extra_bytes_per_pixel=8 * len(opened) if pixel_weights is not None else 0,
             )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import FrameError, OptionError
+from ..io.reader import raw_buffer
 
 __all__ = ["STATISTICS", "Preparation", "frame_statistics", "parse_section"]
 
@@ -122,8 +123,7 @@ def frame_statistics(frames, preparation, section, stack_dtype):
     step = max(1, math.ceil(math.sqrt(n_values / _SAMPLES)))
     band = max(1, _BAND_BYTES // (width * np.dtype(stack_dtype).itemsize))
     calibration_only = Preparation(preparation.bias, preparation.dark, preparation.dark_factors)
-    raw = np.empty(band * width * max(f.raw_itemsize for f in [*frames, *preparation.calibrations]),
-                   np.uint8)
+    raw = raw_buffer([*frames, *preparation.calibrations], band, width)
     values = np.empty((band, width), stack_dtype)
     calib = [np.empty((band, width), stack_dtype) for _ in preparation.calibrations]
     result = {name: np.empty(len(frames)) for name in STATISTICS}

@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..catalog.columns import frame_pairs
 from ..errors import OptionError
-from ..io.reader import ArrayFrame
+from ..io.reader import frame_location
 from ..io.sampling import grid_step, pixel_noise, read_block_min, read_grid
 from ..io.writer import OutputExistsError, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
@@ -186,7 +187,7 @@ class Report:
             header = fits.getheader(path)
             shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
             data, counts = (path, None), (path, "NCOMB")
-            hdu_of = dict(zip(master.group.paths, master.group.hdus, strict=True))
+            hdu_of = dict(frame_pairs(master.group))
             sources = [(source, hdu_of.get(source)) for source in master.sources]
             rejected = master.frame_rejected or None
             preparation = master.preparation
@@ -287,9 +288,7 @@ def _expected_reduction(method, n):
 def _reopen(frame):
     """``(item, hdu)`` that reads a combine's (closed) calibration frame again: a file by its
     own path (a ``.gz`` file's temporary copy is gone), an in-memory frame as it is."""
-    if isinstance(frame, ArrayFrame):
-        return frame, None
-    return frame.source, frame.info.index
+    return frame_location(frame) or (frame, None)
 
 
 def _prepared(preparation) -> str:

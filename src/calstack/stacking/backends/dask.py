@@ -39,12 +39,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ...errors import FrameError, OptionError
-from ...io.reader import ArrayFrame, open_frame
+from ...io.reader import frame_location, open_frame
 from ...progress import as_progress
 from ..cluster import ClusterError, require_distributed, resolve_client
 from ..kernel_call import KernelCall
 from ..preparation import Preparation
-from .local import read_band
+from .local import BandBuffers, read_band
 
 __all__ = ["run_many", "TASKS_PER_THREAD"]
 
@@ -80,7 +80,8 @@ class _Band(NamedTuple):
 
 def _spec(frame, what):
     """``(absolute path, HDU)`` by which a worker re-opens ``frame``."""
-    if isinstance(frame, ArrayFrame):
+    location = frame_location(frame)
+    if location is None:
         raise OptionError(f"{what} {frame.name!r} is in memory; with a Dask client the workers "
                           "read every frame from a file: write it to FITS first, or combine "
                           "without client=")
@@ -88,7 +89,8 @@ def _spec(frame, what):
         raise FrameError(frame.source, "is gzip-compressed: on a Dask cluster every band task "
                          "would decompress the whole file; gunzip it (or fpack it: .fz is read "
                          "band by band), or combine without client=")
-    return os.path.abspath(frame.source), frame.info.index
+    path, hdu = location
+    return os.path.abspath(path), hdu
 
 
 def _work(job) -> _Work:
@@ -131,13 +133,11 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
         preparation = replace(work.preparation, bias=bias, dark=dark)
         calibrations = preparation.calibrations
         n, rows, width = len(frames), stop - start, work.shape[1]
-        tile = np.empty((n, rows, width), work.stack_dtype)
-        calibration = [np.empty((rows, width), work.stack_dtype)
-                       for _ in preparation.calibrations]
-        raw_bytes = rows * width * max(f.raw_itemsize for f in [*frames, *preparation.calibrations])
-        raws = [np.empty(raw_bytes, np.uint8) for _ in range(work.n_readers)]
+        buffers = BandBuffers(frames, calibrations, rows, width, work.stack_dtype,
+                              work.n_readers)
+        tile, calibration = buffers.band(rows)
         with ThreadPoolExecutor(work.n_readers, thread_name_prefix="calstack-read") as pool:
-            read_band(frames, preparation, start, stop, tile, calibration, raws, pool)
+            read_band(frames, preparation, start, stop, tile, calibration, buffers.raws, pool)
         data = np.empty((rows, width), work.stack_dtype)
         uncertainty = np.empty((rows, width), work.stack_dtype)
         count = np.empty((rows, width), np.int16)

@@ -7,10 +7,48 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ...errors import OptionError
+from ...io.reader import raw_buffer
 from ...progress import as_progress
 from ..master import Master
 
-__all__ = ["run_many", "read_band"]
+__all__ = ["run_many", "read_band", "BandBuffers"]
+
+
+class BandBuffers:
+    """The buffers :func:`read_band` fills, for bands of up to ``rows`` rows (both backends).
+
+    Parameters
+    ----------
+    frames : list of calstack.io.reader.Frame
+        The frames of the stack.
+    calibrations : list of calstack.io.reader.Frame
+        The preparation's calibration frames (bias, dark).
+    rows, width : int
+        The most rows of a band, and the frames' width.
+    stack_dtype : numpy.dtype
+        The working dtype.
+    n_readers : int
+        Reader threads: one conversion buffer each.
+
+    Attributes
+    ----------
+    raws : list of numpy.ndarray of uint8
+        The conversion buffers (:func:`calstack.io.reader.raw_buffer`), one per reader.
+    """
+
+    def __init__(self, frames, calibrations, rows, width, stack_dtype, n_readers):
+        self.n_frames, self.width = len(frames), width
+        self._stack = np.empty(self.n_frames * rows * width, stack_dtype)
+        self._calibration = [np.empty((rows, width), stack_dtype) for _ in calibrations]
+        self.raws = [raw_buffer([*frames, *calibrations], rows, width) for _ in range(n_readers)]
+
+    def band(self, n_rows):
+        """``(tile, calibration)`` for a band of ``n_rows`` rows: the stack tile, C-contiguous
+        ``(n_frames, n_rows, width)`` (so the kernel is compiled for one array layout only), and
+        one ``(n_rows, width)`` buffer per calibration frame."""
+        tile = self._stack[: self.n_frames * n_rows * self.width].reshape(
+            self.n_frames, n_rows, self.width)
+        return tile, [c[:n_rows] for c in self._calibration]
 
 
 def read_band(frames, preparation, start, stop, tile, calibration, raws, pool=None):
@@ -82,17 +120,13 @@ def _run(job, on_tile) -> Master:
     height, width = plan.shape
     rows = plan.rows_per_tile
     data, uncertainty, count = job.outputs()
-    buffer = np.empty(n_frames * rows * width, job.stack_dtype)
-    calibration = [np.empty((rows, width), job.stack_dtype) for _ in preparation.calibrations]
-    raw_bytes = rows * width * max(f.raw_itemsize for f in [*frames, *preparation.calibrations])
-    raws = [np.empty(raw_bytes, np.uint8) for _ in range(job.n_readers)]
+    buffers = BandBuffers(frames, preparation.calibrations, rows, width, job.stack_dtype,
+                          job.n_readers)
     rejected, frame_rejected = 0, np.zeros(n_frames, np.int64)
     with ThreadPoolExecutor(job.n_readers, thread_name_prefix="calstack-read") as pool:
         for start, stop in plan.tiles:
-            # every tile is C-contiguous, so the kernel is compiled for one array layout only
-            tile = buffer[: n_frames * (stop - start) * width].reshape(n_frames, stop - start, width)
-            read_band(frames, preparation, start, stop, tile,
-                      [c[: stop - start] for c in calibration], raws, pool)
+            tile, calibration = buffers.band(stop - start)
+            read_band(frames, preparation, start, stop, tile, calibration, buffers.raws, pool)
             weights = None
             if job.pixel_weights is not None:
                 weights = np.stack([np.asarray(w[start:stop], np.float64)
