@@ -279,7 +279,7 @@ def test_bad_client_options(darks, kwargs, message):
 
 
 def test_prepare_rejects_unknown_and_backend_options(darks):
-    with pytest.raises(TypeError, match="prepare\\(\\) got an unknown option 'client'"):
+    with pytest.raises(TypeError, match="prepare\\(\\): unknown option 'client'"):
         prepare(darks, client=None)
     with pytest.raises(TypeError, match="did you mean 'sigma'"):
         prepare(darks, sigmaa=3)

@@ -20,7 +20,7 @@ import numbers
 import textwrap
 from dataclasses import dataclass, replace
 
-from .errors import OptionError, UnknownOptionError, did_you_mean
+from .errors import OptionError, did_you_mean, unknown_option
 from .kernels.params import METHOD_CODES, KernelParams
 from .kernels.registry import ALGORITHMS, NO_REJECTION
 
@@ -352,12 +352,11 @@ def options_in(*kinds) -> list:
 
 
 def check_names(function: str, given, valid) -> None:
-    """Raise :class:`UnknownOptionError` for the first of ``given`` not in ``valid``."""
+    """Raise :class:`~calstack.errors.UnknownOptionError` for the first of ``given`` not in
+    ``valid``."""
     for name in given:
         if name not in valid:
-            raise UnknownOptionError(f"{function}() got an unknown option {name!r}"
-                                     f"{did_you_mean(name, valid)}; valid options: "
-                                     f"{', '.join(valid)}")
+            raise unknown_option(name, valid, where=f"{function}()")
 
 
 def rejection_guide(flags: bool) -> str:

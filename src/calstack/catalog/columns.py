@@ -44,7 +44,7 @@ def unreadable_mask(table) -> np.ndarray:
         return np.zeros(len(table), dtype=bool)
     column = table["error"]
     missing = np.ma.getmaskarray(column)
-    return np.array([not m and bool(e) for e, m in zip(np.asarray(column).tolist(), missing)],
+    return np.array([not m and bool(e) for e, m in zip(np.asarray(column).tolist(), missing, strict=True)],
                     dtype=bool)
 
 
@@ -63,8 +63,8 @@ def frame_pairs(frames) -> list[tuple[str, int]]:
     list of (str, int)
     """
     if hasattr(frames, "paths") and hasattr(frames, "hdus"):  # a Group
-        return list(zip(frames.paths, frames.hdus))
+        return list(zip(frames.paths, frames.hdus, strict=True))
     table = getattr(frames, "table", frames)
     bad = unreadable_mask(table)
     hdus = np.asarray(table["hdu"]).tolist()
-    return [(str(path), int(hdu)) for path, hdu, b in zip(table["path"], hdus, bad) if not b]
+    return [(str(path), int(hdu)) for path, hdu, b in zip(table["path"], hdus, bad, strict=True) if not b]

@@ -29,7 +29,7 @@ from ..errors import OptionError, UnknownOptionError, unknown_option
 from .closeness import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, close, fold
 from .columns import frame_pairs, resolve_column, unreadable_mask
 
-__all__ = ["Group", "group_by", "unique_values", "DEFAULT_REL_TOL", "DEFAULT_ABS_TOL"]
+__all__ = ["DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "Group", "group_by", "unique_values"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _cells(values):
     if isinstance(values, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(values)
         data = np.asarray(values).tolist()
-        return [None if m else _plain(v) for v, m in zip(data, mask)]
+        return [None if m else _plain(v) for v, m in zip(data, mask, strict=True)]
     if isinstance(values, np.ndarray):
         return [_plain(v) for v in values.tolist()]
     return [_plain(v) for v in values]
@@ -266,7 +266,7 @@ def group_by(table, keys, *, tolerances=None) -> list[Group]:
 
     labels, reps = [], []
     for column in columns:
-        cells = [c if ok else None for c, ok in zip(_cells(table[column]), good)]
+        cells = [c if ok else None for c, ok in zip(_cells(table[column]), good, strict=True)]
         if all(c is None for c in cells):
             raise OptionError(f"no frame has a value for the grouping keyword "
                               f"{column.upper()!r}; choose another key")
@@ -283,7 +283,7 @@ def group_by(table, keys, *, tolerances=None) -> list[Group]:
             continue
         groups.setdefault(label, []).append(row)
 
-    pair_of = dict(zip((row for row in range(n) if good[row]), frame_pairs(table)))  # good rows
+    pair_of = dict(zip((row for row in range(n) if good[row]), frame_pairs(table), strict=True))  # good rows
     out = []
     for label in sorted(groups):  # representatives are sorted, so labels sort like values
         rows = tuple(groups[label])

@@ -27,7 +27,7 @@ from ..progress import as_progress
 from .closeness import close, fold
 from .columns import resolve_column, unreadable_mask
 
-__all__ = ["ImageIndex", "DEFAULT_KEYWORDS", "FITS_SUFFIXES"]
+__all__ = ["DEFAULT_KEYWORDS", "FITS_SUFFIXES", "ImageIndex"]
 
 #: Keywords indexed when ``keywords`` is not given.
 DEFAULT_KEYWORDS = ("IMAGETYP", "EXPTIME", "FILTER", "NAXIS1", "NAXIS2", "BITPIX", "CCD-TEMP",
@@ -192,8 +192,8 @@ def _read_file(path: str, wanted) -> tuple[list, bool]:
         lasting = not isinstance(cause, OSError) or isinstance(cause, gzip.BadGzipFile)
         return [(-1, None, None, exc.reason)], lasting
     except Exception as exc:  # noqa: BLE001 - the index reports, it does not raise
-        return [(-1, None, None, f"unexpected error reading the header: "
-                                 f"{type(exc).__name__}: {exc}")], False
+        return [(-1, None, None, (f"unexpected error reading the header: "
+                                  f"{type(exc).__name__}: {exc}"))], False
     return _rows(hdus), True
 
 
@@ -273,7 +273,7 @@ def _read_cached(paths, cache, folders, workers, adaptive, tick):
     cached = cache.lookup(stats)
     missing = [path for path in paths if path not in cached]
     tick(len(paths) - len(missing))
-    read = dict(zip(missing, _read_all(missing, None, workers, adaptive, tick)))
+    read = dict(zip(missing, _read_all(missing, None, workers, adaptive, tick), strict=True))
     cache.update([(path, *stats[path], rows) for path, (rows, lasting) in read.items()
                   if lasting and path in stats], folders=folders, seen=set(paths))
     return [cached[path] if path in cached else read[path][0] for path in paths]
@@ -382,7 +382,7 @@ def _matcher(column, value):
     if isinstance(value, str):
         text = fold(value)
         if text == "*":
-            return lambda cell: True
+            return lambda _cell: True
         number = _as_float(text)
         flag = _as_bool(text)
 
@@ -509,7 +509,7 @@ class ImageIndex:
                 with cache:
                     results = _read_cached(paths, cache, folders, workers, adaptive, task.update)
         records = [(rel, path, hdu, extname, header, error)
-                   for (path, rel), rows in zip(found, results)
+                   for (path, rel), rows in zip(found, results, strict=True)
                    for hdu, extname, header, error in rows]
         self._table = _build_table(records, keywords)
         self.keywords = keywords
@@ -582,7 +582,7 @@ class ImageIndex:
             col = self._table[column]
             missing = np.ma.getmaskarray(col)
             cells = np.asarray(col).tolist()
-            keep &= np.array([not m and k and test(c) for c, m, k in zip(cells, missing, keep)],
+            keep &= np.array([not m and k and test(c) for c, m, k in zip(cells, missing, keep, strict=True)],
                              dtype=bool)
         return keep
 
@@ -647,4 +647,4 @@ class ImageIndex:
         """
         keep = self._match(criteria, kw)
         column = self._table["path" if include_path else "file"]
-        return list(dict.fromkeys(str(v) for v, k in zip(column, keep) if k))
+        return list(dict.fromkeys(str(v) for v, k in zip(column, keep, strict=True) if k))

@@ -24,8 +24,13 @@ from ..options import CombineOptions
 from ..progress import as_progress
 from ..stacking.combining import combine_many
 
-__all__ = ["BuiltMaster", "IMAGETYP_SYNONYMS", "combine_groups", "default_template",
-           "output_name"]
+__all__ = [
+    "IMAGETYP_SYNONYMS",
+    "BuiltMaster",
+    "combine_groups",
+    "default_template",
+    "output_name",
+]
 
 log = logging.getLogger("calstack")
 
@@ -222,7 +227,7 @@ def combine_groups(
     with progress.task("masters", total=len(groups), unit="master") as task, \
             contextlib.closing(masters):
         start = time.perf_counter()
-        for group, target in zip(groups, targets):
+        for group, target in zip(groups, targets, strict=True):
             task.note(group.label() or "all")
             master = next(masters)  # not through zip, whose result tuple would keep it alive
             master.write(target, overwrite=overwrite)
@@ -266,7 +271,7 @@ def _report_other_spellings(index, select):
                     "selected: %s; select every spelling (--imagetyp %s --imagetyp '%s'), or "
                     "build every master with `calstack masters`", len(found),
                     "/".join(map(repr, spellings)), "/".join(sorted(wanted)),
-                    ", ".join(str(table["path"][i]) for i in found), sorted(wanted)[0],
+                    ", ".join(str(table["path"][i]) for i in found), min(wanted),
                     spellings[0])
 
 

@@ -151,6 +151,6 @@ def summary_table(built) -> str:
         rows.append((b.kind or "", b.group.label() or "all", str(b.n_frames), str(b.path),
                      f"{100 * b.rejected_fraction:.3f}%", f"{b.seconds:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -16,6 +16,7 @@ import textwrap
 
 import numpy as np
 
+from ..catalog.columns import frame_pairs
 from ..errors import OptionError
 from ..options import (
     OPTIONS,
@@ -37,12 +38,9 @@ _COMBINE = options_in("combine", "frames", "run")
 
 def _expand(frames):
     """Accept a list of frames, a :class:`~calstack.catalog.grouping.Group`, or an index."""
-    if hasattr(frames, "paths") and hasattr(frames, "hdus"):  # a Group
-        return list(zip(frames.paths, frames.hdus, strict=True))
-    if hasattr(frames, "files") and hasattr(frames, "table"):  # an ImageIndex
-        table = frames.table
-        return [(p, int(h)) for p, h, e in zip(table["path"], table["hdu"], table["error"], strict=True)
-                if not e]
+    group = hasattr(frames, "paths") and hasattr(frames, "hdus")
+    if group or (hasattr(frames, "files") and hasattr(frames, "table")):  # or an ImageIndex
+        return frame_pairs(frames)
     if isinstance(frames, (str, os.PathLike, np.ndarray)) and not (
         isinstance(frames, np.ndarray) and frames.ndim == 3
     ):

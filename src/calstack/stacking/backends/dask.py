@@ -46,7 +46,7 @@ from ..kernel_call import KernelCall
 from ..preparation import Preparation
 from .local import BandBuffers, read_band
 
-__all__ = ["run_many", "TASKS_PER_THREAD"]
+__all__ = ["TASKS_PER_THREAD", "run_many"]
 
 log = logging.getLogger("calstack")
 

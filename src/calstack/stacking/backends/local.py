@@ -11,7 +11,7 @@ from ...io.reader import raw_buffer
 from ...progress import as_progress
 from ..master import Master
 
-__all__ = ["run_many", "read_band", "BandBuffers"]
+__all__ = ["BandBuffers", "read_band", "run_many"]
 
 
 class BandBuffers:
@@ -71,7 +71,7 @@ def read_band(frames, preparation, start, stop, tile, calibration, raws, pool=No
     pool : concurrent.futures.Executor, optional
         Runs one reader per buffer in ``raws``; without it the frames are read in turn.
     """
-    for buffer, source in zip(calibration, preparation.calibrations):
+    for buffer, source in zip(calibration, preparation.calibrations, strict=True):
         source.read_rows(start, stop, buffer, raws[0])
     shares = np.array_split(np.arange(len(frames)), len(raws))
 
@@ -117,7 +117,7 @@ def _run(job, on_tile) -> Master:
     """Combine ``job`` tile by tile; ``on_tile`` is called with each tile's number of rows."""
     frames, plan, preparation = job.frames, job.plan, job.preparation
     n_frames = len(frames)
-    height, width = plan.shape
+    width = plan.shape[1]
     rows = plan.rows_per_tile
     data, uncertainty, count = job.outputs()
     buffers = BandBuffers(frames, preparation.calibrations, rows, width, job.stack_dtype,
