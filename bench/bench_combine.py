@@ -2,7 +2,8 @@
 
     python bench/bench_combine.py                 # W1, W2, median/extrema on W1, CLI cold/warm
     python bench/bench_combine.py --all           # + W3 (100x2048^2), W4 (40x4096^2 at 500MB),
-                                                  #   curves (calstack vs floor) over frames and size
+                                                  #   curves (calstack vs floor) over frames and size,
+                                                  #   and W1 with every algorithm of the registry
     python bench/bench_combine.py --only W1       # one workload
 
 Frames come from calstack's simulator and are cached under bench/cache/. Every measurement runs
@@ -54,7 +55,8 @@ def _child(spec):
         from calstack.pipeline.groups import combine_groups
 
         warm = sorted(Path(folder).glob("*.fits"))[:2]
-        calstack.combine([str(w) for w in warm], mem_limit="4GB", **RECIPE)  # load kernels
+        # load the kernels and what the options import (scipy for ESD) before the baseline
+        calstack.combine([str(w) for w in warm], mem_limit="4GB", **{**RECIPE, **options})
         _reset_peak()
         baseline = _status("VmRSS")
         start = time.perf_counter()
@@ -66,7 +68,8 @@ def _child(spec):
 
         index = calstack.ImageIndex(folder, cache=False).filter(imagetyp="dark")
         groups = calstack.group_by(index, ["exptime"])
-        calstack.combine(list(groups[0].paths)[:2], mem_limit="4GB", **RECIPE)  # load kernels
+        calstack.combine(list(groups[0].paths)[:2], mem_limit="4GB",
+                         **{**RECIPE, **options})  # load the kernels, and scipy for ESD
         _reset_peak()
         baseline = _status("VmRSS")
         start = time.perf_counter()
@@ -228,6 +231,11 @@ def main():
     for size in (1024, 2048, 4096):
         more.append((f"size-{size}", lambda s=size: _frames(
             f"s{s}", preset="te", shape=(s, s)), "350MB", {}, 10 * size * size * 4))
+    from calstack import ALGORITHMS
+
+    for algorithm in ALGORITHMS:  # every registry entry, against the floor (ccdproc has none)
+        more.append((f"alg-{algorithm}", te, "350MB", {"rejection": algorithm},
+                     10 * 4096 * 4096 * 4))
     workloads = basic + more if args.all else basic
     if args.only:
         names = [w[0] for w in basic + more]
@@ -240,7 +248,7 @@ def main():
     for name, make, mem_limit, options, stack_bytes in workloads:
         folder = str(make())
         row = {"workload": name, "mem_limit": mem_limit, "stack_bytes": stack_bytes}
-        curve = name.startswith(("frames-", "size-"))  # curves: calstack against the floor
+        curve = name.startswith(("frames-", "size-", "alg-"))  # calstack against the floor
         for tool in ("calstack", "calstack-combine", "ccdproc", "floor"):
             if tool == "ccdproc" and (curve or stack_bytes > args.no_ccdproc_above):
                 continue

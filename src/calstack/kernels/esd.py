@@ -1,7 +1,8 @@
 """Critical values of the generalized extreme studentized deviate (ESD) test (Rosner 1983).
 
-Student's t quantiles come from ``scipy.stats.t.ppf``, imported only when an ESD combine is
-prepared. Plain Python and NumPy: the kernel compiles :func:`esd_max_outliers` itself.
+Student's t quantiles come from scipy (``scipy.special.stdtrit``, what ``scipy.stats.t.ppf``
+computes), imported only when an ESD combine is prepared: ``scipy.special`` alone adds half
+the resident memory that ``scipy.stats`` would. Plain Python and NumPy: the kernel compiles :func:`esd_max_outliers` itself.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def critical_values(n_frames: int, esd_max: float, alpha: float) -> np.ndarray:
         ``1 - alpha / (2 (k - i + 1))`` quantile of Student's t with ``k - i - 1`` degrees of
         freedom. Unused entries are +inf.
     """
-    from scipy.stats import t as student_t
+    from scipy.special import stdtrit  # Student's t quantile: stdtrit(df, p)
 
     r_max = max(esd_max_outliers(k, esd_max) for k in range(n_frames + 1))
     table = np.full((n_frames + 1, r_max + 1), np.inf)
@@ -49,6 +50,6 @@ def critical_values(n_frames: int, esd_max: float, alpha: float) -> np.ndarray:
     if ks:
         k = np.array(ks, float)
         i = np.array(iis, float)
-        t = student_t.ppf(1.0 - alpha / (2.0 * (k - i + 1.0)), k - i - 1.0)
+        t = stdtrit(k - i - 1.0, 1.0 - alpha / (2.0 * (k - i + 1.0)))
         table[ks, iis] = (k - i) * t / np.sqrt((k - i - 1.0 + t * t) * (k - i + 1.0))
     return table
