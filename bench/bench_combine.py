@@ -54,7 +54,7 @@ def _child(spec):
         import calstack
         from calstack.pipeline.groups import combine_groups
 
-        warm = sorted(Path(folder).glob("*.fits"))[:2]
+        warm = sorted(Path(folder).glob("*.fits"))[:3]
         # load the kernels and what the options import (scipy for ESD) before the baseline
         calstack.combine([str(w) for w in warm], mem_limit="4GB", **{**RECIPE, **options})
         _reset_peak()
@@ -68,7 +68,7 @@ def _child(spec):
 
         index = calstack.ImageIndex(folder, cache=False).filter(imagetyp="dark")
         groups = calstack.group_by(index, ["exptime"])
-        calstack.combine(list(groups[0].paths)[:2], mem_limit="4GB",
+        calstack.combine(list(groups[0].paths)[:3], mem_limit="4GB",
                          **{**RECIPE, **options})  # load the kernels, and scipy for ESD
         _reset_peak()
         baseline = _status("VmRSS")

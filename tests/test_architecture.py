@@ -120,7 +120,7 @@ def test_the_graph_is_read():
     """The walk finds real edges (a broken walk would pass the tests above vacuously)."""
     graph = _graph()
     assert "calstack.stacking.job" in graph["calstack.stacking.combining"]
-    assert "calstack.io.fitsheader" in graph["calstack.catalog.index"]
+    assert "calstack.io.fitsheader" in graph["calstack.catalog.scan"]
     assert "calstack.pipeline.groups" in graph["calstack.pipeline.night"]
 
 

@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 from conftest import column, frame, make_darks, write_frames
 
-import calstack.catalog.index as index_module
+import calstack.catalog.scan as scan_module
 from calstack.catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from calstack.cli import _build_parser, main
 from calstack.errors import FrameError, OptionError
@@ -24,13 +24,13 @@ from calstack.io.headercache import default_cache_path
 def reads(monkeypatch):
     """Names of the files whose headers are read (a file is not read when the cache serves it)."""
     names = []
-    real = index_module.read_hdus
+    real = scan_module.read_hdus
 
     def spy(path, **kw):
         names.append(os.path.basename(path))
         return real(path, **kw)
 
-    monkeypatch.setattr(index_module, "read_hdus", spy)
+    monkeypatch.setattr(scan_module, "read_hdus", spy)
     return names
 
 
@@ -131,15 +131,15 @@ def test_deleted_files_are_dropped_only_when_their_folder_is_scanned(tmp_path):
 def test_a_file_unreadable_for_a_passing_reason_is_not_cached(tmp_path, monkeypatch):
     frame(tmp_path / "a.fits", IMAGETYP="DARK")
     db = tmp_path / "cache" / "headers.sqlite"
-    real = index_module.read_hdus
+    real = scan_module.read_hdus
 
     def denied(path, **_options):
         raise FrameError(path, "cannot be read: Permission denied") from PermissionError(13, "")
 
-    monkeypatch.setattr(index_module, "read_hdus", denied)
+    monkeypatch.setattr(scan_module, "read_hdus", denied)
     assert column(ImageIndex(tmp_path, cache=db), "error") == ["cannot be read: Permission denied"]
     assert cached_paths(db) == set()
-    monkeypatch.setattr(index_module, "read_hdus", real)
+    monkeypatch.setattr(scan_module, "read_hdus", real)
     assert column(ImageIndex(tmp_path, cache=db), "imagetyp") == ["DARK"]
 
 

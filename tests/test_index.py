@@ -118,7 +118,7 @@ def test_empty_folder(tmp_path):
 
 
 def test_threads_give_the_same_table(messy, monkeypatch):
-    import calstack.catalog.index as module
+    import calstack.catalog.scan as module
 
     serial = ImageIndex(messy, recursive=True, keywords="*", workers=1, cache=False).table
     monkeypatch.setattr(module, "_PROBE_FILES", 2)

@@ -1,31 +1,24 @@
-"""Scan folders of FITS frames into a table of header keywords, and select frames from it.
+"""A table of the header keywords of folders of FITS frames, and selecting frames from it.
 
 :class:`ImageIndex` is calstack's ``ccdproc.ImageFileCollection``: one row per image, one
-column per keyword, case-insensitive filtering. Headers are read by the light parser in
-:mod:`calstack.io.fitsheader` (no astropy per file, no pixel data; serially while the files come
-from the page cache, in a thread pool when reading them waits on storage). A file that cannot
-be read is a row with its reason in the ``error`` column, never an exception. Headers already
-read are taken from the header cache (:mod:`calstack.io.headercache`) while their file is unchanged.
+column per keyword, case-insensitive filtering. The files are found and their headers read (or
+taken from the header cache) by :mod:`calstack.catalog.scan`; a file that cannot be read is a
+row with its reason in the ``error`` column, never an exception.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import gzip
 import numbers
 import os
-import re
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import FrameError, OptionError, unknown_option
-from ..io.fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
+from ..errors import OptionError, unknown_option
 from ..io.headercache import HeaderCache, cache_path
 from ..progress import as_progress
 from .closeness import close, fold
 from .columns import resolve_column, unreadable_mask
+from .scan import FITS_SUFFIXES, find_files, read_all, read_cached
 
 __all__ = ["DEFAULT_KEYWORDS", "FITS_SUFFIXES", "ImageIndex"]
 
@@ -33,19 +26,8 @@ __all__ = ["DEFAULT_KEYWORDS", "FITS_SUFFIXES", "ImageIndex"]
 DEFAULT_KEYWORDS = ("IMAGETYP", "EXPTIME", "FILTER", "NAXIS1", "NAXIS2", "BITPIX", "CCD-TEMP",
                     "GAIN", "DATE-OBS", "XBINNING", "YBINNING", "OBJECT", "COMBINED")
 
-#: File name endings that are indexed when a folder is scanned (compared case-insensitively).
-FITS_SUFFIXES = (".fit", ".fits", ".fts", ".fz", ".fit.gz", ".fits.gz", ".fts.gz")
-
 _OWN_COLUMNS = ("file", "path", "hdu", "extname", "error")
 _MAX_WORKERS = 32
-
-# Keywords of a tile-compressed image's BINTABLE that describe the table, not the image
-# (astropy's CompImageHDU.header hides them the same way).
-_TABLE_KEYS = re.compile(
-    r"(Z(IMAGE|CMPTYPE|BITPIX|NAXIS\d*|TILE\d+|NAME\d+|VAL\d+|MASKCMP|QUANTIZ|DITHER0|SIMPLE|"
-    r"TENSION|EXTEND|BLOCKED|PCOUNT|GCOUNT|HECKSUM|DATASUM)|T(FIELDS|TYPE\d+|FORM\d+|UNIT\d+|"
-    r"DIM\d+|NULL\d+|SCAL\d+|ZERO\d+|DISP\d+)|THEAP|CHECKSUM|DATASUM)")
-
 
 # --------------------------------------------------------------------------- validation
 def _as_list(name, value, *, allow_none=True):
@@ -90,193 +72,6 @@ def _check_workers(workers):
         raise OptionError(f"workers must be a positive int or None (default: "
                           f"min({_MAX_WORKERS}, 4 x CPU count)), not {workers!r}")
     return int(workers)
-
-
-# --------------------------------------------------------------------------- finding files
-def _is_fits_name(name: str) -> bool:
-    return name.lower().endswith(FITS_SUFFIXES)
-
-
-def _wanted(relname: str, include, exclude) -> bool:
-    def hit(pattern):
-        target = relname if "/" in pattern else relname.rsplit("/", 1)[-1]
-        return fnmatch.fnmatch(target, pattern)
-
-    if include and not any(hit(p) for p in include):
-        return False
-    return not (exclude and any(hit(p) for p in exclude))
-
-
-def _scan_folder(folder: str, recursive: bool, prefix: str = ""):
-    """Yield ``(path, relative name)`` of the FITS files of a folder, sorted by name."""
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        raise OptionError(f"locations: cannot list folder {folder!r}: "
-                          f"{exc.strerror or exc}") from exc
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue  # hidden files, including macOS '._x.fits' resource forks
-        rel = prefix + entry.name
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            is_dir = False
-        if is_dir:
-            if recursive:
-                yield from _scan_folder(entry.path, True, rel + "/")
-        elif _is_fits_name(entry.name):
-            yield entry.path, rel
-
-
-def _find_files(locations, recursive, include, exclude):
-    found, seen = [], set()
-    for location in locations:
-        location = os.path.abspath(os.fspath(location))
-        if os.path.isdir(location):
-            candidates = _scan_folder(location, recursive)
-        elif os.path.exists(location):
-            candidates = [(location, os.path.basename(location))]
-        else:
-            raise OptionError(f"locations: {location!r} does not exist; give folders or FITS "
-                              "files")
-        for path, rel in candidates:
-            if not _wanted(rel, include, exclude):
-                continue
-            if path not in seen:
-                seen.add(path)
-                found.append((path, rel))
-    return found
-
-
-# --------------------------------------------------------------------------- reading headers
-def _image_header(info: HDUInfo) -> dict:
-    """The header of an image HDU as the image sees it (compressed: the ZIMAGE translation)."""
-    header = info.header
-    if not info.compressed:
-        return header
-    out = {k: v for k, v in header.items() if not _TABLE_KEYS.fullmatch(k)}
-    out["BITPIX"] = header["ZBITPIX"]
-    out["NAXIS"] = header["ZNAXIS"]
-    for i in range(1, header["ZNAXIS"] + 1):
-        out[f"NAXIS{i}"] = header[f"ZNAXIS{i}"]
-    if "ZSIMPLE" in header:
-        out.pop("XTENSION", None)
-        out = {"SIMPLE": header["ZSIMPLE"], **out}
-    else:
-        out["XTENSION"] = header.get("ZTENSION", "IMAGE")
-        out["PCOUNT"] = header.get("ZPCOUNT", 0)
-        out["GCOUNT"] = header.get("ZGCOUNT", 1)
-    for z, plain in (("ZHECKSUM", "CHECKSUM"), ("ZDATASUM", "DATASUM")):
-        if z in header:
-            out[plain] = header[z]
-    return out
-
-
-def _read_file(path: str, wanted) -> tuple[list, bool]:
-    """Rows ``(hdu, extname, header, error)`` of one file, and whether they last.
-
-    An error becomes one ``hdu=-1`` row. The rows last (may be cached) unless the file could not
-    be read for a reason outside it (permissions, I/O error) or the parser failed unexpectedly.
-    """
-    try:
-        if path.lower().endswith(".gz"):  # do not decompress past the primary if not needed
-            hdus = read_hdus(path, max_hdus=1, keywords=wanted)
-            if not hdus[0].is_image:
-                hdus = read_hdus(path, keywords=wanted)
-        else:
-            hdus = read_hdus(path, keywords=wanted)
-    except FrameError as exc:
-        cause = exc.__cause__
-        lasting = not isinstance(cause, OSError) or isinstance(cause, gzip.BadGzipFile)
-        return [(-1, None, None, exc.reason)], lasting
-    except Exception as exc:  # noqa: BLE001 - the index reports, it does not raise
-        return [(-1, None, None, (f"unexpected error reading the header: "
-                                  f"{type(exc).__name__}: {exc}"))], False
-    return _rows(hdus), True
-
-
-def _rows(hdus) -> list:
-    """Rows ``(hdu, extname, header, error)`` of the image HDUs of a file read without error."""
-    primary = hdus[0]
-    if primary.is_image:
-        return [(0, primary.extname, _image_header(primary), "")]
-    rows = []
-    for info in hdus[1:]:
-        if info.is_image and (info.extname or "").upper() not in AUXILIARY_EXTNAMES:
-            header = dict(primary.header)
-            header.pop("EXTNAME", None)
-            header.update(_image_header(info))
-            rows.append((info.index, info.extname, header, ""))
-    if not rows:
-        kinds = ", ".join(str(h.header.get("XTENSION", "empty primary")).strip() for h in hdus)
-        return [(-1, None, None, f"has no image HDU ({len(hdus)} HDU(s): {kinds})")]
-    return rows
-
-
-#: Files read serially before deciding whether threads are worth it (``workers=None``).
-_PROBE_FILES = 48
-#: Mean seconds per probed file above which reading waits on storage (cold cache, network
-#: file system) and a thread pool pays; below it the parse is CPU-bound and threads only add
-#: GIL contention (3000 cached files of bench/bench_index.py on 2 cores: 1 thread 0.097 s,
-#: 2 threads 0.100 s, 8 threads 0.119 s).
-_SLOW_FILE_S = 250e-6
-
-
-def _read_serial(paths, wanted, tick=None):
-    results = []
-    for path in paths:
-        results.append(_read_file(path, wanted))
-        if tick is not None:
-            tick(1)
-    return results
-
-
-def _read_all(paths, wanted, workers, adaptive, tick=None):
-    """``(rows, lasting)`` of every file, in order (see :func:`_read_file`); serial or in a
-    thread pool (see :class:`ImageIndex`). ``tick(n)`` is called as files are read (progress)."""
-    head = []
-    if workers == 1 or len(paths) <= _PROBE_FILES:
-        return _read_serial(paths, wanted, tick)
-    if adaptive:
-        start = time.perf_counter()
-        head = _read_serial(paths[:_PROBE_FILES], wanted, tick)
-        if (time.perf_counter() - start) / _PROBE_FILES < _SLOW_FILE_S:
-            return head + _read_serial(paths[_PROBE_FILES:], wanted, tick)
-        paths = paths[_PROBE_FILES:]
-    size = max(1, -(-len(paths) // (workers * 4)))
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    with ThreadPoolExecutor(max_workers=min(workers, len(chunks)),
-                            thread_name_prefix="calstack-index") as pool:
-        for chunk in pool.map(_read_serial, chunks, [wanted] * len(chunks)):
-            head.extend(chunk)
-            if tick is not None:
-                tick(len(chunk))
-        return head
-
-
-def _stat(path):
-    """``(size, mtime_ns)`` of a file, or None if it cannot be had."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
-def _read_cached(paths, cache, folders, workers, adaptive, tick):
-    """Rows of every file: from the cache where a file is unchanged, else read (every keyword)
-    and stored, in one transaction that also drops the entries of files deleted from
-    ``folders``."""
-    stats = {path: stat for path in paths if (stat := _stat(path)) is not None}
-    cached = cache.lookup(stats)
-    missing = [path for path in paths if path not in cached]
-    tick(len(paths) - len(missing))
-    read = dict(zip(missing, _read_all(missing, None, workers, adaptive, tick), strict=True))
-    cache.update([(path, *stats[path], rows) for path, (rows, lasting) in read.items()
-                  if lasting and path in stats], folders=folders, seen=set(paths))
-    return [cached[path] if path in cached else read[path][0] for path in paths]
 
 
 # --------------------------------------------------------------------------- the table
@@ -496,18 +291,18 @@ class ImageIndex:
         workers = _check_workers(workers)
         cache_file = cache_path(cache)
 
-        found = _find_files(locations, bool(recursive), include, exclude)
+        found = find_files(locations, bool(recursive), include, exclude)
         paths = [path for path, _ in found]
         cache = HeaderCache.open(cache_file) if cache_file else None
         with as_progress(progress).task("index", total=len(paths), unit="file") as task:
             if cache is None:
                 wanted = None if keywords == "*" else keywords
-                results = [rows for rows, _ in _read_all(paths, wanted, workers, adaptive,
+                results = [rows for rows, _ in read_all(paths, wanted, workers, adaptive,
                                                          task.update)]
             else:
                 folders = [os.path.abspath(p) for p in locations if os.path.isdir(p)]
                 with cache:
-                    results = _read_cached(paths, cache, folders, workers, adaptive, task.update)
+                    results = read_cached(paths, cache, folders, workers, adaptive, task.update)
         records = [(rel, path, hdu, extname, header, error)
                    for (path, rel), rows in zip(found, results, strict=True)
                    for hdu, extname, header, error in rows]

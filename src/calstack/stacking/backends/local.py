@@ -114,12 +114,22 @@ def run_many(jobs, *, client=None, progress=False):
 
 
 def _run(job, on_tile) -> Master:
-    """Combine ``job`` tile by tile; ``on_tile`` is called with each tile's number of rows."""
+    """Combine ``job`` tile by tile; ``on_tile`` is called with each tile's number of rows.
+
+    The read buffers are freed before the master is built (its mask and header are allocated
+    then), so they never count against the memory limit together.
+    """
+    outputs = job.outputs()
+    counts = _combine_tiles(job, *outputs, on_tile)
+    return job.finish(*outputs, *counts)
+
+
+def _combine_tiles(job, data, uncertainty, count, on_tile):
+    """Fill the outputs band by band; ``(rejected, frame_rejected)``, summed over the bands."""
     frames, plan, preparation = job.frames, job.plan, job.preparation
     n_frames = len(frames)
     width = plan.shape[1]
     rows = plan.rows_per_tile
-    data, uncertainty, count = job.outputs()
     buffers = BandBuffers(frames, preparation.calibrations, rows, width, job.stack_dtype,
                           job.n_readers)
     rejected, frame_rejected = 0, np.zeros(n_frames, np.int64)
@@ -138,4 +148,4 @@ def _run(job, on_tile) -> Master:
             rejected += counts.rejected
             frame_rejected += counts.frame_rejected
             on_tile(stop - start)
-    return job.finish(data, uncertainty, count, rejected, frame_rejected)
+    return rejected, frame_rejected
