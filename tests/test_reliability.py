@@ -136,6 +136,23 @@ def test_fuzzed_files_give_own_errors_or_results(tmp_path_factory, data):
     assert sorted(p.name for p in folder.iterdir()) in (["fuzzed.fits"], ["fuzzed.fits", "master.fit"])
 
 
+def test_a_card_astropy_verifies_but_cannot_write_is_dropped(tmp_path):
+    """Hypothesis found it: a byte 0x80 inserted into a card makes astropy read a keyword
+    '\ufffd' that passes ``verify`` but cannot be written as ASCII; the master is written
+    without that card, and HISTORY names it."""
+    good = bytearray(_valid_fits())
+    good[715:715] = b"\x00\x00\x00\x00\x00\x80"
+    path = tmp_path / "fuzzed.fits"
+    path.write_bytes(bytes(good))
+    out = tmp_path / "master.fit"
+    calstack.combine([path, path]).write(out)
+    header = fits.getheader(out)
+    history = str(header["HISTORY"])
+    assert "calstack dropped invalid cards of the first frame: " in history
+    assert "\\ufffd" in history
+    assert header["IMAGETYP"] == "DARK"
+
+
 KILL_CHILD = textwrap.dedent(
     """
     import sys

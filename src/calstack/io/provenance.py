@@ -82,8 +82,9 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 card.verify("exception")
-        except (fits.VerifyError, ValueError):
-            dropped.append(key or "(blank)")
+                card.image.encode("ascii")  # astropy passes some cards it cannot write
+        except (fits.VerifyError, ValueError):  # (UnicodeEncodeError is a ValueError)
+            dropped.append(ascii(key)[1:-1] or "(blank)")
             continue
         header.append(card)
     if dropped:
