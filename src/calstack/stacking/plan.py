@@ -18,10 +18,8 @@ import re
 from dataclasses import dataclass
 
 from ..errors import OptionError
-from ..options import DEFAULT_MEM_LIMIT
 
 __all__ = [
-    "DEFAULT_MEM_LIMIT",
     "HEADROOM",
     "TilePlan",
     "format_bytes",
