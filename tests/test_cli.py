@@ -191,7 +191,8 @@ def test_mosaic_gives_one_master_per_extension_or_the_chosen_one(tmp_path):
     out = tmp_path / "out"
     assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(out), "-q"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["combined_dark_30.000_CCD1.fit", "combined_dark_30.000_CCD2.fit"]
+    # the extension is a setup key: its keyword is in the name
+    assert names == ["combined_dark_30.000_extnameCCD1.fit", "combined_dark_30.000_extnameCCD2.fit"]
     assert fits.getdata(out / names[1])[0, 0] == 21.0  # mean of 20, 21, 22
     one = tmp_path / "one"
     assert main(["combine", str(folder), "--imagetyp", "dark", "--hdu", "CCD1", "-o", str(one),

@@ -110,7 +110,10 @@ def test_multi_key_sorted_and_labelled():
 
 def test_tolerances_and_name_matching():
     t = table(**{"ccd-temp": [-20.1, -19.9, -20.0, -10.0]})
-    assert [g.rows for g in group_by(t, "ccd_temp")] == [(0,), (2,), (1,), (3,)]
+    # CCD-TEMP's default: within 2 degC (set-points differ by more)
+    assert [g.rows for g in group_by(t, "ccd_temp")] == [(0, 1, 2), (3,)]
+    assert [g.rows for g in group_by(t, "ccd_temp", tolerances={"ccd-temp": 0})] == [
+        (0,), (2,), (1,), (3,)]
     groups = group_by(t, "CCD_TEMP", tolerances={"ccd-temp": 0.5})
     assert [(g.key, g.rows) for g in groups] == [({"ccd-temp": -20.0}, (0, 1, 2)),
                                                  ({"ccd-temp": -10.0}, (3,))]

@@ -16,8 +16,10 @@ from calstack.errors import OptionError, UnknownOptionError
 def test_rows_columns_and_types(messy):
     index = ImageIndex(messy)
     t = index.table
+    # the keywords asked for, the setup keywords some frame has (g_mef's CCDNAME), why a frame
+    # is a master, the error
     assert t.colnames == ["file", "path", "hdu", "extname",
-                          *[k.lower() for k in DEFAULT_KEYWORDS], "error"]
+                          *[k.lower() for k in DEFAULT_KEYWORDS], "ccdname", "master", "error"]
     assert column(index, "file") == [
         "a_dark7.fits", "b_dark7_noise.FIT", "c_dark70.fts", "d_bias.fits", "e_dark300.fits.gz",
         "f_flat.fits.fz", "g_mef.fits", "g_mef.fits", "h_notfits.fits", "i_truncated.fits"]
@@ -102,7 +104,7 @@ def test_chosen_keywords_and_hierarch(tmp_path):
     fits.writeto(tmp_path / "eso.fits", SMALL_DATA, hdr)
     index = ImageIndex(tmp_path, keywords=["exptime", "HIERARCH ESO DET DIT", "MISSING"])
     assert index.table.colnames == ["file", "path", "hdu", "extname", "exptime", "eso det dit",
-                                    "missing", "error"]
+                                    "missing", "naxis1", "naxis2", "master", "error"]
     assert column(index, "eso det dit") == [5.0]
     assert column(index, "missing") == [None]
     assert index.files({"eso det dit": 5}) == ["eso.fits"]
@@ -148,7 +150,9 @@ def test_filter_numbers_with_tolerance(messy):
     index = ImageIndex(messy)
     assert index.files(exptime=7) == ["a_dark7.fits", "b_dark7_noise.FIT"]
     assert index.files(exptime=7.0000001) == ["a_dark7.fits", "b_dark7_noise.FIT"]
-    assert index.files(exptime=7.01) == []
+    # exposure times as cameras record them: within max(0.1 %, 10 ms)
+    assert index.files(exptime=7.01) == ["a_dark7.fits", "b_dark7_noise.FIT"]
+    assert index.files(exptime=7.011) == []
     assert index.files(exptime="70") == ["c_dark70.fts", "g_mef.fits"]
     assert column(index.filter(exptime=70), "extname") == [None, "CCD1"]
     assert index.files(exptime=np.float32(300)) == ["e_dark300.fits.gz"]

@@ -126,7 +126,7 @@ def test_json_has_paths_groups_counts_rejection_and_timings(two_groups, tmp_path
     assert len(captured.err.splitlines()) == 2
     assert [b["group"] for b in built] == [{"exptime": 10.0}, {"exptime": 20.0}]
     for entry in built:
-        assert set(entry) == {"kind", "group", "path", "n_frames", "inputs", "frame_rejected",
+        assert set(entry) == {"kind", "group", "setup", "path", "n_frames", "inputs", "frame_rejected",
                               "rejected_fraction", "seconds"}
         assert entry["kind"] == "dark"
         assert entry["n_frames"] == 3

@@ -11,6 +11,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import sys
 
 from . import __version__
@@ -99,6 +100,16 @@ def _add_combine_options(p, recipe=False, without=()):
                            f"(default {'5 5' if recipe else '3 3'})")
 
 
+def _add_setup_options(p):
+    """Options of the jobs that group frames by camera setup (combine, masters)."""
+    p.add_argument("--allow-mixed", action="append", default=[], metavar="KEY",
+                   help="combine frames whose setup keyword KEY differs (e.g. ccd-temp); by "
+                   "default frames are grouped by their camera setup (repeatable)")
+    p.add_argument("--keywords", default=None, metavar="K1,K2",
+                   help="more header keywords to index (those of --select, --group-by and "
+                   "--tolerance are indexed anyway)")
+
+
 def _add_output_options(p):
     """Options of a job that builds masters (combine, masters); see :func:`_run_job`."""
     p.add_argument("--overwrite", action="store_true", help="replace existing masters")
@@ -167,7 +178,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_combine_options(p)
     p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
     p.add_argument("--template", help="output name, e.g. 'combined_dark_{exptime:6.3f}.fit' "
-                   "(default combined_{imagetyp}_{key:.3f}.fit)")
+                   "(default combined_{imagetyp}_{key:.3f}.fit, setup keys that differ as "
+                   "_gain{gain})")
+    _add_setup_options(p)
     _add_output_options(p)
     p.set_defaults(run=_cmd_combine)
 
@@ -185,7 +198,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="subtract the master dark, scaled by exposure time, from flats")
     _add_combine_options(p, recipe=True, without=("bias", "dark"))
     p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
-    p.add_argument("--template", help="output name; {imagetyp} is bias, dark or flat")
+    p.add_argument("--template", help="output name; {imagetyp} is bias, dark, flatdark or flat")
+    _add_setup_options(p)
     _add_output_options(p)
     p.set_defaults(run=_cmd_masters)
 
@@ -234,13 +248,16 @@ Build every master a night needs from one folder:
 
   calstack masters NIGHT_DIR --output-dir OUT [--subtract-bias --subtract-dark]
 
-Frames are sorted by IMAGETYP (BIAS/ZERO/'Bias Frame', DARK/'Dark Frame', FLAT/'Flat Field'...)
-into a master bias, master darks per exposure time and master flats per filter; each flat is
-normalised by its median (over --stat-section) before rejection, so the master flat has median 1.
---group-by splits every kind further (binning, gain, readout mode, temperature with
---tolerance ccd-temp=1). Groups of fewer than 3 frames are built with a warning. Masters in the
-folder (COMBINED = T) are never inputs. Default rejection: the reference recipe (sigma clipping,
-5/5 sigma, median and mad_std).
+Frames are sorted by IMAGETYP (or OBSTYPE, FRAME, IMGTYPE: BIAS/ZERO/'Bias Frame', DARK/'Dark
+Frame', DARKFLAT/'Flat Dark', FLAT/'Flat Field'...) into a master bias, master darks and
+flat-darks per exposure time and master flats per filter; each flat is normalised by its median
+(over --stat-section) before rejection, so the master flat has median 1. Every kind is split by
+the camera setup (INSTRUME/DETECTOR/CCDNAME, EXTNAME+EXTVER, binning, shape, readout mode,
+GAIN/OFFSET/EGAIN, SET-TEMP, CCD-TEMP within 2 degC); --group-by splits further, --allow-mixed
+KEY combines across a setup keyword. Groups of fewer than 3 frames are built with a warning.
+Masters in the folder (COMBINED = T, IRAF's NCOMBINE/IMCMB, Siril's STACKCNT, MaxIm DL's
+SNAPSHOT, 'Master Dark'...) are never inputs; other frame types are listed and ignored. Default
+rejection: the reference recipe (sigma clipping, 5/5 sigma, median and mad_std).
 """
 
 
@@ -262,14 +279,31 @@ def _cmd_index(args):
     if args.select:
         index = index.filter(dict(args.select))
     table = index.table
+    if keywords not in (None, "*"):  # the columns asked for (the index holds the setup's too)
+        table = table[["file", "path", "hdu", "extname",
+                       *(index.column_name(k) for k in keywords), "error"]]
     if args.format == "table":
         table.pprint_all()
     elif args.format == "csv":
         table.write(sys.stdout, format="ascii.csv")
     else:
         rows = [{name: _plain(row[name]) for name in table.colnames} for row in table]
-        print(json.dumps(rows, indent=1))
+        print(_json(rows))
     return 0
+
+
+def _json(data) -> str:
+    """Strict JSON (no NaN or Infinity tokens: a non-finite number is null)."""
+    def strict(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+
+    return json.dumps(strict(data), indent=1, allow_nan=False)
 
 
 def _plain(value):
@@ -326,8 +360,18 @@ def _run_job(args, build) -> list:
         if args.report:
             write_report(args.report, built, overwrite=args.overwrite, progress=progress)
     if args.json:
-        print(json.dumps([b.as_dict() for b in built], indent=1))
+        print(_json([b.as_dict() for b in built]))
     return built
+
+
+def _job_keywords(args, keys, select=()) -> list:
+    """The keywords a combine or masters run indexes: the defaults, those its selection,
+    grouping and tolerances name, and --keywords."""
+    from .catalog.index import DEFAULT_KEYWORDS
+
+    named = [*keys, *(k for k, _ in select), *(k for k, _ in args.tolerance),
+             *(k.strip() for k in (args.keywords or "").split(",") if k.strip())]
+    return list(dict.fromkeys([*DEFAULT_KEYWORDS, *(k.upper() for k in named)]))
 
 
 def _cmd_combine(args):
@@ -337,20 +381,20 @@ def _cmd_combine(args):
     if args.imagetyp:
         select["imagetyp"] = args.imagetyp[0] if len(args.imagetyp) == 1 else args.imagetyp
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
+    keywords = _job_keywords(args, keys, args.select)
     _run_job(args, lambda progress, client: combine_groups(
-        _index(args, progress=progress), select=select, keys=keys,
+        _index(args, keywords, progress=progress), select=select, keys=keys,
         tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
         template=args.template, overwrite=args.overwrite, progress=progress, client=client,
-        **_combine_options(args)))
+        allow_mixed=args.allow_mixed, **_combine_options(args)))
     return 0
 
 
 def _cmd_masters(args):
-    from .catalog.index import DEFAULT_KEYWORDS
     from .pipeline.night import build_night, summary_table
 
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-    keywords = list(dict.fromkeys([*DEFAULT_KEYWORDS, *(k.upper() for k in keys)]))
+    keywords = _job_keywords(args, keys)
     options = _combine_options(args)
     options.pop("scale_to")  # flats are normalised to 1; --scale would fight that
     if options.pop("scale") or options.pop("zero"):
@@ -361,7 +405,8 @@ def _cmd_masters(args):
         _index(args, keywords, progress), args.output_dir, group_by=keys,
         tolerances=dict(args.tolerance) or None, subtract_bias=args.subtract_bias,
         subtract_dark=args.subtract_dark, stat_section=stat_section, template=args.template,
-        overwrite=args.overwrite, progress=progress, client=client, **options))
+        overwrite=args.overwrite, progress=progress, client=client,
+        allow_mixed=args.allow_mixed, **options))
     if not (args.json or args.quiet):
         print(summary_table(built))
     return 0

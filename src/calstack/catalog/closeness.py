@@ -11,11 +11,30 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
-__all__ = ["DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "close", "fold", "same_text", "same_value"]
+__all__ = ["DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "Tolerance", "close", "fold", "same_text",
+           "same_value"]
 
 DEFAULT_REL_TOL = 1e-6
 DEFAULT_ABS_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close two numbers must be to be one setting: within ``max(rel * max(|a|, |b|), abs)``
+    (a keyword's default, e.g. exposure times within max(0.1 %, 10 ms))."""
+
+    rel: float = 0.0
+    abs: float = 0.0
+
+    def allows(self, diff: float, a: float, b: float) -> bool:
+        """Whether a difference ``diff = |a - b|`` is within this tolerance."""
+        return diff <= max(self.rel * max(abs(a), abs(b)), self.abs)
+
+    def __str__(self) -> str:
+        parts = ([f"{100 * self.rel:g} %"] if self.rel else []) + ([f"{self.abs:g}"] if self.abs else [])
+        return f"max({', '.join(parts)})" if len(parts) > 1 else (parts or ["0"])[0]
 
 
 def close(a, b, tolerance=None) -> bool:
@@ -25,8 +44,8 @@ def close(a, b, tolerance=None) -> bool:
     ----------
     a, b : int or float
         The numbers.
-    tolerance : float, optional
-        Absolute tolerance: ``|a - b| <= tolerance``. Default: ``|a - b| <= max(1e-6 * max(|a|,
+    tolerance : float or Tolerance, optional
+        Absolute tolerance: ``|a - b| <= tolerance``, or a :class:`Tolerance`. Default: ``|a - b| <= max(1e-6 * max(|a|,
         |b|), 1e-9)`` (:func:`math.isclose` with ``rel_tol=1e-6, abs_tol=1e-9``) for floats,
         equality when both are ints.
 
@@ -40,6 +59,8 @@ def close(a, b, tolerance=None) -> bool:
     diff = abs(a - b)  # exact for ints
     if math.isinf(diff) or math.isnan(diff):
         return False
+    if isinstance(tolerance, Tolerance):
+        return tolerance.allows(diff, a, b)
     if tolerance is not None:
         return diff <= tolerance
     if isinstance(a, int) and isinstance(b, int):

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import OptionError, UnknownOptionError, unknown_option
 from .closeness import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, close, fold
 from .columns import frame_pairs, resolve_column, unreadable_mask
+from .conventions import DEFAULT_TOLERANCES
 
 __all__ = ["DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "Group", "group_by", "unique_values"]
 
@@ -40,29 +41,35 @@ class Group:
     ----------
     key : dict
         Grouping key (column name) -> representative value, in the order the keys were given,
-        e.g. ``{'exptime': 90.0}`` or ``{'filter': 'R', 'exptime': 10.0}``.
+        e.g. ``{'exptime': 90.0}`` or ``{'filter': 'R', 'exptime': 10.0}``, then the setup
+        keys whose values differ between the groups (``{'exptime': 90.0, 'gain': 120}``).
     rows : tuple of int
         Row indices into the table that was grouped.
     paths : tuple of str
         The frames' file paths (``path`` column), row order.
     hdus : tuple of int
         Their HDU numbers (``hdu`` column).
+    setup : dict
+        The camera setup the frames share: setup key -> value (None where the frames lack the
+        keyword), every setup key grouped by, whether or not it differs between groups.
     """
 
     key: dict
     rows: tuple
     paths: tuple
     hdus: tuple
+    setup: dict = field(default_factory=dict)
 
     def label(self) -> str:
-        """``"filter=R exptime=10.000"``: numbers with 3 decimals, ints and strings as they are."""
+        """``"filter=R exptime=10.000"``: numbers with 3 decimals, ints and strings as they are,
+        ``none`` for a keyword the frames lack."""
         return " ".join(f"{name}={_format(value)}" for name, value in self.key.items())
 
 
 def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value)
+    return "none" if value is None else str(value)
 
 
 # --------------------------------------------------------------------------- clustering
@@ -109,17 +116,27 @@ def _kind(present) -> str:
     return "str"
 
 
-def _cluster(cells, tolerance, name):
+def _cluster(cells, tolerance, name, *, missing_is_value=False):
     """Cluster the present cells; return (sorted representatives, label index per cell or None).
 
-    ``name`` is used in error messages (the option or keyword being clustered).
+    ``name`` is used in error messages (the option or keyword being clustered). With
+    ``missing_is_value``, missing cells form one more cluster, represented by None, after the
+    others.
     """
+    reps, assign = _cluster_present(cells, tolerance, name)
+    if missing_is_value and None in assign:
+        assign = [len(reps) if a is None else a for a in assign]
+        reps = [*reps, None]
+    return reps, assign
+
+
+def _cluster_present(cells, tolerance, name):
     present = [(i, v) for i, v in enumerate(cells) if v is not None]
     assign = [None] * len(cells)
     if not present:
         return [], assign
     kind = _kind([v for _, v in present])
-    if kind != "number" and tolerance is not None:
+    if kind != "number" and tolerance is not None and not _is_default(tolerance):
         raise OptionError(f"{name}: a tolerance applies to numeric values, but the values are "
                           f"{'logicals' if kind == 'bool' else 'strings'}; drop the tolerance")
     reps = []
@@ -191,6 +208,10 @@ def unique_values(values, *, tolerance=None) -> list:
     return reps
 
 
+def _is_default(tolerance) -> bool:
+    return any(tolerance is t for t in DEFAULT_TOLERANCES.values())
+
+
 # --------------------------------------------------------------------------- group_by
 def _resolve(name, colnames, what="key") -> str:
     if not isinstance(name, str):
@@ -198,7 +219,7 @@ def _resolve(name, colnames, what="key") -> str:
     return resolve_column(name, colnames, where=f"group_by {what}")
 
 
-def group_by(table, keys, *, tolerances=None) -> list[Group]:
+def group_by(table, keys, *, tolerances=None, setup=()) -> list[Group]:
     """Split the rows of an index table into groups of equal key values.
 
     Parameters
@@ -212,14 +233,21 @@ def group_by(table, keys, *, tolerances=None) -> list[Group]:
         every readable row.
     tolerances : dict, optional
         Key -> absolute tolerance for numeric keys (e.g. ``{'ccd-temp': 0.5}``). Keys without
-        one use the default of :func:`unique_values` (relative 1e-6 for floats, exact for ints).
+        one use their default (:data:`calstack.catalog.conventions.DEFAULT_TOLERANCES`:
+        exposure times within max(0.1 %, 10 ms), CCD-TEMP within 2 degC), else that of
+        :func:`unique_values` (relative 1e-6 for floats, exact for ints).
+    setup : sequence of str
+        Camera-setup keys (:data:`calstack.catalog.conventions.SETUP`) that split the groups
+        too, where the table has them: a row without one has the value None, which is a
+        setting of its own; a key no row has is skipped.
 
     Returns
     -------
     list of Group
-        Sorted by key values (in the order of ``keys``). Each group's ``key`` holds the
-        representative value of every key (see :func:`unique_values`). Rows missing a key value
-        belong to no group.
+        Sorted by key values (in the order of ``keys``, then ``setup``). Each group's ``key``
+        holds the representative value of every key (see :func:`unique_values`) and of each
+        setup key whose value differs between the groups; its ``setup`` holds every setup
+        key's. Rows missing a key value (not a setup key) belong to no group.
 
     Raises
     ------
@@ -245,32 +273,25 @@ def group_by(table, keys, *, tolerances=None) -> list[Group]:
         if column in columns:
             raise OptionError(f"grouping key {name!r} is given twice")
         columns.append(column)
-    tolerances = dict(tolerances or {})
-    tol = {}
-    for name, value in tolerances.items():
-        try:
-            column = _resolve(name, colnames, "tolerance key")
-        except UnknownOptionError:
-            column = None
-        if column not in columns:
-            raise unknown_option(name, columns, where="group_by tolerances",
-                                 what="grouping key",
-                                 fix=f"give tolerances for grouping keys only ({name!r} is not "
-                                     "a grouping key)")
-        tol[column] = _check_tolerance(f"tolerances[{name!r}]", value)
-
     n = len(table)
     good = (~unreadable_mask(table)).tolist()
+    setup_columns = [c for c in (_present_column(name, colnames) for name in setup)
+                     if c is not None and c not in columns
+                     and any(v is not None and ok for v, ok in zip(_cells(table[c]), good, strict=True))]
+    setup_columns = list(dict.fromkeys(setup_columns))
+    tol = _tolerances(tolerances, [*columns, *setup_columns], colnames)
     if not any(good):
         return []
 
     labels, reps = [], []
-    for column in columns:
+    for column in [*columns, *setup_columns]:
         cells = [c if ok else None for c, ok in zip(_cells(table[column]), good, strict=True)]
         if all(c is None for c in cells):
             raise OptionError(f"no frame has a value for the grouping keyword "
                               f"{column.upper()!r}; choose another key")
-        values, assign = _cluster(cells, tol.get(column), f"tolerances[{column!r}]")
+        values, assign = _cluster(cells, tol.get(column, DEFAULT_TOLERANCES.get(column)),
+                                  f"tolerances[{column!r}]",
+                                  missing_is_value=column in setup_columns)
         reps.append(values)
         labels.append(assign)
 
@@ -283,12 +304,41 @@ def group_by(table, keys, *, tolerances=None) -> list[Group]:
             continue
         groups.setdefault(label, []).append(row)
 
+    varying = {k for k in range(len(columns), len(labels))
+               if len({label[k] for label in groups}) > 1}
     pair_of = dict(zip((row for row in range(n) if good[row]), frame_pairs(table), strict=True))  # good rows
     out = []
     for label in sorted(groups):  # representatives are sorted, so labels sort like values
         rows = tuple(groups[label])
-        key = {column: reps[k][label[k]] for k, column in enumerate(columns)}
+        values = [(column, reps[k][label[k]]) for k, column in enumerate([*columns, *setup_columns])]
+        key = {column: v for k, (column, v) in enumerate(values) if k < len(columns) or k in varying}
         pairs = [pair_of[r] for r in rows]
         out.append(Group(key=key, rows=rows, paths=tuple(path for path, _ in pairs),
-                         hdus=tuple(hdu for _, hdu in pairs)))
+                         hdus=tuple(hdu for _, hdu in pairs),
+                         setup={column: v for column, v in values[len(columns):]}))
     return out
+
+
+def _present_column(name, colnames):
+    """The column of a setup key, or None where the table has none."""
+    try:
+        return _resolve(name, colnames, "setup key")
+    except UnknownOptionError:
+        return None
+
+
+def _tolerances(tolerances, columns, colnames) -> dict:
+    """Column -> checked tolerance, for tolerances given for grouping or setup keys."""
+    tol = {}
+    for name, value in dict(tolerances or {}).items():
+        try:
+            column = _resolve(name, colnames, "tolerance key")
+        except UnknownOptionError:
+            column = None
+        if column not in columns:
+            raise unknown_option(name, columns, where="group_by tolerances",
+                                 what="grouping key",
+                                 fix=f"give tolerances for grouping keys only ({name!r} is not "
+                                     "a grouping key)")
+        tol[column] = _check_tolerance(f"tolerances[{name!r}]", value)
+    return tol

@@ -8,6 +8,7 @@ row with its reason in the ``error`` column, never an exception.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 
@@ -18,15 +19,18 @@ from ..io.headercache import HeaderCache, cache_path
 from ..progress import as_progress
 from .closeness import close, fold
 from .columns import resolve_column, unreadable_mask
+from .conventions import DEFAULT_TOLERANCES, master_marks, normalise, read_keywords
 from .scan import FITS_SUFFIXES, find_files, read_all, read_cached
 
 __all__ = ["DEFAULT_KEYWORDS", "FITS_SUFFIXES", "ImageIndex"]
+
+log = logging.getLogger("calstack")
 
 #: Keywords indexed when ``keywords`` is not given.
 DEFAULT_KEYWORDS = ("IMAGETYP", "EXPTIME", "FILTER", "NAXIS1", "NAXIS2", "BITPIX", "CCD-TEMP",
                     "GAIN", "DATE-OBS", "XBINNING", "YBINNING", "OBJECT", "COMBINED")
 
-_OWN_COLUMNS = ("file", "path", "hdu", "extname", "error")
+_OWN_COLUMNS = ("file", "path", "hdu", "extname", "master", "error")
 _MAX_WORKERS = 32
 
 # --------------------------------------------------------------------------- validation
@@ -100,18 +104,31 @@ def _column(name, values):
 
 
 def _build_table(records, keywords):
-    """Table from ``records`` = [(file, path, hdu, extname, header or None, error)]."""
+    """Table from ``records`` = [(file, path, hdu, extname, header or None, error)].
+
+    Headers are read through :func:`calstack.catalog.conventions.normalise` (aliases, numbers
+    written as text); the keywords the conventions read are columns too where any frame has
+    them, and ``master`` says why a frame is itself a master ('' if it is not).
+    """
     from astropy.table import Table
 
+    headers, warned = [], set()
+    for record in records:
+        header, problems = normalise(record[4]) if record[4] else ({}, [])
+        if problems and record[1] not in warned:
+            warned.add(record[1])
+            for problem in problems:
+                log.warning("%s: %s", record[1], problem)
+        headers.append(header)
     if keywords == "*":
         union = {}
-        for record in records:
-            if record[4]:
-                union.update(dict.fromkeys(record[4]))
+        for header in headers:
+            union.update(dict.fromkeys(header))
         names = [k for k in union if k.lower() not in _OWN_COLUMNS]
     else:
         names = list(keywords)
-    headers = [r[4] or {} for r in records]
+        names += [k for k in read_keywords()
+                  if k not in names and any(k in h for h in headers)]
     columns = [
         _column("file", [r[0] for r in records]),
         _column("path", [r[1] for r in records]),
@@ -119,6 +136,8 @@ def _build_table(records, keywords):
         _column("extname", [r[3] for r in records]),
     ]
     columns += [_column(name.lower(), [h.get(name) for h in headers]) for name in names]
+    columns.append(_column("master", [(master_marks(h) or "") if r[4] else ""
+                                      for h, r in zip(headers, records, strict=True)]))
     columns.append(_column("error", [r[5] for r in records]))
     return Table(columns, copy=False)
 
@@ -156,8 +175,8 @@ def _as_bool(cell):
     return None
 
 
-def _close(a, b):
-    return a is not None and close(a, b)
+def _close(a, b, tolerance=None):
+    return a is not None and close(a, b, tolerance)
 
 
 def _matcher(column, value):
@@ -171,9 +190,10 @@ def _matcher(column, value):
         value = value.item()
     if isinstance(value, bool):
         return lambda cell: _as_bool(cell) is value
+    tolerance = DEFAULT_TOLERANCES.get(column)
     if isinstance(value, numbers.Real):
         number = float(value)
-        return lambda cell: _close(_as_float(cell), number)
+        return lambda cell: _close(_as_float(cell), number, tolerance)
     if isinstance(value, str):
         text = fold(value)
         if text == "*":
@@ -184,10 +204,10 @@ def _matcher(column, value):
         def test(cell):
             if isinstance(cell, str):  # '70' also matches '70.0' in a column of strings
                 return fold(cell) == text or (
-                    number is not None and _close(_as_float(cell), number))
+                    number is not None and _close(_as_float(cell), number, tolerance))
             if isinstance(cell, bool):
                 return flag is cell
-            return number is not None and _close(float(cell), number)
+            return number is not None and _close(float(cell), number, tolerance)
 
         return test
     raise OptionError(f"criterion for {column!r} must be a str, a number, a bool, '*' (keyword "
@@ -296,7 +316,7 @@ class ImageIndex:
         cache = HeaderCache.open(cache_file) if cache_file else None
         with as_progress(progress).task("index", total=len(paths), unit="file") as task:
             if cache is None:
-                wanted = None if keywords == "*" else keywords
+                wanted = None if keywords == "*" else (*keywords, *read_keywords())
                 results = [rows for rows, _ in read_all(paths, wanted, workers, adaptive,
                                                          task.update)]
             else:
@@ -416,6 +436,11 @@ class ImageIndex:
         keep = self._match(criteria, kw)
         return self._from_table(self._table[keep], keywords=self.keywords,
                                 locations=self.locations)
+
+    def mask(self, criteria=None, /, **kw) -> np.ndarray:
+        """A boolean per row: True where the row matches every criterion (as :meth:`filter`
+        selects rows; unreadable rows are False)."""
+        return self._match(criteria, kw)
 
     def subset(self, keep) -> ImageIndex:
         """A new index of the rows where the boolean sequence ``keep`` is true."""

@@ -10,8 +10,10 @@ these rows.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import gzip
+import logging
 import os
 import re
 import time
@@ -21,6 +23,8 @@ from ..errors import FrameError, OptionError
 from ..io.fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["FITS_SUFFIXES", "find_files", "read_all", "read_cached"]
+
+log = logging.getLogger("calstack")
 
 #: File name endings that are indexed when a folder is scanned (compared case-insensitively).
 FITS_SUFFIXES = (".fit", ".fits", ".fts", ".fz", ".fit.gz", ".fits.gz", ".fts.gz")
@@ -70,12 +74,30 @@ def _scan_folder(folder: str, recursive: bool, prefix: str = ""):
             yield entry.path, rel
 
 
+def _hint_recursive(folder):
+    """Warn when a folder has no FITS file but its subfolders do (N.I.N.A. and ASIAIR put
+    BIAS/, DARK/, FLAT/ in subfolders)."""
+    with_fits = []
+    with os.scandir(folder) as it:
+        for entry in sorted(it, key=lambda e: e.name):
+            if entry.is_dir() and not entry.name.startswith("."):
+                with contextlib.suppress(OSError), os.scandir(entry.path) as sub:
+                    if any(_is_fits_name(e.name) for e in sub):
+                        with_fits.append(entry.name)
+    if with_fits:
+        log.warning("%s has no FITS files, but its subfolders %s do: pass --recursive (-r; "
+                    "recursive=True) to index them", folder, ", ".join(with_fits[:5]) +
+                    (", ..." if len(with_fits) > 5 else ""))
+
+
 def find_files(locations, recursive, include, exclude):
     found, seen = [], set()
     for location in locations:
         location = os.path.abspath(os.fspath(location))
         if os.path.isdir(location):
-            candidates = _scan_folder(location, recursive)
+            candidates = list(_scan_folder(location, recursive))
+            if not candidates and not recursive:
+                _hint_recursive(location)
         elif os.path.exists(location):
             candidates = [(location, os.path.basename(location))]
         else:

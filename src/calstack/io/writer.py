@@ -72,14 +72,14 @@ def atomic_write(path, write, *, overwrite: bool = False) -> Path:
 def write_master(master, path, *, overwrite: bool = False) -> Path:
     """Write a :class:`~calstack.stacking.master.Master` (see :meth:`Master.write`)."""
     header = fits.Header(master.meta)
-    if master.unit is not None:
-        header["BUNIT"] = master.unit.to_string()
+    if master.unit is not None and (master.unit.to_string() or "BUNIT" not in header):
+        header["BUNIT"] = master.unit.to_string()  # dimensionless: the frames' BUNIT text stays
     hdus = [fits.PrimaryHDU(master.data, header=header)]
     if master.uncertainty is not None:
         uheader = fits.Header()
         uheader["UTYPE"] = ("StdDevUncertainty", "standard error of the combined value")
-        if master.unit is not None:
-            uheader["BUNIT"] = master.unit.to_string()
+        if "BUNIT" in header:
+            uheader["BUNIT"] = header["BUNIT"]
         hdus.append(fits.ImageHDU(master.uncertainty.array, header=uheader, name="UNCERT"))
     if master.mask is not None:
         mask = np.asarray(master.mask)

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import string
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..catalog.closeness import fold
+from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP
 from ..catalog.grouping import Group, group_by
-from ..errors import FrameError, OptionError
+from ..errors import FrameError, OptionError, unknown_option
 from ..io.writer import OutputExistsError, check_writable
 from ..options import CombineOptions
 from ..progress import as_progress
@@ -30,17 +34,15 @@ __all__ = [
     "combine_groups",
     "default_template",
     "output_name",
+    "report_ignored",
+    "without_masters",
 ]
 
 log = logging.getLogger("calstack")
 
-#: IMAGETYP values (compared case-insensitively, trimmed) for each kind of calibration frame.
-IMAGETYP_SYNONYMS = {
-    "bias": ("bias", "zero", "bias frame", "zero frame", "bias_frame"),
-    "dark": ("dark", "dark frame", "dark current", "dark_frame"),
-    "flat": ("flat", "flat field", "flatfield", "flat frame", "flat_field", "dome flat",
-             "domeflat", "sky flat", "skyflat", "twilight flat", "twiflat"),
-}
+#: IMAGETYP values (compared case-insensitively, trimmed) for each kind of calibration frame
+#: (:data:`calstack.catalog.conventions.KINDS`).
+IMAGETYP_SYNONYMS = {kind.name: kind.spellings for kind in KINDS.values()}
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class BuiltMaster:
 
     def as_dict(self) -> dict:
         """Plain-data summary (for ``--json``)."""
-        return {"kind": self.kind, "group": self.group.key, "path": str(self.path),
+        return {"kind": self.kind, "group": self.group.key, "setup": self.group.setup,
+                "path": str(self.path),
                 "n_frames": self.n_frames, "inputs": list(self.sources),
                 "frame_rejected": [round(f, 8) for f in self.frame_rejected],
                 "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
@@ -80,39 +83,168 @@ class BuiltMaster:
 
 
 def _field(key: str) -> str:
-    return key.lower().replace("-", "_")
+    return key.lower().replace("-", "_").replace(" ", "_")
 
 
-def default_template(keys, imagetyp=None) -> str:
-    """``combined_{imagetyp}_{key}...fit``; numbers as ``{x:.3f}`` (``combined_dark_{exptime:.3f}.fit``)."""
+def default_template(keys, imagetyp=None, setup=()) -> str:
+    """``combined_{imagetyp}_{key}..._{setup key}{value}...fit``.
+
+    The kind's own keys are bare values (``combined_dark_{exptime}.fit``, numbers with 3
+    decimals: ``combined_dark_90.000.fit``); camera-setup keys carry their keyword
+    (``combined_bias_gain{gain}_offset{offset}.fit`` -> ``combined_bias_gain120_offset30.fit``).
+    """
     parts = ["combined"]
     if imagetyp:
         parts.append("{imagetyp}")
-    parts.extend(f"{{{_field(k)}}}" for k in keys)
+    parts.extend(f"{{{_field(k)}}}" for k in keys if k not in setup)
+    parts.extend(f"{_field(k).replace('_', '')}{{{_field(k)}}}" for k in keys if k in setup)
     return "_".join(parts) + ".fit"
+
+
+#: Characters a header value may bring into a file name; anything else becomes ``_``.
+_UNSAFE = re.compile(r"[^A-Za-z0-9.+=-]+")
+#: The longest a value may be in a file name.
+_VALUE_CHARS = 64
+
+
+def _safe(value) -> str:
+    """A header value as it may appear in a file name: no separator, blank, control character
+    or ``..``; unsafe characters become ``_``; at most 64 characters."""
+    text = _UNSAFE.sub("_", str(value).strip())
+    text = re.sub(r"\.{2,}", "_", text).strip(".") or "_"
+    return text[:_VALUE_CHARS]
 
 
 def output_name(template: str, group: Group, imagetyp=None) -> str:
     """Fill ``template`` with the group's key values (``-`` in keyword names becomes ``_``).
 
-    A bare numeric field (``{exptime}``) is written with 3 decimals, like the recipe's names.
+    A bare numeric field (``{exptime}``) is written with 3 decimals, like the recipe's names (a
+    setup key's as short as it goes: ``{set_temp}`` is ``-10``); a key the frames lack is
+    ``none``. Text values are made safe for a file name (spaces and
+    characters other than letters, digits, ``.+=-`` become ``_``; no ``..``; at most 64
+    characters): a header value never names a folder.
     """
-    values = {_field(k): v for k, v in group.key.items()}
+    values = {_field(k): ("none" if v is None else v if isinstance(v, (int, float))
+                          else _safe(v)) for k, v in group.key.items()}
     if imagetyp is not None:
-        values["imagetyp"] = str(imagetyp).strip().lower()
+        values["imagetyp"] = _safe(str(imagetyp).strip().lower())
     fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
     missing = fields - set(values)
     if missing:
         raise OptionError(f"template {template!r} uses {', '.join(sorted(missing))}, which is not "
                           f"a grouping key; available: {', '.join(sorted(values))}")
     numeric = {k: v for k, v in values.items() if isinstance(v, float)}
+    setup = {_field(k) for k in group.setup}
     filled = template
     for name in numeric:
-        filled = filled.replace(f"{{{name}}}", f"{{{name}:.3f}}")
+        filled = filled.replace(f"{{{name}}}", f"{{{name}:{'g' if name in setup else '.3f'}}}")
     try:
         return filled.format(**values)
     except (ValueError, KeyError, IndexError) as exc:
         raise OptionError(f"template {template!r} cannot be filled: {exc}") from exc
+
+
+def without_masters(index, what="inputs"):
+    """``index`` without the frames that are themselves masters (its ``master`` column: calstack,
+    IRAF, Siril, MaxIm DL, PixInsight... marks), unless a frame was named explicitly as a file
+    to index; a warning lists those left out."""
+    table = index.table
+    if "master" not in table.colnames or not len(table):
+        return index
+    named = {os.path.abspath(p) for p in index.locations if not os.path.isdir(p)}
+    marks = [str(m) for m in np.asarray(table["master"]).tolist()]
+    skip = np.array([bool(m) and os.path.abspath(str(p)) not in named
+                     for m, p in zip(marks, table["path"], strict=True)], dtype=bool)
+    if skip.any():
+        listed = ", ".join(f"{table['path'][i]} ({marks[i]})" for i in np.flatnonzero(skip))
+        log.warning("%d frame(s) are masters and are not %s: %s; name a file to combine it "
+                    "anyway", int(skip.sum()), what, listed)
+    return index.subset(~skip)
+
+
+def report_ignored(index, kept) -> None:
+    """Warn about the frame types not selected: ``kept`` is a boolean per row of ``index``
+    (unreadable rows are reported elsewhere)."""
+    table = index.table
+    column = table[index.column_name("imagetyp")] if "imagetyp" in table.colnames else None
+    others = ~np.asarray(kept, bool) & ~index.unreadable_mask
+    if column is None:
+        counts = Counter(["(no IMAGETYP)"] * int(others.sum()))
+    else:
+        missing = np.ma.getmaskarray(column)
+        cells = np.asarray(column).tolist()
+        counts = Counter("(no IMAGETYP)" if missing[i] else str(cells[i]).strip()
+                         for i in np.flatnonzero(others))
+    if counts:
+        log.warning("ignored IMAGETYP values: %s", ", ".join(
+            f"{value} ({n} frame{'s' if n > 1 else ''})" for value, n in sorted(counts.items())))
+
+
+def _check_allow_mixed(allow_mixed) -> list:
+    allow = [str(k).strip().lower() for k in ([allow_mixed] if isinstance(allow_mixed, str)
+                                               else allow_mixed or ())]
+    for key in allow:
+        if key.replace("_", "-") not in SETUP and key not in SETUP:
+            raise unknown_option(key, SETUP, where="allow_mixed", what="setup key",
+                                 fix="--allow-mixed names keywords of the camera setup")
+    return [k if k in SETUP else k.replace("_", "-") for k in allow]
+
+
+def _setup_groups(table, keys, tolerances, allow_mixed) -> list:
+    """Groups by ``keys`` and the camera setup (but ``allow_mixed``); the extensions of one file
+    are told apart by HDU number when EXTNAME/EXTVER do not (unnamed mosaic extensions)."""
+    setup = [k for k in SETUP if k not in allow_mixed]
+    groups = group_by(table, keys, tolerances=tolerances, setup=setup)
+    if any(len(set(g.paths)) < len(g.paths) for g in groups):
+        groups = group_by(table, keys, tolerances=tolerances, setup=[*setup, "hdu"])
+    return groups
+
+
+def _name_keys(groups) -> list:
+    """The keys a default output name shows: the kind's own keys and the setup settings that
+    differ between the groups (``gain``, ``offset``); a measured setup value (CCD-TEMP, which
+    has a tolerance) only where the settings do not tell the groups apart."""
+    first = groups[0]
+    chosen = [k for k in first.key if k not in first.setup or k not in DEFAULT_TOLERANCES]
+    measured = [k for k in first.key if k not in chosen]
+    if len({tuple(g.key[k] for k in chosen) for g in groups}) < len(groups):
+        chosen += measured
+    return chosen
+
+
+def _collision(template, groups, targets) -> str:
+    """Why ``template`` names two groups alike, and the fix."""
+    seen = {}
+    for group, target in zip(groups, targets, strict=True):
+        if target in seen:
+            other = seen[target]
+            differ = [k for k in group.key if group.key[k] != other.key[k]]
+            fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+            shown = [k for k in differ if _field(k) in fields]
+            values = "; ".join(f"{k.upper()} {other.key[k]!r} and {group.key[k]!r}" for k in differ)
+            if shown and len(shown) == len(differ):
+                numeric = ", ".join(f"{k}=..." for k in shown)
+                return (f"template {template!r} gives groups with {values} the same file name "
+                        f"{target.name}: they differ by less than the name shows; widen the "
+                        f"grouping tolerance (--tolerance {numeric}) or write more decimals")
+            hidden = [k for k in differ if k not in shown]
+            return (f"template {template!r} gives groups with {values} the same file name "
+                    f"{target.name}; add {', '.join('{' + _field(k) + '}' for k in hidden)} to "
+                    "it, or pass --allow-mixed "
+                    f"{' --allow-mixed '.join(hidden)} to combine those frames together")
+        seen[target] = group
+    return ""
+
+
+def _record_setup(header, group) -> None:
+    """Write the setup the master was built for into its header (nominal values)."""
+    keys = {**group.setup, **group.key}
+    for key, value in keys.items():
+        if value is None or key.upper() in ("EXTNAME", "EXTVER", "NAXIS1", "NAXIS2", "HDU"):
+            continue
+        header[key.upper()] = value
+    agreed = ",".join(k.upper() for k, v in keys.items() if v is not None)
+    header["CMBKEYS"] = (agreed, "the frames agree on these" if len(agreed) <= 40 else "")
 
 
 def combine_groups(
@@ -128,6 +260,8 @@ def combine_groups(
     kind=None,
     options_for=None,
     progress=False,
+    allow_mixed=(),
+    report_others=True,
     **combine_options,
 ) -> list[BuiltMaster]:
     """Select frames from an index, group them, and write one master per group.
@@ -142,9 +276,13 @@ def combine_groups(
         selected (``'Dark Frame'``, see :data:`IMAGETYP_SYNONYMS`) are not selected, and a
         warning names them.
     keys : sequence of str
-        Grouping keywords (the recipe groups darks by ``exptime``).
+        Grouping keywords (the recipe groups darks by ``exptime``). The camera setup
+        (:data:`calstack.catalog.conventions.SETUP`: detector, extension, binning, shape,
+        readout mode, gain and offset, cooler set-point and temperature) splits the groups
+        too, always: frames of different setups are never combined.
     tolerances : dict, optional
-        Per-key tolerances for numeric keys (see :func:`calstack.group_by`).
+        Per-key tolerances for numeric keys (see :func:`calstack.group_by`; exposure times
+        are one group within max(0.1 %, 10 ms) by default, CCD-TEMP within 2 degC).
     output_dir : str or os.PathLike
         Folder for the masters (created if needed; must be writable).
     template : str, optional
@@ -160,14 +298,19 @@ def combine_groups(
     options_for : callable, optional
         ``options_for(group)`` returns more :func:`calstack.combine` options for that group
         (e.g. the master bias to subtract).
+    allow_mixed : sequence of str
+        Setup keys whose values may differ within a group (``['ccd-temp']``): frames are then
+        combined whatever their value.
+    report_others : bool
+        Warn about the frames that the selection left out, by IMAGETYP value.
     progress : bool, str or calstack.progress.Progress
         Report progress (see :func:`calstack.progress.as_progress`): a bar over the groups and,
         nested, one over each combine's rows; and :meth:`BuiltMaster.line` for each master
         written. Default: nothing.
     hdu : int or str, optional
         Combine only this HDU (number or EXTNAME) of each file. Without it, files with several
-        image extensions (mosaic cameras) give one master per extension (grouped by EXTNAME,
-        or by HDU number when extensions have no names).
+        image extensions (mosaic cameras) give one master per extension (grouped by EXTNAME and
+        EXTVER, or by HDU number when extensions have neither).
     **combine_options
         Options of :func:`calstack.combine`.
 
@@ -186,17 +329,18 @@ def combine_groups(
     for path, reason in bad:
         log.warning("skipping unreadable %s: %s", path, reason)
     select = dict(select or {})
+    allow_mixed = _check_allow_mixed(allow_mixed)
     _report_missing(index, select)
     _report_other_spellings(index, select)
+    index = without_masters(index)
     chosen = index.filter(select) if select else index
+    if report_others and select:
+        report_ignored(index, index.mask(select))
     keys = [keys] if isinstance(keys, str) else list(keys)
     hdu = combine_options.pop("hdu", None)
     if hdu is not None:  # one HDU of every file
         chosen = chosen.filter({"hdu": hdu} if isinstance(hdu, int) else {"extname": hdu})
-    elif len(set(chosen.table["path"])) < len(chosen.table):  # mosaics: a master per extension
-        named = not np.ma.getmaskarray(chosen.table["extname"]).any()
-        keys.append("extname" if named else "hdu")
-    groups = group_by(chosen.table, keys, tolerances=tolerances)  # no keys: one group
+    groups = _setup_groups(chosen.table, keys, tolerances, allow_mixed)
     if not groups or not groups[0].paths:
         criteria = ", ".join(f"{k}={v!r}" for k, v in select.items()) or "no criteria"
         raise OptionError(f"no frames match {criteria}; run `calstack index` on the folder to see "
@@ -211,12 +355,11 @@ def combine_groups(
             log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
                         group.label() or "all", len(group.paths))
     imagetyp = kind or next(iter(_imagetyps(select)), None)  # several spellings: the first
-    template = template or default_template(keys, imagetyp)
+    template = template or default_template(_name_keys(groups), imagetyp, setup=groups[0].setup)
     folder = check_writable(output_dir)
     targets = [folder / output_name(template, g, imagetyp) for g in groups]
     if len(set(targets)) != len(targets):
-        raise OptionError(f"template {template!r} gives the same file name to several groups; "
-                          f"include every grouping key ({', '.join(map(_field, keys))})")
+        raise OptionError(_collision(template, groups, targets))
     if not overwrite:
         existing = [str(t) for t in targets if t.exists()]
         if existing:
@@ -230,6 +373,7 @@ def combine_groups(
         for group, target in zip(groups, targets, strict=True):
             task.note(group.label() or "all")
             master = next(masters)  # not through zip, whose result tuple would keep it alive
+            _record_setup(master.meta, group)
             master.write(target, overwrite=overwrite)
             result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
                                  kind=imagetyp, rejected_fraction=master.rejected_fraction,

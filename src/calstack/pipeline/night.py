@@ -1,12 +1,14 @@
 """``calstack masters NIGHT_DIR``: every master a night needs, in one command.
 
-Frames are sorted by IMAGETYP (with the spellings acquisition programs use) into biases, darks
-and flats. The master bias combines all biases; darks give one master per exposure time; flats
+Frames are sorted by frame type (IMAGETYP or its aliases, with the spellings acquisition
+programs use: :data:`calstack.catalog.conventions.KINDS`) into biases, darks, flat-darks and
+flats. Every kind is split by the camera setup (detector, extension, binning, shape, readout
+mode, gain/offset, cooler); darks and flat-darks also give one master per exposure time, flats
 one per filter, each flat normalised by its own median (over ``stat_section``) before rejection.
-Extra grouping keys (binning, gain, readout mode, CCD temperature with a tolerance) split every
-kind. For raw frames, the master bias can be subtracted from darks and flats, and the master
-dark (scaled by exposure time) from flats; both are recorded in the headers (BIASSUB, DARKSUB).
-Frames that are themselves masters (``COMBINED = T``) are never inputs.
+Extra grouping keys split every kind further. For raw frames, the master bias of the same setup
+can be subtracted from darks and flats, and the master flat-dark (or the master dark, scaled by
+exposure time) from flats; both are recorded in the headers (BIASSUB, DARKSUB). Frames that are
+themselves masters are never inputs.
 """
 
 from __future__ import annotations
@@ -16,36 +18,65 @@ import logging
 import numpy as np
 
 from ..catalog.closeness import same_value
+from ..catalog.columns import resolve_column
+from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, normalise
 from ..errors import OptionError
 from ..options import RECIPE
-from .groups import IMAGETYP_SYNONYMS, combine_groups
+from .groups import IMAGETYP_SYNONYMS, combine_groups, report_ignored, without_masters
 
 __all__ = ["IMAGETYP_SYNONYMS", "build_night", "summary_table"]
 
 log = logging.getLogger("calstack")
 
-_KIND_KEYS = {"bias": [], "dark": ["exptime"], "flat": ["filter"]}
+
+def _same_setup(a, b, tolerances) -> bool:
+    """Whether two groups were built for one camera setup: every setup key either has agrees,
+    by the rule grouping uses (:func:`calstack.catalog.closeness.same_value`, each key's
+    tolerance)."""
+    keys = dict.fromkeys([*a.setup, *b.setup])
+    return all(same_value(a.setup.get(k), b.setup.get(k),
+                          tolerances.get(k, DEFAULT_TOLERANCES.get(k))) for k in keys)
 
 
-def _same_setup(a: dict, b: dict, keys, tolerances) -> bool:
-    """Whether two groups' keys agree on ``keys``, by the rule grouping uses
-    (:func:`calstack.catalog.closeness.same_value`, each key's tolerance if given)."""
-    return all(same_value(a.get(key), b.get(key), (tolerances or {}).get(key)) for key in keys)
+def _differences(a, b, tolerances) -> list:
+    """The setup keys on which groups ``a`` and ``b`` differ, as ``'GAIN 0 vs 120'``."""
+    keys = dict.fromkeys([*a.setup, *b.setup])
+    return [f"{k.upper()} {a.setup.get(k)!r} vs {b.setup.get(k)!r}" for k in keys
+            if not same_value(a.setup.get(k), b.setup.get(k),
+                              tolerances.get(k, DEFAULT_TOLERANCES.get(k)))]
 
 
-def _matching(built, group, keys, tolerances, what):
-    found = [b for b in built if _same_setup(b.group.key, group.key, keys, tolerances)]
+def _matching(built, group, tolerances, what):
+    found = [b for b in built if _same_setup(b.group, group, tolerances)]
     if not found:
-        setup = ", ".join(f"{k}={group.key.get(k)!r}" for k in keys) or "this setup"
-        raise OptionError(f"no master {what} for {group.label()} ({setup}); take {what} frames "
-                          f"with the same setup or drop --subtract-{what}")
+        differences = [_differences(b.group, group, tolerances) for b in built]
+        nearest = (f" (the nearest differs in {', '.join(min(differences, key=len))})"
+                   if built else "")
+        raise OptionError(f"no master {what} of the same camera setup for {group.label() or 'the'} "
+                          f"frames{nearest}; take {what} frames with that setup, or drop "
+                          f"--subtract-{what}")
     return found
+
+
+def _flat_dark(built, group, tolerances, exptime):
+    """The master dark for flats of ``exptime``: a master flat-dark of that exposure when there
+    is one (CMOS users take them), else the master dark of the nearest exposure (scaled)."""
+    tolerance = DEFAULT_TOLERANCES["exptime"]
+    same = [b for b in built["flatdark"] if _same_setup(b.group, group, tolerances)]
+    for b in same:
+        if exptime is not None and same_value(float(b.group.key["exptime"]), exptime, tolerance):
+            return b
+    darks = _matching(built["dark"], group, tolerances, "dark") if built["dark"] or not same \
+        else same
+    if exptime is None:
+        return darks[0]
+    return min(darks, key=lambda b: abs(float(b.group.key["exptime"]) - exptime))
 
 
 def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bias=False,
                 subtract_dark=False, stat_section=None, template=None, overwrite=False,
-                on_master=None, synonyms=None, **combine_options) -> list:
-    """Build the master bias, darks and flats of the frames in ``index``.
+                on_master=None, synonyms=None, allow_mixed=(), **combine_options) -> list:
+    """Build the master bias, darks, flat-darks and flats of the frames in ``index``.
 
     Parameters
     ----------
@@ -54,26 +85,30 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
     output_dir : str or os.PathLike
         Folder for the masters.
     group_by : sequence of str
-        Keys that split every kind (e.g. ``['xbinning', 'gain', 'ccd-temp']``); darks are also
-        grouped by EXPTIME and flats by FILTER.
+        Keys that split every kind beyond the camera setup, which always does
+        (:data:`calstack.catalog.conventions.SETUP`); darks and flat-darks are also grouped by
+        EXPTIME and flats by FILTER (:data:`calstack.catalog.conventions.KINDS`).
     tolerances : dict, optional
         Per-key tolerances, e.g. ``{'ccd-temp': 1.0}``.
     subtract_bias : bool
-        Subtract the master bias (same setup) from darks and flats.
+        Subtract the master bias (same setup) from darks, flat-darks and flats.
     subtract_dark : bool
-        Subtract the master dark (same setup; the nearest exposure time, scaled by exposure)
-        from flats; needs ``subtract_bias``.
+        Subtract from each flat the master flat-dark of its exposure time (same setup), or
+        where there is none the master dark of the nearest exposure time, scaled by exposure;
+        needs ``subtract_bias``.
     stat_section : str, optional
         ``'[x1:x2,y1:y2]'`` where each flat's median is measured.
     template : str, optional
-        Output name template (``{imagetyp}`` is bias, dark or flat); default
-        ``combined_{imagetyp}_{keys}.fit``.
+        Output name template (``{imagetyp}`` is bias, dark, flatdark or flat); default
+        :func:`calstack.pipeline.groups.default_template`.
     overwrite : bool
         Replace existing masters.
     on_master : callable, optional
         Called with each :class:`~calstack.pipeline.groups.BuiltMaster` when written.
     synonyms : dict, optional
         More IMAGETYP spellings per kind, e.g. ``{'flat': ['ff']}``.
+    allow_mixed : sequence of str
+        Setup keys whose values may differ within a group.
     **combine_options
         Options of :func:`calstack.combine` for every kind (default: the reference recipe's
         sigma clipping).
@@ -81,7 +116,13 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
     Returns
     -------
     list of BuiltMaster
-        In the order built: bias, darks, flats.
+        In the order built: bias, darks, flat-darks, flats.
+
+    Notes
+    -----
+    Frames that are masters (``COMBINED = T``, IRAF's NCOMBINE/IMCMB, Siril's STACKCNT...) are
+    not inputs; frames of other types (lights) are listed in a warning; flats without any
+    filter keyword (colour cameras) are one "no filter" group, with a warning.
     """
     if subtract_dark and not subtract_bias:
         raise OptionError("--subtract-dark needs --subtract-bias: a dark scaled by exposure time "
@@ -90,58 +131,69 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
              for kind, values in IMAGETYP_SYNONYMS.items()}
     options = {**RECIPE, **combine_options} if "rejection" not in combine_options else combine_options
     extra = [k.lower() for k in group_by]
+    index = without_masters(index)
     table = index.table
-    combined_col = next((c for c in table.colnames if c.lower() == "combined"), None)
-    if combined_col is not None:  # earlier masters are not inputs
-        values = table[combined_col]
-        is_master = ~np.ma.getmaskarray(values) & np.array([str(v).strip().upper() in ("TRUE", "T", "1")
-                                                           for v in values])
-        index = index.subset(~is_master)
-    present = {kind: len(index.filter(imagetyp=list(values)).table) if len(index.table) else 0
-               for kind, values in names.items()}
-    if not any(present.values()):
+    tolerances = {resolve_column(k, table.colnames, where="tolerances"): v
+                  for k, v in (tolerances or {}).items()}
+    selected = {kind: index.mask(imagetyp=list(values)) if len(table) else np.zeros(0, bool)
+                for kind, values in names.items()}
+    if not any(mask.any() for mask in selected.values()):
+        values = sorted(set(map(str, table["imagetyp"]))) if "imagetyp" in table.colnames else []
         raise OptionError("no bias, dark or flat frames found (IMAGETYP values: "
-                          f"{', '.join(sorted(set(map(str, index.table['imagetyp']))) or ['none'])}"
-                          "); pass synonyms or use `calstack combine --imagetyp`")
-    built = {"bias": [], "dark": [], "flat": []}
+                          f"{', '.join(values or ['none'])}); pass synonyms or use "
+                          "`calstack combine --imagetyp`")
+    report_ignored(index, np.logical_or.reduce(list(selected.values())))
+    built = {kind: [] for kind in KINDS}
 
     def options_for(kind):
         def extra_options(group):
             more = {}
             if subtract_bias and kind != "bias":
-                more["bias"] = str(_matching(built["bias"], group, extra, tolerances, "bias")[0].path)
+                more["bias"] = str(_matching(built["bias"], group, tolerances, "bias")[0].path)
             if subtract_dark and kind == "flat":
-                darks = _matching(built["dark"], group, extra, tolerances, "dark")
                 exptime = group.key.get("exptime") or _exptime(group)
-                nearest = min(darks, key=lambda b: abs(float(b.group.key["exptime"]) - exptime))
-                more["dark"] = str(nearest.path)
+                more["dark"] = str(_flat_dark(built, group, tolerances, exptime).path)
             if kind == "flat":
                 more.update(scale="median", scale_to=1.0, stat_section=stat_section)
             return more
         return extra_options
 
-    for kind in ("bias", "dark", "flat"):
-        if not present[kind]:
-            log.warning("no %s frames (IMAGETYP %s); no master %s", kind,
-                        "/".join(names[kind][:3]), kind)
+    for kind in KINDS.values():
+        if not selected[kind.name].any():
+            if kind.name != "flatdark":
+                log.warning("no %s frames (IMAGETYP %s); no master %s", kind.name,
+                            "/".join(names[kind.name][:3]), kind.name)
             continue
-        if kind != "bias" and subtract_bias and not built["bias"]:
-            raise OptionError(f"--subtract-bias: there are no bias frames for the {kind}s")
-        if kind == "flat" and subtract_dark and not built["dark"]:
+        if kind.name != "bias" and subtract_bias and not built["bias"]:
+            raise OptionError(f"--subtract-bias: there are no bias frames for the {kind.name}s")
+        if kind.name == "flat" and subtract_dark and not (built["dark"] or built["flatdark"]):
             raise OptionError("--subtract-dark: there are no dark frames for the flats")
-        built[kind] = combine_groups(
-            index, select={"imagetyp": list(names[kind])}, keys=[*_KIND_KEYS[kind], *extra],
-            tolerances=tolerances, output_dir=output_dir, template=template,
-            overwrite=overwrite, on_master=on_master, kind=kind, options_for=options_for(kind),
+        keys = [*kind.keys, *extra]
+        if kind.name == "flat" and not _has_filter(index.subset(selected["flat"])):
+            log.warning("no flat has a FILTER (or FILTERS, FILTER1/FILTER2, SUBSET) keyword: they "
+                        "are one 'no filter' group (a colour camera?)")
+            keys.remove("filter")
+        built[kind.name] = combine_groups(
+            index, select={"imagetyp": list(names[kind.name])}, keys=keys,
+            tolerances=tolerances or None, output_dir=output_dir, template=template,
+            overwrite=overwrite, on_master=on_master, kind=kind.name,
+            options_for=options_for(kind.name), allow_mixed=allow_mixed, report_others=False,
             **options)
-    return [*built["bias"], *built["dark"], *built["flat"]]
+    return [b for kind in KINDS for b in built[kind]]
 
 
-def _exptime(group) -> float:
-    """The flats' exposure time (the first frame's), for choosing the nearest dark."""
+def _exptime(group) -> float | None:
+    """The flats' exposure time (the first frame's), for choosing their dark."""
     from astropy.io import fits
 
-    return float(fits.getheader(group.paths[0], group.hdus[0]).get("EXPTIME", 0.0))
+    header, _ = normalise(dict(fits.getheader(group.paths[0], group.hdus[0])))
+    value = header.get("EXPTIME")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _has_filter(index) -> bool:
+    table = index.table
+    return "filter" in table.colnames and not np.ma.getmaskarray(table["filter"]).all()
 
 
 def summary_table(built) -> str:

@@ -39,7 +39,31 @@ def _check_consistent(frames):
         (_, f1), (_, f2) = list(units.items())[:2]
         raise FrameError(f2.source, f"has BUNIT={f2.unit!r} but {f1.name} has BUNIT={f1.unit!r}; "
                          "combine frames of one unit only")
-    return next(iter(units.values())).unit if units else "adu"
+    return _unit(next(iter(units.values()))) if units else "adu"
+
+
+#: BUNIT spellings astropy does not parse, and the unit they mean.
+_UNIT_SPELLINGS = {"counts": "count", "electrons": "electron", "e-": "electron", "adus": "adu",
+                   "e-/s": "electron / s", "electrons/s": "electron / s", "adu/s": "adu / s"}
+
+
+def _unit(frame):
+    """The unit of a frame's BUNIT for the master: as astropy reads it, else in lower case or
+    one of the usual spellings (``'ADU'``, ``'COUNTS'``), else dimensionless with a warning (the
+    master's header keeps the text)."""
+    from astropy import units
+
+    text = frame.unit.strip()
+    for candidate in (text, text.lower(), _UNIT_SPELLINGS.get(text.lower())):
+        if candidate is None:
+            continue
+        try:
+            return units.Unit(candidate).to_string()
+        except ValueError:
+            continue
+    log.warning("%s: BUNIT %r is not a unit astropy knows; the master keeps it as text",
+                frame.source, text)
+    return units.dimensionless_unscaled
 
 
 def _pixel_weights(weights, options):
