@@ -5,7 +5,8 @@ Keywords (all 8 characters or fewer, so they stay plain FITS cards):
 ========  =========================================================
 COMBINED  T: this is a combined frame (the reference recipe's mark)
 NCOMBINE  number of input frames (IRAF)
-IMCMBnnn  input file names, IMCMB001... (IRAF; at most 999)
+IMCMBnnn  input file names, IMCMB001... (IRAF; at most 999); a name that is not printable ASCII
+          or is over 68 characters is escaped, and written whole in a HISTORY card
 CMB*      every combine option's card (:data:`calstack.options.OPTIONS`): method, rejection,
           nlow/nhigh always; min_clip/max_clip when set; the options the rejection algorithm
           reads (its registry entry), e.g. CMBSLOW, CMBSHIGH, CMBITER, CMBCEN, CMBSTD
@@ -64,6 +65,12 @@ def _preparation_cards(header, names, preparation, scale, zero, weights):
             header.add_history(f"calstack scale {factor:.6g} zero {offset:.6g} {os.path.basename(str(name))}")
 
 
+def _printable(text: str) -> str:
+    """``text`` as printable ASCII, which FITS cards hold: other characters as Python escapes
+    (``'dark_\\xe9.fits'`` for ``'dark_é.fits'``; no information is lost)."""
+    return "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in text)
+
+
 def provenance_header(first: fits.Header, names, options, *, rejected_fraction: float,
                       skipped=(), preparation=None, scale=None, zero=None,
                       weights=None) -> fits.Header:
@@ -92,7 +99,10 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
     header["COMBINED"] = (True, "combined from several frames by calstack")
     header["NCOMBINE"] = (len(names), "number of frames combined")
     for i, name in enumerate(list(names)[:999], start=1):
-        header[f"IMCMB{i:03d}"] = (str(name)[:68], "input frame")
+        text = _printable(str(name))
+        header[f"IMCMB{i:03d}"] = (text[:68], "input frame" if len(text) <= 53 else "")
+        if text != str(name) or len(text) > 68:
+            header.add_history(f"calstack IMCMB{i:03d} is {text}")
     for option in OPTIONS.values():
         if option.kind in ("combine", "internal") and option.card is not None:
             value = option.value_for_card(options)

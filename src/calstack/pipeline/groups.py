@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog.closeness import fold
-from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP
+from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP, kind_of
 from ..catalog.grouping import Group, group_by
 from ..errors import FrameError, OptionError, unknown_option
 from ..io.writer import OutputExistsError, check_writable
@@ -111,7 +111,7 @@ def _safe(value) -> str:
     """A header value as it may appear in a file name: no separator, blank, control character
     or ``..``; unsafe characters become ``_``; at most 64 characters."""
     text = _UNSAFE.sub("_", str(value).strip())
-    text = re.sub(r"\.{2,}", "_", text).strip(".") or "_"
+    text = re.sub(r"_+", "_", re.sub(r"\.{2,}", "_", text)).strip(".") or "_"
     return text[:_VALUE_CHARS]
 
 
@@ -180,14 +180,35 @@ def report_ignored(index, kept) -> None:
             f"{value} ({n} frame{'s' if n > 1 else ''})" for value, n in sorted(counts.items())))
 
 
+def _kind_keys(chosen, select, keys) -> list:
+    """The keys of the kind selected that ``keys`` lacks (darks: EXPTIME, flats: FILTER): frames
+    of one kind are split by them whatever ``--group-by`` says (``--allow-mixed`` lifts that);
+    flats without any filter keyword are one group, with a warning."""
+    kinds = {kind_of(v) for v in _imagetyps(select)} - {None, "light"}
+    if len(kinds) != 1:
+        return []
+    more = [k for k in KINDS[kinds.pop()].keys if k not in {fold(k) for k in keys}]
+    table = chosen.table
+    present = [k for k in more if k in table.colnames and not np.ma.getmaskarray(table[k]).all()]
+    if "filter" in more and "filter" not in present and len(table):
+        log.warning("no flat has a FILTER (or FILTERS, FILTER1/FILTER2, SUBSET) keyword: they "
+                    "are not split by filter (a colour camera?)")
+    return present
+
+
+#: What ``allow_mixed`` may name: the setup keys and the kinds' own keys.
+_MIXABLE = (*SETUP, *dict.fromkeys(k for kind in KINDS.values() for k in kind.keys))
+
+
 def _check_allow_mixed(allow_mixed) -> list:
     allow = [str(k).strip().lower() for k in ([allow_mixed] if isinstance(allow_mixed, str)
                                                else allow_mixed or ())]
     for key in allow:
-        if key.replace("_", "-") not in SETUP and key not in SETUP:
-            raise unknown_option(key, SETUP, where="allow_mixed", what="setup key",
-                                 fix="--allow-mixed names keywords of the camera setup")
-    return [k if k in SETUP else k.replace("_", "-") for k in allow]
+        if key.replace("_", "-") not in _MIXABLE and key not in _MIXABLE:
+            raise unknown_option(key, _MIXABLE, where="allow_mixed", what="setup key",
+                                 fix="--allow-mixed names keywords of the camera setup or "
+                                     "EXPTIME/FILTER")
+    return [k if k in _MIXABLE else k.replace("_", "-") for k in allow]
 
 
 def _setup_groups(table, keys, tolerances, allow_mixed) -> list:
@@ -222,6 +243,7 @@ def _collision(template, groups, targets) -> str:
             fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
             shown = [k for k in differ if _field(k) in fields]
             values = "; ".join(f"{k.upper()} {other.key[k]!r} and {group.key[k]!r}" for k in differ)
+            values += f" (e.g. {other.paths[0]} and {group.paths[0]})"
             if shown and len(shown) == len(differ):
                 numeric = ", ".join(f"{k}=..." for k in shown)
                 return (f"template {template!r} gives groups with {values} the same file name "
@@ -299,8 +321,9 @@ def combine_groups(
         ``options_for(group)`` returns more :func:`calstack.combine` options for that group
         (e.g. the master bias to subtract).
     allow_mixed : sequence of str
-        Setup keys whose values may differ within a group (``['ccd-temp']``): frames are then
-        combined whatever their value.
+        Setup keys whose values may differ within a group (``['ccd-temp']``), or the kind's own
+        keys (``exptime`` for darks, ``filter`` for flats, which split those kinds whatever
+        ``keys`` says): frames are then combined whatever their value.
     report_others : bool
         Warn about the frames that the selection left out, by IMAGETYP value.
     progress : bool, str or calstack.progress.Progress
@@ -337,6 +360,7 @@ def combine_groups(
     if report_others and select:
         report_ignored(index, index.mask(select))
     keys = [keys] if isinstance(keys, str) else list(keys)
+    keys += _kind_keys(chosen, select, [*keys, *allow_mixed])
     hdu = combine_options.pop("hdu", None)
     if hdu is not None:  # one HDU of every file
         chosen = chosen.filter({"hdu": hdu} if isinstance(hdu, int) else {"extname": hdu})

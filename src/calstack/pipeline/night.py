@@ -168,13 +168,8 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
             raise OptionError(f"--subtract-bias: there are no bias frames for the {kind.name}s")
         if kind.name == "flat" and subtract_dark and not (built["dark"] or built["flatdark"]):
             raise OptionError("--subtract-dark: there are no dark frames for the flats")
-        keys = [*kind.keys, *extra]
-        if kind.name == "flat" and not _has_filter(index.subset(selected["flat"])):
-            log.warning("no flat has a FILTER (or FILTERS, FILTER1/FILTER2, SUBSET) keyword: they "
-                        "are one 'no filter' group (a colour camera?)")
-            keys.remove("filter")
         built[kind.name] = combine_groups(
-            index, select={"imagetyp": list(names[kind.name])}, keys=keys,
+            index, select={"imagetyp": list(names[kind.name])}, keys=extra,
             tolerances=tolerances or None, output_dir=output_dir, template=template,
             overwrite=overwrite, on_master=on_master, kind=kind.name,
             options_for=options_for(kind.name), allow_mixed=allow_mixed, report_others=False,
@@ -189,11 +184,6 @@ def _exptime(group) -> float | None:
     header, _ = normalise(dict(fits.getheader(group.paths[0], group.hdus[0])))
     value = header.get("EXPTIME")
     return float(value) if isinstance(value, (int, float)) else None
-
-
-def _has_filter(index) -> bool:
-    table = index.table
-    return "filter" in table.colnames and not np.ma.getmaskarray(table["filter"]).all()
 
 
 def summary_table(built) -> str:
