@@ -126,11 +126,12 @@ def test_json_has_paths_groups_counts_rejection_and_timings(two_groups, tmp_path
     assert len(captured.err.splitlines()) == 2
     assert [b["group"] for b in built] == [{"exptime": 10.0}, {"exptime": 20.0}]
     for entry in built:
-        assert set(entry) == {"kind", "group", "setup", "path", "n_frames", "inputs", "frame_rejected",
-                              "rejected_fraction", "seconds"}
+        assert set(entry) == {"kind", "group", "setup", "path", "n_frames", "inputs",
+                              "frame_rejected", "anomalies", "rejected_fraction", "seconds"}
         assert entry["kind"] == "dark"
         assert entry["n_frames"] == 3
         assert len(entry["inputs"]) == len(entry["frame_rejected"]) == 3
+        assert entry["anomalies"] == [[], [], []]
         assert entry["path"].startswith(str(out))
         assert entry["seconds"] >= 0
         assert all(f.startswith(str(two_groups)) for f in entry["inputs"])

@@ -20,7 +20,7 @@ from calstack.io.sampling import grid_step, read_block_min, read_grid
 from calstack.kernels.statistics import median_and_robust_std
 from calstack.options import RECIPE
 from calstack.pipeline.groups import combine_groups
-from calstack.viz.anomalies import flag_frames
+from calstack.stacking.anomalies import flag_frames
 from calstack.viz.report import Report, write_report
 
 TRAIL, LEAK = 2, 5  # the frames spoilt by a satellite trail and by a light leak
@@ -186,26 +186,39 @@ def test_grid_reads_physical_values_and_block_minima(tmp_path):
 def test_anomaly_rule():
     noises = np.full(6, 5.0)
     medians = np.array([100.0, 100.1, 99.9, 100.0, 100.05, 100.0])
-    assert flag_frames(medians, noises, np.full(6, 1e-3)) == [()] * 6
-    # the floor: 0.4 is below a tenth of the noise x 5, so frames agreeing to 0.05 stay clean
+    assert flag_frames(medians, noises, np.full(6, 1e-3), measured=100) == [()] * 6
+    # the level's floor is the standard error of a median of 100 pixels: 1.2533 x 5 / 10
     last = np.array([0, 0, 0, 0, 0, 1.0])  # the last frame's median moved (array arithmetic)
-    assert flag_frames(medians + 0.4 * last, noises) == [()] * 6
-    assert flag_frames(medians + 3.0 * last, noises)[5][0].startswith("level (median)")
-    low = flag_frames(medians, noises, [1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 0.0])
+    assert flag_frames(medians + 3.0 * last, noises, measured=100) == [()] * 6
+    assert flag_frames(medians + 4.0 * last, noises, measured=100)[5][0].startswith(
+        "level (median) 104 against the group's 100.03 (+6.3 group spreads)")
+    # measured on 10000 pixels, chance moves a median 10 times less
+    assert flag_frames(medians + 0.4 * last, noises, measured=10_000)[5]
+    low = flag_frames(medians, noises, [1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 0.0], measured=100,
+                      n_pixels=10**6)
     assert low == [()] * 6  # less rejection than the others is not suspicious
-    high = flag_frames(medians, noises, [1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 2e-3])
+    rejected = [1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 2e-3]
+    # the binomial noise of 0.1 % of 10**6 pixels is 0.0032 %: 0.2 % is far above it ...
+    high = flag_frames(medians, noises, rejected, measured=100, n_pixels=10**6)
     assert high[5]
     assert high[5][0].startswith("rejected fraction 0.2%")
-    assert flag_frames([1.0, 50.0], [1.0, 1.0]) == [(), ()]  # two frames: no majority
+    # ... but not above that of 1 % (at least one pixel) of 100 pixels
+    assert flag_frames(medians, noises, rejected, measured=100) == [()] * 6
+    # the simulator's clean flats: 3.15 % of 4096 pixels against the group's 2.66 %
+    assert flag_frames(medians, noises, [0.0303, 0.0266, 0.0315, 0.0261, 0.0264, 0.0266],
+                       measured=4096) == [()] * 6
+    assert flag_frames([1.0, 50.0], [1.0, 1.0], measured=100) == [(), ()]  # no majority
 
 
 def test_integer_frames_are_not_flagged_for_quantisation_steps():
     noises = np.array([4.448, 4.448, 4.448, 4.448, 4.448, 5.930])  # MAD 3, 3, ... and 4 counts
     medians = np.array([1103.0, 1103.0, 1102.0, 1103.0, 1103.0, 1103.5])
-    assert flag_frames(medians, noises, integer=True) == [()] * 6
-    assert flag_frames(medians, noises)[5][0].startswith("noise (robust std) 5.93")
+    assert flag_frames(medians, noises, integer=True, measured=10**6) == [()] * 6
+    # without the quantisation floor, half a count is 90 standard errors of a median
+    assert flag_frames(medians, noises, measured=10**6)[5][0].startswith(
+        "level (median) 1103.5 against the group's 1103 (+89.7 group spreads)")
     last = np.array([0, 0, 0, 0, 0, 1.0])
-    assert flag_frames(medians + 3 * last, noises, integer=True)[5]  # 3 counts: flagged
+    assert flag_frames(medians + 3 * last, noises, integer=True, measured=10**6)[5]  # 3 counts
 
 
 def test_masters_report_shows_frames_as_they_were_combined(tmp_path, capsys):

@@ -377,3 +377,30 @@ def test_json_is_strict(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out,
                       parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))
     assert rows[0]["airmass"] is None
+
+
+# --------------------------------------------------------------------------- anomalous frames
+def test_a_clean_night_raises_no_flag_and_a_mislabelled_bias_does(tmp_path, capsys):
+    import calstack
+
+    night = tmp_path / "night"
+    calstack.simulate(night, preset="night", shape=(64, 64))
+    assert main(["masters", str(night), "-o", str(tmp_path / "m"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert all(reasons == [] for m in json.loads(out) for reasons in m["anomalies"])
+    assert "anomalous" not in err
+    # a bias frame labelled as a 120 s dark
+    bias = min(night.glob("bias*.fits"))
+    dark = min(night.glob("dark*120*.fits"))
+    with fits.open(bias) as hdul:
+        header = fits.getheader(dark)
+        fits.writeto(night / "dark-mislabelled.fits", hdul[0].data, header)
+    assert main(["masters", str(night), "-o", str(tmp_path / "m2"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    darks = next(m for m in json.loads(out) if m["kind"] == "dark"
+                 and "dark-mislabelled.fits" in "".join(m["inputs"]))
+    flagged = {Path(p).name: r for p, r in zip(darks["inputs"], darks["anomalies"], strict=True)
+               if r}
+    assert list(flagged) == ["dark-mislabelled.fits"]
+    assert flagged["dark-mislabelled.fits"][0].startswith("level (median)")
+    assert "; anomalous: dark-mislabelled.fits: level (median)" in err

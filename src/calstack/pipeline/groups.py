@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog.closeness import fold
+from ..catalog.columns import frame_pairs
 from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP, kind_of
 from ..catalog.grouping import Group, group_by
 from ..errors import FrameError, OptionError, unknown_option
 from ..io.writer import OutputExistsError, check_writable
 from ..options import CombineOptions
 from ..progress import as_progress
+from ..stacking.anomalies import anomalies
 from ..stacking.combining import combine_many
 
 __all__ = [
@@ -50,8 +52,10 @@ class BuiltMaster:
     """One master written by :func:`combine_groups`.
 
     ``sources`` are the frames combined (paths, in input order), ``frame_rejected`` the
-    fraction of each one's pixels that rejection removed (``Master.frame_rejected``) and
-    ``preparation`` what was done to them before rejection (``Master.preparation``).
+    fraction of each one's pixels that rejection removed (``Master.frame_rejected``),
+    ``preparation`` what was done to them before rejection (``Master.preparation``) and
+    ``anomalies`` why each one looks wrong (:func:`calstack.stacking.anomalies.anomalies`; an
+    empty tuple for a normal frame).
     """
 
     group: Group
@@ -63,6 +67,7 @@ class BuiltMaster:
     sources: tuple = ()
     frame_rejected: tuple = ()
     preparation: object = None
+    anomalies: tuple = ()
 
     def as_dict(self) -> dict:
         """Plain-data summary (for ``--json``)."""
@@ -70,6 +75,7 @@ class BuiltMaster:
                 "path": str(self.path),
                 "n_frames": self.n_frames, "inputs": list(self.sources),
                 "frame_rejected": [round(f, 8) for f in self.frame_rejected],
+                "anomalies": [list(reasons) for reasons in self.anomalies],
                 "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
 
     def label(self) -> str:
@@ -78,8 +84,11 @@ class BuiltMaster:
 
     def line(self) -> str:
         """One line for people and logs: what, frames, output, rejection, time."""
+        flagged = "; ".join(f"{Path(source).name}: {', '.join(reasons)}" for source, reasons
+                            in zip(self.sources, self.anomalies, strict=True) if reasons)
         return (f"{self.label()}: {self.n_frames} frames -> {self.path} "
-                f"(rejected {100 * self.rejected_fraction:.3f}% of values, {self.seconds:.1f} s)")
+                f"(rejected {100 * self.rejected_fraction:.3f}% of values, {self.seconds:.1f} s)"
+                + (f"; anomalous: {flagged}" if flagged else ""))
 
 
 def _field(key: str) -> str:
@@ -399,12 +408,14 @@ def combine_groups(
             master = next(masters)  # not through zip, whose result tuple would keep it alive
             _record_setup(master.meta, group)
             master.write(target, overwrite=overwrite)
+            used = set(master.sources)  # without the frames --skip-bad skipped
+            flags = anomalies([p for p in frame_pairs(group) if p[0] in used], master)
             result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
                                  kind=imagetyp, rejected_fraction=master.rejected_fraction,
                                  seconds=time.perf_counter() - start,
                                  sources=tuple(master.sources),
                                  frame_rejected=tuple(map(float, master.frame_rejected)),
-                                 preparation=master.preparation)
+                                 preparation=master.preparation, anomalies=tuple(flags))
             del master  # written: free its outputs before the next group's combine counts its own
             built.append(result)
             progress.line(result.line())

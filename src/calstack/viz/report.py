@@ -4,7 +4,7 @@ For each master: its input frames with their statistics (median, robust std, fra
 frame's pixels rejected), a single frame beside the master on the same stretch (the reference
 guide's picture), the per-pixel count map, histograms of a frame and of the master, and the
 measured noise reduction against the sqrt(N) expectation. Frames that look anomalous
-(:mod:`calstack.viz.anomalies`) are listed at the top.
+(:mod:`calstack.stacking.anomalies`) are listed at the top.
 
 Design
 ------
@@ -36,12 +36,11 @@ import numpy as np
 
 from ..catalog.columns import frame_pairs
 from ..errors import OptionError
-from ..io.reader import frame_location
 from ..io.sampling import grid_step, pixel_noise, read_block_min, read_grid
 from ..io.writer import OutputExistsError, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
 from ..progress import as_progress
-from .anomalies import flag_frames
+from ..stacking.anomalies import GRID_SIDE, flag_frames, is_integer, prepared_grids
 from .pictures import draw_histograms, draw_image, new_figure, png_bytes, stretch_limits
 from .report_html import render
 
@@ -55,7 +54,6 @@ __all__ = [
 ]
 
 #: Frames and masters are looked at on a grid of at most this many pixels a side.
-GRID_SIDE = 512
 _DPI = 80
 _WIDE, _NARROW, _HEIGHT = 10.0, 5.0, 4.2  # figure sizes, inches
 
@@ -282,12 +280,6 @@ def _expected_reduction(method, n):
     return None  # a sum adds the noise up
 
 
-def _reopen(frame):
-    """``(item, hdu)`` that reads a combine's (closed) calibration frame again: a file by its
-    own path (a ``.gz`` file's temporary copy is gone), an in-memory frame as it is."""
-    return frame_location(frame) or (frame, None)
-
-
 def _prepared(preparation) -> str:
     """How the frames were prepared before the combine, in words ('' if they were not)."""
     if preparation is None:
@@ -304,24 +296,20 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
     step = grid_step(shape, GRID_SIDE)
     master = read_grid(data[0], step, hdu=data[1], tmpdir=tmpdir)
     kept = read_block_min(counts[0], step, hdu=counts[1], tmpdir=tmpdir)
-    calibration = [read_grid(item, step, hdu=hdu, tmpdir=tmpdir) for item, hdu in
-                   map(_reopen, preparation.calibrations if preparation is not None else ())]
     stats, first, integer = [], None, True
     with progress.task(f"report {label}", total=len(frames), unit="frame") as task:
-        for i, (source, hdu) in enumerate(frames):
-            grid = read_grid(source, step, hdu=hdu, tmpdir=tmpdir)
+        grids = prepared_grids(frames, preparation, shape, tmpdir=tmpdir)  # as combined
+        for (source, _), grid in zip(frames, grids, strict=True):
             if grid.shape != master.shape:
                 raise OptionError(f"{label}: frame {_name(source)} is not the size of the "
                                   "master; pass the frames it was combined from")
-            if preparation is not None:  # compare what the combine compared
-                preparation.apply(i, grid, calibration)
             first = grid if first is None else first
             stats.append((*median_and_robust_std(grid), pixel_noise(grid)))
-            finite = grid[np.isfinite(grid)]
-            integer = integer and bool(np.all(finite == np.round(finite)))
+            integer = integer and is_integer(grid)
             task.update()
     medians, noises, pixel_noises = (np.array(values) for values in zip(*stats, strict=True))
-    flags = flag_frames(medians, noises, rejected, integer=integer)
+    flags = flag_frames(medians, noises, rejected, integer=integer, measured=master.size,
+                        n_pixels=int(np.prod(shape)))
     rows = tuple(FrameRow(name=_name(source), path=_path(source),
                           median=float(medians[i]), noise=float(noises[i]),
                           rejected=None if rejected is None else float(rejected[i]),

@@ -11,7 +11,7 @@ import html
 import os
 
 from .. import __version__
-from .anomalies import MIN_FRAMES, THRESHOLD
+from ..stacking.anomalies import MIN_FRAMES, THRESHOLD
 
 __all__ = ["render"]
 
@@ -51,7 +51,7 @@ def _anomalies(sections) -> str:
     rule = (f"A frame is flagged when its level (median) or noise (robust std) is more than "
             f"{THRESHOLD:g} robust standard deviations of its group from the group's median, or "
             f"its fraction of rejected pixels is more than {THRESHOLD:g} above; groups of fewer "
-            f"than {MIN_FRAMES} frames are not checked (calstack.viz.anomalies).")
+            f"than {MIN_FRAMES} frames are not checked (calstack.stacking.anomalies).")
     items = [f'<li><a href="#master-{k}">{html.escape(s.label)}</a>: '
              f'<b>{html.escape(row.name)}</b>: {html.escape("; ".join(row.flags))}</li>'
              for k, s in enumerate(sections, 1) for row in s.flagged]
