@@ -180,7 +180,7 @@ def test_skip_bad_in_the_api_records_skipped_frames(night, tmp_path):
     assert any("truncated.fits" in h for h in master.meta["HISTORY"])
 
 
-def test_mosaic_gives_one_master_per_extension_or_the_chosen_one(tmp_path):
+def test_mosaic_gives_a_master_per_extension_or_the_chosen_one(tmp_path):
     folder = tmp_path / "mosaic"
     folder.mkdir()
     for i in range(3):
@@ -190,10 +190,22 @@ def test_mosaic_gives_one_master_per_extension_or_the_chosen_one(tmp_path):
         fits.HDUList([primary, *ccds]).writeto(folder / f"m{i}.fits")
     out = tmp_path / "out"
     assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(out), "-q"]) == 0
-    names = sorted(p.name for p in out.iterdir())
+    # one master file, its extensions as the inputs'
+    assert [p.name for p in out.iterdir()] == ["combined_dark_30.000.fit"]
+    with fits.open(out / "combined_dark_30.000.fit") as hdul:
+        assert [(h.name, h.ver) for h in hdul] == [
+            ("PRIMARY", 1), ("CCD1", 1), ("UNCERT", 1), ("MASK", 1), ("NCOMB", 1),
+            ("CCD2", 1), ("UNCERT", 2), ("MASK", 2), ("NCOMB", 2)]
+        assert hdul["CCD1"].data[0, 0] == 11.0  # mean of 10, 11, 12
+        assert hdul["CCD2"].data[0, 0] == 21.0
+        assert hdul[0].header["NCOMBINE"] == 3
+    split = tmp_path / "split"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(split), "-q",
+                 "--split-extensions"]) == 0
+    names = sorted(p.name for p in split.iterdir())
     # the extension is a setup key: its keyword is in the name
     assert names == ["combined_dark_30.000_extnameCCD1.fit", "combined_dark_30.000_extnameCCD2.fit"]
-    assert fits.getdata(out / names[1])[0, 0] == 21.0  # mean of 20, 21, 22
+    assert fits.getdata(split / names[1])[0, 0] == 21.0  # mean of 20, 21, 22
     one = tmp_path / "one"
     assert main(["combine", str(folder), "--imagetyp", "dark", "--hdu", "CCD1", "-o", str(one),
                  "-q"]) == 0

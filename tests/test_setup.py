@@ -114,12 +114,24 @@ def test_sgp_exposure_only(tmp_path, capsys):
 
 
 def test_gemini_amplifiers_sharing_extname_sci(tmp_path, capsys):
-    masters, _ = built(capsys, "masters", str(CORPUS / "gemini"), "-o", str(tmp_path),
-                       "--no-cache")
+    assert main(["masters", str(CORPUS / "gemini"), "-o", str(tmp_path), "--no-cache",
+                 "--json"]) == 0
+    built_ = json.loads(capsys.readouterr().out)
+    assert [(m["group"]["extver"], Path(m["path"]).name) for m in built_] == [
+        (ver, "combined_bias.fit") for ver in (1, 2, 3, 4)]
+    with fits.open(tmp_path / "combined_bias.fit") as hdul:  # the inputs' layout
+        assert [(h.name, h.ver) for h in hdul if h.name == "SCI"] == [("SCI", v) for v in (1, 2, 3, 4)]
+        for ver in (1, 2, 3, 4):  # each amplifier at its own level: 1000 x EXTVER
+            assert abs(np.median(hdul["SCI", ver].data) - 1000 * ver) < 3
+            assert hdul["SCI", ver].header["CCDNAME"] == f"BI13-20-4k-{1 + (ver - 1) // 2}"
+    # and as files of their own
+    split = tmp_path / "split"
+    masters, _ = built(capsys, "masters", str(CORPUS / "gemini"), "-o", str(split),
+                       "--no-cache", "--split-extensions")
     assert len(masters) == 4
-    for ver in (1, 2, 3, 4):  # each amplifier at its own level: 1000 x EXTVER
+    for ver in (1, 2, 3, 4):
         name = next(n for n in masters if n.endswith(f"_extver{ver}.fit"))
-        assert abs(median_of(tmp_path / name) - 1000 * ver) < 3
+        assert abs(median_of(split / name) - 1000 * ver) < 3
 
 
 def test_real_wfpc2_chips_are_never_averaged(tmp_path, capsys):
@@ -130,7 +142,7 @@ def test_real_wfpc2_chips_are_never_averaged(tmp_path, capsys):
         shutil.copy(source, folder / f"u{i}.fits")
     out = tmp_path / "out"
     masters, _ = built(capsys, "combine", str(folder), "--imagetyp", "ext", "--group-by", "",
-                       "-o", str(out), "--no-cache")
+                       "-o", str(out), "--no-cache", "--split-extensions")
     # each chip has its own DETECTOR (1-4) and EXTVER
     names = [f"combined_ext_detector{v}_extver{v}.fit" for v in (1, 2, 3, 4)]
     assert sorted(masters) == names
@@ -138,6 +150,15 @@ def test_real_wfpc2_chips_are_never_averaged(tmp_path, capsys):
         for ver, name in zip((1, 2, 3, 4), names, strict=True):  # copies of a chip: the chip
             np.testing.assert_allclose(fits.getdata(out / name),
                                        hdul["SCI", ver].data, rtol=1e-6)
+    # by default: one master, with the input's four SCI extensions
+    mef = tmp_path / "mef"
+    masters, _ = built(capsys, "combine", str(folder), "--imagetyp", "ext", "--group-by", "",
+                       "-o", str(mef), "--no-cache")
+    assert masters == {"combined_ext.fit": ["u0.fits", "u1.fits", "u2.fits"]}
+    with fits.open(source) as hdul, fits.open(mef / "combined_ext.fit") as master:
+        for ver in (1, 2, 3, 4):
+            np.testing.assert_allclose(master["SCI", ver].data, hdul["SCI", ver].data, rtol=1e-6)
+            assert master["SCI", ver].header["DETECTOR"] == ver
 
 
 def test_iraf_subset_and_zero(tmp_path, capsys):

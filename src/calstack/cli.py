@@ -105,6 +105,9 @@ def _add_setup_options(p):
     p.add_argument("--allow-mixed", action="append", default=[], metavar="KEY",
                    help="combine frames whose setup keyword KEY differs (e.g. ccd-temp); by "
                    "default frames are grouped by their camera setup (repeatable)")
+    p.add_argument("--split-extensions", action="store_true",
+                   help="one master file per extension of multi-extension inputs (default: one "
+                   "multi-extension master mirroring the inputs' extensions)")
     p.add_argument("--keywords", default=None, metavar="K1,K2",
                    help="more header keywords to index (those of --select, --group-by and "
                    "--tolerance are indexed anyway)")
@@ -386,7 +389,8 @@ def _cmd_combine(args):
         _index(args, keywords, progress=progress), select=select, keys=keys,
         tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
         template=args.template, overwrite=args.overwrite, progress=progress, client=client,
-        allow_mixed=args.allow_mixed, **_combine_options(args)))
+        allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
+        **_combine_options(args)))
     return 0
 
 
@@ -406,7 +410,7 @@ def _cmd_masters(args):
         tolerances=dict(args.tolerance) or None, subtract_bias=args.subtract_bias,
         subtract_dark=args.subtract_dark, stat_section=stat_section, template=args.template,
         overwrite=args.overwrite, progress=progress, client=client,
-        allow_mixed=args.allow_mixed, **options))
+        allow_mixed=args.allow_mixed, split_extensions=args.split_extensions, **options))
     if not (args.json or args.quiet):
         print(summary_table(built))
     return 0

@@ -11,7 +11,8 @@ from astropy.io import fits
 
 from ..errors import CalstackError
 
-__all__ = ["OutputExistsError", "atomic_write", "check_writable", "write_master"]
+__all__ = ["OutputExistsError", "atomic_write", "check_writable", "write_extensions",
+           "write_master"]
 
 
 _UMASK = os.umask(0)
@@ -69,12 +70,18 @@ def atomic_write(path, write, *, overwrite: bool = False) -> Path:
     return path
 
 
-def write_master(master, path, *, overwrite: bool = False) -> Path:
-    """Write a :class:`~calstack.stacking.master.Master` (see :meth:`Master.write`)."""
+def _master_hdus(master, *, primary=True, extname=None, extver=None, aux_ver=None) -> list:
+    """The HDUs of a master: its data (a primary HDU, or an image extension named ``extname``
+    with ``extver``), then UNCERT, MASK and NCOMB extensions (EXTVER ``aux_ver`` when given)."""
     header = fits.Header(master.meta)
     if master.unit is not None and (master.unit.to_string() or "BUNIT" not in header):
         header["BUNIT"] = master.unit.to_string()  # dimensionless: the frames' BUNIT text stays
-    hdus = [fits.PrimaryHDU(master.data, header=header)]
+    if primary:
+        hdus = [fits.PrimaryHDU(master.data, header=header)]
+    else:
+        hdus = [fits.ImageHDU(master.data, header=header, name=extname)]
+        if extver is not None:
+            hdus[0].ver = int(extver)
     if master.uncertainty is not None:
         uheader = fits.Header()
         uheader["UTYPE"] = ("StdDevUncertainty", "standard error of the combined value")
@@ -86,5 +93,44 @@ def write_master(master, path, *, overwrite: bool = False) -> Path:
         hdus.append(fits.ImageHDU(mask.view(np.uint8) if mask.dtype == bool else mask, name="MASK"))
     if master.ncombine is not None:
         hdus.append(fits.ImageHDU(master.ncombine, name="NCOMB"))
+    if aux_ver is not None:
+        for hdu in hdus[1:]:
+            hdu.ver = aux_ver
+    return hdus
+
+
+def write_master(master, path, *, overwrite: bool = False) -> Path:
+    """Write a :class:`~calstack.stacking.master.Master` (see :meth:`Master.write`)."""
+    hdus = _master_hdus(master)
     return atomic_write(path, lambda tmp: fits.HDUList(hdus).writeto(tmp, overwrite=True),
                         overwrite=overwrite)
+
+
+def write_extensions(path, extensions, *, overwrite: bool = False) -> Path:
+    """Write masters as the extensions of one file, atomically (:func:`atomic_write`): an empty
+    primary HDU with the first master's header, then the masters.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    extensions : iterable of (Master, str or None, int or None)
+        Each master with the EXTNAME and EXTVER of its image extension, in file order; the
+        iterable is consumed while the file is written, one master at a time. After each image
+        come its UNCERT, MASK and NCOMB extensions, whose EXTVER is the image's position (1 for
+        the first image).
+    overwrite : bool
+        Replace an existing file.
+    """
+    def write(tmp):
+        for position, (master, extname, extver) in enumerate(extensions, start=1):
+            if position == 1:
+                fits.PrimaryHDU(header=fits.Header(master.meta)).writeto(tmp, overwrite=True)
+            hdus = _master_hdus(master, primary=False, extname=extname, extver=extver,
+                                aux_ver=position)
+            with fits.open(tmp, mode="append") as hdul:
+                for hdu in hdus:
+                    hdul.append(hdu)
+            del master, hdus  # written: free them before the next master is combined
+
+    return atomic_write(path, write, overwrite=overwrite)

@@ -24,11 +24,12 @@ from ..catalog.columns import frame_pairs
 from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP, kind_of
 from ..catalog.grouping import Group, group_by
 from ..errors import FrameError, OptionError, unknown_option
-from ..io.writer import OutputExistsError, check_writable
+from ..io.writer import OutputExistsError, check_writable, write_extensions
 from ..options import CombineOptions
 from ..progress import as_progress
 from ..stacking.anomalies import anomalies
 from ..stacking.combining import combine_many
+from .layout import extension_keys, file_sets, named_by
 
 __all__ = [
     "IMAGETYP_SYNONYMS",
@@ -293,6 +294,7 @@ def combine_groups(
     progress=False,
     allow_mixed=(),
     report_others=True,
+    split_extensions=False,
     **combine_options,
 ) -> list[BuiltMaster]:
     """Select frames from an index, group them, and write one master per group.
@@ -333,6 +335,11 @@ def combine_groups(
         Setup keys whose values may differ within a group (``['ccd-temp']``), or the kind's own
         keys (``exptime`` for darks, ``filter`` for flats, which split those kinds whatever
         ``keys`` says): frames are then combined whatever their value.
+    split_extensions : bool
+        Write each extension of multi-extension inputs (mosaics, amplifiers) as a file of its
+        own; by default the masters of one set of files are the extensions of one master file,
+        with the inputs' EXTNAME and EXTVER, in their order (also when ``template`` names an
+        extension key such as ``{extver}``, each is a file).
     report_others : bool
         Warn about the frames that the selection left out, by IMAGETYP value.
     progress : bool, str or calstack.progress.Progress
@@ -388,42 +395,69 @@ def combine_groups(
             log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
                         group.label() or "all", len(group.paths))
     imagetyp = kind or next(iter(_imagetyps(select)), None)  # several spellings: the first
-    template = template or default_template(_name_keys(groups), imagetyp, setup=groups[0].setup)
+    sets = file_sets(groups, split=split_extensions or _names_extensions(template, groups))
+    namers = [named_by(members) for members in sets]
+    template = template or default_template(_name_keys(namers), imagetyp, setup=namers[0].setup)
     folder = check_writable(output_dir)
-    targets = [folder / output_name(template, g, imagetyp) for g in groups]
+    targets = [folder / output_name(template, g, imagetyp) for g in namers]
     if len(set(targets)) != len(targets):
-        raise OptionError(_collision(template, groups, targets))
+        raise OptionError(_collision(template, namers, targets))
     if not overwrite:
         existing = [str(t) for t in targets if t.exists()]
         if existing:
             raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
                                     "replace it, or choose another --output-dir")
+    ordered = [group for members in sets for group in members]
     built = []
-    masters = combine_many(groups, progress=progress, options_for=options_for, **combine_options)
-    with progress.task("masters", total=len(groups), unit="master") as task, \
+    masters = combine_many(ordered, progress=progress, options_for=options_for, **combine_options)
+    with progress.task("masters", total=len(ordered), unit="master") as task, \
             contextlib.closing(masters):
-        start = time.perf_counter()
-        for group, target in zip(groups, targets, strict=True):
+        clock = [time.perf_counter()]
+
+        def combined(group, target):
+            """The next master, with its setup recorded, and what was built."""
             task.note(group.label() or "all")
-            master = next(masters)  # not through zip, whose result tuple would keep it alive
+            master = next(masters)
             _record_setup(master.meta, group)
-            master.write(target, overwrite=overwrite)
             used = set(master.sources)  # without the frames --skip-bad skipped
             flags = anomalies([p for p in frame_pairs(group) if p[0] in used], master)
-            result = BuiltMaster(group=group, path=target, n_frames=len(group.paths),
-                                 kind=imagetyp, rejected_fraction=master.rejected_fraction,
-                                 seconds=time.perf_counter() - start,
-                                 sources=tuple(master.sources),
-                                 frame_rejected=tuple(map(float, master.frame_rejected)),
-                                 preparation=master.preparation, anomalies=tuple(flags))
-            del master  # written: free its outputs before the next group's combine counts its own
-            built.append(result)
-            progress.line(result.line())
+            built.append(BuiltMaster(
+                group=group, path=target, n_frames=len(master.sources), kind=imagetyp,
+                rejected_fraction=master.rejected_fraction,
+                seconds=time.perf_counter() - clock[0], sources=tuple(master.sources),
+                frame_rejected=tuple(map(float, master.frame_rejected)),
+                preparation=master.preparation, anomalies=tuple(flags)))
             task.update()
-            if on_master is not None:
-                on_master(result)
-            start = time.perf_counter()
+            clock[0] = time.perf_counter()
+            return master
+
+        for members, target in zip(sets, targets, strict=True):
+            done = len(built)
+            if len(members) == 1:
+                combined(members[0], target).write(target, overwrite=overwrite)
+            else:  # one file, its extensions as the inputs'
+                _write_file_set(target, members, combined, overwrite)
+            for result in built[done:]:  # written: say so, and free nothing more is needed
+                progress.line(result.line())
+                if on_master is not None:
+                    on_master(result)
     return built
+
+
+def _names_extensions(template, groups) -> bool:
+    """Whether a template names the extensions apart (``{extver}``): one file per extension."""
+    if template is None:
+        return False
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return bool(fields & {_field(k) for k in extension_keys(groups)}) if len(groups) > 1 else False
+
+
+def _write_file_set(target, members, combined, overwrite):
+    """Combine the groups of one file set and write them as the extensions of ``target``, each
+    with the EXTNAME and EXTVER of its inputs."""
+    extensions = ((combined(group, target), group.setup.get("extname"), group.setup.get("extver"))
+                  for group in members)
+    write_extensions(target, extensions, overwrite=overwrite)
 
 
 def _imagetyps(select) -> list:

@@ -75,7 +75,8 @@ def _flat_dark(built, group, tolerances, exptime):
 
 def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bias=False,
                 subtract_dark=False, stat_section=None, template=None, overwrite=False,
-                on_master=None, synonyms=None, allow_mixed=(), **combine_options) -> list:
+                on_master=None, synonyms=None, allow_mixed=(), split_extensions=False,
+                **combine_options) -> list:
     """Build the master bias, darks, flat-darks and flats of the frames in ``index``.
 
     Parameters
@@ -109,6 +110,9 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
         More IMAGETYP spellings per kind, e.g. ``{'flat': ['ff']}``.
     allow_mixed : sequence of str
         Setup keys whose values may differ within a group.
+    split_extensions : bool
+        One file per extension of multi-extension inputs (default: one multi-extension master
+        per set of files, see :func:`calstack.combine_groups`).
     **combine_options
         Options of :func:`calstack.combine` for every kind (default: the reference recipe's
         sigma clipping).
@@ -173,7 +177,7 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
             tolerances=tolerances or None, output_dir=output_dir, template=template,
             overwrite=overwrite, on_master=on_master, kind=kind.name,
             options_for=options_for(kind.name), allow_mixed=allow_mixed, report_others=False,
-            **options)
+            split_extensions=split_extensions, **options)
     return [b for kind in KINDS for b in built[kind]]
 
 
