@@ -425,3 +425,9 @@ def test_a_clean_night_raises_no_flag_and_a_mislabelled_bias_does(tmp_path, caps
     assert list(flagged) == ["dark-mislabelled.fits"]
     assert flagged["dark-mislabelled.fits"][0].startswith("level (median)")
     assert "; anomalous: dark-mislabelled.fits: level (median)" in err
+
+
+def test_a_template_naming_the_extension_writes_a_file_each(tmp_path, capsys):
+    masters, _ = built(capsys, "masters", str(CORPUS / "gemini"), "-o", str(tmp_path),
+                       "--no-cache", "--template", "bias_amp{extver}.fits")
+    assert sorted(masters) == [f"bias_amp{v}.fits" for v in (1, 2, 3, 4)]

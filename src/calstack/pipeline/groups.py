@@ -395,7 +395,9 @@ def combine_groups(
             log.warning("%s: only %d frame(s); rejection cannot work well with fewer than 3",
                         group.label() or "all", len(group.paths))
     imagetyp = kind or next(iter(_imagetyps(select)), None)  # several spellings: the first
-    sets = file_sets(groups, split=split_extensions or _names_extensions(template, groups))
+    sets = file_sets(groups, split=split_extensions)
+    if not split_extensions and _names_extensions(template, sets):
+        sets = file_sets(groups, split=True)
     namers = [named_by(members) for members in sets]
     template = template or default_template(_name_keys(namers), imagetyp, setup=namers[0].setup)
     folder = check_writable(output_dir)
@@ -412,10 +414,11 @@ def combine_groups(
     masters = combine_many(ordered, progress=progress, options_for=options_for, **combine_options)
     with progress.task("masters", total=len(ordered), unit="master") as task, \
             contextlib.closing(masters):
-        clock = [time.perf_counter()]
+        start = time.perf_counter()
 
         def combined(group, target):
-            """The next master, with its setup recorded, and what was built."""
+            """The next master, its setup recorded, and what was built appended to ``built``."""
+            nonlocal start
             task.note(group.label() or "all")
             master = next(masters)
             _record_setup(master.meta, group)
@@ -424,11 +427,11 @@ def combine_groups(
             built.append(BuiltMaster(
                 group=group, path=target, n_frames=len(master.sources), kind=imagetyp,
                 rejected_fraction=master.rejected_fraction,
-                seconds=time.perf_counter() - clock[0], sources=tuple(master.sources),
+                seconds=time.perf_counter() - start, sources=tuple(master.sources),
                 frame_rejected=tuple(map(float, master.frame_rejected)),
                 preparation=master.preparation, anomalies=tuple(flags)))
             task.update()
-            clock[0] = time.perf_counter()
+            start = time.perf_counter()
             return master
 
         for members, target in zip(sets, targets, strict=True):
@@ -437,19 +440,20 @@ def combine_groups(
                 combined(members[0], target).write(target, overwrite=overwrite)
             else:  # one file, its extensions as the inputs'
                 _write_file_set(target, members, combined, overwrite)
-            for result in built[done:]:  # written: say so, and free nothing more is needed
+            for result in built[done:]:  # written: say so
                 progress.line(result.line())
                 if on_master is not None:
                     on_master(result)
     return built
 
 
-def _names_extensions(template, groups) -> bool:
-    """Whether a template names the extensions apart (``{extver}``): one file per extension."""
+def _names_extensions(template, sets) -> bool:
+    """Whether a template names the extensions of a file set apart (``{extver}``): then each
+    extension is a file."""
     if template is None:
         return False
     fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    return bool(fields & {_field(k) for k in extension_keys(groups)}) if len(groups) > 1 else False
+    return any(fields & {_field(k) for k in extension_keys(members)} for members in sets)
 
 
 def _write_file_set(target, members, combined, overwrite):

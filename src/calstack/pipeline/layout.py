@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-__all__ = ["file_sets", "named_by"]
+__all__ = ["extension_keys", "file_sets", "named_by"]
 
 
 def file_sets(groups, *, split=False) -> list[list]:
