@@ -431,3 +431,21 @@ def test_a_template_naming_the_extension_writes_a_file_each(tmp_path, capsys):
     masters, _ = built(capsys, "masters", str(CORPUS / "gemini"), "-o", str(tmp_path),
                        "--no-cache", "--template", "bias_amp{extver}.fits")
     assert sorted(masters) == [f"bias_amp{v}.fits" for v in (1, 2, 3, 4)]
+
+
+def test_real_ccdproc_mef_flats_without_extension_names(tmp_path, capsys):
+    ccdproc = pytest.importorskip("ccdproc")
+    source = Path(ccdproc.__file__).parent / "tests" / "data" / "flat-mef.fits"
+    folder = tmp_path / "flats"
+    folder.mkdir()
+    for i in range(3):
+        shutil.copy(source, folder / f"flat{i}.fits")
+    masters, _ = built(capsys, "masters", str(folder), "-o", str(tmp_path / "out"),
+                       "--no-cache")
+    # three unnamed extensions (FILTER B): one master, its three extensions by HDU number
+    assert masters == {"combined_flat_B.fit": ["flat0.fits", "flat1.fits", "flat2.fits"]}
+    with fits.open(source) as hdul, fits.open(tmp_path / "out" / "combined_flat_B.fit") as out:
+        images = [h for h in out[1:] if h.name not in ("UNCERT", "MASK", "NCOMB")]
+        assert len(images) == 3
+        for hdu, image in zip(hdul[1:], images, strict=True):  # each normalised to median 1
+            np.testing.assert_allclose(image.data, hdu.data / np.median(hdu.data), rtol=1e-5)
