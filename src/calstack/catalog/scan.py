@@ -16,6 +16,7 @@ import gzip
 import logging
 import os
 import re
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,9 +52,17 @@ def _wanted(relname: str, include, exclude) -> bool:
     return not (exclude and any(hit(p) for p in exclude))
 
 
-def _scan_folder(folder: str, recursive: bool, prefix: str = ""):
-    """Yield ``(path, relative name)`` of the FITS files of a folder, sorted by name."""
+def _scan_folder(folder: str, recursive: bool, prefix: str = "", visited=None):
+    """Yield ``(path, relative name)`` of the FITS files of a folder, sorted by name.
+
+    Subfolders (with ``recursive``) are visited once each, by ``(st_dev, st_ino)``: a link back
+    up the tree or two links to one folder are not followed again. Entries that are not
+    regular files (FIFOs, devices, sockets) are skipped with a warning: reading one could hang.
+    """
+    visited = set() if visited is None else visited
     try:
+        st = os.stat(folder)
+        visited.add((st.st_dev, st.st_ino))
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
@@ -64,14 +73,18 @@ def _scan_folder(folder: str, recursive: bool, prefix: str = ""):
             continue  # hidden files, including macOS '._x.fits' resource forks
         rel = prefix + entry.name
         try:
-            is_dir = entry.is_dir()
+            st = entry.stat()
         except OSError:
-            is_dir = False
-        if is_dir:
-            if recursive:
-                yield from _scan_folder(entry.path, True, rel + "/")
+            continue  # a dangling link, or gone meanwhile
+        if stat.S_ISDIR(st.st_mode):
+            if recursive and (st.st_dev, st.st_ino) not in visited:
+                yield from _scan_folder(entry.path, True, rel + "/", visited)
         elif _is_fits_name(entry.name):
-            yield entry.path, rel
+            if stat.S_ISREG(st.st_mode):
+                yield entry.path, rel
+            else:
+                log.warning("skipping %s: not a regular file (a FIFO, device or socket)",
+                            entry.path)
 
 
 def _hint_recursive(folder):
@@ -91,6 +104,8 @@ def _hint_recursive(folder):
 
 
 def find_files(locations, recursive, include, exclude):
+    """``(path, relative name)`` of the FITS files of ``locations`` (folders or files), in
+    order; one file reached by two paths (links) is listed once, by its first path."""
     found, seen = [], set()
     for location in locations:
         location = os.path.abspath(os.fspath(location))
@@ -99,6 +114,9 @@ def find_files(locations, recursive, include, exclude):
             if not candidates and not recursive:
                 _hint_recursive(location)
         elif os.path.exists(location):
+            if not stat.S_ISREG(os.stat(location).st_mode):
+                raise OptionError(f"locations: {location!r} is not a regular file (a FIFO, "
+                                  "device or socket); give folders or FITS files")
             candidates = [(location, os.path.basename(location))]
         else:
             raise OptionError(f"locations: {location!r} does not exist; give folders or FITS "
@@ -106,9 +124,16 @@ def find_files(locations, recursive, include, exclude):
         for path, rel in candidates:
             if not _wanted(rel, include, exclude):
                 continue
-            if path not in seen:
-                seen.add(path)
-                found.append((path, rel))
+            try:
+                st = os.stat(path)
+                identity = (st.st_dev, st.st_ino)
+            except OSError:
+                identity = path
+            if identity in seen:
+                log.info("skipping %s: the same file as one indexed already", path)
+                continue
+            seen.add(identity)
+            found.append((path, rel))
     return found
 
 
@@ -219,12 +244,13 @@ def read_all(paths, wanted, workers, adaptive, tick=None):
 
 
 def _stat(path):
-    """``(size, mtime_ns)`` of a file, or None if it cannot be had."""
+    """The identity of a file -- ``(size, mtime_ns, inode, ctime_ns)`` -- or None if it cannot
+    be had."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def read_cached(paths, cache, folders, workers, adaptive, tick):

@@ -1,15 +1,19 @@
 """A persistent cache of parsed FITS headers, so that re-indexing an archive reads only new files.
 
-One SQLite file (stdlib :mod:`sqlite3`) maps a file's absolute path to its size and modification
-time (ns) when it was read and to what :class:`~calstack.ImageIndex` made of it: every keyword
-of every image HDU, or the reason the file cannot be read. An entry is used only while the
-file's size and mtime are unchanged; a changed file is read again and its entry replaced, and
+One SQLite file (stdlib :mod:`sqlite3`) maps a file's absolute path to its identity when it was
+read -- size, modification time (ns), inode and status-change time (ns) -- and to what
+:class:`~calstack.ImageIndex` made of it: every keyword of every image HDU, or the reason the
+file cannot be read. An entry is used only while the file's identity is unchanged: ``touch -d``
+can set a modification time back, but not the status-change time, and a file replaced under
+the same name has another inode. A changed file is read again and its entry replaced, and
 entries of deleted files are dropped when their folder is scanned again. Every keyword is
 stored, so an index of other keywords than the first one's still uses the cache.
 
-The cache is never trusted blindly: a file that is not SQLite, is corrupt, or holds other tables
-is moved aside (to ``<name>.bad``) and a new cache is started, with a logged warning; a cache
-written by another calstack version is emptied. If the cache cannot be used or written (a
+The cache is never trusted blindly: a cache path that is a symbolic link or not a regular
+file, a file that is not SQLite, is corrupt, holds other tables, or has rows of the wrong
+structure is moved aside (to ``<name>.bad``; a link itself, never its target) and a new cache
+is started, with a logged warning; nothing is ever written through a link. A cache written by
+another calstack version is emptied. If the cache cannot be used or written (a
 read-only folder, a lock held too long by another process), the index reads the files itself
 and logs a warning: the cache changes how fast an index is built, never what it holds.
 """
@@ -20,6 +24,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 from contextlib import contextmanager
 
 from .. import __version__
@@ -36,14 +41,16 @@ CACHE_FILE = "headers.sqlite"
 
 #: Bump when the tables change or the index makes other rows of the same file; a cache of
 #: another schema or calstack version is emptied on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _FORMAT = "calstack header cache"
 _VERSION = f"{SCHEMA_VERSION}/{__version__}"
-_COLUMNS = {"meta": ("key", "value"), "files": ("path", "size", "mtime_ns", "rows")}
+_COLUMNS = {"meta": ("key", "value"),
+            "files": ("path", "size", "mtime_ns", "inode", "ctime_ns", "rows")}
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ("CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-     "mtime_ns INTEGER NOT NULL, rows TEXT NOT NULL) WITHOUT ROWID"),
+     "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, "
+     "rows TEXT NOT NULL) WITHOUT ROWID"),
 )
 #: Seconds to wait for another process's write to the cache before giving up on it.
 _BUSY_TIMEOUT_S = 10.0
@@ -105,6 +112,29 @@ class _Unusable(Exception):
     """The file is not a cache this calstack can trust (the message says why)."""
 
 
+def _check_regular(path: str) -> None:
+    """Raise ``_Unusable`` if ``path`` exists but is a symbolic link or not a regular file
+    (``lstat``: a link is never followed, so nothing is written through it)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise _Unusable("is a symbolic link (a cache is never written through one)")
+    if not stat.S_ISREG(mode):
+        raise _Unusable("is not a regular file")
+
+
+def _valid_rows(rows) -> bool:
+    """Whether decoded rows have the structure the index writes: a non-empty list of
+    ``[hdu (int), extname (str or None), header (dict or None), error (str)]``."""
+    return isinstance(rows, list) and bool(rows) and all(
+        isinstance(row, list) and len(row) == 4 and isinstance(row[0], int)
+        and not isinstance(row[0], bool) and isinstance(row[1], (str, type(None)))
+        and isinstance(row[2], (dict, type(None))) and isinstance(row[3], str)
+        for row in rows)
+
+
 def _corrupt(exc: sqlite3.Error) -> bool:
     return (getattr(exc, "sqlite_errorname", None) or "").startswith(_CORRUPT)
 
@@ -153,6 +183,7 @@ def _connect(path: str) -> sqlite3.Connection:
     Raises ``_Unusable`` for a file that is not a calstack cache or is corrupt, and
     ``sqlite3.Error`` / ``OSError`` when the file cannot be opened or written.
     """
+    _check_regular(path)
     db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
         state = _state(db)
@@ -183,10 +214,11 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def _move_aside(path: str) -> str:
-    """Rename a bad cache (and any journal of it) to ``<path>.bad``; returns the new name."""
+    """Rename a bad cache (and any journal of it) to ``<path>.bad``; returns the new name. A
+    link is renamed itself (its target is left alone)."""
     bad = path + ".bad"
     for suffix in ("", "-journal", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
+        if os.path.lexists(path + suffix):
             os.replace(path + suffix, bad + suffix)
     return bad
 
@@ -276,7 +308,8 @@ class HeaderCache:
         Parameters
         ----------
         stats : dict
-            Absolute path -> ``(size, mtime_ns)``, as :func:`os.stat` gives them now.
+            Absolute path -> ``(size, mtime_ns, inode, ctime_ns)``, as :func:`os.stat` gives
+            them now.
 
         Returns
         -------
@@ -291,12 +324,16 @@ class HeaderCache:
         try:
             for start in range(0, len(paths), _CHUNK):
                 chunk = paths[start : start + _CHUNK]
-                query = ("SELECT path, size, mtime_ns, rows FROM files WHERE path IN "
-                         f"({','.join('?' * len(chunk))})")
-                for path, size, mtime_ns, rows in self._db.execute(query, chunk):
-                    if stats[path] == (size, mtime_ns):
+                query = ("SELECT path, size, mtime_ns, inode, ctime_ns, rows FROM files WHERE "
+                         f"path IN ({','.join('?' * len(chunk))})")
+                for path, *identity, rows in self._db.execute(query, chunk):
+                    if stats[path] == tuple(identity):
                         texts[path] = rows
-            return {path: json.loads(text) for path, text in texts.items()}
+            found = {path: json.loads(text) for path, text in texts.items()}
+            bad = next((path for path, rows in found.items() if not _valid_rows(rows)), None)
+            if bad is not None:
+                raise ValueError(f"the entry of {bad} is not a list of index rows")
+            return found
         except (sqlite3.Error, ValueError) as exc:
             self._failed(exc, "lookup")
             return {}
@@ -306,9 +343,9 @@ class HeaderCache:
 
         Parameters
         ----------
-        entries : iterable of (str, int, int, list)
-            ``(path, size, mtime_ns, rows)`` of files just read; an entry of the same path is
-            replaced.
+        entries : iterable of (str, int, int, int, int, list)
+            ``(path, size, mtime_ns, inode, ctime_ns, rows)`` of files just read; an entry of
+            the same path is replaced.
         folders : iterable of str
             Folders just scanned: their cached files (at any depth) that are not in ``seen`` and
             no longer exist are dropped.
@@ -325,12 +362,13 @@ class HeaderCache:
                 rows = self._db.execute("SELECT path FROM files WHERE path >= ? AND path < ?",
                                         (prefix, end))
                 gone += [p for (p,) in rows if p not in seen and not os.path.exists(p)]
-            rows = [(path, size, mtime_ns, _encode(value))
-                    for path, size, mtime_ns, value in entries if _storable(path)]
+            rows = [(path, *identity, _encode(value))
+                    for path, *identity, value in entries if _storable(path)]
             if not rows and not gone:
                 return
             with _transaction(self._db):
-                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                                     rows)
                 self._db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in gone))
         except sqlite3.Error as exc:
             self._failed(exc, "update")

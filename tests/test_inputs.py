@@ -1,0 +1,123 @@
+"""Inputs are what was indexed: links, loops, FIFOs, files changed behind the cache's back, and a
+header cache that is not what it should be (issue "Nothing clobbered, nothing escapes, nothing
+stale")."""
+
+import logging
+import os
+import sqlite3
+import threading
+from contextlib import closing
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import frame
+
+from calstack import ImageIndex
+from calstack.cli import main
+
+
+@pytest.fixture
+def darks(tmp_path):
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for i in range(3):
+        frame(folder / f"d{i}.fits", data=np.full((4, 4), float(i), np.float32),
+              IMAGETYP="DARK", EXPTIME=300.0)
+    return folder
+
+
+def test_a_link_loop_is_followed_once(darks, tmp_path):
+    (darks / "sub").mkdir()
+    os.symlink("..", darks / "sub" / "up")  # sub/up -> the night itself
+    os.symlink(".", darks / "self1")
+    os.symlink(".", darks / "self2")
+    index = ImageIndex(darks, recursive=True, cache=False)
+    assert index.files() == ["d0.fits", "d1.fits", "d2.fits"]
+    out = tmp_path / "out"
+    assert main(["combine", str(darks), "-r", "--imagetyp", "dark", "-o", str(out),
+                 "--no-cache", "-q"]) == 0
+    assert fits.getheader(out / "combined_dark_300.000.fit")["NCOMBINE"] == 3
+
+
+def test_a_linked_folder_elsewhere_is_indexed(darks, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    frame(other / "e.fits", IMAGETYP="DARK", EXPTIME=300.0)
+    os.symlink(other, darks / "more")
+    assert ImageIndex(darks, recursive=True, cache=False).files() == [
+        "d0.fits", "d1.fits", "d2.fits", "more/e.fits"]
+
+
+def test_one_file_by_two_paths_is_one_frame(darks):
+    os.symlink(darks / "d0.fits", darks / "link.fits")
+    os.link(darks / "d1.fits", darks / "hard.fits")
+    assert ImageIndex(darks, cache=False).files() == ["d0.fits", "d1.fits", "d2.fits"]
+
+
+def test_a_fifo_is_never_opened(darks, caplog):
+    os.mkfifo(darks / "pipe.fits")
+    result = []
+    worker = threading.Thread(target=lambda: result.append(ImageIndex(darks, cache=False)),
+                              daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "indexing a FIFO hung"
+    assert result[0].files() == ["d0.fits", "d1.fits", "d2.fits"]
+    assert "pipe.fits: not a regular file" in caplog.text
+    with pytest.raises(Exception, match="is not a regular file"):
+        ImageIndex(darks / "pipe.fits", cache=False)
+
+
+def test_a_file_edited_in_place_and_touched_back_is_read_again(darks, tmp_path):
+    db = tmp_path / "cache.sqlite"
+    assert ImageIndex(darks, cache=db).table["exptime"].tolist() == [300.0] * 3
+    path = darks / "d1.fits"
+    before = path.stat()
+    with fits.open(path, mode="update") as hdul:  # same size: one card's value
+        hdul[0].header["EXPTIME"] = 7.0
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -d: the old mtime
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size,
+                                                              before.st_mtime_ns)
+    assert ImageIndex(darks, cache=db).table["exptime"].tolist() == [300.0, 7.0, 300.0]
+
+
+def test_a_cache_path_that_is_a_dangling_link_is_not_followed(darks, tmp_path, caplog):
+    target = tmp_path / "elsewhere" / "victim.sqlite"
+    target.parent.mkdir()
+    db = tmp_path / "headers.sqlite"
+    os.symlink(target, db)
+    with caplog.at_level(logging.WARNING, logger="calstack"):
+        index = ImageIndex(darks, cache=db)
+    assert index.files() == ["d0.fits", "d1.fits", "d2.fits"]
+    assert not target.exists()  # never created through the link
+    assert "is a symbolic link" in caplog.text
+    assert os.path.islink(f"{db}.bad")
+    assert db.is_file()
+    assert not db.is_symlink()
+
+
+def test_a_cache_path_linked_to_a_file_leaves_the_file_alone(darks, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"")
+    db = tmp_path / "headers.sqlite"
+    os.symlink(victim, db)
+    ImageIndex(darks, cache=db)
+    assert victim.read_bytes() == b""
+    assert not db.is_symlink()
+
+
+@pytest.mark.parametrize("rows", ["{}", "[1, 2]", '[[0, null, {"EXPTIME": 1}]]', "[]"])
+def test_cache_rows_of_the_wrong_structure_are_a_corrupt_cache(darks, tmp_path, caplog, rows):
+    db = tmp_path / "cache.sqlite"
+    expected = ImageIndex(darks, cache=False).table
+    ImageIndex(darks, cache=db)
+    with closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE files SET rows = ? WHERE path LIKE ?", (rows, "%d1.fits"))
+        con.commit()
+    with caplog.at_level(logging.WARNING, logger="calstack"):
+        index = ImageIndex(darks, cache=db)
+    assert index.files() == ["d0.fits", "d1.fits", "d2.fits"]  # never silently dropped
+    assert index.table["exptime"].tolist() == expected["exptime"].tolist()
+    assert "is not a list of index rows" in caplog.text
+    assert os.path.exists(f"{db}.bad")
