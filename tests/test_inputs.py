@@ -121,3 +121,44 @@ def test_cache_rows_of_the_wrong_structure_are_a_corrupt_cache(darks, tmp_path, 
     assert index.table["exptime"].tolist() == expected["exptime"].tolist()
     assert "is not a list of index rows" in caplog.text
     assert os.path.exists(f"{db}.bad")
+
+
+# --------------------------------------------------------------------------- outputs
+def _unchanged(path, before):
+    return path.read_bytes() == before
+
+
+def test_header_values_never_name_a_path(darks, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    for i in range(3):
+        with fits.open(darks / f"d{i}.fits", mode="update") as hdul:
+            hdul[0].header["OBJECT"] = str(victim)
+    out = tmp_path / "out"
+    assert main(["combine", str(darks), "--imagetyp", "dark", "--group-by", "object",
+                 "--template", "{object}", "--overwrite", "-o", str(out), "--no-cache",
+                 "-q"]) == 0
+    assert victim.read_text() == "keep me"
+    (name,) = [p.name for p in out.iterdir()]  # the value, made a file name in OUT
+    assert name == ("_" + str(victim)[1:].replace("/", "_"))[:64]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--template", "d0.fits", "--overwrite"], "is an input of this run"),
+    (["--report", "{night}/d1.fits", "--overwrite"], "d1.fits: is an input of this run"),
+    (["--report", "{out}/combined_dark_300.000.fit"], "is a master of this run"),
+    (["--template", "sub/m.fit"], "gives sub/m.fit, a path: give a file name"),
+    (["--template", "x" * 300 + ".fit"], "a name of more than 255 bytes"),
+    (["--template", "{exptime:>999999999}.fit"], "asks for a field 999999999 characters wide"),
+])
+def test_outputs_never_replace_inputs_or_each_other(darks, tmp_path, capsys, argv, message):
+    out = darks if argv[:2] == ["--template", "d0.fits"] else tmp_path / "out"
+    argv = [a.replace("{night}", str(darks)).replace("{out}", str(out)) for a in argv]
+    before = {p.name: p.read_bytes() for p in darks.iterdir()}
+    assert main(["combine", str(darks), "--imagetyp", "dark", "-o", str(out), "--no-cache",
+                 *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in darks.iterdir()} == before
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

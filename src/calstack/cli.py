@@ -390,7 +390,7 @@ def _cmd_combine(args):
         tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
         template=args.template, overwrite=args.overwrite, progress=progress, client=client,
         allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
-        **_combine_options(args)))
+        also_writes=[args.report] if args.report else (), **_combine_options(args)))
     return 0
 
 
@@ -410,7 +410,8 @@ def _cmd_masters(args):
         tolerances=dict(args.tolerance) or None, subtract_bias=args.subtract_bias,
         subtract_dark=args.subtract_dark, stat_section=stat_section, template=args.template,
         overwrite=args.overwrite, progress=progress, client=client,
-        allow_mixed=args.allow_mixed, split_extensions=args.split_extensions, **options))
+        allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
+        also_writes=[args.report] if args.report else (), **options))
     if not (args.json or args.quiet):
         print(summary_table(built))
     return 0

@@ -115,6 +115,8 @@ def default_template(keys, imagetyp=None, setup=()) -> str:
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+=-]+")
 #: The longest a value may be in a file name.
 _VALUE_CHARS = 64
+#: The longest file name (bytes) most file systems take.
+_NAME_BYTES = 255
 
 
 def _safe(value) -> str:
@@ -138,7 +140,13 @@ def output_name(template: str, group: Group, imagetyp=None) -> str:
                           else _safe(v)) for k, v in group.key.items()}
     if imagetyp is not None:
         values["imagetyp"] = _safe(str(imagetyp).strip().lower())
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    parsed = list(string.Formatter().parse(template))
+    fields = {name for _, name, _, _ in parsed if name}
+    widths = [int(w) for _, name, spec, _ in parsed if name and spec
+              for w in re.findall(r"\d+", spec)]
+    if widths and max(widths) > _NAME_BYTES:
+        raise OptionError(f"template {template!r} asks for a field {max(widths)} characters "
+                          f"wide; a file name has at most {_NAME_BYTES} bytes")
     missing = fields - set(values)
     if missing:
         raise OptionError(f"template {template!r} uses {', '.join(sorted(missing))}, which is not "
@@ -268,6 +276,32 @@ def _collision(template, groups, targets) -> str:
     return ""
 
 
+def _check_targets(template, targets, folder, index, also_writes) -> None:
+    """Every master's file is a file name in ``folder`` that no file of ``index`` (masters left
+    out), other master or other output of the run (``also_writes``: the report) is, before
+    anything is read."""
+    for target in targets:
+        if target.parent != folder:
+            raise OptionError(f"template {template!r} gives {target.relative_to(folder)}, a "
+                              "path: give a file name (the folder is --output-dir)")
+        if len(target.name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
+            raise OptionError(f"template {template!r} gives a name of more than {_NAME_BYTES} "
+                              f"bytes ({target.name[:40]}...); shorten it")
+    inputs = {os.path.realpath(str(p)) for p in index.table["path"]}
+    mine = {os.path.realpath(t): t for t in targets}
+    for real, target in mine.items():
+        if real in inputs:
+            raise OptionError(f"{target}: is an input of this run; a master never replaces an "
+                              "input (with or without --overwrite): choose another --output-dir "
+                              "or --template")
+    for other in also_writes:
+        real = os.path.realpath(os.fspath(other))
+        if real in inputs or real in mine:
+            what = "an input" if real in inputs else "a master"
+            raise OptionError(f"{other}: is {what} of this run; the report must be a file of "
+                              "its own: choose another --report name")
+
+
 def _record_setup(header, group) -> None:
     """Write the setup the master was built for into its header (nominal values)."""
     keys = {**group.setup, **group.key}
@@ -295,6 +329,7 @@ def combine_groups(
     allow_mixed=(),
     report_others=True,
     split_extensions=False,
+    also_writes=(),
     **combine_options,
 ) -> list[BuiltMaster]:
     """Select frames from an index, group them, and write one master per group.
@@ -342,6 +377,10 @@ def combine_groups(
         extension key such as ``{extver}``, each is a file).
     report_others : bool
         Warn about the frames that the selection left out, by IMAGETYP value.
+    also_writes : sequence of path
+        Other files this run writes (the report): no master may be one, and none may be an
+        input. Every master must be a file name in ``output_dir`` and no file of ``index``,
+        with or without ``overwrite``; all of it is checked before the first frame is read.
     progress : bool, str or calstack.progress.Progress
         Report progress (see :func:`calstack.progress.as_progress`): a bar over the groups and,
         nested, one over each combine's rows; and :meth:`BuiltMaster.line` for each master
@@ -371,7 +410,7 @@ def combine_groups(
     allow_mixed = _check_allow_mixed(allow_mixed)
     _report_missing(index, select)
     _report_other_spellings(index, select)
-    index = without_masters(index)
+    index = without_masters(index)  # earlier masters may be replaced (--overwrite); not inputs
     chosen = index.filter(select) if select else index
     if report_others and select:
         report_ignored(index, index.mask(select))
@@ -402,6 +441,7 @@ def combine_groups(
     template = template or default_template(_name_keys(namers), imagetyp, setup=namers[0].setup)
     folder = check_writable(output_dir)
     targets = [folder / output_name(template, g, imagetyp) for g in namers]
+    _check_targets(template, targets, folder, index, also_writes)
     if len(set(targets)) != len(targets):
         raise OptionError(_collision(template, namers, targets))
     if not overwrite:

@@ -76,7 +76,7 @@ def _flat_dark(built, group, tolerances, exptime):
 def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bias=False,
                 subtract_dark=False, stat_section=None, template=None, overwrite=False,
                 on_master=None, synonyms=None, allow_mixed=(), split_extensions=False,
-                **combine_options) -> list:
+                also_writes=(), **combine_options) -> list:
     """Build the master bias, darks, flat-darks and flats of the frames in ``index``.
 
     Parameters
@@ -113,6 +113,8 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
     split_extensions : bool
         One file per extension of multi-extension inputs (default: one multi-extension master
         per set of files, see :func:`calstack.combine_groups`).
+    also_writes : sequence of path
+        Other files the run writes (the report), which no master nor input may be.
     **combine_options
         Options of :func:`calstack.combine` for every kind (default: the reference recipe's
         sigma clipping).
@@ -177,7 +179,7 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
             tolerances=tolerances or None, output_dir=output_dir, template=template,
             overwrite=overwrite, on_master=on_master, kind=kind.name,
             options_for=options_for(kind.name), allow_mixed=allow_mixed, report_others=False,
-            split_extensions=split_extensions, **options)
+            split_extensions=split_extensions, also_writes=also_writes, **options)
     return [b for kind in KINDS for b in built[kind]]
 
 
