@@ -4,6 +4,7 @@ stale")."""
 
 import logging
 import os
+import signal
 import sqlite3
 import threading
 from contextlib import closing
@@ -162,3 +163,54 @@ def test_outputs_never_replace_inputs_or_each_other(darks, tmp_path, capsys, arg
     assert len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in darks.iterdir()} == before
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- signals
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, capsys, monkeypatch, signum):
+    from calstack.pipeline import groups
+
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for exptime in (7.0, 70.0):
+        for i in range(3):
+            frame(folder / f"d{exptime:.0f}_{i}.fits", data=np.full((4, 4), i, np.float32),
+                  IMAGETYP="DARK", EXPTIME=exptime)
+    checked = []
+    real = groups.anomalies
+
+    def then_signal(frames, master):  # the second master combined, not yet written
+        checked.append(master)
+        if len(checked) == 2:
+            os.kill(os.getpid(), signum)
+        return real(frames, master)
+
+    monkeypatch.setattr(groups, "anomalies", then_signal)
+    before = signal.getsignal(signum)
+    out = tmp_path / "out"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(out),
+                 "--no-cache"]) == 128 + signum
+    err = capsys.readouterr().err
+    assert (f"interrupted ({signal.Signals(signum).name}); 1 master(s) were completed: "
+            f"{out / 'combined_dark_7.000.fit'}; no partial file was left") in err
+    assert sorted(p.name for p in out.iterdir()) == ["combined_dark_7.000.fit"]  # no .tmp
+    assert signal.getsignal(signum) == before  # calstack's handler is gone again
+
+
+def test_a_closed_pipe_is_not_a_traceback(darks, monkeypatch, capsys):
+    class Closed:
+        def write(self, _text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    assert main(["index", str(darks), "--no-cache", "--format", "csv"]) == 128 + signal.SIGPIPE
+    assert capsys.readouterr().err == ""
+
+
+def test_show_into_a_missing_folder_creates_it(darks, tmp_path):
+    out = tmp_path / "missing" / "x.png"
+    assert main(["show", str(darks / "d0.fits"), "-o", str(out), "-q"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

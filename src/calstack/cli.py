@@ -8,11 +8,15 @@ usage error, 1 for a failed job.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
 import math
+import os
+import signal
 import sys
+import threading
 
 from . import __version__
 from .errors import CalstackError, did_you_mean
@@ -377,6 +381,18 @@ def _job_keywords(args, keys, select=()) -> list:
     return list(dict.fromkeys([*DEFAULT_KEYWORDS, *(k.upper() for k in named)]))
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C (SIGINT): the same clean-up on the way out."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, _frame):
+    raise _Stopped(signum)
+
+
 def _cmd_combine(args):
     from .pipeline.groups import combine_groups
 
@@ -390,7 +406,8 @@ def _cmd_combine(args):
         tolerances=dict(args.tolerance) or None, output_dir=args.output_dir,
         template=args.template, overwrite=args.overwrite, progress=progress, client=client,
         allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
-        also_writes=[args.report] if args.report else (), **_combine_options(args)))
+        also_writes=[args.report] if args.report else (), on_master=args.written.append,
+        **_combine_options(args)))
     return 0
 
 
@@ -411,7 +428,8 @@ def _cmd_masters(args):
         subtract_dark=args.subtract_dark, stat_section=stat_section, template=args.template,
         overwrite=args.overwrite, progress=progress, client=client,
         allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
-        also_writes=[args.report] if args.report else (), **options))
+        also_writes=[args.report] if args.report else (), on_master=args.written.append,
+        **options))
     if not (args.json or args.quiet):
         print(summary_table(built))
     return 0
@@ -455,14 +473,32 @@ def main(argv=None) -> int:
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    args.written = []  # the masters written, for the message after an interruption
+    handlers = ({sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+                if threading.current_thread() is threading.main_thread() else {})
     try:
         return args.run(args)
     except CalstackError as exc:
         print(f"calstack {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"calstack {args.command}: interrupted; no partial output was left", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # `calstack index | head`: the reader has gone, which is fine
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # not a real file
+            out = sys.stdout.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)  # so the flush at exit has a reader
+            os.dup2(devnull, out)
+            os.close(devnull)
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        paths = list(dict.fromkeys(str(b.path) for b in args.written))
+        done = (f"{len(paths)} master(s) were completed: {', '.join(paths)}" if paths
+                else "no master was completed")
+        print(f"calstack {args.command}: interrupted ({signal.Signals(signum).name}); {done}; "
+              "no partial file was left", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FrameError, OptionError
-from ..io.writer import atomic_write
+from ..io.writer import atomic_write, check_writable
 
 __all__ = [
     "STRETCHES",
@@ -221,6 +221,7 @@ def show(frames, output, *, titles=None, stretch="zscale", percentiles=(1.0, 99.
         The picture written.
     """
     _check_stretch(stretch)
+    check_writable(Path(output).parent)  # before the work: created if missing, or one line
     loaded = [_load(f) for f in frames]
     if not loaded:
         raise OptionError("show needs at least one frame")
