@@ -214,3 +214,25 @@ def test_show_into_a_missing_folder_creates_it(darks, tmp_path):
     out = tmp_path / "missing" / "x.png"
     assert main(["show", str(darks / "d0.fits"), "-o", str(out), "-q"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_all_nan_frames_warn_and_bscale_zero_is_an_error(tmp_path, capsys):
+    nan = tmp_path / "nan"
+    nan.mkdir()
+    for i in range(3):
+        frame(nan / f"d{i}.fits", data=np.full((4, 4), np.nan, np.float32), IMAGETYP="DARK",
+              EXPTIME=5.0)
+    assert main(["combine", str(nan), "--imagetyp", "dark", "-o", str(tmp_path / "o1"),
+                 "--no-cache", "-q"]) == 0
+    assert "no pixel of the 3 frames has a value" in capsys.readouterr().err
+    zero = tmp_path / "zero"
+    zero.mkdir()
+    for i in range(3):
+        hdu = fits.PrimaryHDU(np.full((4, 4), 100 + i, np.int16),
+                              fits.Header({"IMAGETYP": "DARK", "EXPTIME": 5.0}))
+        hdu.header["BSCALE"] = 0
+        hdu.writeto(zero / f"d{i}.fits")
+    assert main(["combine", str(zero), "--imagetyp", "dark", "-o", str(tmp_path / "o2"),
+                 "--no-cache"]) == 1
+    assert "BSCALE = 0 would make every pixel 0" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() or not list((tmp_path / "o2").iterdir())

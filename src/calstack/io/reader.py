@@ -66,6 +66,9 @@ def _pread_into(fd: int, buffer: memoryview, offset: int, path) -> None:
 
 def _scaling(path, info: HDUInfo, key, default):
     value = info.header.get(key, default)
+    if key == "BSCALE" and value == 0:
+        raise FrameError(path, f"HDU {info.index}: BSCALE = 0 would make every pixel 0; the "
+                         "header is corrupt (BSCALE is 1 for unscaled data)")
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         return value
     raise FrameError(path, f"HDU {info.index}: {key} = {value!r} is not a number; the header is "

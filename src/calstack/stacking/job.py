@@ -146,6 +146,9 @@ class Job:
         """The :class:`Master` from the filled outputs, the number of values rejected and the
         number of each frame's values rejected (the sums of the tiles' counts)."""
         kept = int(count.sum(dtype=np.int64))
+        if kept == 0:
+            log.warning("%s...: no pixel of the %d frames has a value (all NaN, BLANK or masked); "
+                        "the master is all NaN", self.frames[0].name, len(self.frames))
         fraction = rejected / (kept + rejected) if kept + rejected else 0.0
         meta = provenance_header(self.header, [f.name for f in self.frames], self.options,
                                  rejected_fraction=fraction, skipped=self.skipped,
