@@ -236,3 +236,50 @@ def test_all_nan_frames_warn_and_bscale_zero_is_an_error(tmp_path, capsys):
                  "--no-cache"]) == 1
     assert "BSCALE = 0 would make every pixel 0" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() or not list((tmp_path / "o2").iterdir())
+
+
+# --------------------------------------------------------------------------- a night, planned
+def _night(tmp_path):
+    import calstack
+
+    night = tmp_path / "night"
+    calstack.simulate(night, preset="night", shape=(16, 16))
+    return night
+
+
+def test_a_night_is_checked_whole_before_anything_is_written(tmp_path, capsys):
+    night, out = _night(tmp_path), tmp_path / "out"
+    assert main(["masters", str(night), "-o", str(out), "--template", "m_{filter}.fit"]) == 1
+    assert "uses filter, which is not a grouping key" in capsys.readouterr().err  # the bias
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_two_kinds_never_share_a_file(darks, tmp_path, capsys):
+    for i in range(3):
+        frame(darks / f"b{i}.fits", data=np.zeros((4, 4), np.float32), IMAGETYP="BIAS",
+              EXPTIME=0.0)
+    out = tmp_path / "out"
+    assert main(["masters", str(darks), "-o", str(out), "--template", "master.fit"]) == 1
+    assert ("template 'master.fit' names a bias master and a dark master master.fit; put "
+            "{imagetyp} in it") in capsys.readouterr().err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_an_existing_flat_master_stops_the_night_before_the_bias(tmp_path, capsys):
+    night, out = _night(tmp_path), tmp_path / "out"
+    out.mkdir()
+    (out / "combined_flat_V.fit").write_bytes(b"an earlier master")
+    assert main(["masters", str(night), "-o", str(out)]) == 1
+    assert "combined_flat_V.fit: exists" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["combined_flat_V.fit"]
+
+
+def test_a_missing_bias_of_the_darks_setup_stops_the_night_before_the_bias(tmp_path, capsys):
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "data" / "corpus" / "nina"
+    out = tmp_path / "out"
+    assert main(["masters", str(corpus), "-r", "-o", str(out), "--no-cache",
+                 "--subtract-bias"]) == 1
+    assert "no master bias of the same camera setup" in capsys.readouterr().err
+    assert not out.exists() or list(out.iterdir()) == []

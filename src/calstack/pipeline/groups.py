@@ -34,10 +34,13 @@ from .layout import extension_keys, file_sets, named_by
 __all__ = [
     "IMAGETYP_SYNONYMS",
     "BuiltMaster",
+    "Plan",
     "combine_groups",
     "default_template",
     "output_name",
+    "plan_groups",
     "report_ignored",
+    "run_plan",
     "without_masters",
 ]
 
@@ -396,9 +399,40 @@ def combine_groups(
     -------
     list of BuiltMaster
     """
+    plan = plan_groups(index, select=select, keys=keys, tolerances=tolerances,
+                       output_dir=output_dir, template=template, overwrite=overwrite, kind=kind,
+                       allow_mixed=allow_mixed, report_others=report_others,
+                       split_extensions=split_extensions, also_writes=also_writes,
+                       **combine_options)
+    return run_plan(plan, options_for=options_for, progress=progress, on_master=on_master)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`combine_groups` will write, known before any frame is read: the groups as
+    file sets (:func:`calstack.pipeline.layout.file_sets`), each set's master file, what
+    ``{imagetyp}`` stands for, and the combine options."""
+
+    sets: list
+    targets: list
+    imagetyp: str | None
+    overwrite: bool
+    combine_options: dict
+
+    def planned(self) -> list:
+        """``(group, master file)`` of every group, in the order they will be combined."""
+        return [(group, target) for members, target in zip(self.sets, self.targets, strict=True)
+                for group in members]
+
+
+def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, output_dir=".",
+                template=None, overwrite=False, kind=None, allow_mixed=(), report_others=True,
+                split_extensions=False, also_writes=(), **combine_options) -> Plan:
+    """Select, group and name, and check everything that can fail before a frame is read (the
+    options, unreadable files, output names, containment, existing files): the first half of
+    :func:`combine_groups`, whose parameters these are."""
     CombineOptions.from_kwargs(**{k: v for k, v in combine_options.items()
                                   if k in CombineOptions.__dataclass_fields__})
-    progress = as_progress(progress)
     bad = [(str(row["path"]), str(row["error"])) for row in index.unreadable]
     if bad and not combine_options.get("skip_bad"):
         raise FrameError(bad[0][0], f"{bad[0][1]}; {len(bad)} file(s) here cannot be read and "
@@ -449,9 +483,19 @@ def combine_groups(
         if existing:
             raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
                                     "replace it, or choose another --output-dir")
+    return Plan(sets=sets, targets=targets, imagetyp=imagetyp, overwrite=overwrite,
+                combine_options=combine_options)
+
+
+def run_plan(plan, *, options_for=None, progress=False, on_master=None) -> list[BuiltMaster]:
+    """Combine and write what :func:`plan_groups` planned (the second half of
+    :func:`combine_groups`); returns the :class:`BuiltMaster` of every group."""
+    progress = as_progress(progress)
+    sets, targets, imagetyp, overwrite = plan.sets, plan.targets, plan.imagetyp, plan.overwrite
     ordered = [group for members in sets for group in members]
     built = []
-    masters = combine_many(ordered, progress=progress, options_for=options_for, **combine_options)
+    masters = combine_many(ordered, progress=progress, options_for=options_for,
+                           **plan.combine_options)
     with progress.task("masters", total=len(ordered), unit="master") as task, \
             contextlib.closing(masters):
         start = time.perf_counter()

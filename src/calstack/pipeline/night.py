@@ -14,15 +14,18 @@ themselves masters are never inputs.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ..catalog.closeness import same_value
 from ..catalog.columns import resolve_column
 from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, normalise
+from ..catalog.grouping import Group
 from ..errors import OptionError
 from ..options import RECIPE
-from .groups import IMAGETYP_SYNONYMS, combine_groups, report_ignored, without_masters
+from .groups import IMAGETYP_SYNONYMS, plan_groups, report_ignored, run_plan, without_masters
 
 __all__ = ["IMAGETYP_SYNONYMS", "build_night", "summary_table"]
 
@@ -149,38 +152,64 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
                           f"{', '.join(values or ['none'])}); pass synonyms or use "
                           "`calstack combine --imagetyp`")
     report_ignored(index, np.logical_or.reduce(list(selected.values())))
-    built = {kind: [] for kind in KINDS}
-
-    def options_for(kind):
-        def extra_options(group):
-            more = {}
-            if subtract_bias and kind != "bias":
-                more["bias"] = str(_matching(built["bias"], group, tolerances, "bias")[0].path)
-            if subtract_dark and kind == "flat":
-                exptime = group.key.get("exptime") or _exptime(group)
-                more["dark"] = str(_flat_dark(built, group, tolerances, exptime).path)
-            if kind == "flat":
-                more.update(scale="median", scale_to=1.0, stat_section=stat_section)
-            return more
-        return extra_options
-
+    progress = options.pop("progress", False)
+    plans = {}  # every kind planned (and checked) before any frame is read
     for kind in KINDS.values():
         if not selected[kind.name].any():
             if kind.name != "flatdark":
                 log.warning("no %s frames (IMAGETYP %s); no master %s", kind.name,
                             "/".join(names[kind.name][:3]), kind.name)
             continue
-        if kind.name != "bias" and subtract_bias and not built["bias"]:
+        if kind.name != "bias" and subtract_bias and "bias" not in plans:
             raise OptionError(f"--subtract-bias: there are no bias frames for the {kind.name}s")
-        if kind.name == "flat" and subtract_dark and not (built["dark"] or built["flatdark"]):
+        if kind.name == "flat" and subtract_dark and not ({"dark", "flatdark"} & set(plans)):
             raise OptionError("--subtract-dark: there are no dark frames for the flats")
-        built[kind.name] = combine_groups(
+        plans[kind.name] = plan_groups(
             index, select={"imagetyp": list(names[kind.name])}, keys=extra,
             tolerances=tolerances or None, output_dir=output_dir, template=template,
-            overwrite=overwrite, on_master=on_master, kind=kind.name,
-            options_for=options_for(kind.name), allow_mixed=allow_mixed, report_others=False,
+            overwrite=overwrite, kind=kind.name, allow_mixed=allow_mixed, report_others=False,
             split_extensions=split_extensions, also_writes=also_writes, **options)
-    return [b for kind in KINDS for b in built[kind]]
+    _check_distinct(plans, template)
+    planned = {kind: [_Planned(group, path) for group, path in plans[kind].planned()]
+               if kind in plans else [] for kind in KINDS}
+
+    def options_for(kind):
+        def extra_options(group):
+            more = {}
+            if subtract_bias and kind != "bias":
+                more["bias"] = str(_matching(planned["bias"], group, tolerances, "bias")[0].path)
+            if subtract_dark and kind == "flat":
+                exptime = group.key.get("exptime") or _exptime(group)
+                more["dark"] = str(_flat_dark(planned, group, tolerances, exptime).path)
+            if kind == "flat":
+                more.update(scale="median", scale_to=1.0, stat_section=stat_section)
+            return more
+        return extra_options
+
+    for kind, plan in plans.items():  # each group's bias and dark found before any is built
+        for group, _ in plan.planned():
+            options_for(kind)(group)
+    built = {kind: run_plan(plan, options_for=options_for(kind), progress=progress,
+                            on_master=on_master) for kind, plan in plans.items()}
+    return [b for kind in KINDS for b in built.get(kind, ())]
+
+
+class _Planned(NamedTuple):
+    """A master a night will build: its group and its file."""
+
+    group: Group
+    path: Path
+
+
+def _check_distinct(plans, template) -> None:
+    """No two masters of a night share a file (a template without ``{imagetyp}``)."""
+    seen = {}
+    for kind, plan in plans.items():
+        for target in plan.targets:
+            if target in seen and seen[target] != kind:
+                raise OptionError(f"template {template!r} names a {seen[target]} master and a "
+                                  f"{kind} master {target.name}; put {{imagetyp}} in it")
+            seen[target] = kind
 
 
 def _exptime(group) -> float | None:
