@@ -283,3 +283,41 @@ def test_a_missing_bias_of_the_darks_setup_stops_the_night_before_the_bias(tmp_p
                  "--subtract-bias"]) == 1
     assert "no master bias of the same camera setup" in capsys.readouterr().err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- inputs that change
+@pytest.mark.parametrize("how", ["replaced", "edited in place"])
+@pytest.mark.parametrize("keep_open", [True, False])
+def test_an_input_changed_during_the_combine_is_an_error(darks, tmp_path, capsys, monkeypatch,
+                                                         how, keep_open):
+    from calstack.io import reader
+    from calstack.stacking import job
+
+    if not keep_open:  # above the open-file budget: every band reopens its file
+        monkeypatch.setattr(job, "MAX_OPEN_FILES", 1)
+    target = darks / "d1.fits"
+    real = reader.FitsFrame.read_rows
+    done = []
+
+    def then_change(self, start, stop, out, raw):
+        real(self, start, stop, out, raw)
+        if self.path == str(target) and not done:
+            done.append(True)
+            if how == "replaced":  # an atomic mv of a new file over it
+                new = darks / "new.tmp"
+                frame(new, data=np.full((4, 4), 99.0, np.float32), IMAGETYP="DARK",
+                      EXPTIME=300.0)
+                os.replace(new, target)
+            else:
+                with open(target, "r+b") as f:
+                    f.seek(-4, os.SEEK_END)
+                    f.write(b"\x42\x42\x42\x42")
+
+    monkeypatch.setattr(reader.FitsFrame, "read_rows", then_change)
+    out = tmp_path / "out"
+    assert main(["combine", str(darks), "--imagetyp", "dark", "-o", str(out),
+                 "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert "d1.fits: changed while it was being combined" in err
+    assert "nothing was written" in err
+    assert not out.exists() or list(out.iterdir()) == []

@@ -50,6 +50,10 @@ class Frame:
         """The frame's header as an ``astropy.io.fits.Header`` (read on demand)."""
         raise NotImplementedError
 
+    def verify(self) -> None:
+        """Raise ``FrameError`` if the frame's file changed since it was opened (after the
+        last read: what was combined is what was opened). In-memory frames cannot change."""
+
     def close(self) -> None:
         """Release any open file."""
 
@@ -62,6 +66,11 @@ def _pread_into(fd: int, buffer: memoryview, offset: int, path) -> None:
             raise FrameError(path, f"file ends early: expected {len(buffer) - done} more bytes at "
                              f"byte {offset + done}; the file is truncated, re-copy it")
         done += n
+
+
+def _identity(st) -> tuple:
+    """What tells a file from a changed or replaced one: size, mtime, inode, ctime."""
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def _scaling(path, info: HDUInfo, key, default):
@@ -98,6 +107,10 @@ class FitsFrame(Frame):
         self.unit = info.header.get("BUNIT")
         self.keep_open = keep_open
         self._fd = None
+        try:
+            self.identity = _identity(os.stat(self.path))  # the file whose header was read
+        except OSError as exc:
+            raise FrameError(self.source, f"cannot open: {exc.strerror}") from exc
         self.dtype = np.dtype(_BITPIX[info.bitpix])
         self.bzero = _scaling(self.source, info, "BZERO", 0.0)
         self.bscale = _scaling(self.source, info, "BSCALE", 1.0)
@@ -118,7 +131,25 @@ class FitsFrame(Frame):
                 self._fd = os.open(self.path, os.O_RDONLY)
             except OSError as exc:
                 raise FrameError(self.source, f"cannot open: {exc.strerror}") from exc
+            self._check(os.fstat(self._fd))  # every (re)open: still the file indexed
         return self._fd
+
+    def _check(self, st) -> None:
+        if _identity(st) != self.identity:
+            self.close()
+            raise FrameError(self.source, "changed while it was being combined (size, "
+                             "modification time or inode); nothing was written: run again once "
+                             "the files are complete")
+
+    def verify(self) -> None:
+        try:
+            st = os.fstat(self._fd) if self._fd is not None else None
+            if st is not None:
+                self._check(st)  # an edit in place
+            self._check(os.stat(self.path))  # a file put in its place
+        except OSError as exc:
+            raise FrameError(self.source, f"cannot be read any more ({exc.strerror}); nothing "
+                             "was written") from exc
 
     def _read(self, info: HDUInfo, start, target: np.ndarray):
         width = self.shape[1]

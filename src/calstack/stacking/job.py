@@ -145,6 +145,8 @@ class Job:
     def finish(self, data, uncertainty, count, rejected, frame_rejected) -> Master:
         """The :class:`Master` from the filled outputs, the number of values rejected and the
         number of each frame's values rejected (the sums of the tiles' counts)."""
+        for frame in self.frames:  # what was combined is what was opened
+            frame.verify()
         kept = int(count.sum(dtype=np.int64))
         if kept == 0:
             log.warning("%s...: no pixel of the %d frames has a value (all NaN, BLANK or masked); "
