@@ -321,3 +321,23 @@ def test_an_input_changed_during_the_combine_is_an_error(darks, tmp_path, capsys
     assert "d1.fits: changed while it was being combined" in err
     assert "nothing was written" in err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_python_warnings_are_one_calstack_line(darks, tmp_path, capsys, monkeypatch):
+    import warnings
+
+    from calstack.pipeline import groups
+
+    real = groups.anomalies
+
+    def warn(frames, master):
+        warnings.warn("a card was fixed", UserWarning, stacklevel=1)
+        return real(frames, master)
+
+    monkeypatch.setattr(groups, "anomalies", warn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["combine", str(darks), "--imagetyp", "dark", "-o", str(tmp_path / "o"),
+                     "--no-cache", "-q"]) == 0
+    assert capsys.readouterr().err == "calstack: UserWarning: a card was fixed\n"
+    assert warnings.showwarning.__module__ == "warnings"  # put back

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from . import __version__
 from .errors import CalstackError, did_you_mean
@@ -474,6 +475,9 @@ def main(argv=None) -> int:
     logger.propagate = False
     logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     args.written = []  # the masters written, for the message after an interruption
+    shown = warnings.showwarning  # Python warnings (astropy's) as calstack's one-line warnings
+    warnings.showwarning = lambda message, category, *_args, **_kw: logger.warning(
+        "%s: %s", category.__name__, message)
     handlers = ({sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
                 if threading.current_thread() is threading.main_thread() else {})
     try:
@@ -497,6 +501,7 @@ def main(argv=None) -> int:
               "no partial file was left", file=sys.stderr)
         return 128 + signum
     finally:
+        warnings.showwarning = shown
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
