@@ -10,11 +10,14 @@ Default numeric tolerance
 Two sorted neighbouring values ``a <= b`` belong to one cluster when they are close by
 :func:`calstack.catalog.closeness.close`: ``b - a <= max(1e-6 * max(|a|, |b|), 1e-9)`` -- the same
 closeness the index's ``filter`` uses (``math.isclose(rel_tol=1e-6, abs_tol=1e-9)``), so a
-group's representative value selects the same frames with ``index.filter``. Clusters chain: each
-value is compared with its sorted neighbour, not with the cluster's first member. It absorbs float32/float64 round-off and formatting noise
-but never merges genuinely different settings (7 s vs 7.001 s). Give an explicit absolute
-tolerance for keys that really wander (``tolerances={'ccd-temp': 0.5}``). Integer values are
-compared exactly unless a tolerance is given.
+group's representative value selects the same frames with ``index.filter``. Clusters chain:
+each value is compared with its sorted neighbour, not with the cluster's first member. It
+absorbs float32/float64 round-off and formatting noise but never merges genuinely different
+settings (7 s vs 7.001 s). Keywords whose values really wander have a default of their own
+(:data:`calstack.catalog.conventions.DEFAULT_TOLERANCES`: exposure times as cameras record them
+within max(0.1 %, 10 ms), CCD-TEMP within 2 degC); an explicit absolute tolerance replaces it
+(``tolerances={'ccd-temp': 0.5}``). Integer values are compared exactly unless a tolerance is
+given.
 """
 
 from __future__ import annotations

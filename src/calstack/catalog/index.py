@@ -262,8 +262,12 @@ class ImageIndex:
         One row per image: ``file`` (name relative to the scanned folder; the bare name for a
         file given explicitly), ``path`` (full path),
         ``hdu`` (HDU number; -1 for a file that could not be read), ``extname``, one column per
-        keyword (masked where a header lacks it), and ``error`` (the reason a file could not be
-        read, ``''`` for good rows). A plain file gives one row (``hdu=0``); a multi-extension
+        keyword (masked where a header lacks it), one per keyword of the header conventions
+        (:func:`calstack.catalog.conventions.read_keywords`: aliases, camera setup, masters'
+        marks) that some frame has, ``master`` (why a frame is itself a master, ``''`` if it is
+        not) and ``error`` (the reason a file could not be read, ``''`` for good rows).
+        IMAGETYP, EXPTIME and FILTER are filled from their aliases (OBSTYPE, EXPOSURE, SUBSET...)
+        and numbers written as text are numbers (:func:`~calstack.catalog.conventions.normalise`). A plain file gives one row (``hdu=0``); a multi-extension
         file with an empty primary gives one row per image extension (except ``MASK``,
         ``UNCERT`` and ``NCOMB`` ones), each inheriting the primary keywords it lacks. For a
         tile-compressed image, ``BITPIX`` and ``NAXISn`` are the image's (``ZBITPIX``,
@@ -419,8 +423,10 @@ class ImageIndex:
         Notes
         -----
         Keyword names are case-insensitive. Strings match case-insensitively after trimming
-        blanks (``'dark'`` matches ``'DARK '``); numbers match within ``rel_tol=1e-6,
-        abs_tol=1e-9`` (:func:`math.isclose`), also against a string cell that reads as a
+        blanks (``'dark'`` matches ``'DARK '``); numbers match within the keyword's default
+        tolerance (:data:`calstack.catalog.conventions.DEFAULT_TOLERANCES`: exposure times within
+        max(0.1 %, 10 ms), CCD-TEMP within 2 degC), else ``rel_tol=1e-6, abs_tol=1e-9``
+        (:func:`math.isclose`), also against a string cell that reads as a
         number, and a string criterion that reads as a number matches numeric cells (so
         ``exptime='70'`` works). ``'*'`` matches any row that has the keyword; a list matches any
         of its values. A row without the keyword never matches, nor do unreadable files, which

@@ -33,7 +33,7 @@ log = logging.getLogger("calstack")
 
 
 def _same_setup(a, b, tolerances) -> bool:
-    """Whether two groups were built for one camera setup: every setup key either has agrees,
+    """Whether two groups were built for one camera setup: every setup key that either has agrees,
     by the rule grouping uses (:func:`calstack.catalog.closeness.same_value`, each key's
     tolerance)."""
     keys = dict.fromkeys([*a.setup, *b.setup])
