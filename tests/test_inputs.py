@@ -151,6 +151,7 @@ def test_header_values_never_name_a_path(darks, tmp_path):
     (["--template", "sub/m.fit"], "gives sub/m.fit, a path: give a file name"),
     (["--template", "x" * 300 + ".fit"], "a name of more than 255 bytes"),
     (["--template", "{exptime:>999999999}.fit"], "asks for a field 999999999 characters wide"),
+    (["--template", "m.fits.gz"], "gives m.fits.gz: masters are written as plain FITS"),
 ])
 def test_outputs_never_replace_inputs_or_each_other(darks, tmp_path, capsys, argv, message):
     out = darks if argv[:2] == ["--template", "d0.fits"] else tmp_path / "out"
@@ -341,3 +342,17 @@ def test_python_warnings_are_one_calstack_line(darks, tmp_path, capsys, monkeypa
                      "--no-cache", "-q"]) == 0
     assert capsys.readouterr().err == "calstack: UserWarning: a card was fixed\n"
     assert warnings.showwarning.__module__ == "warnings"  # put back
+
+
+def test_a_memory_limit_above_what_the_machine_has_is_an_error(darks, tmp_path, capsys,
+                                                               monkeypatch):
+    from calstack.stacking.backends import local
+
+    assert 0 < local.available_memory() < 2**50  # this Linux machine's MemAvailable
+    monkeypatch.setattr(local, "available_memory", lambda: 4 * 1024**2)  # 4 MiB free
+    out = tmp_path / "out"
+    assert main(["combine", str(darks), "--imagetyp", "dark", "-o", str(out), "--no-cache",
+                 "--mem-limit", "64GB"]) == 1
+    err = capsys.readouterr().err
+    assert "but only 4.2 MB of memory is available; give a smaller --mem-limit" in err
+    assert not out.exists() or list(out.iterdir()) == []

@@ -287,6 +287,10 @@ def _check_targets(template, targets, folder, index, also_writes) -> None:
         if target.parent != folder:
             raise OptionError(f"template {template!r} gives {target.relative_to(folder)}, a "
                               "path: give a file name (the folder is --output-dir)")
+        if target.suffix.lower() in (".gz", ".fz", ".bz2", ".zip"):
+            raise OptionError(f"template {template!r} gives {target.name}: masters are written "
+                              "as plain FITS, so a compressed file's name would not be true; "
+                              "end it in .fit or .fits")
         if len(target.name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
             raise OptionError(f"template {template!r} gives a name of more than {_NAME_BYTES} "
                               f"bytes ({target.name[:40]}...); shorten it")

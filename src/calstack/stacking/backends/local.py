@@ -10,6 +10,7 @@ from ...errors import OptionError
 from ...io.reader import raw_buffer
 from ...progress import as_progress
 from ..master import Master
+from ..plan import format_bytes
 
 __all__ = ["BandBuffers", "read_band", "run_many"]
 
@@ -87,6 +88,29 @@ def read_band(frames, preparation, start, stop, tile, calibration, raws, pool=No
         list(pool.map(read, range(len(raws))))
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give now (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(plan) -> None:
+    """A combine that would allocate more than this machine has is an error before it starts
+    (instead of NumPy's MemoryError, or the machine swapping)."""
+    available = available_memory()
+    if available is not None and plan.estimated_peak > available:
+        raise OptionError(f"this combine would use {format_bytes(plan.estimated_peak)} "
+                          f"(mem_limit {format_bytes(plan.mem_limit)}) but only "
+                          f"{format_bytes(available)} of memory is available; give a smaller "
+                          "--mem-limit (mem_limit=)")
+
+
 def run_many(jobs, *, client=None, progress=False):
     """Run each job in turn on this machine; yield its :class:`~calstack.Master`.
 
@@ -109,6 +133,7 @@ def run_many(jobs, *, client=None, progress=False):
                           "dask backend (calstack.stacking.dispatch.run chooses)")
     progress = as_progress(progress)
     for job in jobs:
+        _check_memory(job.plan)
         with progress.task("combine", total=job.plan.shape[0], unit="row") as task:
             yield _run(job, task.update)
 
