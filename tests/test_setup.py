@@ -32,6 +32,11 @@ def built(capsys, *argv):
             for m in json.loads(out)}, err
 
 
+def three(stem):
+    """The names of a corpus series: ``stem_001.fits`` ... ``stem_003.fits``."""
+    return [f"{stem}_00{i}.fits" for i in (1, 2, 3)]
+
+
 def median_of(path):
     return float(np.median(fits.getdata(path)))
 
@@ -40,13 +45,13 @@ def test_nina_night_by_gain_offset_and_set_point(tmp_path, capsys):
     masters, err = built(capsys, "masters", str(CORPUS / "nina"), "-r", "-o", str(tmp_path),
                          "--no-cache")
     assert masters == {
-        "combined_bias_gain0_offset10.fit": [f"BIAS_gain0_00{i}.fits" for i in (1, 2, 3)],
-        "combined_bias_gain120_offset30.fit": [f"BIAS_gain120_00{i}.fits" for i in (1, 2, 3)],
-        "combined_dark_60.000_settemp-20.fit": [f"DARK_-20C_00{i}.fits" for i in (1, 2, 3)],
-        "combined_dark_60.000_settemp-10.fit": [f"DARK_-10C_00{i}.fits" for i in (1, 2, 3)],
-        "combined_flatdark_2.500.fit": [f"DARKFLAT_00{i}.fits" for i in (1, 2, 3)],
-        "combined_flat_R.fit": [f"FLAT_R_00{i}.fits" for i in (1, 2, 3)],
-        "combined_flat_V.fit": [f"FLAT_V_00{i}.fits" for i in (1, 2, 3)],
+        "combined_bias_gain0_offset10.fit": three("BIAS_gain0"),
+        "combined_bias_gain120_offset30.fit": three("BIAS_gain120"),
+        "combined_dark_60.000_settemp-20.fit": three("DARK_-20C"),
+        "combined_dark_60.000_settemp-10.fit": three("DARK_-10C"),
+        "combined_flatdark_2.500.fit": three("DARKFLAT"),
+        "combined_flat_R.fit": three("FLAT_R"),
+        "combined_flat_V.fit": three("FLAT_V"),
     }
     assert abs(median_of(tmp_path / "combined_bias_gain120_offset30.fit") - 480) < 3
     assert abs(median_of(tmp_path / "combined_bias_gain0_offset10.fit") - 160) < 3
@@ -92,7 +97,7 @@ def test_maxim_set_points_and_its_master(tmp_path, capsys):
         f"dark300_10C_00{i}.fits" for i in (1, 2, 3)]
     assert masters["combined_dark_300.000_settemp-20.fit"] == [
         f"dark300_20C_00{i}.fits" for i in (1, 2, 3)]
-    assert masters["combined_flat_Red.fit"] == [f"flat_red_00{i}.fits" for i in (1, 2, 3)]
+    assert masters["combined_flat_Red.fit"] == three("flat_red")
     assert "master_dark300.fits (SNAPSHOT = 10 (MaxIm DL))" in err
 
 
@@ -109,8 +114,8 @@ def test_sharpcap_numbers_written_as_text_are_numbers(tmp_path, capsys):
 def test_sgp_exposure_only(tmp_path, capsys):
     masters, _ = built(capsys, "combine", str(CORPUS / "sgp"), "--imagetyp", "dark", "-o",
                        str(tmp_path), "--no-cache")
-    assert masters == {"combined_dark_30.000.fit": [f"dark_30s_00{i}.fits" for i in (1, 2, 3)],
-                       "combined_dark_120.000.fit": [f"dark_120s_00{i}.fits" for i in (1, 2, 3)]}
+    assert masters == {"combined_dark_30.000.fit": three("dark_30s"),
+                       "combined_dark_120.000.fit": three("dark_120s")}
 
 
 def test_gemini_amplifiers_sharing_extname_sci(tmp_path, capsys):
@@ -164,20 +169,20 @@ def test_real_wfpc2_chips_are_never_averaged(tmp_path, capsys):
 def test_iraf_subset_and_zero(tmp_path, capsys):
     masters, _ = built(capsys, "masters", str(CORPUS / "iraf"), "-o", str(tmp_path),
                        "--no-cache")
-    assert masters == {"combined_bias.fit": [f"zero_00{i}.fits" for i in (1, 2, 3)],
-                       "combined_flat_R.fit": [f"flatR_00{i}.fits" for i in (1, 2, 3)],
-                       "combined_flat_V.fit": [f"flatV_00{i}.fits" for i in (1, 2, 3)]}
+    assert masters == {"combined_bias.fit": three("zero"),
+                       "combined_flat_R.fit": three("flatR"),
+                       "combined_flat_V.fit": three("flatV")}
 
 
 def test_combine_splits_flats_by_filter(tmp_path, capsys):
     masters, _ = built(capsys, "combine", str(CORPUS / "iraf"), "--imagetyp", "flat", "-o",
                        str(tmp_path), "--no-cache")
-    assert masters == {"combined_flat_5.000_R.fit": [f"flatR_00{i}.fits" for i in (1, 2, 3)],
-                       "combined_flat_5.000_V.fit": [f"flatV_00{i}.fits" for i in (1, 2, 3)]}
+    assert masters == {"combined_flat_5.000_R.fit": three("flatR"),
+                       "combined_flat_5.000_V.fit": three("flatV")}
 
 
 def test_masters_of_other_programs_are_not_inputs(tmp_path, capsys):
-    darks = [f"dark120_00{i}.fits" for i in (1, 2, 3)]
+    darks = three("dark120")
     for command in (["masters"], ["combine", "--imagetyp", "dark"]):
         out = tmp_path / command[0]
         masters, err = built(capsys, *command[:1], str(CORPUS / "masters"), *command[1:], "-o",
@@ -197,7 +202,7 @@ def test_masters_of_other_programs_are_not_inputs(tmp_path, capsys):
 def test_colour_flats_without_filter_are_one_group(tmp_path, capsys):
     masters, err = built(capsys, "masters", str(CORPUS / "colour"), "-o", str(tmp_path),
                          "--no-cache")
-    assert masters["combined_flat.fit"] == [f"flat_00{i}.fits" for i in (1, 2, 3)]
+    assert masters["combined_flat.fit"] == three("flat")
     assert "no flat has a FILTER" in err
 
 

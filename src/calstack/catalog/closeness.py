@@ -32,10 +32,6 @@ class Tolerance:
         """Whether a difference ``diff = |a - b|`` is within this tolerance."""
         return diff <= max(self.rel * max(abs(a), abs(b)), self.abs)
 
-    def __str__(self) -> str:
-        parts = ([f"{100 * self.rel:g} %"] if self.rel else []) + ([f"{self.abs:g}"] if self.abs else [])
-        return f"max({', '.join(parts)})" if len(parts) > 1 else (parts or ["0"])[0]
-
 
 def close(a, b, tolerance=None) -> bool:
     """Whether two numbers are the same setting.

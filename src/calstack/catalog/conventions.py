@@ -177,10 +177,10 @@ def normalise(header) -> tuple[dict, list]:
         present = [(c, v) for c, v in present if v is not None]
         if present and canonical not in out:
             out[canonical] = present[0][1]
-        if canonical == "EXPTIME" and len(present) > 1:
-            numbers_ = [(c, v) for c, v in present if isinstance(v, (int, float))]
-            (first, a), *others = numbers_ or [(None, None)]
-            for other, b in others:
+        numeric = [(c, v) for c, v in present if isinstance(v, (int, float))]
+        if canonical == "EXPTIME" and len(numeric) > 1:
+            first, a = numeric[0]
+            for other, b in numeric[1:]:
                 if not DEFAULT_TOLERANCES["exptime"].allows(abs(a - b), a, b):
                     problems.append(f"{first} = {a} but {other} = {b}; using {first}")
     return out, problems

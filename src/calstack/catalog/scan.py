@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import FrameError, OptionError
 from ..io.fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
+from ..io.reader import file_identity
 
 __all__ = ["FITS_SUFFIXES", "find_files", "read_all", "read_cached"]
 
@@ -53,7 +54,8 @@ def _wanted(relname: str, include, exclude) -> bool:
 
 
 def _scan_folder(folder: str, recursive: bool, prefix: str = "", visited=None):
-    """Yield ``(path, relative name)`` of the FITS files of a folder, sorted by name.
+    """Yield ``(path, relative name, os.stat result)`` of the FITS files of a folder, sorted by
+    name.
 
     Subfolders (with ``recursive``) are visited once each, by ``(st_dev, st_ino)``: a link back
     up the tree or two links to one folder are not followed again. Entries that are not
@@ -81,7 +83,7 @@ def _scan_folder(folder: str, recursive: bool, prefix: str = "", visited=None):
                 yield from _scan_folder(entry.path, True, rel + "/", visited)
         elif _is_fits_name(entry.name):
             if stat.S_ISREG(st.st_mode):
-                yield entry.path, rel
+                yield entry.path, rel, st
             else:
                 log.warning("skipping %s: not a regular file (a FIFO, device or socket)",
                             entry.path)
@@ -114,21 +116,18 @@ def find_files(locations, recursive, include, exclude):
             if not candidates and not recursive:
                 _hint_recursive(location)
         elif os.path.exists(location):
-            if not stat.S_ISREG(os.stat(location).st_mode):
+            st = os.stat(location)
+            if not stat.S_ISREG(st.st_mode):
                 raise OptionError(f"locations: {location!r} is not a regular file (a FIFO, "
                                   "device or socket); give folders or FITS files")
-            candidates = [(location, os.path.basename(location))]
+            candidates = [(location, os.path.basename(location), st)]
         else:
             raise OptionError(f"locations: {location!r} does not exist; give folders or FITS "
                               "files")
-        for path, rel in candidates:
+        for path, rel, st in candidates:
             if not _wanted(rel, include, exclude):
                 continue
-            try:
-                st = os.stat(path)
-                identity = (st.st_dev, st.st_ino)
-            except OSError:
-                identity = path
+            identity = (st.st_dev, st.st_ino)
             if identity in seen:
                 log.info("skipping %s: the same file as one indexed already", path)
                 continue
@@ -244,13 +243,12 @@ def read_all(paths, wanted, workers, adaptive, tick=None):
 
 
 def _stat(path):
-    """The identity of a file -- ``(size, mtime_ns, inode, ctime_ns)`` -- or None if it cannot
+    """The identity of a file (:func:`calstack.io.reader.file_identity`), or None if it cannot
     be had."""
     try:
-        st = os.stat(path)
+        return file_identity(os.stat(path))
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def read_cached(paths, cache, folders, workers, adaptive, tick):

@@ -24,8 +24,8 @@ import numpy as np
 from ..errors import FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
-__all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame", "frame_location",
-           "open_frame", "raw_buffer", "raw_itemsize"]
+__all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame", "file_identity",
+           "frame_location", "open_frame", "raw_buffer", "raw_itemsize"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -68,8 +68,9 @@ def _pread_into(fd: int, buffer: memoryview, offset: int, path) -> None:
         done += n
 
 
-def _identity(st) -> tuple:
-    """What tells a file from a changed or replaced one: size, mtime, inode, ctime."""
+def file_identity(st) -> tuple:
+    """What tells a file from a changed or replaced one, from its ``os.stat`` result: size,
+    mtime (ns), inode, ctime (ns) -- also the header cache's key."""
     return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
@@ -108,7 +109,7 @@ class FitsFrame(Frame):
         self.keep_open = keep_open
         self._fd = None
         try:
-            self.identity = _identity(os.stat(self.path))  # the file whose header was read
+            self.identity = file_identity(os.stat(self.path))  # the file whose header was read
         except OSError as exc:
             raise FrameError(self.source, f"cannot open: {exc.strerror}") from exc
         self.dtype = np.dtype(_BITPIX[info.bitpix])
@@ -135,7 +136,7 @@ class FitsFrame(Frame):
         return self._fd
 
     def _check(self, st) -> None:
-        if _identity(st) != self.identity:
+        if file_identity(st) != self.identity:
             self.close()
             raise FrameError(self.source, "changed while it was being combined (size, "
                              "modification time or inode); nothing was written: run again once "

@@ -294,19 +294,25 @@ def _check_targets(template, targets, folder, index, also_writes) -> None:
         if len(target.name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
             raise OptionError(f"template {template!r} gives a name of more than {_NAME_BYTES} "
                               f"bytes ({target.name[:40]}...); shorten it")
-    inputs = {os.path.realpath(str(p)) for p in index.table["path"]}
-    mine = {os.path.realpath(t): t for t in targets}
-    for real, target in mine.items():
-        if real in inputs:
-            raise OptionError(f"{target}: is an input of this run; a master never replaces an "
-                              "input (with or without --overwrite): choose another --output-dir "
-                              "or --template")
+    masters = {os.path.realpath(t) for t in targets}
     for other in also_writes:
-        real = os.path.realpath(os.fspath(other))
-        if real in inputs or real in mine:
-            what = "an input" if real in inputs else "a master"
-            raise OptionError(f"{other}: is {what} of this run; the report must be a file of "
+        if os.path.realpath(os.fspath(other)) in masters:
+            raise OptionError(f"{other}: is a master of this run; the report must be a file of "
                               "its own: choose another --report name")
+    existing = {}  # only an output that exists can be an input: the inputs are stat'ed then
+    for output in [*targets, *also_writes]:
+        with contextlib.suppress(OSError):
+            st = os.stat(output)
+            existing[(st.st_dev, st.st_ino)] = output
+    for path in index.table["path"] if existing else ():
+        with contextlib.suppress(OSError):
+            st = os.stat(str(path))
+            output = existing.get((st.st_dev, st.st_ino))
+            if output is not None:
+                raise OptionError(f"{output}: is an input of this run ({path}); a master or "
+                                  "report never replaces an input (with or without "
+                                  "--overwrite): choose another --output-dir, --template or "
+                                  "--report name")
 
 
 def _record_setup(header, group) -> None:
@@ -449,9 +455,10 @@ def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, outpu
     _report_missing(index, select)
     _report_other_spellings(index, select)
     index = without_masters(index)  # earlier masters may be replaced (--overwrite); not inputs
-    chosen = index.filter(select) if select else index
+    selected = index.mask(select) if select else None
+    chosen = index.subset(selected) if select else index
     if report_others and select:
-        report_ignored(index, index.mask(select))
+        report_ignored(index, selected)
     keys = [keys] if isinstance(keys, str) else list(keys)
     keys += _kind_keys(chosen, select, [*keys, *allow_mixed])
     hdu = combine_options.pop("hdu", None)

@@ -160,7 +160,7 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
                 log.warning("no %s frames (IMAGETYP %s); no master %s", kind.name,
                             "/".join(names[kind.name][:3]), kind.name)
             continue
-        if kind.name != "bias" and subtract_bias and "bias" not in plans:
+        if subtract_bias and "bias" in kind.needs and "bias" not in plans:
             raise OptionError(f"--subtract-bias: there are no bias frames for the {kind.name}s")
         if kind.name == "flat" and subtract_dark and not ({"dark", "flatdark"} & set(plans)):
             raise OptionError("--subtract-dark: there are no dark frames for the flats")
@@ -173,24 +173,25 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
     planned = {kind: [_Planned(group, path) for group, path in plans[kind].planned()]
                if kind in plans else [] for kind in KINDS}
 
-    def options_for(kind):
-        def extra_options(group):
-            more = {}
-            if subtract_bias and kind != "bias":
-                more["bias"] = str(_matching(planned["bias"], group, tolerances, "bias")[0].path)
-            if subtract_dark and kind == "flat":
-                exptime = group.key.get("exptime") or _exptime(group)
-                more["dark"] = str(_flat_dark(planned, group, tolerances, exptime).path)
-            if kind == "flat":
-                more.update(scale="median", scale_to=1.0, stat_section=stat_section)
-            return more
-        return extra_options
+    def extra_options(kind, group) -> dict:
+        """The options a group's combine adds: its master bias and dark, a flat's scaling."""
+        more = {}
+        if subtract_bias and "bias" in KINDS[kind].needs:
+            more["bias"] = str(_matching(planned["bias"], group, tolerances, "bias")[0].path)
+        if subtract_dark and kind == "flat":
+            exptime = group.key.get("exptime") or _exptime(group)
+            more["dark"] = str(_flat_dark(planned, group, tolerances, exptime).path)
+        if kind == "flat":
+            more.update(scale="median", scale_to=1.0, stat_section=stat_section)
+        return more
 
-    for kind, plan in plans.items():  # each group's bias and dark found before any is built
-        for group, _ in plan.planned():
-            options_for(kind)(group)
-    built = {kind: run_plan(plan, options_for=options_for(kind), progress=progress,
-                            on_master=on_master) for kind, plan in plans.items()}
+    # each group's bias and dark found before any master is built (the groups' identities:
+    # run_plan combines these same Group objects)
+    extra = {kind: {id(group): extra_options(kind, group) for group, _ in plan.planned()}
+             for kind, plan in plans.items()}
+    built = {kind: run_plan(plan, options_for=lambda group, kind=kind: extra[kind][id(group)],
+                            progress=progress, on_master=on_master)
+             for kind, plan in plans.items()}
     return [b for kind in KINDS for b in built.get(kind, ())]
 
 
