@@ -1,11 +1,12 @@
 """The numba kernel against its pure-NumPy twin, and the twin against astropy's sigma_clip."""
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from astropy.stats import sigma_clip
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from calstack.kernels.registry import ALGORITHMS, NO_REJECTION
@@ -67,6 +68,8 @@ options_strategy = st.builds(
     max_clip=st.sampled_from([None, 2.0, 10.0]),
     nlow=st.integers(0, 2),
     nhigh=st.integers(0, 2),
+    nkeep=st.sampled_from([0, 1, 2, -1]),
+    quantum=st.sampled_from([0.0, 0.0, 0.5]),
 )
 
 
@@ -108,6 +111,20 @@ def test_weights_and_post_scale_match_reference(stack, options, data):
     if options.method == "median":
         weights = None
     assert_matches_reference(stack, options, weights=weights, post_scale=post_scale)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stack=stacks(), options=options_strategy, data=st.data())
+def test_ccdclip_on_scaled_frames_matches_reference(stack, options, data):
+    """The noise model per frame, at the unscaled level (frames of distinct values: of tied
+    values of differently scaled frames, the kernel judges by every frame holding the value)."""
+    finite = [column[np.isfinite(column)] for column in stack.T]
+    assume(all(len(np.unique(column)) == len(column) for column in finite))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n = len(stack)
+    options = replace(options, rejection="ccdclip", frame_scale=tuple(rng.uniform(0.3, 3.0, n)),
+                      frame_zero=data.draw(st.sampled_from([None, tuple(rng.normal(0, 2, n))])))
+    assert_matches_reference(stack, options)
 
 
 def test_masked_weights_do_not_count():
@@ -165,7 +182,7 @@ def test_the_registry_is_the_kernels_and_the_options():
     for name, algorithm in ALGORITHMS.items():
         assert algorithm.name == name
         options = CombineOptions(rejection=name, gain=1.0, read_noise=0.0)
-        assert options.kernel_params().rejection == algorithm.code
+        assert options.kernel_params(5).rejection == algorithm.code
         assert set(algorithm.options) <= set(CombineOptions.__dataclass_fields__)
 
 
@@ -243,7 +260,7 @@ def test_sigma_clip_matches_astropy(stack, sigma_lower, sigma_upper, cenfunc, st
     stack = stack.astype(np.float64)
     options = CombineOptions(rejection="sigma_clip", sigma_lower=sigma_lower,
                              sigma_upper=sigma_upper, cenfunc=cenfunc, stdfunc=stdfunc,
-                             maxiters=maxiters)
+                             maxiters=maxiters, nkeep=0)
     _, _, count, _ = run_kernel(stack, options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

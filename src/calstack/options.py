@@ -21,7 +21,7 @@ import textwrap
 from dataclasses import dataclass, replace
 
 from .errors import OptionError, did_you_mean, unknown_option
-from .kernels.params import METHOD_CODES, KernelParams
+from .kernels.params import METHOD_CODES, KernelParams, pclip_rank_offset
 from .kernels.registry import ALGORITHMS, NO_REJECTION
 
 __all__ = [
@@ -92,6 +92,16 @@ def _dtype(name, value):
 
 def _flag(_name, value):
     return bool(value)
+
+
+def _frames(name, value):
+    """None, or one finite number per frame (as a tuple)."""
+    if value is None:
+        return None
+    numbers_ = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in numbers_):
+        raise OptionError(f"{name} must be finite numbers, one per frame")
+    return numbers_
 
 
 @dataclass(frozen=True)
@@ -244,9 +254,16 @@ OPTIONS = {o.name: o for o in (
            check=_number(minimum=0, integer=True), flag="--nhigh", cli={"type": int},
            card=("CMBNHIGH", "highest values dropped per pixel")),
     Option("pclip", -0.5, "float",
-           "percentile_clip: rank offset from the median (>= 1) or fraction of half the values "
-           "(< 1); negative = below the median (IRAF's default -0.5)",
+           "percentile_clip: rank offset from the median (>= 1) or fraction of half the frames "
+           "(< 1, truncated); negative = below the median (IRAF's default -0.5)",
            check=_number(), flag="--pclip", cli={"type": float}, card=("CMBPCLIP", "pclip"),
+           recorded="algorithm"),
+    Option("nkeep", 1, "int",
+           "clipping keeps at least N values of a pixel (N >= 0), or rejects at most -N (IRAF)\n"
+           "Where a clipping algorithm left fewer, the rejected values nearest the center come "
+           "back (IRAF's ``nkeep``; 0 lets a pixel lose every value, as astropy's sigma_clip).",
+           check=_number(integer=True), flag="--nkeep", cli={"type": int},
+           card=("CMBNKEEP", "values kept at least (< 0: rejected at most)"),
            recorded="algorithm"),
     Option("gain", "GAIN", "float or str",
            "e-/ADU, or the header keyword holding it (ccdclip, noise weights)",
@@ -273,6 +290,17 @@ OPTIONS = {o.name: o for o in (
            "dtype of the result and of the working stack\nfloat32 holds 16-bit camera data "
            "exactly; arithmetic is float64 either way.", allowed=DTYPES, check=_dtype,
            flag="--dtype"),
+    Option("quantum", 0.0, "float",
+           "the unscaled values' quantisation step (0: none); set by combine from the data\n"
+           "No estimated spread is smaller, and no value within it of the center is rejected.",
+           kind="internal", check=_number(minimum=0)),
+    Option("frame_scale", None, "tuple of float, optional",
+           "each frame's scale factor before rejection; set by combine\n"
+           "ccdclip evaluates its noise model on the unscaled values, as IRAF does.",
+           kind="internal", check=_frames),
+    Option("frame_zero", None, "tuple of float, optional",
+           "each frame's zero offset before rejection (subtracted after scaling); set by combine",
+           kind="internal", check=_frames),
     Option("ccdproc_semantics", False, "bool",
            "ccdproc's order: missing values count among the highest in extrema clipping, and "
            "each rejection step judges all valid values (for calstack.compat.ccdproc)",
@@ -410,6 +438,8 @@ class _Rules:
                               "or a fraction of half the values (< 1); negative = low side")
         if self.gain == 0:
             raise OptionError("gain=0 is not valid: give electrons per ADU (> 0)")
+        if self.frame_scale is not None and not all(v > 0 for v in self.frame_scale):
+            raise OptionError("frame_scale must be positive factors")
         if self.esd_max <= 0:
             raise OptionError("esd_max must be > 0: a count of outliers (>= 1) or a fraction")
         if not 0 < self.esd_alpha < 1:
@@ -438,14 +468,20 @@ class _Rules:
                 f"nlow={self.nlow} + nhigh={self.nhigh} rejects all {n} frames; "
                 f"choose nlow + nhigh <= {n - 1}")
 
-    def kernel_params(self, *, weighted=False, post_scaled=False) -> KernelParams:
-        """The kernel's parameters (:class:`calstack.kernels.params.KernelParams`).
+    def kernel_params(self, n_frames, *, weighted=False, post_scaled=False) -> KernelParams:
+        """The kernel's parameters (:class:`calstack.kernels.params.KernelParams`) for a stack of
+        ``n_frames`` frames.
 
-        ``gain`` and ``read_noise`` must be numbers by now (see :meth:`with_noise_model`).
+        ``gain`` and ``read_noise`` must be numbers by now for ``ccdclip`` (see
+        :meth:`with_noise_model`); as numbers they also floor the spread of sigma clipping.
         """
         noise = self.rejection == "ccdclip"
-        if noise and (isinstance(self.gain, str) or isinstance(self.read_noise, str)):
+        known = not (isinstance(self.gain, str) or isinstance(self.read_noise, str))
+        if noise and not known:
             raise OptionError("ccdclip needs numbers for gain and read_noise")
+        floor = known and self.rejection in ("sigma_clip", "winsorized_sigma_clip")
+        scales = self.frame_scale or (1.0,)
+        zeros = self.frame_zero or (0.0,)
         return KernelParams(
             method=METHOD_CODES[self.method],
             nlow=self.nlow,
@@ -460,26 +496,43 @@ class _Rules:
             cen_median=self.cenfunc == "median",
             std_mad=self.stdfunc == "mad_std",
             maxiters=_UNTIL_CONVERGED if self.maxiters is None else self.maxiters,
-            pclip=self.pclip,
-            gain=float(self.gain) if noise else 1.0,
-            read_noise=float(self.read_noise) if noise else 0.0,
+            pclip=math.copysign(pclip_rank_offset(self.pclip, n_frames), self.pclip),
+            nkeep=self.nkeep,
+            quantum=self.quantum * max(abs(v) for v in scales),
+            gain=float(self.gain) if noise or floor else 1.0,
+            read_noise=float(self.read_noise) if noise or floor else 0.0,
             sense_noise=self.sense_noise,
+            frame_noise=noise and (self.frame_scale is not None or self.frame_zero is not None),
+            noise_floor=floor,
+            noise_scale=sum(scales) / len(scales),
+            noise_zero=sum(zeros) / len(zeros),
             esd_max=self.esd_max,
             weighted=weighted,
             post_scaled=post_scaled,
         )
 
-    def with_noise_model(self, header) -> CombineOptions:
+    def with_noise_model(self, header, unit="adu", *, required=True) -> CombineOptions:
         """Resolve ``gain``/``read_noise`` given as header keywords from ``header``.
 
-        Only ``ccdclip`` (and inverse-variance weights) use them; for anything else the options
-        are returned unchanged.
+        Frames whose ``unit`` (BUNIT) is electrons have gain 1: a ``gain`` keyword is then not
+        read (the camera's GAIN describes the raw frames), and a number other than 1 is refused.
+        A keyword the header lacks raises when ``required`` (ccdclip, noise weights), and is left
+        unresolved otherwise (the noise model then floors no spread).
         """
         values = {}
+        electrons = str(unit).strip().lower() in _ELECTRONS
+        if electrons:
+            if not isinstance(self.gain, str) and float(self.gain) != 1.0:
+                raise OptionError(
+                    f"gain={self.gain:g} but the frames are in electrons (BUNIT={unit!r}), whose "
+                    "gain is 1: drop --gain (or give 1), or combine the frames in ADU")
+            values["gain"] = 1.0
         for name in ("gain", "read_noise"):
             value = getattr(self, name)
-            if isinstance(value, str):
+            if isinstance(value, str) and name not in values:
                 if value.upper() not in header:
+                    if not required:
+                        continue
                     raise OptionError(
                         f"{name}={value!r} names a header keyword that the first frame lacks; "
                         f"give {name} as a number (--{name.replace('_', '-')} N) or the keyword "
@@ -489,6 +542,10 @@ class _Rules:
                     raise OptionError(f"header keyword {value.upper()}={values[name]!r} is not a "
                                       f"number; give {name} as a number")
         return replace(self, **values) if values else self
+
+
+#: BUNIT values of frames in electrons (gain 1).
+_ELECTRONS = ("electron", "electrons", "e-", "e")
 
 
 CombineOptions = dataclasses.make_dataclass(

@@ -158,7 +158,7 @@ def combine(img_list, output_file=None, method="average", weights=None, scale=No
             nlow=nlow if clip_extrema else 0, nhigh=nhigh if clip_extrema else 0,
             min_clip=minmax_clip_min if minmax_clip else None,
             max_clip=minmax_clip_max if minmax_clip else None,
-            ccdproc_semantics=True, dtype=dtype.name)
+            nkeep=0, ccdproc_semantics=True, dtype=dtype.name)
         with prepare_frames(images, options, weights=weights, post_scale=post_scale,
                             mem_limit=mem_limit, hdu=ccdkwargs.get("hdu")) as job:
             result = run(job)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .esd import critical_values, esd_max_outliers
-from .params import WINSOR_CLIP, WINSOR_CORRECTION
+from .params import WINSOR_CLIP, WINSOR_CORRECTION, pclip_rank_offset
 from .statistics import MAD_TO_STD
 
 __all__ = [
@@ -54,6 +54,28 @@ def _center(work, options):
     return np.nanmedian(work, axis=0) if options.cenfunc == "median" else np.nanmean(work, axis=0)
 
 
+def _noise(level, options):
+    gain, read_noise, sense = float(options.gain), float(options.read_noise), options.sense_noise
+    return np.sqrt((read_noise / gain) ** 2 + np.maximum(level, 0) / gain + (sense * level) ** 2)
+
+
+def _frames(options, n):
+    scale = np.ones(n) if options.frame_scale is None else np.array(options.frame_scale)
+    zero = np.zeros(n) if options.frame_zero is None else np.array(options.frame_zero)
+    return scale, zero
+
+
+def _floored(spread, center, options, n):
+    """No estimated spread below the quantisation step, nor (gain and read noise known) below
+    the noise model at the frames' mean scale and zero."""
+    scale, zero = _frames(options, n)
+    spread = np.maximum(spread, options.quantum * scale.max())
+    if not isinstance(options.gain, str) and not isinstance(options.read_noise, str):
+        spread = np.maximum(spread, scale.mean() * _noise((center + zero.mean()) / scale.mean(),
+                                                          options))
+    return spread
+
+
 def _sigma_bounds(work, options):
     center = _center(work, options)
     if options.stdfunc == "mad_std":
@@ -61,22 +83,27 @@ def _sigma_bounds(work, options):
         spread = np.nanmedian(np.abs(work - median), axis=0) * MAD_TO_STD
     else:
         spread = np.nanstd(work, axis=0)
-    return center - spread * options.low, center + spread * options.high
+    spread = _floored(spread, center, options, len(work))
+    return center, spread, center - spread * options.low, center + spread * options.high
 
 
 def _pclip_bounds(work, options):
     median = np.nanmedian(work, axis=0)
+    lower = np.full(work.shape[1], -np.inf)
+    upper = np.full(work.shape[1], np.inf)
     spread = np.full(work.shape[1], np.nan)
+    offset = pclip_rank_offset(options.pclip, len(work))  # of the stack's frames, not a pixel's
     for q in range(work.shape[1]):
         values = np.sort(work[np.isfinite(work[:, q]), q])
         k = len(values)
         if k == 0:
             continue
-        a = abs(options.pclip)
-        offset = int(a) if a >= 1 else max(1, int(np.floor(a * k / 2 + 0.5)))
         rank = max(0, (k - 1) // 2 - offset) if options.pclip < 0 else min(k - 1, k // 2 + offset)
         spread[q] = abs(median[q] - values[rank])
-    return median - spread * options.low, median + spread * options.high
+        if k >= 3 and spread[q] > 0:  # IRAF: fewer values, or no spread, reject nothing
+            lower[q] = median[q] - spread[q] * options.low
+            upper[q] = median[q] + spread[q] * options.high
+    return median, spread, lower, upper
 
 
 def _winsorized_bounds(work, options):
@@ -96,36 +123,127 @@ def _winsorized_bounds(work, options):
             if settled:
                 break
         spread[q] = sigma
-    return median - spread * options.low, median + spread * options.high
+    spread = _floored(spread, median, options, len(work))
+    return median, spread, median - spread * options.low, median + spread * options.high
+
+
+def _ccdclip_center(work, options):
+    if options.cenfunc == "median":
+        return np.nanmedian(work, axis=0)
+    center = np.full(work.shape[1], np.nan)
+    for q in range(work.shape[1]):
+        values = np.sort(work[np.isfinite(work[:, q]), q])
+        if len(values) >= 3:  # IRAF: the mean without the lowest and the highest
+            values = values[1:-1]
+        if len(values):
+            center[q] = values.mean()
+    return center
 
 
 def _ccdclip_bounds(work, options):
-    center = _center(work, options)
-    gain, read_noise, sense = float(options.gain), float(options.read_noise), options.sense_noise
-    spread = np.sqrt((read_noise / gain) ** 2 + np.maximum(center, 0) / gain + (sense * center) ** 2)
-    return center - spread * options.low, center + spread * options.high
+    center = _ccdclip_center(work, options)
+    if options.frame_scale is None and options.frame_zero is None:
+        spread = _noise(center, options)
+        return center, spread, center - spread * options.low, center + spread * options.high
+    # each frame's model at the unscaled level; reject from the ends while outside their
+    # frame's bounds (tied frames: the most lenient)
+    scale, zero = _frames(options, len(work))
+    spread = scale.mean() * _noise((center + zero.mean()) / scale.mean(), options)
+    lower = np.full(work.shape[1], -np.inf)
+    upper = np.full(work.shape[1], np.inf)
+    for q in range(work.shape[1]):
+        column = work[:, q]
+        values = np.sort(column[np.isfinite(column)])
+        if not len(values):
+            continue
+        c = center[q]
+        frame_sigma = scale * _noise((c + zero) / scale, options)
+        sigma = [frame_sigma[column == v].max() for v in values]
+        a, b = 0, len(values)
+        while a < b and values[a] < c - options.low * sigma[a]:
+            a += 1
+        while b > a and values[b - 1] > c + options.high * sigma[b - 1]:
+            b -= 1
+        lower[q], upper[q] = (values[a], values[b - 1]) if b > a else (np.inf, -np.inf)
+    return center, spread, lower, upper
 
 
-def _iterate(data, options, bounds):
-    """Apply ``bounds`` up to ``maxiters`` times; the last bounds reject (astropy's rule)."""
+def _keep(data, reject, center, spread, options):
+    """IRAF's ``nkeep``: give back the rejected values nearest the center, nearer end first (both
+    ends when their distances differ by at most 0.001 spreads), until ``nkeep`` are kept (or
+    at most ``-nkeep`` rejected)."""
+    for q in range(data.shape[1]):
+        order = np.argsort(data[:, q], kind="stable")
+        values = data[order, q]
+        k0 = int(np.isfinite(values).sum())
+        keep = _keep_count(k0, options)
+        kept = np.flatnonzero(~reject[order, q][:k0])
+        if len(kept) >= keep:
+            continue
+        c = center[q]
+        if len(kept):
+            x, y = kept[0], kept[-1] + 1
+        else:
+            x = y = int((values[:k0] < c).sum())
+        while y - x < keep:
+            if x == 0:
+                y += 1
+            elif y == k0:
+                x -= 1
+            else:
+                below, above = abs(c - values[x - 1]), abs(values[y] - c)
+                tie = abs(below - above) <= 1e-3 * spread[q]
+                x -= (below < above) or tie
+                y += (above < below) or tie
+        reject[order[x:y], q] = False
+    return reject
+
+
+def _keep_count(count, options):
+    """IRAF's ``maxkeep``: how many of ``count`` values ``nkeep`` keeps at least."""
+    if options.nkeep >= 0:
+        return np.minimum(count, options.nkeep)
+    return np.maximum(0, count + options.nkeep)
+
+
+def _iterate(data, options, bounds, *, iraf=False):
+    """Apply ``bounds`` up to ``maxiters`` times; the last bounds reject (astropy's rule), or
+    (``iraf``) every value rejected on the way, a pixel clipped no more once it has fewer than
+    2 values or no more than ``nkeep``; never reject within the quantisation step of the
+    center; then ``nkeep``."""
     maxiters = np.inf if options.maxiters is None else options.maxiters
+    quantum = options.quantum * _frames(options, len(data))[0].max()
     work = data.copy()
+    need = np.maximum(2, _keep_count(np.isfinite(data).sum(axis=0), options) + 1)
+    center = np.full(data.shape[1:], np.nan)
+    spread = np.full(data.shape[1:], np.nan)
     lower = np.full(data.shape[1:], -np.inf)
     upper = np.full(data.shape[1:], np.inf)
     iteration = 0
     while iteration < maxiters:
         iteration += 1
-        new_lower, new_upper = bounds(work, options)
-        has_values = np.isfinite(work).any(axis=0)
+        active = np.isfinite(work).sum(axis=0) >= need if iraf else np.ones(data.shape[1], bool)
+        new_center, new_spread, new_lower, new_upper = bounds(np.where(active, work, np.nan),
+                                                              options)
+        if quantum > 0:
+            new_lower = np.minimum(new_lower, new_center - quantum)
+            new_upper = np.maximum(new_upper, new_center + quantum)
+        has_values = np.isfinite(work).any(axis=0) & active
+        center = np.where(has_values, new_center, center)
+        spread = np.where(has_values, new_spread, spread)
         lower = np.where(has_values, new_lower, lower)
         upper = np.where(has_values, new_upper, upper)
         with np.errstate(invalid="ignore"):
-            new = (work < lower) | (work > upper)
+            new = ((work < lower) | (work > upper)) & active
         if not new.any():
             break
         work[new] = np.nan
-    with np.errstate(invalid="ignore"):
-        return (data < lower) | (data > upper)
+    if iraf:
+        reject = np.isfinite(data) & np.isnan(work)
+    else:
+        with np.errstate(invalid="ignore"):
+            reject = (data < lower) | (data > upper)
+    return _keep(data, reject, center, spread, options)
 
 
 def sigma_clip(data, options):
@@ -134,7 +252,8 @@ def sigma_clip(data, options):
 
 
 def percentile_clip(data, options):
-    """IRAF ``pclip``: spread = distance from the median to a value ``pclip`` ranks away."""
+    """IRAF ``pclip``: spread = distance from the median to a value ``pclip`` ranks away (the
+    offset fixed from the number of frames); fewer than 3 values or a zero spread: none."""
     return _iterate(data, options, _pclip_bounds)
 
 
@@ -144,8 +263,9 @@ def winsorized_sigma_clip(data, options):
 
 
 def ccdclip(data, options):
-    """IRAF ``ccdclip``: spread from the noise model (gain, read noise, sensitivity noise)."""
-    return _iterate(data, options, _ccdclip_bounds)
+    """IRAF ``ccdclip``: spread from the noise model (gain, read noise, sensitivity noise) at the
+    unscaled level, around the median or the mean without the extremes."""
+    return _iterate(data, options, _ccdclip_bounds, iraf=True)
 
 
 def esd(data, options):

@@ -25,7 +25,7 @@ __all__ = [
 #: Kernel codes (``KernelParams.rejection``).
 NO_REJECTION, SIGMA_CLIP, PERCENTILE_CLIP, WINSORIZED_SIGMA_CLIP, CCDCLIP, ESD = range(6)
 
-_CLIP = ("sigma_lower", "sigma_upper", "maxiters")
+_CLIP = ("sigma_lower", "sigma_upper", "maxiters", "nkeep")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ ALGORITHMS = {a.name: a for a in (
               "the reference recipe (median, mad_std): robust from ~5 frames; the default for "
               "darks and biases with cosmic rays"),
     Algorithm("percentile_clip", PERCENTILE_CLIP, "percentile_clip", (*_CLIP, "pclip"),
-              "distance from the median to the value pclip ranks away (IRAF pclip)",
+              "distance from the median to the value pclip ranks away, the offset fixed from "
+              "the number of frames (IRAF pclip)",
               "few frames (3-6), where a standard deviation means little"),
     Algorithm("winsorized_sigma_clip", WINSORIZED_SIGMA_CLIP, "winsorized_sigma_clip",
               _CLIP, "std of the values winsorized at 1.5 sigma, x1.134, iterated (Siril, "
@@ -77,8 +78,9 @@ ALGORITHMS = {a.name: a for a in (
               "(satellite trails, hot pixels in flats)"),
     Algorithm("ccdclip", CCDCLIP, "ccdclip",
               (*_CLIP, "cenfunc", "gain", "read_noise", "sense_noise"),
-              "noise model sqrt((read_noise/gain)^2 + level/gain + (sense_noise*level)^2) "
-              "(IRAF ccdclip)",
+              "noise model sqrt((read_noise/gain)^2 + level/gain + (sense_noise*level)^2) at "
+              "the unscaled level, around the median or the mean without the extremes (IRAF "
+              "ccdclip)",
               "the camera's gain and read noise are known: the spread comes from the noise "
               "model, not from a handful of values; good for biases and darks"),
     Algorithm("esd", ESD, "esd", ("esd_max", "esd_alpha"),

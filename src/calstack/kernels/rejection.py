@@ -26,11 +26,13 @@ __all__ = ["Scratch", "reject"]
 _WINSOR_TOLERANCE = 5e-4  # relative change of sigma at which winsorizing stops
 _WINSOR_MAX_LOOPS = 50
 
-# Clipping bounds, one function per algorithm, one signature: each fills s.lower/s.upper for the
-# columns whose range ``lo..hi`` is not empty.
+# Clipping bounds, one function per algorithm, one signature: each fills s.center, s.spread,
+# s.lower and s.upper for the columns whose range ``lo..hi`` is not empty. ``s.raw`` holds the block's values
+# unsorted (frame by frame) when ``p.frame_noise``; ``s.frame_scale``/``s.frame_zero`` the
+# factors and offsets that made them from the unscaled values.
 
 Scratch = namedtuple("Scratch", "center spread lower upper total mean std dev new_lo new_hi cur_lo "
-                                "cur_hi range_lo range_hi")
+                                "cur_hi range_lo range_hi raw frame_scale frame_zero")
 
 
 @njit(nogil=True, cache=True)
@@ -42,41 +44,51 @@ def _sigma_bounds(w, lo, hi, m, p, s, pairs):
         moments(w, lo, hi, s.total, s.mean, s.std, m)
     if p.std_mad:
         mad(w, lo, hi, s.center, s.dev, pairs, s.spread, m)
-        for q in range(m):
-            s.spread[q] *= MAD_TO_STD
-    else:
-        s.spread[:m] = s.std[:m]
-    if not p.cen_median:
-        s.center[:m] = s.mean[:m]
     for q in range(m):
         if hi[q] > lo[q]:
-            s.lower[q] = s.center[q] - s.spread[q] * p.sigma_lower
-            s.upper[q] = s.center[q] + s.spread[q] * p.sigma_upper
+            s.spread[q] = s.spread[q] * MAD_TO_STD if p.std_mad else s.std[q]
+            if not p.cen_median:
+                s.center[q] = s.mean[q]
+            spread = _spread_floor(s.spread[q], s.center[q], p)
+            s.spread[q] = spread
+            s.lower[q] = s.center[q] - spread * p.sigma_lower
+            s.upper[q] = s.center[q] + spread * p.sigma_upper
 
 
 @njit(nogil=True, cache=True)
-def pclip_offset(k, pclip):
-    """IRAF's percentile-clip rank offset from the median for ``k`` values."""
-    a = abs(pclip)
-    return int(a) if a >= 1.0 else max(1, int(a * k / 2.0 + 0.5))
+def _spread_floor(spread, center, p):
+    """An estimated spread, at least the quantisation step and (``p.noise_floor``) the noise
+    model at ``center`` (the frames' mean scale and zero undone)."""
+    spread = max(spread, p.quantum)
+    if p.noise_floor:
+        level = (center + p.noise_zero) / p.noise_scale
+        spread = max(spread, p.noise_scale * noise_model_sigma(level, p.gain, p.read_noise,
+                                                               p.sense_noise))
+    return spread
+
+
+_PCLIP_MIN_VALUES = 3  # IRAF: fewer values are not percentile-clipped
 
 
 @njit(nogil=True, cache=True)
 def _pclip_bounds(w, lo, hi, m, p, s, _pairs):
     """Percentile clipping (IRAF ``pclip``): the spread is the distance from the median to the
-    value ``pclip_offset`` ranks below it (``pclip < 0``) or above it (``pclip > 0``)."""
+    value ``p.pclip`` ranks below it (``< 0``) or above it (``> 0``), a rank offset fixed from the
+    stack's number of frames; a zero spread, or fewer than 3 values, rejects nothing."""
     median_of_range(w, lo, hi, s.center, m)
+    offset = int(abs(p.pclip))
     for q in range(m):
         k = hi[q] - lo[q]
         if k > 0:
-            offset = pclip_offset(k, p.pclip)
-            if p.pclip < 0:
-                r = max(0, (k - 1) // 2 - offset)
-            else:
-                r = min(k - 1, k // 2 + offset)
+            r = max(0, (k - 1) // 2 - offset) if p.pclip < 0 else min(k - 1, k // 2 + offset)
             spread = abs(s.center[q] - np.float64(w[lo[q] + r, q]))
-            s.lower[q] = s.center[q] - spread * p.sigma_lower
-            s.upper[q] = s.center[q] + spread * p.sigma_upper
+            s.spread[q] = spread
+            if k < _PCLIP_MIN_VALUES or spread == 0.0:
+                s.lower[q] = -np.inf
+                s.upper[q] = np.inf
+            else:
+                s.lower[q] = s.center[q] - spread * p.sigma_lower
+                s.upper[q] = s.center[q] + spread * p.sigma_upper
 
 
 @njit(nogil=True, cache=True)
@@ -88,17 +100,74 @@ def noise_model_sigma(level, gain, read_noise, sense_noise):
 
 
 @njit(nogil=True, cache=True)
+def _mean_without_extremes(w, lo, hi, out, m):
+    """IRAF's average of ccdclip and avsigclip: the mean without the lowest and the highest
+    value (of 3 or more values; the plain mean of fewer)."""
+    for q in range(m):
+        a = lo[q]
+        b = hi[q]
+        if b - a >= 3:
+            a += 1
+            b -= 1
+        if b > a:
+            total = 0.0
+            for r in range(a, b):
+                total += np.float64(w[r, q])
+            out[q] = total / (b - a)
+
+
+@njit(nogil=True, cache=True)
+def _frame_sigma(s, q, value, center, p, n_frames):
+    """The noise model's sigma, in the values' units, of the frame holding ``value`` at column
+    ``q``, evaluated at the unscaled level of ``center`` (the most lenient of tied frames)."""
+    sigma = 0.0
+    for i in range(n_frames):
+        if s.raw[i, q] == value:
+            scale = s.frame_scale[i]
+            level = (center + s.frame_zero[i]) / scale
+            sigma = max(sigma, scale * noise_model_sigma(level, p.gain, p.read_noise,
+                                                         p.sense_noise))
+    return sigma
+
+
+@njit(nogil=True, cache=True)
 def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
-    """Noise-model clipping (IRAF ``ccdclip``): center -/+ sigma * noise_model_sigma(center)."""
+    """Noise-model clipping (IRAF ``ccdclip``): center -/+ sigma * noise_model_sigma(level), the
+    center the median or (cenfunc mean) the mean without the extremes. With ``p.frame_noise``
+    the model is each frame's, at the unscaled level, and values are rejected from the ends
+    while they lie outside their frame's bounds (as IRAF does); the bounds are then the lowest
+    and highest values kept."""
     if p.cen_median:
         median_of_range(w, lo, hi, s.center, m)
     else:
-        moments(w, lo, hi, s.total, s.center, s.std, m)
+        _mean_without_extremes(w, lo, hi, s.center, m)
+    n_frames = w.shape[0]
     for q in range(m):
-        if hi[q] > lo[q]:
-            spread = noise_model_sigma(s.center[q], p.gain, p.read_noise, p.sense_noise)
-            s.lower[q] = s.center[q] - spread * p.sigma_lower
-            s.upper[q] = s.center[q] + spread * p.sigma_upper
+        if hi[q] <= lo[q]:
+            continue
+        c = s.center[q]
+        if not p.frame_noise:
+            spread = noise_model_sigma(c, p.gain, p.read_noise, p.sense_noise)
+            s.spread[q] = spread
+            s.lower[q] = c - spread * p.sigma_lower
+            s.upper[q] = c + spread * p.sigma_upper
+            continue
+        s.spread[q] = p.noise_scale * noise_model_sigma(
+            (c + p.noise_zero) / p.noise_scale, p.gain, p.read_noise, p.sense_noise)
+        a = lo[q]
+        b = hi[q]
+        while a < b:
+            v = np.float64(w[a, q])
+            if v >= c - p.sigma_lower * _frame_sigma(s, q, w[a, q], c, p, n_frames):
+                break
+            a += 1
+        while b > a:
+            v = np.float64(w[b - 1, q])
+            if v <= c + p.sigma_upper * _frame_sigma(s, q, w[b - 1, q], c, p, n_frames):
+                break
+            b -= 1
+        s.lower[q] = w[a, q] if b > a else np.inf
+        s.upper[q] = w[b - 1, q] if b > a else -np.inf
 
 
 @njit(nogil=True, cache=True)
@@ -130,6 +199,8 @@ def _winsorized_bounds(w, lo, hi, m, p, s, _pairs):
             sigma = new
             if settled:
                 break
+        sigma = _spread_floor(sigma, c, p)
+        s.spread[q] = sigma
         s.lower[q] = c - sigma * p.sigma_lower
         s.upper[q] = c + sigma * p.sigma_upper
 
@@ -145,12 +216,30 @@ def _bounds(w, lo, hi, m, p, s, pairs):
         _winsorized_bounds(w, lo, hi, m, p, s, pairs)
     elif p.rejection == CCDCLIP:
         _ccdclip_bounds(w, lo, hi, m, p, s, pairs)
+    if p.quantum > 0.0:  # never reject a value within the quantisation step of the center
+        for q in range(m):
+            if hi[q] > lo[q]:
+                s.lower[q] = min(s.lower[q], s.center[q] - p.quantum)
+                s.upper[q] = max(s.upper[q], s.center[q] + p.quantum)
+
+
+_CCDCLIP_MIN_VALUES = 2  # IRAF: fewer values are not clipped by ccdclip
+_RESIDUAL_TOLERANCE = 1e-3  # IRAF: residuals (in spreads) this close are equal (nkeep)
+
+
+@njit(nogil=True, cache=True)
+def _keep_count(k, nkeep):
+    """How many of ``k`` values ``nkeep`` keeps at least (IRAF's ``maxkeep``)."""
+    return min(k, nkeep) if nkeep >= 0 else max(0, k + nkeep)
 
 
 @njit(nogil=True, cache=True)
 def _clip_iteratively(w, lo, hi, m, p, s, pairs):
     """Narrow ``lo..hi`` by up to ``maxiters`` passes of the rejection's bounds; as in
-    ``astropy.stats.sigma_clip``, the last bounds decide over the whole starting range."""
+    ``astropy.stats.sigma_clip``, the last bounds decide over the whole starting range. IRAF's
+    algorithms (ccdclip) clip as IRAF does instead: rejected values stay rejected, and a pixel is
+    clipped no further once it has fewer than 2 values or no more than ``nkeep``."""
+    iraf = p.rejection == CCDCLIP
     s.cur_lo[:m] = lo[:m]
     s.cur_hi[:m] = hi[:m]
     s.lower[:m] = -np.inf
@@ -158,7 +247,19 @@ def _clip_iteratively(w, lo, hi, m, p, s, pairs):
     passes = 0
     for _ in range(p.maxiters):
         passes += 1
-        _bounds(w, s.cur_lo, s.cur_hi, m, p, s, pairs)
+        if iraf:  # the pixels still clipped; the others are passed as empty
+            for q in range(m):
+                need = max(_CCDCLIP_MIN_VALUES, _keep_count(hi[q] - lo[q], p.nkeep) + 1)
+                active = s.cur_hi[q] - s.cur_lo[q] >= need
+                s.new_lo[q] = s.cur_lo[q]
+                s.new_hi[q] = s.cur_hi[q] if active else s.cur_lo[q]
+            _bounds(w, s.new_lo, s.new_hi, m, p, s, pairs)
+            for q in range(m):
+                if s.new_hi[q] == s.new_lo[q]:
+                    s.lower[q] = -np.inf
+                    s.upper[q] = np.inf
+        else:
+            _bounds(w, s.cur_lo, s.cur_hi, m, p, s, pairs)
         clip_to_bounds(w, s.cur_lo, s.cur_hi, s.lower, s.upper, s.new_lo, s.new_hi, m)
         changed = False
         for q in range(m):
@@ -168,7 +269,7 @@ def _clip_iteratively(w, lo, hi, m, p, s, pairs):
             s.cur_hi[q] = s.new_hi[q]
         if not changed:
             break
-    if passes > 1:  # after one pass, the current range is already final
+    if passes > 1 and not iraf:  # after one pass, the current range is already final
         clip_to_bounds(w, lo, hi, s.lower, s.upper, s.cur_lo, s.cur_hi, m)
     lo[:m] = s.cur_lo[:m]
     hi[:m] = s.cur_hi[:m]
@@ -216,6 +317,43 @@ def _esd(w, lo, hi, m, p, crit):
 
 
 @njit(nogil=True, cache=True)
+def _keep_at_least(w, a, b, lo, hi, n, m, p, s):
+    """IRAF's ``nkeep``: where clipping left fewer than ``nkeep`` values (or rejected more than
+    ``-nkeep``), give back the rejected values nearest the last center, nearer end first (both
+    when their distances differ by at most 0.001 spreads, IRAF's tolerance). ``lo..hi`` (or ``0..n``, ``p.independent``) is the range clipping
+    started from."""
+    for q in range(m):
+        a0 = 0 if p.independent else lo[q]
+        b0 = n[q] if p.independent else hi[q]
+        keep = _keep_count(b0 - a0, p.nkeep)
+        x = a[q]
+        y = b[q]
+        if y - x >= keep:
+            continue
+        c = s.center[q]
+        if y <= x:  # nothing kept: start from where the center lies
+            x = a0
+            while x < b0 and w[x, q] < c:
+                x += 1
+            y = x
+        while y - x < keep:
+            if x == a0:
+                y += 1
+            elif y == b0:
+                x -= 1
+            else:
+                below = abs(c - np.float64(w[x - 1, q]))
+                above = abs(np.float64(w[y, q]) - c)
+                tie = abs(below - above) <= _RESIDUAL_TOLERANCE * s.spread[q]
+                if below < above or tie:
+                    x -= 1
+                if above < below or tie:
+                    y += 1
+        a[q] = x
+        b[q] = y
+
+
+@njit(nogil=True, cache=True)
 def reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
     """Narrow each column's kept range: extrema, thresholds, then the rejection algorithm."""
     n_frames = w.shape[0]
@@ -244,6 +382,7 @@ def reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
         _esd(w, a, b, m, p, esd_crit)
     else:
         _clip_iteratively(w, a, b, m, p, s, pairs)
+        _keep_at_least(w, a, b, lo, hi, n, m, p, s)
     for q in range(m):
         lo[q] = max(lo[q], a[q])
         hi[q] = max(lo[q], min(hi[q], b[q]))

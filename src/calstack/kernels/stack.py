@@ -120,6 +120,8 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
             ok = (x - x) == 0.0  # finite; unlike math.isfinite this vectorises
             row[q] = x if ok else np.inf
             n[q] += ok
+            if p.frame_noise:
+                s.raw[i, q] = row[q]
             if marks:
                 kept[i, q] = ok
     sort_columns(w, pairs, m)
@@ -173,7 +175,8 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def combine_stack(stack, weights, post_scale, esd_crit, pairs, p, out_data, out_unc, out_count):
+def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, out_data, out_unc,
+                  out_count):
     """Combine ``stack`` (N, P) into ``out_data``, ``out_unc``, ``out_count`` (each P).
 
     Parameters
@@ -184,6 +187,9 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p, out_data, out_
         Per-pixel or per-frame weights (used when ``p.weighted``).
     post_scale : ndarray (N,)
         Factors applied to kept values after rejection (used when ``p.post_scaled``).
+    frame_noise : ndarray (2, N)
+        Each frame's scale factor and zero offset (value = unscaled value * scale - zero), with
+        which ccdclip evaluates its noise model on the unscaled values (``p.frame_noise``).
     esd_crit : ndarray
         ``esd_crit[k, i]``: the ESD test's critical value for the i-th outlier of k values.
     pairs : ndarray
@@ -221,7 +227,9 @@ def combine_stack(stack, weights, post_scale, esd_crit, pairs, p, out_data, out_
                     np.empty((n_frames, _BLOCK)), np.empty(_BLOCK, np.int64),
                     np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
                     np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
-                    np.empty(_BLOCK, np.int64))
+                    np.empty(_BLOCK, np.int64),
+                    np.empty((n_frames, _BLOCK) if p.frame_noise else (1, 1), stack.dtype),
+                    frame_noise[0], frame_noise[1])
         n = np.empty(_BLOCK, np.int64)
         lo = np.empty(_BLOCK, np.int64)
         hi = np.empty(_BLOCK, np.int64)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from astropy.nddata import StdDevUncertainty
@@ -20,11 +20,14 @@ from ..options import OPTIONS, CombineOptions, check_names, options_in
 from .kernel_call import KernelCall
 from .master import Master
 from .plan import TilePlan, parse_mem_limit, plan_tiles
-from .preparation import Preparation, keyword_values, resolve
+from .preparation import Preparation, keyword_values, quantisation_step, resolve
 
 __all__ = ["Job", "prepare_frames"]
 
 log = logging.getLogger("calstack")
+
+#: Rejections whose estimated spread the noise model floors, where gain and read noise are known.
+_FLOORED = ("sigma_clip", "winsorized_sigma_clip")
 
 
 def _check_consistent(frames):
@@ -222,7 +225,9 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
             unit = _check_consistent(opened)
             header = opened[0].header()
             if options.rejection == "ccdclip" or (isinstance(weights, str) and weights == "noise"):
-                options = options.with_noise_model(header)
+                options = options.with_noise_model(header, unit)
+            elif options.rejection in _FLOORED and not options.ccdproc_semantics:
+                options = options.with_noise_model(header, unit, required=False)
             preparation = Preparation(
                 bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype, tmpdir),
                 dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype, tmpdir))
@@ -237,6 +242,12 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
                                     scale_to=scale_to, stat_section=stat_section,
                                     weights=None if pixel_weights is not None else weights,
                                     options=options, stack_dtype=stack_dtype)
+            if not options.ccdproc_semantics:  # the values' step, and what made them
+                scale_, zero_ = preparation.scale, preparation.zero
+                options = replace(
+                    options, quantum=quantisation_step(opened[0], stack_dtype),
+                    frame_scale=None if scale_ is None else tuple(scale_),
+                    frame_zero=None if zero_ is None else tuple(zero_))
             n_readers = min(n_readers, len(opened))
             plan = plan_tiles(
                 shape=opened[0].shape, n_frames=len(opened) + len(calibrations), mem_limit=limit,

@@ -58,26 +58,29 @@ class KernelCall:
         n = self.n_frames
         weighted = self.frame_weights is not None or self.per_pixel_weights
         post_scaled = self.post_scale is not None
-        params = self.options.kernel_params(weighted=weighted, post_scaled=post_scaled)
+        params = self.options.kernel_params(n, weighted=weighted, post_scaled=post_scaled)
         weights = (np.ones((n, 1)) if self.frame_weights is None
                    else np.asarray(self.frame_weights, np.float64).reshape(n, 1))
         post = np.ones(n) if not post_scaled else np.asarray(self.post_scale, np.float64)
         crit = (critical_values(n, self.options.esd_max, self.options.esd_alpha)
                 if self.options.rejection == "esd" else _NO_TABLE)
-        object.__setattr__(self, "_inputs", (params, weights, post, crit, sorting_network(n)))
+        frame_noise = np.array([self.options.frame_scale or np.ones(n),
+                                self.options.frame_zero or np.zeros(n)], np.float64)
+        object.__setattr__(self, "_inputs", (params, weights, post, frame_noise, crit,
+                                             sorting_network(n)))
 
     def combine_tile(self, tile, data, uncertainty, count, weights=None) -> TileCounts:
         """Combine ``tile`` (N, P) into the flat outputs ``data``, ``uncertainty``, ``count``.
 
         ``weights`` (N, P) are the tile's per-pixel weights, when the call expects them.
         """
-        params, frame_weights, post, crit, pairs = self._inputs
+        params, frame_weights, post, frame_noise, crit, pairs = self._inputs
         if self.per_pixel_weights:
             weights = np.ascontiguousarray(weights, np.float64)
             if self.frame_weights is not None:
                 weights = weights * frame_weights
         else:
             weights = frame_weights
-        rejected, frame_rejected = combine_stack(tile, weights, post, crit, pairs, params, data,
-                                                 uncertainty, count)
+        rejected, frame_rejected = combine_stack(tile, weights, post, frame_noise, crit, pairs,
+                                                 params, data, uncertainty, count)
         return TileCounts(int(rejected), frame_rejected)

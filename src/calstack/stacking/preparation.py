@@ -17,13 +17,15 @@ import numpy as np
 from ..errors import FrameError, OptionError
 from ..io.reader import raw_buffer
 
-__all__ = ["STATISTICS", "Preparation", "frame_statistics", "parse_section"]
+__all__ = ["STATISTICS", "Preparation", "frame_statistics", "parse_section", "quantisation_step"]
 
 #: Statistics a frame can be scaled or offset by. The mode is Pearson's estimate
 #: 3 median - 2 mean (as SExtractor uses for the sky).
 STATISTICS = ("median", "mean", "mode")
 _SAMPLES = 1_000_000  # values per frame that the statistics use at most
 _BAND_BYTES = 16 * 2**20
+_QUANTUM_VALUES = 65536  # values of the first frame that the quantisation step is measured on
+_QUANTUM_SHARE = 0.99  # of them on the step's grid
 
 
 @dataclass
@@ -247,3 +249,43 @@ def resolve(frames, preparation, *, scale, zero, scale_to, stat_section, weights
                               "frame median <= 0); give read_noise or other weights")
         return 1.0 / variance
     return keyword_values(frames, weights, "weights")
+
+
+def quantisation_step(frame, stack_dtype) -> float:
+    """The quantisation step of ``frame``'s values (before any preparation), or 0 if there is none.
+
+    Measured on about 65536 values from the middle rows: when every one is a whole number, the
+    step is the greatest common divisor of their differences from the median, or the largest
+    power of two
+    (up to 256) that 99 % of them are multiples of (12-bit data scaled by 16 with a few
+    saturated values: 16).
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame (the first of a stack).
+    stack_dtype : numpy.dtype
+        Dtype the frames are read into.
+
+    Returns
+    -------
+    float
+        The step, in the frame's units.
+    """
+    height, width = frame.shape
+    rows = min(height, max(1, _QUANTUM_VALUES // width))
+    start = (height - rows) // 2
+    values = np.empty((rows, width), stack_dtype)
+    frame.read_rows(start, start + rows, values, raw_buffer([frame], rows, width))
+    sample = values[np.isfinite(values)].astype(np.float64)
+    if sample.size == 0 or not np.all(sample == np.round(sample)) or np.abs(sample).max() > 2**52:
+        return 0.0
+    middle = sample.size // 2
+    offsets = (sample - np.partition(sample, middle)[middle]).astype(np.int64)
+    step = int(np.gcd.reduce(offsets))
+    if step == 0:  # one value throughout: no step to speak of
+        return 0.0
+    for power in (256, 128, 64, 32, 16, 8, 4, 2):
+        if power > step and np.mean(offsets % power == 0) >= _QUANTUM_SHARE:
+            return float(power)
+    return float(step)
