@@ -126,3 +126,34 @@ def test_nkeep_is_irafs(tmp_path):
     model = dict(rejection="ccdclip", gain=1.0, read_noise=3.0, sigma=0.5, maxiters=None)
     assert_same(ours(stack, nkeep=3, **model), keep3)
     assert_same(ours(stack, nkeep=-2, **model), reject2)
+
+
+def flats(n, shape=(16, 16), seed=0, gain=1.0, read_noise=5.0):
+    """Flat-like frames of levels 8000..12000 ADU with the model's noise and cosmic rays."""
+    rng = np.random.default_rng(seed + n)
+    levels = rng.uniform(8000, 12000, n)
+    stack = rng.normal(levels[:, None, None], np.sqrt((read_noise / gain) ** 2 + levels / gain)[
+        :, None, None], (n, *shape))
+    hits = rng.random(stack.shape) < 0.03
+    stack[hits] += rng.uniform(2000, 20000, hits.sum())
+    return stack.astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [5, 10])
+def test_ccdclip_on_scaled_frames_is_irafs(tmp_path, n):
+    """Frames scaled to a common level (and offset): the noise model of each frame at its
+    unscaled level (IRAF with sigscale=0.1, its default: scale factors this far from 1 are
+    corrected for; sigscale=0 turns the correction off). The factors are given as numbers
+    (IRAF's median statistic is the lower middle value, calstack's the middle)."""
+    stack = flats(n)
+    levels = np.median(stack, axis=(1, 2))
+    factors = levels[0] / levels
+    offsets = np.linspace(-50, 50, n)
+    (tmp_path / "scales.txt").write_text("".join(f"{float(v)!r}\n" for v in factors))
+    (tmp_path / "zeros.txt").write_text("".join(f"{float(v)!r}\n" for v in offsets))
+    noise = dict(reject="ccdclip", gain="1.", rdnoise="5.", sigscale=0.1, scale="@scales.txt")
+    scaled, offset = imcombine(tmp_path, stack, [noise, dict(zero="@zeros.txt", **noise)])
+    model = dict(rejection="ccdclip", gain=1.0, read_noise=5.0, maxiters=None, scale=factors)
+    assert_same(ours(stack, **model), scaled)
+    # IRAF adds a file's zero offsets before scaling: value = (raw + offset) * factor
+    assert_same(ours(stack, zero=-offsets * factors, **model), offset)

@@ -166,3 +166,19 @@ def test_recipe_on_three_frames_with_a_known_noise_model_loses_few_good_values()
     for frame in frames:
         del frame.meta["GAIN"]
     assert calstack.combine(frames, **RECIPE).rejected_fraction > 0.02  # no model: as before
+
+
+@pytest.mark.parametrize(("scale", "zero"), [("median", None), (None, "median"),
+                                             ("median", "median")])
+def test_scale_to_first_keeps_the_first_frames_level(scale, zero):
+    """IRAF's reference frame: scaled (and offset) to the first frame, not to the mean."""
+    rng = np.random.default_rng(9)
+    frames = [level + rng.normal(0, 1, (12, 12)) for level in (100.0, 200.0, 400.0)]
+    master = calstack.combine(frames, scale=scale, zero=zero, scale_to="first")
+    assert np.median(master.data) == pytest.approx(100.0, abs=0.5)
+    assert np.median(calstack.combine(frames, scale=scale, zero=zero).data) > 150
+
+
+def test_scale_to_must_be_a_level_or_first():
+    with pytest.raises(OptionError, match="first"):
+        calstack.combine([np.ones((4, 4))] * 3, scale="median", scale_to="last")

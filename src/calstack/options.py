@@ -316,10 +316,11 @@ OPTIONS = {o.name: o for o in (
            "Subtracted after scaling: the frame's statistic minus the mean over the frames, or "
            "the numbers given.", kind="frames", flag="--zero",
            card=("CMBZERO", "zero offsets subtracted before rejection")),
-    Option("scale_to", None, "float, optional",
-           "level frames are scaled to (default: their mean)\n"
-           "1.0 normalises each frame, as for flats.", kind="frames", flag="--scale-to",
-           cli={"type": float}),
+    Option("scale_to", None, "float or 'first', optional",
+           "level frames are scaled to: a number, or first (default: their mean)\n"
+           "1.0 normalises each frame, as for flats; ``'first'`` scales and offsets every "
+           "frame to the first one, IRAF's reference frame.", kind="frames", flag="--scale-to",
+           cli={"type": _number_or_keyword, "metavar": "LEVEL|first"}),
     Option("stat_section", None, "str, optional",
            "where statistics are measured: '[x1:x2,y1:y2]' (1-based, inclusive)",
            kind="frames", flag="--stat-section", cli={"metavar": "[x1:x2,y1:y2]"}),

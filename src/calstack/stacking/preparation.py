@@ -194,10 +194,11 @@ def resolve(frames, preparation, *, scale, zero, scale_to, stat_section, weights
     zero : None, {'median', 'mean', 'mode'} or array_like
         A statistic of the scaled frames (offset = the frame's statistic - reference), or the
         offsets themselves; subtracted after scaling.
-    scale_to : float, optional
+    scale_to : float or 'first', optional
         The reference level of a statistic or keyword ``scale``; by default the mean over the
         frames, so the result keeps the frames' typical level. ``1.0`` normalises every frame
-        (flats). For ``zero`` the reference is always the mean.
+        (flats). ``'first'``: the first frame's level, for ``scale`` and ``zero`` alike (IRAF's
+        reference frame); otherwise the reference of ``zero`` is the mean.
     stat_section : str, optional
         Region for the statistics.
     weights : None, 'noise', str, or array_like
@@ -215,6 +216,10 @@ def resolve(frames, preparation, *, scale, zero, scale_to, stat_section, weights
         Per-frame weights.
     """
     n = len(frames)
+    first = isinstance(scale_to, str)
+    if first and scale_to != "first":
+        raise OptionError(f"scale_to={scale_to!r} is not valid; give a level (e.g. 1.0) or "
+                          "'first' (the first frame's level)")
     stats = None
     if _needs_statistics(scale, zero) or (isinstance(weights, str) and weights == "noise"):
         stats = frame_statistics(frames, preparation, stat_section, stack_dtype)
@@ -225,7 +230,8 @@ def resolve(frames, preparation, *, scale, zero, scale_to, stat_section, weights
                 bad = frames[int(np.argmin(level > 0))].source
                 raise FrameError(bad, f"has {scale} {level.min():g} <= 0, so it cannot be scaled "
                                  f"by it; check the frame or choose another --scale")
-            reference = float(np.mean(level)) if scale_to is None else float(scale_to)
+            reference = (float(level[0]) if first else float(np.mean(level)) if scale_to is None
+                         else float(scale_to))
             preparation.scale = reference / level
         else:
             preparation.scale = _per_frame(scale, n, "scale")
@@ -235,7 +241,7 @@ def resolve(frames, preparation, *, scale, zero, scale_to, stat_section, weights
                 raise OptionError(f"zero={zero!r} is not valid; use one of {', '.join(STATISTICS)} "
                                   "or one offset per frame")
             level = stats[zero] * (1.0 if preparation.scale is None else preparation.scale)
-            preparation.zero = level - float(np.mean(level))
+            preparation.zero = level - float(level[0] if first else np.mean(level))
         else:
             preparation.zero = _per_frame(zero, n, "zero")
     if weights is None or not isinstance(weights, str):
