@@ -168,6 +168,18 @@ def test_recipe_on_three_frames_with_a_known_noise_model_loses_few_good_values()
     assert calstack.combine(frames, **RECIPE).rejected_fraction > 0.02  # no model: as before
 
 
+@pytest.mark.parametrize("gain", [0, 120])
+def test_a_cmos_gain_setting_without_read_noise_floors_nothing(gain):
+    """N.I.N.A. writes the gain *setting* as GAIN (0, 120) and no RDNOISE: no noise model."""
+    rng = np.random.default_rng(5)
+    frames = [CCDData(rng.poisson(50.0, (64, 64)) + rng.normal(0, 5.0, (64, 64)), unit="adu",
+                      meta={"GAIN": gain}) for _ in range(3)]
+    plain = calstack.combine([f.data for f in frames], **RECIPE)
+    master = calstack.combine(frames, **RECIPE)
+    assert master.rejected_fraction == plain.rejected_fraction > 0.02
+    np.testing.assert_array_equal(master.data, plain.data)
+
+
 @pytest.mark.parametrize(("scale", "zero"), [("median", None), (None, "median"),
                                              ("median", "median")])
 def test_scale_to_first_keeps_the_first_frames_level(scale, zero):

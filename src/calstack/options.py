@@ -517,8 +517,10 @@ class _Rules:
 
         Frames whose ``unit`` (BUNIT) is electrons have gain 1: a ``gain`` keyword is then not
         read (the camera's GAIN describes the raw frames), and a number other than 1 is refused.
-        A keyword the header lacks raises when ``required`` (ccdclip, noise weights), and is left
-        unresolved otherwise (the noise model then floors no spread).
+        A keyword the header lacks, or a value that is not a gain (> 0) or a read noise (>= 0),
+        raises when ``required`` (ccdclip, noise weights); otherwise nothing is resolved and the
+        noise model floors no spread: a CMOS camera's GAIN is its gain setting (N.I.N.A. writes
+        ``GAIN = 0``), not electrons per ADU, and is no model without a read noise beside it.
         """
         values = {}
         electrons = str(unit).strip().lower() in _ELECTRONS
@@ -533,15 +535,19 @@ class _Rules:
             if isinstance(value, str) and name not in values:
                 if value.upper() not in header:
                     if not required:
-                        continue
+                        return self
                     raise OptionError(
                         f"{name}={value!r} names a header keyword that the first frame lacks; "
                         f"give {name} as a number (--{name.replace('_', '-')} N) or the keyword "
                         "your camera writes")
                 values[name] = header[value.upper()]
                 if isinstance(values[name], (str, bool)):
+                    if not required:
+                        return self
                     raise OptionError(f"header keyword {value.upper()}={values[name]!r} is not a "
                                       f"number; give {name} as a number")
+        if not required and not (values.get("gain", 1.0) > 0 and values.get("read_noise", 0) >= 0):
+            return self
         return replace(self, **values) if values else self
 
 
