@@ -26,7 +26,7 @@ LAYERS = {
     "options": 2, "progress": 2,
     "io": 3,
     "catalog": 4,
-    "stacking": 5,
+    "stacking": 5, "processing": 5,
     "pipeline": 6,
     "compat": 7, "viz": 7,
     "sim": 8,

@@ -151,7 +151,7 @@ def test_header_values_never_name_a_path(darks, tmp_path):
     (["--template", "sub/m.fit"], "gives sub/m.fit, a path: give a file name"),
     (["--template", "x" * 300 + ".fit"], "a name of more than 255 bytes"),
     (["--template", "{exptime:>999999999}.fit"], "asks for a field 999999999 characters wide"),
-    (["--template", "m.fits.gz"], "gives m.fits.gz: masters are written as plain FITS"),
+    (["--template", "m.fits.gz"], "gives m.fits.gz: outputs are written as plain FITS"),
 ])
 def test_outputs_never_replace_inputs_or_each_other(darks, tmp_path, capsys, argv, message):
     out = darks if argv[:2] == ["--template", "d0.fits"] else tmp_path / "out"
@@ -192,7 +192,7 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, capsys, monkeypatch, 
     assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(out),
                  "--no-cache"]) == 128 + signum
     err = capsys.readouterr().err
-    assert (f"interrupted ({signal.Signals(signum).name}); 1 master(s) were completed: "
+    assert (f"interrupted ({signal.Signals(signum).name}); 1 output(s) were completed: "
             f"{out / 'combined_dark_7.000.fit'}; no partial file was left") in err
     assert sorted(p.name for p in out.iterdir()) == ["combined_dark_7.000.fit"]  # no .tmp
     assert signal.getsignal(signum) == before  # calstack's handler is gone again

@@ -25,6 +25,7 @@ _LAZY = {
     "BuiltMaster": "calstack.pipeline.groups",
     "IMAGETYP_SYNONYMS": "calstack.pipeline.groups",
     "build_night": "calstack.pipeline.night",
+    "calibrate": "calstack.pipeline.calibrate",
     "summary_table": "calstack.pipeline.night",
     "show": "calstack.viz.pictures",
     "Report": "calstack.viz.report",

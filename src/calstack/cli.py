@@ -21,7 +21,7 @@ import warnings
 
 from . import __version__
 from .errors import CalstackError, did_you_mean
-from .options import rejection_guide
+from .options import number_or_keyword, rejection_guide
 
 __all__ = ["main"]
 
@@ -211,6 +211,29 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     p.set_defaults(run=_cmd_masters)
 
+    p = add("calibrate", help="apply the matching masters to science frames (bias, dark, flat)",
+            formatter_class=argparse.RawDescriptionHelpFormatter, description=_CALIBRATE_HELP)
+    _add_index_options(p)
+    p.add_argument("--masters", required=True, metavar="DIR", help="the folder of masters")
+    p.add_argument("-o", "--output-dir", required=True, metavar="OUT")
+    p.add_argument("--template", default="{name}", help="output name: {name} (the input's, "
+                   "default), {stem}, or an indexed keyword ({filter})")
+    p.add_argument("--allow-missing", action="append", default=[], choices=("bias", "dark", "flat"),
+                   help="go on without this kind of master where a frame has none (repeatable)")
+    p.add_argument("--gain", type=number_or_keyword, metavar="E/ADU|KEYWORD",
+                   help="electrons per ADU (default: EGAIN, or GAIN beside RDNOISE)")
+    p.add_argument("--read-noise", type=number_or_keyword, metavar="E|KEYWORD",
+                   help="read noise in electrons (default: RDNOISE)")
+    p.add_argument("--saturation", type=float, metavar="ADU", help="raw level of saturation "
+                   "(default: SATURATE, else the largest value of an integer file)")
+    p.add_argument("--adu", action="store_true", help="keep values in ADU (default: electrons)")
+    p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
+                   help="matching tolerance of a numeric setup key (e.g. ccd-temp=1)")
+    p.add_argument("--mem-limit", default="1GB", help="memory for the bands of all frames")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON")
+    p.set_defaults(run=_cmd_calibrate)
+
     p = add("show", help="frames side by side on one stretch, as a PNG")
     p.add_argument("frames", nargs="+", metavar="FRAME")
     p.add_argument("-o", "--output", required=True, metavar="PICTURE.png")
@@ -266,6 +289,21 @@ KEY combines across a setup keyword. Groups of fewer than 3 frames are built wit
 Masters in the folder (COMBINED = T, IRAF's NCOMBINE/IMCMB, Siril's STACKCNT, MaxIm DL's
 SNAPSHOT, 'Master Dark'...) are never inputs; other frame types are listed and ignored. Default
 rejection: the reference recipe (sigma clipping, 5/5 sigma, median and mad_std).
+"""
+
+
+_CALIBRATE_HELP = """\
+Calibrate science frames (IMAGETYP LIGHT/OBJECT) with the masters of a folder:
+
+  calstack calibrate LIGHTS_DIR --masters MASTERS_DIR -o OUT
+
+Each frame gets the masters of its camera setup (binning, readout mode, gain/offset,
+set-point...), nearest in time (DATE-OBS): the bias; the dark of its exposure, or else the
+bias-subtracted dark of the nearest exposure scaled by DARKTIME/EXPTIME; the flat of its filter,
+normalised by its mean. Values are written in electrons (--adu keeps ADU) with UNCERT (read
+noise, Poisson noise, the masters' own uncertainty) and MASK (1 missing, 2 saturated, 4 no flat)
+extensions that CCDData.read recognises; the masters used are recorded in the header (IRAF's
+ZEROCOR/DARKCOR/FLATCOR, CALBIAS/CALDARK/CALFLAT) and printed with -v.
 """
 
 
@@ -436,6 +474,27 @@ def _cmd_masters(args):
     return 0
 
 
+def _cmd_calibrate(args):
+    from .pipeline.calibrate import calibrate
+
+    def done(frame):
+        args.written.append(frame)
+        if args.verbose and not args.quiet:
+            print(f"{frame.source} -> {frame.path}: {frame.choice.describe()}",
+                  file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    frames = calibrate(_index(args), args.masters, args.output_dir, template=args.template,
+                       tolerances=dict(args.tolerance) or None, allow_missing=args.allow_missing,
+                       gain=args.gain, read_noise=args.read_noise, saturation=args.saturation,
+                       electrons=not args.adu, overwrite=args.overwrite,
+                       mem_limit=args.mem_limit, cache=args.cache, on_frame=done)
+    if args.json:
+        print(_json([f.summary() for f in frames]))
+    elif not args.verbose:
+        _say(args, f"calibrated {len(frames)} frame(s) -> {args.output_dir}")
+    return 0
+
+
 def _cmd_show(args):
     from .viz.pictures import show
 
@@ -495,8 +554,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         paths = list(dict.fromkeys(str(b.path) for b in args.written))
-        done = (f"{len(paths)} master(s) were completed: {', '.join(paths)}" if paths
-                else "no master was completed")
+        done = (f"{len(paths)} output(s) were completed: {', '.join(paths)}" if paths
+                else "no output was completed")
         print(f"calstack {args.command}: interrupted ({signal.Signals(signum).name}); {done}; "
               "no partial file was left", file=sys.stderr)
         return 128 + signum

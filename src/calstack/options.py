@@ -36,6 +36,7 @@ __all__ = [
     "CombineOptions",
     "Option",
     "check_names",
+    "number_or_keyword",
     "options_in",
     "parameters_doc",
     "rejection_guide",
@@ -174,7 +175,8 @@ class Option:
         return value if self.card_value is None else self.card_value(options)
 
 
-def _number_or_keyword(text):
+def number_or_keyword(text):
+    """A command-line value that is a number, or else a header keyword's name."""
     try:
         return float(text)
     except ValueError:
@@ -268,12 +270,12 @@ OPTIONS = {o.name: o for o in (
     Option("gain", "GAIN", "float or str",
            "e-/ADU, or the header keyword holding it (ccdclip, noise weights)",
            check=_number(minimum=0, keyword=True), flag="--gain",
-           cli={"type": _number_or_keyword}, card=("CMBGAIN", "gain [e-/ADU] of the noise model"),
+           cli={"type": number_or_keyword}, card=("CMBGAIN", "gain [e-/ADU] of the noise model"),
            card_value=lambda o: float(o.gain), recorded="algorithm"),
     Option("read_noise", "RDNOISE", "float or str",
            "read noise in e-, or the header keyword holding it (ccdclip, noise weights)",
            check=_number(minimum=0, keyword=True), flag="--read-noise",
-           cli={"type": _number_or_keyword},
+           cli={"type": number_or_keyword},
            card=("CMBRDNS", "read noise [e-] of the noise model"),
            card_value=lambda o: float(o.read_noise), recorded="algorithm"),
     Option("sense_noise", 0.0, "float",
@@ -320,7 +322,7 @@ OPTIONS = {o.name: o for o in (
            "level frames are scaled to: a number, or first (default: their mean)\n"
            "1.0 normalises each frame, as for flats; ``'first'`` scales and offsets every "
            "frame to the first one, IRAF's reference frame.", kind="frames", flag="--scale-to",
-           cli={"type": _number_or_keyword, "metavar": "LEVEL|first"}),
+           cli={"type": number_or_keyword, "metavar": "LEVEL|first"}),
     Option("stat_section", None, "str, optional",
            "where statistics are measured: '[x1:x2,y1:y2]' (1-based, inclusive)",
            kind="frames", flag="--stat-section", cli={"metavar": "[x1:x2,y1:y2]"}),

@@ -454,6 +454,14 @@ class ImageIndex:
         return self._from_table(self._table[keep], keywords=self.keywords,
                                 locations=self.locations)
 
+    def rows(self) -> list[dict]:
+        """Every row as a dict of column name to a plain Python value (None where masked)."""
+        table = self._table
+        columns = [(name, table[name], getattr(table[name], "mask", None))
+                   for name in table.colnames]
+        return [{name: None if mask is not None and mask[i] else column[i].item()
+                 for name, column, mask in columns} for i in range(len(table))]
+
     def files(self, criteria=None, /, *, include_path=False, **kw) -> list[str]:
         """Names of the readable files matching the criteria (ccdproc's ``files_filtered``).
 

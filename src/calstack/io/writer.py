@@ -11,8 +11,8 @@ from astropy.io import fits
 
 from ..errors import CalstackError
 
-__all__ = ["OutputExistsError", "atomic_write", "check_writable", "write_extensions",
-           "write_master"]
+__all__ = ["BandFile", "OutputExistsError", "atomic_write", "check_writable",
+           "write_extensions", "write_master"]
 
 
 _UMASK = os.umask(0)
@@ -134,3 +134,65 @@ def write_extensions(path, extensions, *, overwrite: bool = False) -> Path:
             del master, hdus  # written: free them before the next master is combined
 
     return atomic_write(path, write, overwrite=overwrite)
+
+
+#: Keywords that describe a file's data layout: an output image gets its own.
+_LAYOUT = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "PCOUNT",
+           "GCOUNT", "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM")
+_BLOCK = 2880
+
+
+class BandFile:
+    """A FITS file of 2-D images written band by band: every header is written first, each
+    image's data area reserved, and :meth:`write_rows` puts rows where they belong, so an image
+    is never whole in memory.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (created or truncated; write it under :func:`atomic_write`).
+    images : list of (astropy.io.fits.Header or None, numpy.dtype, (rows, columns), str or None)
+        Each image's cards (layout keywords are replaced), dtype, shape and EXTNAME; the first
+        is the primary HDU.
+    """
+
+    def __init__(self, path, images):
+        self._offsets, self._dtypes = [], []
+        blocks, position = [], 0
+        for number, (cards, dtype, shape, name) in enumerate(images):
+            dtype = np.dtype(dtype)
+            header = fits.Header([c for c in (cards or fits.Header()).cards
+                                  if c.keyword not in _LAYOUT])
+            kind = fits.PrimaryHDU if number == 0 else fits.ImageHDU
+            hdu = kind(np.zeros((1, 1), dtype), header=header, **({"name": name} if name else {}))
+            hdu.header["NAXIS1"], hdu.header["NAXIS2"] = int(shape[1]), int(shape[0])
+            text = hdu.header.tostring().encode("ascii")
+            size = int(shape[0]) * int(shape[1]) * dtype.itemsize
+            blocks.append((position, text))
+            position += len(text)
+            self._offsets.append((position, int(shape[1])))
+            self._dtypes.append(dtype.newbyteorder(">"))
+            position += -(-size // _BLOCK) * _BLOCK
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(self._fd, position)  # the data areas' padding reads as zeros
+        for offset, text in blocks:
+            os.pwrite(self._fd, text, offset)
+
+    def write_rows(self, image: int, start: int, rows: np.ndarray) -> None:
+        """Write ``rows`` of image number ``image`` (0 = primary) from row ``start`` on."""
+        offset, width = self._offsets[image]
+        data = np.ascontiguousarray(rows, dtype=self._dtypes[image])
+        os.pwrite(self._fd, memoryview(data).cast("B"),
+                  offset + start * width * data.itemsize)
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -35,6 +35,7 @@ __all__ = [
     "IMAGETYP_SYNONYMS",
     "BuiltMaster",
     "Plan",
+    "check_targets",
     "combine_groups",
     "default_template",
     "output_name",
@@ -279,16 +280,16 @@ def _collision(template, groups, targets) -> str:
     return ""
 
 
-def _check_targets(template, targets, folder, index, also_writes) -> None:
-    """Every master's file is a file name in ``folder`` that no file of ``index`` (masters left
-    out), other master or other output of the run (``also_writes``: the report) is, before
+def check_targets(template, targets, folder, index, also_writes=()) -> None:
+    """Every output's file is a file name in ``folder`` that no file of ``index`` (masters left
+    out), other output or other file of the run (``also_writes``: the report) is, before
     anything is read."""
     for target in targets:
         if target.parent != folder:
             raise OptionError(f"template {template!r} gives {target.relative_to(folder)}, a "
                               "path: give a file name (the folder is --output-dir)")
         if target.suffix.lower() in (".gz", ".fz", ".bz2", ".zip"):
-            raise OptionError(f"template {template!r} gives {target.name}: masters are written "
+            raise OptionError(f"template {template!r} gives {target.name}: outputs are written "
                               "as plain FITS, so a compressed file's name would not be true; "
                               "end it in .fit or .fits")
         if len(target.name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
@@ -309,8 +310,8 @@ def _check_targets(template, targets, folder, index, also_writes) -> None:
             st = os.stat(str(path))
             output = existing.get((st.st_dev, st.st_ino))
             if output is not None:
-                raise OptionError(f"{output}: is an input of this run ({path}); a master or "
-                                  "report never replaces an input (with or without "
+                raise OptionError(f"{output}: is an input of this run ({path}); an output "
+                                  "never replaces an input (with or without "
                                   "--overwrite): choose another --output-dir, --template or "
                                   "--report name")
 
@@ -486,7 +487,7 @@ def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, outpu
     template = template or default_template(_name_keys(namers), imagetyp, setup=namers[0].setup)
     folder = check_writable(output_dir)
     targets = [folder / output_name(template, g, imagetyp) for g in namers]
-    _check_targets(template, targets, folder, index, also_writes)
+    check_targets(template, targets, folder, index, also_writes)
     if len(set(targets)) != len(targets):
         raise OptionError(_collision(template, namers, targets))
     if not overwrite:

@@ -9,6 +9,7 @@ noiseless master each group should give, with the noise of one frame as a ``SIGM
 from __future__ import annotations
 
 import datetime
+import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +47,10 @@ class Camera:
     flats: dict = field(default_factory=dict)  # filter -> number of frames
     flat_level: dict = field(default_factory=dict)  # filter -> e- per pixel
     flat_exptime: float = 5.0
+    lights: dict = field(default_factory=dict)  # filter -> number of science frames
+    light_exptime: float = 60.0
+    sky: float = 2000.0  # e- per pixel per science frame
+    n_stars: int = 40
     imagetyp_names: dict = field(default_factory=dict)  # type -> spellings used in turn
 
 
@@ -101,6 +106,25 @@ class _Sensor:
         r2 = ((x - nx / 2) ** 2 + (y - ny / 2) ** 2) / ((nx / 2) ** 2 + (ny / 2) ** 2)
         illumination = 1.0 - camera.vignetting * r2
         self.flat = (illumination * rng.normal(1.0, 0.01, camera.shape)).astype(np.float32)
+        self.seed = seed
+
+    @functools.cached_property
+    def scene(self):
+        """What a science frame sees, e- before the flat field: the sky and Gaussian stars
+        (sigma 1.5 px, 2e3..2e5 e- each)."""
+        cam = self.camera
+        rng = np.random.default_rng([self.seed, 2])
+        scene = np.full(cam.shape, cam.sky, np.float32)
+        sigma, reach = 1.5, 12
+        for _ in range(cam.n_stars):
+            cy, cx = rng.uniform(0, cam.shape[0]), rng.uniform(0, cam.shape[1])
+            flux = np.exp(rng.uniform(np.log(2e3), np.log(2e5)))
+            y0, x0 = max(0, int(cy) - reach), max(0, int(cx) - reach)
+            y, x = np.mgrid[y0:min(cam.shape[0], int(cy) + reach),
+                            x0:min(cam.shape[1], int(cx) + reach)]
+            scene[y, x] += flux / (2 * np.pi * sigma**2) * np.exp(
+                -((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
+        return scene
 
     def frame(self, kind, exptime, rng, level=0.0):
         """One frame in ADU (float32, before any clipping to integers)."""
@@ -108,6 +132,8 @@ class _Sensor:
         electrons = self.dark * exptime
         if kind == "flat":
             electrons = electrons + self.flat * level
+        elif kind == "light":
+            electrons = electrons + self.flat * self.scene
         signal = rng.poisson(electrons).astype(np.float32) if exptime or level else 0.0
         image = signal + rng.normal(0.0, cam.read_noise, cam.shape).astype(np.float32)
         self._cosmic_rays(image, exptime, rng)
@@ -128,8 +154,14 @@ class _Sensor:
             image[ys + dy, xs + dx] += energy * rng.uniform(0.0, 0.3, hits).astype(np.float32)
 
     def truth(self, kind, exptime, level=0.0):
-        """Noiseless master (ADU) and the noise of one frame (ADU)."""
+        """Noiseless master (ADU) and the noise of one frame (ADU); for a science frame, its
+        calibrated values (e-, the flat field normalised by its mean) and their noise (e-)."""
         cam = self.camera
+        if kind == "light":
+            mean = np.float32(np.mean(self.flat))
+            noise = np.sqrt(self.flat * self.scene + self.dark * exptime + cam.read_noise**2)
+            return (self.scene * mean).astype(np.float32), (noise * mean / self.flat).astype(
+                np.float32)
         electrons = self.dark * exptime
         if kind == "flat":
             electrons = electrons + self.flat * level
@@ -148,6 +180,7 @@ def _plan(camera: Camera):
         groups.append(("bias", 0.0, None, camera.n_bias))
     groups.extend(("dark", float(t), None, n) for t, n in sorted(camera.darks.items()))
     groups.extend(("flat", camera.flat_exptime, f, n) for f, n in camera.flats.items())
+    groups.extend(("light", camera.light_exptime, f, n) for f, n in camera.lights.items())
     return groups
 
 
@@ -157,7 +190,8 @@ def _write(path, data, header, overwrite, extra=()):
 
 
 def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, exptimes=None,
-             n_flats=None, filters=None, calibrated=None, seed=0, overwrite=False) -> SimulatedNight:
+             n_flats=None, filters=None, n_lights=0, calibrated=None, seed=0,
+             overwrite=False) -> SimulatedNight:
     """Write simulated frames of a camera preset, and their truth, into ``outdir``.
 
     Parameters
@@ -177,6 +211,10 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         Dark exposure times.
     filters : sequence of str, optional
         Flat filters.
+    n_lights : int
+        Science frames (IMAGETYP LIGHT: sky and stars seen through the flat field, with dark
+        current, cosmic rays and noise) per flat filter; their truth ``light_<filter>`` is the
+        calibrated frame in electrons.
     calibrated : bool, optional
         Bias-subtracted float32 frames (True) or raw uint16 frames with BZERO = 32768.
     seed : int
@@ -214,6 +252,7 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         flats = {f: int(n_flats) for f in flats}
     changes["flats"] = flats
     changes["flat_level"] = {f: camera.flat_level.get(f, 15000.0) for f in flats}
+    changes["lights"] = {f: int(n_lights) for f in flats} if n_lights else {}
     camera = replace(camera, **changes)
 
     outdir = Path(outdir)
@@ -221,10 +260,12 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     start = datetime.datetime(2026, 3, 14, 20, 0, 0)
     jobs, truths = [], []
     for kind, exptime, filt, count in _plan(camera):
-        tag = {"bias": "bias", "dark": f"dark-{exptime:07.3f}s", "flat": f"flat-{filt}"}[kind]
+        tag = {"bias": "bias", "dark": f"dark-{exptime:07.3f}s", "flat": f"flat-{filt}",
+               "light": f"light-{filt}"}[kind]
         for i in range(count):
             jobs.append((outdir / f"{tag}-{i + 1:03d}.fits", kind, exptime, filt, i))
-        name = {"bias": "bias", "dark": f"dark_{exptime:.3f}", "flat": f"flat_{filt}"}[kind]
+        name = {"bias": "bias", "dark": f"dark_{exptime:.3f}", "flat": f"flat_{filt}",
+                "light": f"light_{filt}"}[kind]
         truths.append((name, outdir / "truth" / f"{name}.fits", kind, exptime, filt))
     if not overwrite:
         for path in [j[0] for j in jobs] + [t[1] for t in truths]:
@@ -250,7 +291,8 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         header = _header(camera, kind, exptime, filt, 0, start)
         header["TRUTH"] = (True, "noiseless expected master")
         sigma_hdu = fits.ImageHDU(sigma, name="SIGMA")
-        sigma_hdu.header["COMMENT"] = "expected noise of one frame, ADU"
+        unit = "e-" if kind == "light" else "ADU"
+        sigma_hdu.header["COMMENT"] = f"expected noise of one frame, {unit}"
         hot = fits.ImageHDU(sensor.hot.astype(np.uint8), name="HOT")
         _write(path, master, header, overwrite, extra=(sigma_hdu, hot))
         truth[name] = path
@@ -258,7 +300,7 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
 
 
 def _header(camera, kind, exptime, filt, i, when) -> fits.Header:
-    names = camera.imagetyp_names.get(kind, (kind.upper(),))
+    names = camera.imagetyp_names.get(kind, ("LIGHT" if kind == "light" else kind.upper(),))
     header = fits.Header()
     header["IMAGETYP"] = names[i % len(names)]
     header["EXPTIME"] = (exptime, "s")

@@ -1,0 +1,354 @@
+"""``calstack calibrate``: apply the matching masters to science frames, band by band.
+
+For every science frame (frame type LIGHT/OBJECT/SCIENCE, masters left out) the masters are
+chosen from a folder (:mod:`calstack.pipeline.selection`), then each band of rows is read once
+from the frame and the masters, calibrated (:func:`calstack.processing.apply.calibrate_band`) and
+written once into the output, which appears under its name only when complete
+(:func:`calstack.io.writer.atomic_write`). The output keeps the frame's header, records what was
+done in IRAF's keywords (ZEROCOR, DARKCOR, FLATCOR, CCDPROC) and calstack's (CALBIAS, CALDARK,
+CALFLAT, DARKSCAL), and has UNCERT and MASK extensions that ``CCDData.read`` recognises.
+Frames are calibrated in parallel threads; bands are sized so that the run stays within
+``mem_limit``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..catalog.conventions import kind_of
+from ..catalog.index import DEFAULT_KEYWORDS, ImageIndex
+from ..errors import FrameError, OptionError
+from ..io.reader import open_frame, raw_buffer
+from ..io.writer import BandFile, atomic_write, check_writable
+from ..processing.apply import MASK_BITS, Master, calibrate_band
+from ..stacking.plan import parse_mem_limit
+from .groups import check_targets
+from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
+
+__all__ = ["CalibratedFrame", "calibrate"]
+
+log = logging.getLogger("calstack")
+
+#: Bytes per pixel a band needs: the frame (raw buffer + float32), up to three masters with
+#: their uncertainties, the result (data, uncertainty, mask) and NumPy's temporaries.
+_BYTES_PER_PIXEL = 64
+
+#: Keywords that mark a frame as already calibrated (IRAF's ccdproc, calstack).
+_PROCESSED = ("FLATCOR", "DARKCOR", "ZEROCOR")
+
+_GAIN_KEYS = ("EGAIN", "GAIN")
+_READ_NOISE_KEYS = ("RDNOISE", "READNOIS", "RON")
+_SATURATION_KEYS = ("SATURATE", "SATLEVEL")
+
+
+@dataclass(frozen=True)
+class CalibratedFrame:
+    """One calibrated frame: its input, output, the masters chosen and what came out."""
+
+    source: str
+    path: Path
+    choice: Choice
+    gain: float
+    read_noise: float
+    masked_fraction: float
+
+    def summary(self) -> dict:
+        """For ``--json``."""
+        c = self.choice
+        return {"input": self.source, "output": str(self.path),
+                "bias": c.bias.path if c.bias else None, "dark": c.dark.path if c.dark else None,
+                "dark_factor": c.dark_factor, "dark_rule": c.dark_rule or None,
+                "flat": c.flat.path if c.flat else None, "gain": self.gain,
+                "read_noise": self.read_noise, "masked_fraction": self.masked_fraction}
+
+
+def _science(index) -> list[dict]:
+    return [row for row in index.rows() if not row["error"] and not row["master"]
+            and kind_of(row.get("imagetyp")) == "light"]
+
+
+def _number(header, value, keys, what, option, source) -> float:
+    """An option given as a number, a header keyword, or (None) the first of ``keys`` present."""
+    if value is not None and not isinstance(value, str):
+        return float(value)
+    names = (value.upper(),) if isinstance(value, str) else keys
+    for name in names:
+        if name in header and isinstance(header[name], (int, float)) and not isinstance(
+                header[name], bool):
+            return float(header[name])
+    raise FrameError(source, f"has no {what} ({' or '.join(names)}); give {option} N")
+
+
+def _noise_model(header, gain, read_noise, source) -> tuple[float, float]:
+    """Gain (e-/ADU) and read noise (e-). Without options: EGAIN, or GAIN where the header also
+    has a read noise (a CMOS camera's GAIN alone is its gain setting, not e-/ADU)."""
+    if gain is None and "EGAIN" not in header and not any(k in header for k in _READ_NOISE_KEYS):
+        raise FrameError(source, "has no gain in electrons per ADU (EGAIN, or GAIN beside "
+                         "RDNOISE); give --gain and --read-noise (e-/ADU, e-)")
+    g = _number(header, gain, _GAIN_KEYS, "gain", "--gain", source)
+    r = _number(header, read_noise, _READ_NOISE_KEYS, "read noise", "--read-noise", source)
+    if not g > 0 or not r >= 0:
+        raise FrameError(source, f"gain {g:g} / read noise {r:g} are not a gain (> 0) and a "
+                         "read noise (>= 0); give --gain and --read-noise")
+    return g, r
+
+
+def _saturation(header, frame, saturation) -> float | None:
+    """The level at which raw values saturate: the option, SATURATE/SATLEVEL, or for integer
+    data the largest value the file can hold."""
+    if saturation is not None:
+        return float(saturation)
+    for key in _SATURATION_KEYS:
+        if isinstance(header.get(key), (int, float)):
+            return float(header[key])
+    bitpix = getattr(getattr(frame, "info", None), "bitpix", -32)
+    if bitpix <= 0:
+        return None
+    top = 255 if bitpix == 8 else 2 ** (bitpix - 1) - 1
+    return top * float(header.get("BSCALE", 1)) + float(header.get("BZERO", 0))
+
+
+class _Planes:
+    """A master's data (and UNCERT) opened for reading bands, with the flat's normalisation."""
+
+    def __init__(self, master, shape, *, normalise=False):
+        self.master = master
+        self.data = open_frame((master.path, master.hdu))
+        try:
+            self.sigma = open_frame((master.path, "UNCERT"))
+        except FrameError:
+            self.sigma = None
+        self.scale = 1.0
+        if normalise:
+            self.scale = _mean_positive(self.data, shape)
+            if not self.scale > 0:
+                raise FrameError(master.path, "master flat has no positive values; rebuild it")
+
+    def rows(self, start, stop, width, factor=1.0) -> Master:
+        data = np.empty((stop - start, width), np.float32)
+        self.data.read_rows(start, stop, data, raw_buffer([self.data], stop - start, width))
+        sigma = None
+        if self.sigma is not None:
+            sigma = np.empty_like(data)
+            self.sigma.read_rows(start, stop, sigma, raw_buffer([self.sigma], stop - start, width))
+        scale = factor / self.scale
+        if scale != 1.0:
+            data *= scale
+            if sigma is not None:
+                sigma *= abs(scale)
+        return Master(data, sigma)
+
+    def close(self):
+        for frame in (self.data, self.sigma):
+            if frame is not None:
+                frame.close()
+
+
+def _mean_positive(frame, shape, rows=256) -> float:
+    """The mean of a flat's finite positive values (its normalisation, as ccdproc's mean)."""
+    total, count = 0.0, 0
+    band = np.empty((min(rows, shape[0]), shape[1]), np.float32)
+    raw = raw_buffer([frame], len(band), shape[1])
+    for start in range(0, shape[0], len(band)):
+        stop = min(start + len(band), shape[0])
+        view = band[: stop - start]
+        frame.read_rows(start, stop, view, raw)
+        good = view[np.isfinite(view) & (view > 0)]
+        total += float(good.sum(dtype=np.float64))
+        count += good.size
+    return total / count if count else math.nan
+
+
+def _history(choice: Choice, planes: dict, electrons: bool, gain: float) -> list[tuple]:
+    """The header cards recording the calibration: IRAF's words, calstack's keys."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    cards = []
+    if choice.bias:
+        cards += [("ZEROCOR", f"Zero level correction image is {choice.bias.name}"),
+                  ("CALBIAS", choice.bias.name, "master bias subtracted")]
+    if choice.dark:
+        cards += [("DARKCOR", (f"Dark count correction image is {choice.dark.name}, scale "
+                   f"{choice.dark_factor:.6g}")),
+                  ("CALDARK", choice.dark.name, "master dark subtracted"),
+                  ("DARKSCAL", choice.dark_factor, f"dark factor ({choice.dark_rule})")]
+    if choice.flat:
+        scale = planes["flat"].scale
+        cards += [("FLATCOR", f"Flat field image is {choice.flat.name}, scale {scale:.6g}"),
+                  ("CALFLAT", choice.flat.name, "master flat divided (normalised by its mean)"),
+                  ("FLATSCAL", scale, "mean of the master flat")]
+    if electrons:
+        cards.append(("GAINCOR", gain, "multiplied by this gain: values in electrons"))
+    cards.append(("CCDPROC", f"{now} CCD processing done (calstack)"))
+    cards.append(("MASKBITS", " ".join(f"{v}={k}" for k, v in MASK_BITS.items()), "MASK bits"))
+    return cards
+
+
+def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, read_noise,
+                   saturation, electrons, band_rows, overwrite) -> CalibratedFrame:
+    source = str(row["path"])
+    frame = open_frame((source, int(row["hdu"])))
+    header = frame.header()
+    done = [k for k in _PROCESSED if k in header]
+    if done:
+        raise FrameError(source, f"is already calibrated ({done[0]} = {header[done[0]]!r}); "
+                         "give the raw frames")
+    shape = frame.shape
+    choice = choose(row, source, shape, masters, tolerances=tolerances,
+                    allow_missing=allow_missing)
+    g, r = _noise_model(header, gain, read_noise, source)
+    limit = _saturation(header, frame, saturation)
+    planes = {}
+    try:
+        for kind in ("bias", "dark", "flat"):
+            master = getattr(choice, kind)
+            if master is not None:
+                planes[kind] = _Planes(master, shape, normalise=kind == "flat")
+        for key, *value in _history(choice, planes, electrons, g):
+            header[key] = tuple(value) if len(value) > 1 else value[0]
+        header["BUNIT"] = "electron" if electrons else header.get("BUNIT", "adu")
+        uncertainty = fits.Header()
+        uncertainty["UTYPE"] = ("StdDevUncertainty", "standard deviation of each value")
+        uncertainty["BUNIT"] = header["BUNIT"]
+        images = [(header, np.float32, shape, None), (uncertainty, np.float32, shape, "UNCERT"),
+                  (None, np.uint8, shape, "MASK")]
+        masked = 0
+
+        def write(tmp):
+            nonlocal masked
+            raw = raw_buffer([frame], band_rows, shape[1])
+            values = np.empty((band_rows, shape[1]), np.float32)
+            with BandFile(tmp, images) as out:
+                for start in range(0, shape[0], band_rows):
+                    stop = min(start + band_rows, shape[0])
+                    view = values[: stop - start]
+                    frame.read_rows(start, stop, view, raw)
+                    band = calibrate_band(
+                        view, gain=g, read_noise=r, saturation=limit, electrons=electrons,
+                        **{kind: p.rows(start, stop, shape[1],
+                                        choice.dark_factor if kind == "dark" else 1.0)
+                           for kind, p in planes.items()})
+                    out.write_rows(0, start, band.data)
+                    out.write_rows(1, start, band.uncertainty)
+                    out.write_rows(2, start, band.mask)
+                    masked += int(np.count_nonzero(band.mask))
+            frame.verify()
+
+        atomic_write(output, write, overwrite=overwrite)
+    finally:
+        frame.close()
+        for p in planes.values():
+            p.close()
+    return CalibratedFrame(source, output, choice, g, r, masked / (shape[0] * shape[1]))
+
+
+def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=False,
+              tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
+              electrons=True, overwrite=False, mem_limit="1GB", workers=None, cache=True,
+              on_frame=None) -> list[CalibratedFrame]:
+    """Calibrate science frames with the masters of a folder.
+
+    Parameters
+    ----------
+    frames : ImageIndex, str, os.PathLike or list of these
+        Science frames: an index, or files and/or folders to index (frames that are not
+        LIGHT/OBJECT, and masters, are left out).
+    masters_dir : str or os.PathLike
+        The folder of masters (``calstack masters`` output, or IRAF's, ccdproc's).
+    output_dir : str or os.PathLike
+        Where the calibrated frames go (created if needed).
+    template : str
+        Output file name: ``{name}`` (the input's file name), ``{stem}``, or any indexed
+        keyword in lower case (``{filter}``).
+    recursive : bool
+        Scan subfolders of ``frames`` (when not an index).
+    tolerances : dict, optional
+        Per-keyword tolerances for matching masters (see :func:`calstack.group_by`).
+    allow_missing : iterable of {'bias', 'dark', 'flat'}
+        Kinds a frame may go without.
+    gain, read_noise : float or str, optional
+        e-/ADU and e-, or header keywords; default: EGAIN (or GAIN beside RDNOISE) and RDNOISE.
+    saturation : float, optional
+        Raw level of saturation (default: SATURATE, else the largest integer the file holds).
+    electrons : bool
+        Write the result in electrons (default) or in ADU.
+    overwrite : bool
+        Replace existing outputs (never an input).
+    mem_limit : str or int
+        Memory for the bands of all frames in flight.
+    workers : int, optional
+        Frames calibrated at once (default: the CPU count, at most the number of frames).
+    cache : bool or path
+        The header cache (see :class:`~calstack.catalog.index.ImageIndex`).
+    on_frame : callable, optional
+        Called with each :class:`CalibratedFrame` as it is written.
+
+    Returns
+    -------
+    list of CalibratedFrame
+        In the order of the inputs.
+
+    Raises
+    ------
+    OptionError, FrameError
+        Before anything is written: no science frame, a bad option, an output name that is an
+        input; per frame: no matching master, a frame already calibrated.
+    """
+    allow_missing = tuple(allow_missing)
+    unknown = set(allow_missing) - {"bias", "dark", "flat"}
+    if unknown:
+        raise OptionError(f"--allow-missing {min(unknown)}: give bias, dark or flat")
+    index = frames if isinstance(frames, ImageIndex) else ImageIndex(
+        frames, recursive=recursive, cache=cache)
+    rows = _science(index)
+    if not rows:
+        raise OptionError(f"no science frames (IMAGETYP LIGHT/OBJECT) in "
+                          f"{', '.join(index.locations)}; check the "
+                          "folder, or its frame types with 'calstack index'")
+    masters = masters_in(ImageIndex(masters_dir, keywords=(*DEFAULT_KEYWORDS, *MASTER_KEYWORDS),
+                                    cache=cache))
+    folder = check_writable(output_dir)
+    targets = [folder / _name(template, row) for row in rows]
+    if len(set(targets)) < len(targets):
+        raise OptionError(f"template {template!r} gives two frames one name; add {{stem}}")
+    check_targets(template, targets, folder, index)
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise OptionError(f"{existing[0]}: exists; pass --overwrite to replace it")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(rows)))
+    width = max(int(r.get("naxis1") or 1) for r in rows)
+    height = max(int(r.get("naxis2") or 1) for r in rows)
+    band_rows = max(1, min(height, parse_mem_limit(mem_limit) // (workers * width * _BYTES_PER_PIXEL)))
+    options = dict(tolerances=tolerances, allow_missing=allow_missing, gain=gain,
+                   read_noise=read_noise, saturation=saturation, electrons=electrons,
+                   band_rows=band_rows, overwrite=overwrite)
+
+    def one(item):
+        result = _calibrate_one(*item, **options)
+        if on_frame is not None:
+            on_frame(result)
+        return result
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, [(row, masters, t) for row, t in zip(rows, targets,
+                                                                          strict=True)]))
+
+
+def _name(template, row) -> str:
+    name = os.path.basename(str(row["path"]))
+    stem = name.split(".")[0]
+    fields = {k: v for k, v in row.items() if isinstance(k, str)}
+    try:
+        return template.format(**{**fields, "name": name, "stem": stem})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise OptionError(f"--template {template!r}: {exc} is not a field; use {{name}}, {{stem}} "
+                          "or an indexed keyword in lower case") from None
+
