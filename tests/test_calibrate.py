@@ -114,16 +114,17 @@ def test_the_choice_is_recorded_and_printed(night, tmp_path, capsys):
     assert [f["flat"].rsplit("/", 1)[1] for f in frames] == [
         "combined_flat_R.fit", "combined_flat_R.fit", "combined_flat_V.fit",
         "combined_flat_V.fit"]
-    # 60 s science frames, darks of 30 and 120 s (bias-subtracted): the nearest, scaled
+    # 60 s science frames, darks of 30 and 120 s (bias-subtracted): as near by ratio, the
+    # longer is scaled down
     assert {(f["dark"].rsplit("/", 1)[1], f["dark_factor"], f["dark_rule"]) for f in frames} == {
-        ("combined_dark_30.000.fit", 2.0, "scaled by EXPTIME")}
+        ("combined_dark_120.000.fit", 0.5, "scaled by EXPTIME")}
     assert "light-R-001.fits -> " in captured.err
-    assert "x2 (scaled by EXPTIME)" in captured.err
+    assert "x0.5 (scaled by EXPTIME)" in captured.err
     header = fits.getheader(tmp_path / "light-V-002.fits")
     assert header["ZEROCOR"] == "Zero level correction image is combined_bias.fit"
-    assert header["DARKCOR"].startswith("Dark count correction image is combined_dark_30.000")
+    assert header["DARKCOR"].startswith("Dark count correction image is combined_dark_120.000")
     assert header["CALFLAT"] == "combined_flat_V.fit"
-    assert header["DARKSCAL"] == 2.0
+    assert header["DARKSCAL"] == 0.5
     assert header["BUNIT"] == "electron"
     assert "BZERO" not in header
 
@@ -221,3 +222,32 @@ def test_bands_give_the_same_frame_as_one_band(night, tmp_path):
         with fits.open(a.path) as x, fits.open(b.path) as y:
             for hx, hy in zip(x, y, strict=True):
                 np.testing.assert_array_equal(hx.data, hy.data)
+
+
+def _master(name, kind, **row):
+    from calstack.pipeline.selection import MasterFile
+
+    return MasterFile(f"/m/{name}", 0, kind, {"naxis1": 8, "naxis2": 4, **row})
+
+
+def test_choice_by_darktime_nearest_in_time_and_a_dark_with_its_bias():
+    from calstack.pipeline.selection import choose
+
+    frame = {"exptime": 100.0, "darktime": 101.0, "date-obs": "2026-03-15T02:00:00",
+             "filter": "R", "gain": 120}
+    masters = [
+        _master("b1.fit", "bias", **{"date-obs": "2026-03-14T18:00:00"}),
+        _master("b2.fit", "bias", **{"date-obs": "2026-03-15T06:00:00"}),  # 4 h away, not 8
+        _master("d.fit", "dark", exptime=200.0, darktime=202.0, biassub="bias.fit"),
+        _master("f.fit", "flat", filter="r "),
+        _master("f0.fit", "flat", filter="R", gain=0),  # another gain setting
+    ]
+    choice = choose(frame, "l.fits", (4, 8), masters)
+    assert (choice.bias.name, choice.dark.name, choice.flat.name) == ("b2.fit", "d.fit", "f.fit")
+    assert (choice.dark_factor, choice.dark_rule) == (0.5, "scaled by DARKTIME")
+    with_bias = [_master("d100.fit", "dark", exptime=100.0), *masters]  # not bias-subtracted
+    choice = choose(frame, "l.fits", (4, 8), with_bias)
+    assert (choice.dark.name, choice.bias, choice.dark_rule) == ("d100.fit", None, "exposure")
+    unscalable = [_master("d.fit", "dark", exptime=200.0), *masters[:2], masters[3]]
+    with pytest.raises(OptionError, match="include the bias, so they cannot be scaled"):
+        choose(frame, "l.fits", (4, 8), unscalable)

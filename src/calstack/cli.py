@@ -164,6 +164,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-darks", type=int, metavar="N", help="darks per exposure time")
     p.add_argument("--exptimes", type=float, nargs="+", metavar="S", help="dark exposure times")
     p.add_argument("--n-flats", type=int, metavar="N", help="flats per filter")
+    p.add_argument("--n-lights", type=int, default=0, metavar="N",
+                   help="science frames (sky and stars) per flat filter")
     p.add_argument("--filters", nargs="+", metavar="F", help="flat filters")
     p.add_argument("--raw", action="store_true", help="raw uint16 frames instead of calibrated")
     p.add_argument("--seed", type=int, default=0)
@@ -363,7 +365,7 @@ def _cmd_simulate(args):
 
     night = simulate(args.outdir, preset=args.preset, shape=tuple(args.shape) if args.shape else None,
                      n_bias=args.n_bias, n_darks=args.n_darks, exptimes=args.exptimes,
-                     n_flats=args.n_flats, filters=args.filters,
+                     n_flats=args.n_flats, filters=args.filters, n_lights=args.n_lights,
                      calibrated=False if args.raw else None, seed=args.seed,
                      overwrite=args.overwrite)
     _say(args, f"wrote {len(night.frames)} frames to {night.outdir} (truth in {night.outdir}/truth)")

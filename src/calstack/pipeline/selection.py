@@ -5,8 +5,8 @@ A master is a candidate when it was built for the frame's camera setup (every ke
 tolerances; the image shape is checked against the frame once trimmed). Among candidates:
 
 - **dark**: the master of the frame's exposure (EXPTIME within its tolerance), used as it is;
-  without one, the bias-subtracted master of the nearest exposure, scaled by DARKTIME (EXPTIME
-  where either lacks it). A dark that is not bias-subtracted includes the bias: it is used only
+  without one, the bias-subtracted master of the nearest exposure by ratio (the longer on a
+  tie), scaled by DARKTIME (EXPTIME where either lacks it). A dark that is not bias-subtracted includes the bias: it is used only
   at its own exposure, and then no bias is subtracted besides it.
 - **bias**: needed unless the dark includes it.
 - **flat**: the master of the frame's filter.
@@ -18,6 +18,7 @@ error naming what is missing, unless ``allow_missing`` names that kind.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -122,6 +123,14 @@ def _exposure(row, key):
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _scaling_order(mine, theirs, distance):
+    """Darks to scale, best first: the nearest exposure by ratio, the longer on a tie (scaled
+    down, its noise shrinks), then the nearest in time; none with no exposure."""
+    if not mine or not theirs or mine <= 0 or theirs <= 0:
+        return (math.inf, 0.0, distance)
+    return (round(abs(math.log(mine / theirs)), 9), -theirs, distance)
+
+
 def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
            tolerances=None, allow_missing=()) -> Choice:
     """The masters for one frame.
@@ -195,7 +204,7 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
         if mine is None:
             raise OptionError(f"{source}: has no {key.upper()} to scale a master dark by; add it "
                               "or pass --allow-missing dark")
-        dark = min(scalable, key=lambda m: (abs((_exposure(m.row, key) or 0) - mine), distance(m)))
+        dark = min(scalable, key=lambda m: _scaling_order(mine, _exposure(m.row, key), distance(m)))
         theirs = _exposure(dark.row, key)
         if not theirs:
             raise OptionError(f"{dark.path}: master dark has {key.upper()} = {theirs}, so it cannot "
