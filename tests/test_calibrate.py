@@ -251,3 +251,24 @@ def test_choice_by_darktime_nearest_in_time_and_a_dark_with_its_bias():
     unscalable = [_master("d.fit", "dark", exptime=200.0), *masters[:2], masters[3]]
     with pytest.raises(OptionError, match="include the bias, so they cannot be scaled"):
         choose(frame, "l.fits", (4, 8), unscalable)
+
+
+def test_reduce_builds_the_masters_then_calibrates_with_one_report(tmp_path, capsys):
+    simulate(tmp_path / "raw", preset="night", shape=(48, 40), n_lights=1, seed=5,
+             n_bias=3, n_darks=3, n_flats=3)
+    out, report = tmp_path / "out", tmp_path / "night.html"
+    assert main(["reduce", str(tmp_path / "raw"), "-o", str(out), "--no-cache", "--json",
+                 "--report", str(report)]) == 0
+    captured = capsys.readouterr()
+    done = json.loads(captured.out)
+    assert [m["path"].rsplit("/", 1)[1] for m in done["masters"]] == [
+        "combined_bias.fit", "combined_dark_30.000.fit", "combined_dark_120.000.fit",
+        "combined_flat_R.fit", "combined_flat_V.fit"]
+    assert [(f["output"].rsplit("/", 1)[1], f["flat"].rsplit("/", 1)[1]) for f in
+            done["calibrated"]] == [("light-R-001.fits", "combined_flat_R.fit"),
+                                    ("light-V-001.fits", "combined_flat_V.fit")]
+    assert "ignored IMAGETYP values" not in captured.err  # the science frames are not ignored
+    text = report.read_text()
+    assert "Calibrated frames: 2" in text
+    assert "light-V-001.fits" in text
+    assert fits.getheader(out / "masters" / "combined_dark_30.000.fit")["BIASSUB"]

@@ -68,6 +68,9 @@ def test_demo_builds_masters_and_pictures(tmp_path, capsys):
                        "combined_flat_R.fit", "combined_flat_V.fit"]
     assert printed.count("[night] flat") == 2
     assert "master - truth" in printed
+    assert printed.count("[night] science") == 4
+    assert sorted(p.name for p in (tmp_path / "night" / "calibrated").glob("*.fits")) == [
+        "light-R-001.fits", "light-R-002.fits", "light-V-001.fits", "light-V-002.fits"]
 
 
 def test_demo_masters_match_their_truth(tmp_path):
@@ -75,10 +78,13 @@ def test_demo_masters_match_their_truth(tmp_path):
 
     results = run_demo(tmp_path, shape=(64, 64), say=lambda _text: None)
     night = [r for r in results if r["camera"] == "night"]
-    assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat"]
-    for r in night:  # unbiased, and as noisy as averaging N frames predicts (rejection costs a bit)
+    assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat", *["light"] * 4]
+    for r in night[:5]:  # unbiased, and as noisy as averaging N frames predicts (rejection costs a bit)
         assert abs(r["median"]) < 0.5 * r["expected"] + 1e-3
         assert r["noise"] < 1.5 * r["expected"]
+    for r in night[5:]:  # calibrated science frames: within their uncertainty of the truth
+        assert abs(r["mean"]) < 0.1
+        assert 0.95 < r["rms"] < 1.05
 
 
 def test_titles_show_group_count_and_exposure_from_the_header():

@@ -26,6 +26,7 @@ _LAZY = {
     "IMAGETYP_SYNONYMS": "calstack.pipeline.groups",
     "build_night": "calstack.pipeline.night",
     "calibrate": "calstack.pipeline.calibrate",
+    "reduce_night": "calstack.pipeline.reduce",
     "summary_table": "calstack.pipeline.night",
     "show": "calstack.viz.pictures",
     "Report": "calstack.viz.report",

@@ -131,6 +131,24 @@ def _add_output_options(p):
                    "processes here; needs calstack[cluster]")
 
 
+def _add_calibrate_options(p):
+    """How science frames are calibrated (calibrate, reduce)."""
+    p.add_argument("--allow-missing", action="append", default=[], choices=("bias", "dark", "flat"),
+                   help="go on without this kind of master where a frame has none (repeatable)")
+    p.add_argument("--gain", type=number_or_keyword, metavar="E/ADU|KEYWORD",
+                   help="electrons per ADU (default: EGAIN, or GAIN beside RDNOISE)")
+    p.add_argument("--read-noise", type=number_or_keyword, metavar="E|KEYWORD",
+                   help="read noise in electrons (default: RDNOISE)")
+    p.add_argument("--saturation", type=float, metavar="ADU", help="raw level of saturation "
+                   "(default: SATURATE, else the largest value of an integer file)")
+    p.add_argument("--adu", action="store_true", help="keep values in ADU (default: electrons)")
+
+
+def _calibrate_options(args) -> dict:
+    return dict(allow_missing=args.allow_missing, gain=args.gain, read_noise=args.read_noise,
+                saturation=args.saturation, electrons=not args.adu)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="calstack", description=(
         "Master calibration frames (bias, dark, flat) from folders of FITS files: fast, exact "
@@ -220,21 +238,29 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output-dir", required=True, metavar="OUT")
     p.add_argument("--template", default="{name}", help="output name: {name} (the input's, "
                    "default), {stem}, or an indexed keyword ({filter})")
-    p.add_argument("--allow-missing", action="append", default=[], choices=("bias", "dark", "flat"),
-                   help="go on without this kind of master where a frame has none (repeatable)")
-    p.add_argument("--gain", type=number_or_keyword, metavar="E/ADU|KEYWORD",
-                   help="electrons per ADU (default: EGAIN, or GAIN beside RDNOISE)")
-    p.add_argument("--read-noise", type=number_or_keyword, metavar="E|KEYWORD",
-                   help="read noise in electrons (default: RDNOISE)")
-    p.add_argument("--saturation", type=float, metavar="ADU", help="raw level of saturation "
-                   "(default: SATURATE, else the largest value of an integer file)")
-    p.add_argument("--adu", action="store_true", help="keep values in ADU (default: electrons)")
+    _add_calibrate_options(p)
     p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
                    help="matching tolerance of a numeric setup key (e.g. ccd-temp=1)")
     p.add_argument("--mem-limit", default="1GB", help="memory for the bands of all frames")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--json", action="store_true", help="print what was done as JSON")
     p.set_defaults(run=_cmd_calibrate)
+
+    p = add("reduce", help="a whole raw night: build its masters, then calibrate its science "
+                           "frames with them", description=_REDUCE_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_index_options(p)
+    p.add_argument("-o", "--output-dir", required=True, metavar="OUT",
+                   help="masters go to OUT/masters, calibrated frames to OUT/calibrated")
+    p.add_argument("--group-by", default="", metavar="K1,K2",
+                   help="more keys that split every kind of master")
+    p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
+                   help="tolerance of a numeric key, for grouping and for matching masters")
+    _add_combine_options(p, recipe=True, without=("bias", "dark", "gain", "read_noise"))
+    _add_calibrate_options(p)
+    _add_setup_options(p)
+    _add_output_options(p)
+    p.set_defaults(run=_cmd_reduce)
 
     p = add("show", help="frames side by side on one stretch, as a PNG")
     p.add_argument("frames", nargs="+", metavar="FRAME")
@@ -291,6 +317,20 @@ KEY combines across a setup keyword. Groups of fewer than 3 frames are built wit
 Masters in the folder (COMBINED = T, IRAF's NCOMBINE/IMCMB, Siril's STACKCNT, MaxIm DL's
 SNAPSHOT, 'Master Dark'...) are never inputs; other frame types are listed and ignored. Default
 rejection: the reference recipe (sigma clipping, 5/5 sigma, median and mad_std).
+"""
+
+
+_REDUCE_HELP = """\
+A whole raw night in one command:
+
+  calstack reduce NIGHT_DIR -o OUT [--report OUT/night.html]
+
+builds the night's masters into OUT/masters as `calstack masters --subtract-bias
+--subtract-dark` does (the bias and dark subtracted where the night has them), then calibrates
+every science frame into OUT/calibrated as `calstack calibrate` does, each with the masters
+chosen for it. --report covers the masters and a table of the calibrated frames (masters
+used, level, noise, masked fraction). --gain/--read-noise serve both the combines' noise model
+and the calibrated frames' uncertainty.
 """
 
 
@@ -386,14 +426,16 @@ def _combine_options(args) -> dict:
     return options
 
 
-def _run_job(args, build) -> list:
+def _run_job(args, build, *, calibrated=None) -> list:
     """Run a job that builds masters: ``build(progress, client)`` returns the BuiltMasters.
 
     ``client`` is the Dask client of --scheduler, or None to run here.
 
     Progress goes to stderr (bars on a terminal; nothing with --quiet) and one line per master
     to stdout (stderr with --json); --report is checked before ``build`` and written after it;
-    --json prints :meth:`BuiltMaster.as_dict` of each master. Returns what was built.
+    --json prints :meth:`BuiltMaster.as_dict` of each master. ``calibrated``: the list the
+    build fills with the science frames it calibrates (``calstack reduce``), one table of the
+    report and ``{"masters": ..., "calibrated": ...}`` in --json. Returns what was built.
     """
     from .progress import Progress
     from .stacking.cluster import connect
@@ -406,9 +448,12 @@ def _run_job(args, build) -> list:
     with progress.logging_to(logging.getLogger("calstack")), connect(args.scheduler) as client:
         built = build(progress, client)
         if args.report:
-            write_report(args.report, built, overwrite=args.overwrite, progress=progress)
+            write_report(args.report, built, calibrated=calibrated or (),
+                         overwrite=args.overwrite, progress=progress)
     if args.json:
-        print(_json([b.as_dict() for b in built]))
+        masters = [b.as_dict() for b in built]
+        print(_json(masters if calibrated is None else {
+            "masters": masters, "calibrated": [f.summary() for f in calibrated]}))
     return built
 
 
@@ -452,16 +497,21 @@ def _cmd_combine(args):
     return 0
 
 
-def _cmd_masters(args):
-    from .pipeline.night import build_night, summary_table
-
+def _night_options(args) -> tuple[list, list, dict]:
+    """The grouping keys, indexed keywords and combine options of a night (masters, reduce)."""
     keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-    keywords = _job_keywords(args, keys)
     options = _combine_options(args)
     options.pop("scale_to")  # flats are normalised to 1; --scale would fight that
     if options.pop("scale") or options.pop("zero"):
         raise CalstackError("masters scales each flat by its median itself; --scale/--zero are "
                             "for `calstack combine`")
+    return keys, _job_keywords(args, keys), options
+
+
+def _cmd_masters(args):
+    from .pipeline.night import build_night, summary_table
+
+    keys, keywords, options = _night_options(args)
     stat_section = options.pop("stat_section")
     built = _run_job(args, lambda progress, client: build_night(
         _index(args, keywords, progress), args.output_dir, group_by=keys,
@@ -476,24 +526,63 @@ def _cmd_masters(args):
     return 0
 
 
-def _cmd_calibrate(args):
-    from .pipeline.calibrate import calibrate
+def _cmd_reduce(args):
+    from .pipeline.calibrate import INDEX_KEYWORDS
+    from .pipeline.reduce import reduce_night
+
+    keys, keywords, options = _night_options(args)
+    calibrate_options = _calibrate_options(args)
+    for name in ("gain", "read_noise"):  # one noise model for ccdclip and the uncertainty
+        options.pop(name)
+        if calibrate_options[name] is not None:
+            options[name] = calibrate_options[name]
+    frames = []  # the calibrated frames, in input order once the reduction is done
 
     def done(frame):
         args.written.append(frame)
-        if args.verbose and not args.quiet:
-            print(f"{frame.source} -> {frame.path}: {frame.choice.describe()}",
-                  file=sys.stderr if args.json else sys.stdout, flush=True)
+        _print_choice(args, frame)
 
-    frames = calibrate(_index(args), args.masters, args.output_dir, template=args.template,
-                       tolerances=dict(args.tolerance) or None, allow_missing=args.allow_missing,
-                       gain=args.gain, read_noise=args.read_noise, saturation=args.saturation,
-                       electrons=not args.adu, overwrite=args.overwrite,
-                       mem_limit=args.mem_limit, cache=args.cache, on_frame=done)
+    def build(progress, client):
+        reduced = reduce_night(
+            _index(args, [*keywords, *INDEX_KEYWORDS], progress), args.output_dir,
+            group_by=keys, tolerances=dict(args.tolerance) or None, overwrite=args.overwrite,
+            progress=progress, client=client, allow_mixed=args.allow_mixed,
+            split_extensions=args.split_extensions,
+            also_writes=[args.report] if args.report else (), on_master=args.written.append,
+            on_frame=done, calibrate_options=calibrate_options, **options)
+        frames.extend(reduced.frames)
+        return reduced.masters
+
+    _run_job(args, build, calibrated=frames)
+    _say_calibrated(args, frames)
+    return 0
+
+
+def _print_choice(args, frame):
+    if args.verbose and not args.quiet:
+        print(f"{frame.source} -> {frame.path}: {frame.choice.describe()}",
+              file=sys.stderr if args.json else sys.stdout, flush=True)
+
+
+def _say_calibrated(args, frames):
+    if not (args.json or args.verbose) and frames:
+        _say(args, f"calibrated {len(frames)} frame(s) -> {frames[0].path.parent}")
+
+
+def _cmd_calibrate(args):
+    from .pipeline.calibrate import INDEX_KEYWORDS, calibrate
+
+    def done(frame):
+        args.written.append(frame)
+        _print_choice(args, frame)
+
+    frames = calibrate(_index(args, INDEX_KEYWORDS), args.masters, args.output_dir, template=args.template,
+                       tolerances=dict(args.tolerance) or None, overwrite=args.overwrite,
+                       mem_limit=args.mem_limit, cache=args.cache, on_frame=done,
+                       **_calibrate_options(args))
     if args.json:
         print(_json([f.summary() for f in frames]))
-    elif not args.verbose:
-        _say(args, f"calibrated {len(frames)} frame(s) -> {args.output_dir}")
+    _say_calibrated(args, frames)
     return 0
 
 

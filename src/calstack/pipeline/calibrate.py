@@ -29,18 +29,25 @@ from ..catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from ..errors import FrameError, OptionError
 from ..io.reader import open_frame, raw_buffer
 from ..io.writer import BandFile, atomic_write, check_writable
+from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Master, calibrate_band
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
 from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
 
-__all__ = ["CalibratedFrame", "calibrate"]
+__all__ = ["INDEX_KEYWORDS", "CalibratedFrame", "calibrate"]
 
 log = logging.getLogger("calstack")
 
 #: Bytes per pixel a band needs: the frame (raw buffer + float32), up to three masters with
 #: their uncertainties, the result (data, uncertainty, mask) and NumPy's temporaries.
 _BYTES_PER_PIXEL = 64
+
+#: The keywords an index of science frames (and of masters) needs for choosing masters.
+INDEX_KEYWORDS = tuple(dict.fromkeys((*DEFAULT_KEYWORDS, *MASTER_KEYWORDS)))
+
+#: Values of each calibrated frame sampled (on a grid) for its level and noise.
+_SAMPLES = 65536
 
 #: Keywords that mark a frame as already calibrated (IRAF's ccdproc, calstack).
 _PROCESSED = ("FLATCOR", "DARKCOR", "ZEROCOR")
@@ -60,6 +67,9 @@ class CalibratedFrame:
     gain: float
     read_noise: float
     masked_fraction: float
+    electrons: bool  # values in electrons (else ADU)
+    level: float  # median of the calibrated values (sampled on a grid, masked ones left out)
+    noise: float  # their robust standard deviation (1.4826 MAD): sky noise and structure
 
     def summary(self) -> dict:
         """For ``--json``."""
@@ -68,7 +78,9 @@ class CalibratedFrame:
                 "bias": c.bias.path if c.bias else None, "dark": c.dark.path if c.dark else None,
                 "dark_factor": c.dark_factor, "dark_rule": c.dark_rule or None,
                 "flat": c.flat.path if c.flat else None, "gain": self.gain,
-                "read_noise": self.read_noise, "masked_fraction": self.masked_fraction}
+                "read_noise": self.read_noise, "masked_fraction": self.masked_fraction,
+                "unit": "electron" if self.electrons else "adu", "level": self.level,
+                "noise": self.noise}
 
 
 def _science(index) -> list[dict]:
@@ -220,7 +232,8 @@ def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, rea
         uncertainty["BUNIT"] = header["BUNIT"]
         images = [(header, np.float32, shape, None), (uncertainty, np.float32, shape, "UNCERT"),
                   (None, np.uint8, shape, "MASK")]
-        masked = 0
+        masked, samples = 0, []
+        step = max(1, int(math.sqrt(shape[0] * shape[1] / _SAMPLES)))
 
         def write(tmp):
             nonlocal masked
@@ -240,6 +253,8 @@ def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, rea
                     out.write_rows(1, start, band.uncertainty)
                     out.write_rows(2, start, band.mask)
                     masked += int(np.count_nonzero(band.mask))
+                    grid = (slice(-start % step, None, step), slice(None, None, step))
+                    samples.append(band.data[grid][band.mask[grid] == 0])
             frame.verify()
 
         atomic_write(output, write, overwrite=overwrite)
@@ -247,7 +262,9 @@ def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, rea
         frame.close()
         for p in planes.values():
             p.close()
-    return CalibratedFrame(source, output, choice, g, r, masked / (shape[0] * shape[1]))
+    level, noise = median_and_robust_std(np.concatenate(samples))
+    return CalibratedFrame(source, output, choice, g, r, masked / (shape[0] * shape[1]),
+                           electrons, level, noise)
 
 
 def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=False,
@@ -259,8 +276,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     Parameters
     ----------
     frames : ImageIndex, str, os.PathLike or list of these
-        Science frames: an index, or files and/or folders to index (frames that are not
-        LIGHT/OBJECT, and masters, are left out).
+        Science frames: an index (with :data:`INDEX_KEYWORDS`), or files and/or folders to
+        index (frames that are not LIGHT/OBJECT, and masters, are left out).
     masters_dir : str or os.PathLike
         The folder of masters (``calstack masters`` output, or IRAF's, ccdproc's).
     output_dir : str or os.PathLike
@@ -307,14 +324,13 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     if unknown:
         raise OptionError(f"--allow-missing {min(unknown)}: give bias, dark or flat")
     index = frames if isinstance(frames, ImageIndex) else ImageIndex(
-        frames, recursive=recursive, cache=cache)
+        frames, recursive=recursive, cache=cache, keywords=INDEX_KEYWORDS)
     rows = _science(index)
     if not rows:
         raise OptionError(f"no science frames (IMAGETYP LIGHT/OBJECT) in "
                           f"{', '.join(index.locations)}; check the "
                           "folder, or its frame types with 'calstack index'")
-    masters = masters_in(ImageIndex(masters_dir, keywords=(*DEFAULT_KEYWORDS, *MASTER_KEYWORDS),
-                                    cache=cache))
+    masters = masters_in(ImageIndex(masters_dir, keywords=INDEX_KEYWORDS, cache=cache))
     folder = check_writable(output_dir)
     targets = [folder / _name(template, row) for row in rows]
     if len(set(targets)) < len(targets):

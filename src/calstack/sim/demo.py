@@ -5,7 +5,9 @@ Simulates the reference guide's two cameras (a cryogenically cooled CCD with dar
 exposure time with the recipe's settings, writes the guide's comparison picture for each
 master, and checks each master against the simulator's truth. Then a raw night (biases, darks,
 flats in two filters) goes through ``calstack masters`` with bias and dark subtraction, and
-each master is compared with its truth.
+each master is compared with its truth; with the night's science frames it goes through
+``calstack reduce`` (masters, then calibration), and each calibrated frame is compared with its
+truth in units of its own uncertainty.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from astropy.io import fits
 from ..catalog.index import ImageIndex
 from ..kernels.statistics import median_and_robust_std
 from ..options import RECIPE
+from ..pipeline.calibrate import INDEX_KEYWORDS
 from ..pipeline.groups import combine_groups
-from ..pipeline.night import build_night
+from ..pipeline.reduce import reduce_night
 from ..viz.pictures import show
 from .simulation import simulate
 
-__all__ = ["noise_check", "run_demo", "truth_residual"]
+__all__ = ["calibrated_residual", "noise_check", "run_demo", "truth_residual"]
 
 
 def noise_check(master_path, frame_path, truth_path) -> dict:
@@ -91,7 +94,8 @@ def run_demo(output_dir="calstack-demo", *, shape=None, mem_limit="350MB", overw
     list of dict
         Per dark master: camera, path, picture, frames, seconds and the :func:`noise_check`
         numbers; per master of the raw night: camera 'night', kind, path, frames, seconds and
-        the :func:`truth_residual` numbers.
+        the :func:`truth_residual` numbers; per calibrated science frame: camera 'night', kind
+        'light', path and the :func:`calibrated_residual` numbers.
     """
     results = []
     for camera in ("cryo", "te"):
@@ -118,13 +122,23 @@ def run_demo(output_dir="calstack-demo", *, shape=None, mem_limit="350MB", overw
     return results
 
 
+def calibrated_residual(frame, truth_path) -> dict:
+    """How a calibrated science frame departs from its truth, in units of its own uncertainty:
+    the mean and rms of (value - truth) / uncertainty over the unmasked values, cosmic rays
+    (beyond 8) left out; 0 and 1 when the frame and its uncertainty are right."""
+    with fits.open(frame.path) as hdul:
+        z = (hdul[0].data - fits.getdata(truth_path)) / hdul["UNCERT"].data
+        z = z[(hdul["MASK"].data == 0) & (np.abs(z) < 8)]
+    return {"mean": float(z.mean()), "rms": float(z.std())}
+
+
 def _night(folder, shape, mem_limit, overwrite, say) -> list:
     start = time.perf_counter()
-    night = simulate(folder, preset="night", shape=shape, overwrite=overwrite)
+    night = simulate(folder, preset="night", shape=shape, n_lights=2, overwrite=overwrite)
     say(f"[night] simulated {len(night.frames)} raw frames in {folder} "
         f"({time.perf_counter() - start:.1f} s)")
-    built = build_night(ImageIndex(folder), folder / "masters", subtract_bias=True,
-                        subtract_dark=True, overwrite=overwrite, mem_limit=mem_limit)
+    built, calibrated = reduce_night(ImageIndex(folder, keywords=INDEX_KEYWORDS), folder,
+                                     overwrite=overwrite, mem_limit=mem_limit)
     results = []
     for master in built:
         key = master.group.key
@@ -138,4 +152,10 @@ def _night(folder, shape, mem_limit, overwrite, say) -> list:
             f"{check['expected']:.4f})")
         results.append({"camera": "night", "kind": master.kind, "path": master.path,
                         "frames": master.n_frames, "seconds": master.seconds, **check})
+    for frame in calibrated:
+        check = calibrated_residual(frame, night.truth[f"light_{fits.getval(frame.source, 'FILTER')}"])
+        say(f"[night] science {Path(frame.source).name} -> {frame.path}: "
+            f"{frame.choice.describe()}; (value - truth) / uncertainty: mean {check['mean']:+.3f}, "
+            f"rms {check['rms']:.3f} (expected 0 and 1)")
+        results.append({"camera": "night", "kind": "light", "path": frame.path, **check})
     return results

@@ -144,6 +144,7 @@ class Report:
         self.title = title
         self.progress = as_progress(progress)
         self.sections: list[MasterSection] = []
+        self.calibrated: list = []  # CalibratedFrame of a reduction, in one table
 
     def add(self, master, *, frames=None, label=None) -> MasterSection:
         """Compute the section of one master now; its frames are read once each, on a grid.
@@ -201,14 +202,14 @@ class Report:
 
     def write(self, path, *, overwrite=False) -> Path:
         """Write the page (atomically); returns its path."""
-        text = render(self.sections, title=self.title)
+        text = render(self.sections, calibrated=self.calibrated, title=self.title)
         path = atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
                             overwrite=overwrite)
         self.progress.line(f"report: {len(self.sections)} master(s) -> {path}")
         return path
 
 
-def write_report(path, masters, *, title="calstack report", overwrite=False,
+def write_report(path, masters, *, calibrated=(), title="calstack report", overwrite=False,
                  progress=False) -> Path:
     """Write one self-contained HTML report about ``masters``.
 
@@ -219,6 +220,8 @@ def write_report(path, masters, *, title="calstack report", overwrite=False,
     masters : list of Master or BuiltMaster
         What to report on, e.g. the list :func:`~calstack.pipeline.groups.combine_groups` returns
         (each written master is re-read, one at a time).
+    calibrated : list of CalibratedFrame, optional
+        Science frames calibrated with them (:func:`calstack.calibrate`): one table.
     title : str
         The page's title.
     overwrite : bool
@@ -234,6 +237,7 @@ def write_report(path, masters, *, title="calstack report", overwrite=False,
     report = Report(title=title, progress=progress)
     for master in masters:
         report.add(master)
+    report.calibrated = list(calibrated)
     return report.write(path, overwrite=overwrite)
 
 

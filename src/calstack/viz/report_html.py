@@ -75,6 +75,31 @@ def _summary(sections) -> str:
             f'<th>expected</th><th>flagged</th></tr>{rows}</table></section>')
 
 
+def _calibrated(frames) -> str:
+    """The calibrated frames (:class:`~calstack.pipeline.calibrate.CalibratedFrame`): masters
+    used, level, noise, masked fraction."""
+    if not frames:
+        return ""
+    unit = "e-" if frames[0].electrons else "ADU"
+
+    def name(master):
+        return html.escape(master.name) if master else "none"
+
+    rows = "".join(
+        f'<tr><td class="name" title="{html.escape(str(f.path))}">'
+        f'{html.escape(os.path.basename(str(f.path)))}</td>'
+        f'<td class="name">{name(f.choice.bias)}</td><td class="name">{name(f.choice.dark)}'
+        f'{"" if f.choice.dark_factor == 1 else f" x{f.choice.dark_factor:.4g}"}</td>'
+        f'<td class="name">{name(f.choice.flat)}</td><td>{f.level:.5g}</td><td>{f.noise:.4g}</td>'
+        f'<td>{_fraction(f.masked_fraction)}</td></tr>' for f in frames)
+    return (f'<section id="calibrated"><h2>Calibrated frames: {len(frames)}</h2><table><tr>'
+            '<th class="name">frame</th><th class="name">bias</th><th class="name">dark</th>'
+            f'<th class="name">flat</th><th>level ({unit})</th><th>robust std</th>'
+            f'<th>masked</th></tr>{rows}</table><p class="note">Level and robust std of the '
+            'values not masked, on a grid; masked: any MASK bit (missing, saturated, no usable '
+            'flat).</p></section>')
+
+
 def _number(value, form="{:.2f}") -> str:
     return "n/a" if value is None else form.format(value)
 
@@ -129,8 +154,9 @@ columns, vignetting, hot pixels), that reduction stays below the expectation.</p
 </section>"""
 
 
-def render(sections, *, title="calstack report") -> str:
-    """The report's HTML for computed sections (see :class:`Report`)."""
+def render(sections, *, calibrated=(), title="calstack report") -> str:
+    """The report's HTML for computed sections (see :class:`Report`), and the calibrated
+    frames of a reduction."""
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = "".join(_master(k, s) for k, s in enumerate(sections, 1))
     return f"""<!DOCTYPE html>
@@ -146,6 +172,7 @@ def render(sections, *, title="calstack report") -> str:
 <p class="meta">{len(sections)} master(s), written {now} by calstack {__version__}</p>
 {_anomalies(sections)}
 {_summary(sections)}
+{_calibrated(calibrated)}
 {body}
 </body>
 </html>
