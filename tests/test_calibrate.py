@@ -272,3 +272,40 @@ def test_reduce_builds_the_masters_then_calibrates_with_one_report(tmp_path, cap
     assert "Calibrated frames: 2" in text
     assert "light-V-001.fits" in text
     assert fits.getheader(out / "masters" / "combined_dark_30.000.fit")["BIASSUB"]
+
+
+def test_cosmic_rays_are_flagged_and_cleaned_and_stars_kept(night, tmp_path):
+    folder, sim = night
+    (tmp_path / "in").mkdir()
+    with fits.open(folder / "raw" / "light-R-001.fits") as hdul:
+        data = hdul[0].data.astype(np.int32)
+        header = hdul[0].header
+    truth = fits.getdata(sim.truth["light_R"])
+    sky = np.median(truth)
+    rng = np.random.default_rng(4)
+    # single-pixel hits, sharper than any star (sigma 1.5 px), on the sky 4 px off any star
+    # and off the frame's edge
+    far = np.ones_like(truth, bool)
+    for y, x in zip(*np.nonzero(truth > 1.1 * sky), strict=True):
+        far[max(0, y - 4):y + 5, max(0, x - 4):x + 5] = False
+    far[:4], far[-4:], far[:, :4], far[:, -4:] = False, False, False, False  # LACosmic's edge
+    chosen = rng.choice(np.flatnonzero(far), 12, replace=False)
+    hits = np.unravel_index(chosen, truth.shape)
+    data[hits] += 6000
+    fits.PrimaryHDU(data.astype(np.uint16), header).writeto(tmp_path / "in" / "l.fits")
+    (frame,) = calibrate(tmp_path / "in", folder / "masters", tmp_path / "out", cache=False,
+                         cosmic_rays=True)
+    result = CCDData.read(frame.path)
+    flagged = fits.getdata(frame.path, "MASK") & MASK_BITS["cosmic"] != 0
+    assert flagged[hits].all()
+    near = np.zeros_like(flagged)  # the hits and pixels near them (sigfrac), never elsewhere
+    for dy in range(-4, 5):
+        for dx in range(-4, 5):
+            near[np.clip(hits[0] + dy, 0, 63), np.clip(hits[1] + dx, 0, 47)] = True
+    assert not (flagged & ~near).any()
+    stars = truth > 2 * sky
+    assert stars.sum() > 10
+    assert not flagged[stars].any()
+    z = (result.data - truth) / result.uncertainty.array
+    assert np.abs(z[hits]).max() < 5  # cleaned to the neighbours' level
+    assert fits.getheader(frame.path)["CRCLEAN"] == flagged.sum()

@@ -142,11 +142,14 @@ def _add_calibrate_options(p):
     p.add_argument("--saturation", type=float, metavar="ADU", help="raw level of saturation "
                    "(default: SATURATE, else the largest value of an integer file)")
     p.add_argument("--adu", action="store_true", help="keep values in ADU (default: electrons)")
+    p.add_argument("--cosmic-rays", action="store_true", help="find and clean cosmic rays "
+                   "(astroscrappy: pip install 'calstack[cosmic]'); MASK bit 16")
 
 
 def _calibrate_options(args) -> dict:
     return dict(allow_missing=args.allow_missing, gain=args.gain, read_noise=args.read_noise,
-                saturation=args.saturation, electrons=not args.adu)
+                saturation=args.saturation, electrons=not args.adu,
+                cosmic_rays=args.cosmic_rays)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ from ..io.reader import open_frame, raw_buffer
 from ..io.writer import BandFile, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Master, calibrate_band
+from ..processing.cosmic import clean_cosmic_rays
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
 from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
@@ -45,6 +46,9 @@ _BYTES_PER_PIXEL = 64
 
 #: The keywords an index of science frames (and of masters) needs for choosing masters.
 INDEX_KEYWORDS = tuple(dict.fromkeys((*DEFAULT_KEYWORDS, *MASTER_KEYWORDS)))
+
+#: Bytes per pixel astroscrappy allocates besides (its float32 working images).
+_COSMIC_BYTES_PER_PIXEL = 48
 
 #: Values of each calibrated frame sampled (on a grid) for its level and noise.
 _SAMPLES = 65536
@@ -205,7 +209,7 @@ def _history(choice: Choice, planes: dict, electrons: bool, gain: float) -> list
 
 
 def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, read_noise,
-                   saturation, electrons, band_rows, overwrite) -> CalibratedFrame:
+                   saturation, electrons, cosmic_rays, band_rows, overwrite) -> CalibratedFrame:
     source = str(row["path"])
     frame = open_frame((source, int(row["hdu"])))
     header = frame.header()
@@ -234,21 +238,29 @@ def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, rea
                   (None, np.uint8, shape, "MASK")]
         masked, samples = 0, []
         step = max(1, int(math.sqrt(shape[0] * shape[1] / _SAMPLES)))
+        rows = shape[0] if cosmic_rays else band_rows  # astroscrappy sees the whole frame
+        raw = raw_buffer([frame], rows, shape[1])
+        values = np.empty((rows, shape[1]), np.float32)
+
+        def band_of(start, stop):
+            view = values[: stop - start]
+            frame.read_rows(start, stop, view, raw)
+            return calibrate_band(
+                view, gain=g, read_noise=r, saturation=limit, electrons=electrons,
+                **{kind: p.rows(start, stop, shape[1],
+                                choice.dark_factor if kind == "dark" else 1.0)
+                   for kind, p in planes.items()})
 
         def write(tmp):
             nonlocal masked
-            raw = raw_buffer([frame], band_rows, shape[1])
-            values = np.empty((band_rows, shape[1]), np.float32)
+            bands = ((start, band_of(start, min(start + rows, shape[0])))
+                     for start in range(0, shape[0], rows))
+            if cosmic_rays:
+                bands = list(bands)  # one band: the whole frame
+                hits = clean_cosmic_rays(bands[0][1])
+                header["CRCLEAN"] = (hits, "cosmic-ray pixels cleaned (astroscrappy)")
             with BandFile(tmp, images) as out:
-                for start in range(0, shape[0], band_rows):
-                    stop = min(start + band_rows, shape[0])
-                    view = values[: stop - start]
-                    frame.read_rows(start, stop, view, raw)
-                    band = calibrate_band(
-                        view, gain=g, read_noise=r, saturation=limit, electrons=electrons,
-                        **{kind: p.rows(start, stop, shape[1],
-                                        choice.dark_factor if kind == "dark" else 1.0)
-                           for kind, p in planes.items()})
+                for start, band in bands:
                     out.write_rows(0, start, band.data)
                     out.write_rows(1, start, band.uncertainty)
                     out.write_rows(2, start, band.mask)
@@ -269,8 +281,8 @@ def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, rea
 
 def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=False,
               tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
-              electrons=True, overwrite=False, mem_limit="1GB", workers=None, cache=True,
-              on_frame=None) -> list[CalibratedFrame]:
+              electrons=True, cosmic_rays=False, overwrite=False, mem_limit="1GB",
+              workers=None, cache=True, on_frame=None) -> list[CalibratedFrame]:
     """Calibrate science frames with the masters of a folder.
 
     Parameters
@@ -297,6 +309,11 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         Raw level of saturation (default: SATURATE, else the largest integer the file holds).
     electrons : bool
         Write the result in electrons (default) or in ADU.
+    cosmic_rays : bool
+        Find and clean cosmic rays (astroscrappy, an optional dependency): their pixels get
+        the ``cosmic`` MASK bit and cleaned values, the header CRCLEAN their number. Each frame
+        is then calibrated whole (astroscrappy works on a whole image), so fewer frames are in
+        flight at once within ``mem_limit``.
     overwrite : bool
         Replace existing outputs (never an input).
     mem_limit : str or int
@@ -342,10 +359,18 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     workers = max(1, min(workers or os.cpu_count() or 1, len(rows)))
     width = max(int(r.get("naxis1") or 1) for r in rows)
     height = max(int(r.get("naxis2") or 1) for r in rows)
-    band_rows = max(1, min(height, parse_mem_limit(mem_limit) // (workers * width * _BYTES_PER_PIXEL)))
+    limit = parse_mem_limit(mem_limit)
+    if cosmic_rays:  # whole frames, with astroscrappy's own arrays besides
+        frame_bytes = width * height * (_BYTES_PER_PIXEL + _COSMIC_BYTES_PER_PIXEL)
+        if frame_bytes > limit:
+            raise OptionError(f"--cosmic-rays cleans whole frames: one {width}x{height} frame "
+                              f"needs ~{frame_bytes / 1e6:.0f} MB, above --mem-limit "
+                              f"{mem_limit}; raise it")
+        workers = max(1, min(workers, limit // frame_bytes))
+    band_rows = max(1, min(height, limit // (workers * width * _BYTES_PER_PIXEL)))
     options = dict(tolerances=tolerances, allow_missing=allow_missing, gain=gain,
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
-                   band_rows=band_rows, overwrite=overwrite)
+                   cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite)
 
     def one(item):
         result = _calibrate_one(*item, **options)

@@ -50,7 +50,7 @@ class Camera:
     lights: dict = field(default_factory=dict)  # filter -> number of science frames
     light_exptime: float = 60.0
     sky: float = 2000.0  # e- per pixel per science frame
-    n_stars: int = 40
+    star_density: float = 1e-3  # stars per pixel of the science frames
     imagetyp_names: dict = field(default_factory=dict)  # type -> spellings used in turn
 
 
@@ -116,7 +116,7 @@ class _Sensor:
         rng = np.random.default_rng([self.seed, 2])
         scene = np.full(cam.shape, cam.sky, np.float32)
         sigma, reach = 1.5, 12
-        for _ in range(cam.n_stars):
+        for _ in range(max(1, round(cam.star_density * cam.shape[0] * cam.shape[1]))):
             cy, cx = rng.uniform(0, cam.shape[0]), rng.uniform(0, cam.shape[1])
             flux = np.exp(rng.uniform(np.log(2e3), np.log(2e5)))
             y0, x0 = max(0, int(cy) - reach), max(0, int(cx) - reach)
