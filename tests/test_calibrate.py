@@ -8,13 +8,15 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calstack.catalog.index import ImageIndex
 from calstack.cli import main
 from calstack.errors import CalstackError, FrameError, OptionError
 from calstack.pipeline.calibrate import calibrate
 from calstack.pipeline.night import build_night
-from calstack.processing.apply import MASK_BITS, Master, calibrate_band
+from calstack.processing.apply import MASK_BITS, Band, Master, calibrate_band, calibrate_into
 from calstack.sim.simulation import simulate
 
 ccdproc = pytest.importorskip("ccdproc")
@@ -41,8 +43,8 @@ def test_band_arithmetic_is_ccdprocs(electrons):
     sig = {k: np.full(shape, v, np.float32) for k, v in (("bias", 0.8), ("dark", 0.5),
                                                            ("flat", 40.0))}
     band = calibrate_band(raw, bias=Master(bias, sig["bias"]),
-                          dark=Master(dark * 0.4, sig["dark"] * 0.4),
-                          flat=Master(flat / flat.mean(), sig["flat"] / flat.mean()),
+                          dark=Master(dark, sig["dark"], 0.4),
+                          flat=Master(flat, sig["flat"], 1 / flat.mean()),
                           gain=GAIN, read_noise=READ_NOISE, electrons=electrons)
 
     def ccd(data, sigma, unit="adu", **meta):
@@ -309,3 +311,47 @@ def test_cosmic_rays_are_flagged_and_cleaned_and_stars_kept(night, tmp_path):
     z = (result.data - truth) / result.uncertainty.array
     assert np.abs(z[hits]).max() < 5  # cleaned to the neighbours' level
     assert fits.getheader(frame.path)["CRCLEAN"] == flagged.sum()
+
+
+
+@st.composite
+def _bands(draw):
+    """Rows of a frame and masters with NaNs, zeros and negatives in the flat, some masters or
+    uncertainties absent, and factors of either sign (the NumPy twin works in float32, the
+    kernel in float64: values whose squares underflow float32 are left out)."""
+    shape = (draw(st.integers(1, 4)), draw(st.integers(1, 5)))
+
+    def plane(low=-1e4, high=7e4, nan=True):
+        values = st.floats(low, high, width=32) | (st.just(np.nan) if nan else st.nothing())
+        if high <= 2:  # a flat: zero, or a response not so small that its square underflows
+            values = (st.just(0.0) | st.just(np.nan) | st.floats(2.0**-10, high, width=32)
+                      | st.floats(low, -(2.0**-10), width=32))
+        return np.array(draw(st.lists(values, min_size=shape[0] * shape[1],
+                                      max_size=shape[0] * shape[1])),
+                        np.float32).reshape(shape)
+
+    def master(low, high):
+        if not draw(st.booleans()):
+            return None
+        sigma = plane(0, 100) if draw(st.booleans()) else None
+        return Master(plane(low, high), sigma, draw(st.sampled_from([1.0, 0.5, 2.5, -1.0])))
+
+    return dict(raw=plane(), bias=master(-100, 2000), dark=master(-10, 1000),
+                flat=master(-0.5, 2.0), gain=draw(st.sampled_from([0.5, 1.0, 1.7])),
+                read_noise=draw(st.sampled_from([0.0, 3.0])),
+                saturation=draw(st.sampled_from([None, 60000.0])),
+                electrons=draw(st.booleans()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_bands())
+def test_kernel_is_its_numpy_twin(case):
+    raw = case.pop("raw")
+    twin = calibrate_band(raw, **case)
+    shape = raw.shape
+    out = Band(np.empty(shape, np.float32), np.empty(shape, np.float32), np.empty(shape, np.uint8))
+    calibrate_into(raw, out, **case)
+    np.testing.assert_array_equal(out.mask, twin.mask)
+    np.testing.assert_allclose(out.data, twin.data, rtol=1e-5, atol=1e-3, equal_nan=True)
+    np.testing.assert_allclose(out.uncertainty, twin.uncertainty, rtol=1e-5, atol=1e-3,
+                               equal_nan=True)

@@ -17,6 +17,7 @@ import datetime
 import logging
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from ..errors import FrameError, OptionError
 from ..io.reader import open_frame, raw_buffer
 from ..io.writer import BandFile, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
-from ..processing.apply import MASK_BITS, Master, calibrate_band
+from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
 from ..processing.cosmic import clean_cosmic_rays
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
@@ -134,39 +135,96 @@ def _saturation(header, frame, saturation) -> float | None:
 
 
 class _Planes:
-    """A master's data (and UNCERT) opened for reading bands, with the flat's normalisation."""
+    """A master's data (and UNCERT) for reading bands; ``factor`` multiplies them (a dark's
+    exposure scaling, a flat's normalisation by its mean). Held whole in memory by the run's
+    :class:`_MasterCache` when it has room, else read band by band."""
 
-    def __init__(self, master, shape, *, normalise=False):
+    def __init__(self, master, shape, cache, *, factor=1.0, flat=False):
         self.master = master
-        self.data = open_frame((master.path, master.hdu))
-        try:
-            self.sigma = open_frame((master.path, "UNCERT"))
-        except FrameError:
-            self.sigma = None
-        self.scale = 1.0
-        if normalise:
-            self.scale = _mean_positive(self.data, shape)
-            if not self.scale > 0:
+        self.whole = cache.planes(master, shape)
+        self.data = self.sigma = None
+        if self.whole is None:
+            self.data = open_frame((master.path, master.hdu))
+            self.sigma = _uncertainty(master)
+        self.factor = factor
+        self.mean = None
+        if flat:
+            self.mean = cache.mean(master, shape)
+            if not self.mean > 0:
                 raise FrameError(master.path, "master flat has no positive values; rebuild it")
+            self.factor = 1.0 / self.mean
 
-    def rows(self, start, stop, width, factor=1.0) -> Master:
-        data = np.empty((stop - start, width), np.float32)
-        self.data.read_rows(start, stop, data, raw_buffer([self.data], stop - start, width))
-        sigma = None
-        if self.sigma is not None:
-            sigma = np.empty_like(data)
-            self.sigma.read_rows(start, stop, sigma, raw_buffer([self.sigma], stop - start, width))
-        scale = factor / self.scale
-        if scale != 1.0:
-            data *= scale
-            if sigma is not None:
-                sigma *= abs(scale)
-        return Master(data, sigma)
+    def rows(self, start, stop, width) -> Master:
+        if self.whole is not None:
+            data, sigma = self.whole
+            return Master(data[start:stop], None if sigma is None else sigma[start:stop],
+                          self.factor)
+        return Master(*_read(self.data, self.sigma, start, stop, width), self.factor)
 
     def close(self):
         for frame in (self.data, self.sigma):
             if frame is not None:
                 frame.close()
+
+
+def _uncertainty(master):
+    try:
+        return open_frame((master.path, "UNCERT"))
+    except FrameError:
+        return None
+
+
+def _read(data_frame, sigma_frame, start, stop, width) -> tuple:
+    data = np.empty((stop - start, width), np.float32)
+    data_frame.read_rows(start, stop, data, raw_buffer([data_frame], stop - start, width))
+    sigma = None
+    if sigma_frame is not None:
+        sigma = np.empty_like(data)
+        sigma_frame.read_rows(start, stop, sigma, raw_buffer([sigma_frame], stop - start, width))
+    return data, sigma
+
+
+class _MasterCache:
+    """The masters of a run held in memory once read, within ``budget`` bytes (each is read
+    once for all the frames that use it, not once per frame), and each flat's mean."""
+
+    def __init__(self, budget):
+        self.budget = budget
+        self._planes, self._means = {}, {}
+        self._lock = threading.Lock()
+
+    def planes(self, master, shape):
+        """The master's (data, uncertainty) arrays, or None where the budget has no room."""
+        with self._lock:
+            if master.path not in self._planes:
+                data = open_frame((master.path, master.hdu))
+                sigma = _uncertainty(master)
+                size = shape[0] * shape[1] * 4 * (2 if sigma is not None else 1)
+                if size <= self.budget:
+                    self.budget -= size
+                    self._planes[master.path] = _read(data, sigma, 0, shape[0], shape[1])
+                else:
+                    self._planes[master.path] = None
+                for frame in (data, sigma):
+                    if frame is not None:
+                        frame.close()
+            return self._planes[master.path]
+
+    def mean(self, master, shape) -> float:
+        with self._lock:
+            if master.path not in self._means:
+                whole = self._planes.get(master.path)
+                if whole is not None:
+                    values = whole[0][np.isfinite(whole[0]) & (whole[0] > 0)]
+                    self._means[master.path] = (float(values.mean(dtype=np.float64))
+                                                if values.size else math.nan)
+                else:
+                    frame = open_frame((master.path, master.hdu))
+                    try:
+                        self._means[master.path] = _mean_positive(frame, shape)
+                    finally:
+                        frame.close()
+            return self._means[master.path]
 
 
 def _mean_positive(frame, shape, rows=256) -> float:
@@ -197,7 +255,7 @@ def _history(choice: Choice, planes: dict, electrons: bool, gain: float) -> list
                   ("CALDARK", choice.dark.name, "master dark subtracted"),
                   ("DARKSCAL", choice.dark_factor, f"dark factor ({choice.dark_rule})")]
     if choice.flat:
-        scale = planes["flat"].scale
+        scale = planes["flat"].mean
         cards += [("FLATCOR", f"Flat field image is {choice.flat.name}, scale {scale:.6g}"),
                   ("CALFLAT", choice.flat.name, "master flat divided (normalised by its mean)"),
                   ("FLATSCAL", scale, "mean of the master flat")]
@@ -209,7 +267,8 @@ def _history(choice: Choice, planes: dict, electrons: bool, gain: float) -> list
 
 
 def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, read_noise,
-                   saturation, electrons, cosmic_rays, band_rows, overwrite) -> CalibratedFrame:
+                   saturation, electrons, cosmic_rays, band_rows, overwrite,
+                   cache) -> CalibratedFrame:
     source = str(row["path"])
     frame = open_frame((source, int(row["hdu"])))
     header = frame.header()
@@ -227,7 +286,8 @@ def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, rea
         for kind in ("bias", "dark", "flat"):
             master = getattr(choice, kind)
             if master is not None:
-                planes[kind] = _Planes(master, shape, normalise=kind == "flat")
+                planes[kind] = _Planes(master, shape, cache, flat=kind == "flat",
+                                       factor=choice.dark_factor if kind == "dark" else 1.0)
         for key, *value in _history(choice, planes, electrons, g):
             header[key] = tuple(value) if len(value) > 1 else value[0]
         header["BUNIT"] = "electron" if electrons else header.get("BUNIT", "adu")
@@ -241,15 +301,17 @@ def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, rea
         rows = shape[0] if cosmic_rays else band_rows  # astroscrappy sees the whole frame
         raw = raw_buffer([frame], rows, shape[1])
         values = np.empty((rows, shape[1]), np.float32)
+        result = Band(np.empty_like(values), np.empty_like(values),
+                      np.empty(values.shape, np.uint8))  # reused band after band
 
         def band_of(start, stop):
-            view = values[: stop - start]
-            frame.read_rows(start, stop, view, raw)
-            return calibrate_band(
-                view, gain=g, read_noise=r, saturation=limit, electrons=electrons,
-                **{kind: p.rows(start, stop, shape[1],
-                                choice.dark_factor if kind == "dark" else 1.0)
-                   for kind, p in planes.items()})
+            n = stop - start
+            frame.read_rows(start, stop, values[:n], raw)
+            out = Band(result.data[:n], result.uncertainty[:n], result.mask[:n])
+            return calibrate_into(values[:n], out, gain=g, read_noise=r, saturation=limit,
+                                  electrons=electrons,
+                                  **{kind: p.rows(start, stop, shape[1])
+                                     for kind, p in planes.items()})
 
         def write(tmp):
             nonlocal masked
@@ -362,15 +424,17 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     limit = parse_mem_limit(mem_limit)
     if cosmic_rays:  # whole frames, with astroscrappy's own arrays besides
         frame_bytes = width * height * (_BYTES_PER_PIXEL + _COSMIC_BYTES_PER_PIXEL)
-        if frame_bytes > limit:
+        if frame_bytes > limit // 2:
             raise OptionError(f"--cosmic-rays cleans whole frames: one {width}x{height} frame "
-                              f"needs ~{frame_bytes / 1e6:.0f} MB, above --mem-limit "
-                              f"{mem_limit}; raise it")
-        workers = max(1, min(workers, limit // frame_bytes))
-    band_rows = max(1, min(height, limit // (workers * width * _BYTES_PER_PIXEL)))
+                              f"needs ~{frame_bytes / 1e6:.0f} MB, above half of --mem-limit "
+                              f"{mem_limit} (the other half holds the masters); raise it")
+        workers = max(1, min(workers, limit // 2 // frame_bytes))
+    # half the limit holds the masters (each read once), half the bands of the frames in flight
+    band_rows = max(1, min(height, limit // 2 // (workers * width * _BYTES_PER_PIXEL)))
     options = dict(tolerances=tolerances, allow_missing=allow_missing, gain=gain,
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
-                   cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite)
+                   cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
+                   cache=_MasterCache(limit // 2))
 
     def one(item):
         result = _calibrate_one(*item, **options)

@@ -1,0 +1,160 @@
+"""Benchmark: ``calstack calibrate`` vs a ccdproc ``ccd_process`` loop vs the I/O floor, side by
+side on the same files, in one run.
+
+    python bench/bench_calibrate.py                       # 50 science frames of 4096x4096
+    python bench/bench_calibrate.py --frames 10 --size 2048
+
+A raw night (calstack's simulator: biases, darks, flats and science frames, uint16) and its
+masters (``calstack masters --subtract-bias --subtract-dark``) are made once and cached under
+bench/cache/. Then each tool calibrates every science frame with the master bias, the master
+dark (scaled by exposure) and the master flat, writing data, uncertainty and mask:
+
+- calstack: :func:`calstack.calibrate` (index, choice of masters, bands, parallel frames);
+- ccdproc: the CCD Data Reduction Guide's loop: ``CCDData.read``, ``ccd_process`` (gain,
+  read noise, error=True, bias, dark scaled by exposure, flat), ``write``;
+- floor: read each frame once and write it once as float32 with a float32 and a uint8
+  extension of its size (the bytes a calibrated frame with uncertainty and mask holds).
+
+Every measurement runs in its own child process, which reports its wall time and its peak
+resident memory above the baseline before the job. Results are printed and saved to
+bench/results/bench_calibrate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_combine import CACHE, RESULTS, _reset_peak, _status
+
+
+def _child(spec):
+    tool, night, out = spec["tool"], Path(spec["night"]), Path(spec["out"])
+    masters = night / "masters"
+    lights = sorted(night.glob("light-*.fits"))
+    if tool == "calstack":
+        import calstack
+
+        calstack.calibrate(lights[:1], masters, out / "warm", cache=False)  # imports, first call
+        _reset_peak()
+        baseline = _status("VmRSS")
+        start = time.perf_counter()
+        calstack.calibrate(night, masters, out, cache=False, mem_limit=spec["mem_limit"])
+    elif tool == "ccdproc":
+        import warnings
+
+        import ccdproc as ccdp
+        from astropy import units as u
+        from astropy.nddata import CCDData
+
+        warnings.simplefilter("ignore")
+        _reset_peak()
+        baseline = _status("VmRSS")
+        start = time.perf_counter()
+        bias = CCDData.read(masters / "combined_bias.fit")
+        dark = CCDData.read(masters / "combined_dark_120.000.fit")
+        flat = CCDData.read(masters / "combined_flat_R.fit")
+        for path in lights:
+            ccd = CCDData.read(path, unit="adu")
+            done = ccdp.ccd_process(
+                ccd, error=True, gain=1.2 * u.electron / u.adu, readnoise=4.0 * u.electron,
+                master_bias=bias, dark_frame=dark, master_flat=flat, exposure_key="EXPTIME",
+                exposure_unit=u.s, dark_scale=True, gain_corrected=False)
+            done.write(out / path.name, overwrite=True)
+    elif tool == "floor":
+        import numpy as np
+        from astropy.io import fits
+
+        _reset_peak()
+        baseline = _status("VmRSS")
+        start = time.perf_counter()
+        for path in lights:  # read once; write once what a calibrated frame holds
+            with fits.open(path) as hdul:  # uint16 with BZERO: read, not memory-mapped
+                data = hdul[0].data.astype(np.float32)
+            fits.HDUList([fits.PrimaryHDU(data), fits.ImageHDU(data, name="UNCERT"),
+                          fits.ImageHDU(data.astype(np.uint8), name="MASK")]).writeto(
+                out / path.name)
+            del data
+    else:
+        raise SystemExit(f"unknown tool {tool}")
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "baseline": baseline, "peak": _status("VmHWM")}))
+
+
+def _night(frames, size):
+    """Simulate (or reuse) the night and its masters; returns its folder."""
+    folder = CACHE / f"calibrate-{frames}x{size}"
+    if not (folder / ".complete").exists():
+        import calstack
+
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"simulating {folder} ...", flush=True)
+        calstack.simulate(folder, preset="night", shape=(size, size), filters=["R"],
+                          n_lights=frames, overwrite=True)
+        calstack.build_night(calstack.ImageIndex(folder, cache=False), folder / "masters",
+                             subtract_bias=True, subtract_dark=True)
+        (folder / ".complete").write_text("ok")
+    for path in [*folder.glob("*.fits"), *(folder / "masters").glob("*.fit")]:
+        with open(path, "rb") as f:  # into the page cache: every tool reads from memory
+            while f.read(1 << 24):
+                pass
+    return folder
+
+
+def _run(tool, night, mem_limit):
+    with tempfile.TemporaryDirectory(dir=CACHE) as out:
+        spec = {"tool": tool, "night": str(night), "out": out, "mem_limit": mem_limit}
+        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                              capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{tool} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["growth"] = result["peak"] - result["baseline"]
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=50, help="science frames")
+    parser.add_argument("--size", type=int, default=4096, help="frame side in pixels")
+    parser.add_argument("--mem-limit", default="1GB", help="calstack's memory limit")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of calstack and the floor (best kept; ccdproc runs once)")
+    args = parser.parse_args()
+    if args.child:
+        _child(json.loads(args.child))
+        return
+    CACHE.mkdir(exist_ok=True)
+    night = _night(args.frames, args.size)
+    rows = {}
+    for tool in ("calstack", "floor", "ccdproc"):
+        runs = [_run(tool, night, args.mem_limit)
+                for _ in range(1 if tool == "ccdproc" else args.repeat)]
+        best = min(runs, key=lambda r: r["seconds"])
+        rows[tool] = {**best, "growth_max": max(r["growth"] for r in runs)}
+        print(f"{tool:9s} {best['seconds']:7.2f} s   peak +{rows[tool]['growth_max'] / 1e6:.0f} MB",
+              flush=True)
+    ratio = rows["ccdproc"]["seconds"] / rows["calstack"]["seconds"]
+    floor = rows["calstack"]["seconds"] / rows["floor"]["seconds"]
+    print(f"\n{args.frames} x {args.size}^2: calstack {ratio:.1f}x faster than ccdproc, "
+          f"{floor:.2f}x the floor; mem_limit {args.mem_limit}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench_calibrate.json").write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
+        "frames": args.frames, "size": args.size, "mem_limit": args.mem_limit,
+        "results": rows, "ccdproc_over_calstack": ratio, "calstack_over_floor": floor},
+        indent=1))
+
+
+if __name__ == "__main__":
+    main()
