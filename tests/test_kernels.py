@@ -174,11 +174,12 @@ def test_every_algorithm_rejects_an_obvious_cosmic_ray(rejection):
 
 
 def test_the_registry_is_the_kernels_and_the_options():
-    """Every algorithm has its own kernel code, and the options allow exactly the registry's."""
+    """Every algorithm has its own kernel code, and the options allow exactly the registry's
+    (and 'auto', which picks one of them per combine)."""
     codes = [a.code for a in ALGORITHMS.values()]
     assert len(set(codes)) == len(codes)
     assert NO_REJECTION not in codes
-    assert REJECTIONS == (None, *ALGORITHMS)
+    assert REJECTIONS == (None, *ALGORITHMS, "auto")
     for name, algorithm in ALGORITHMS.items():
         assert algorithm.name == name
         options = CombineOptions(rejection=name, gain=1.0, read_noise=0.0)

@@ -25,6 +25,7 @@ from .kernels.params import METHOD_CODES, KernelParams, pclip_rank_offset
 from .kernels.registry import ALGORITHMS, NO_REJECTION
 
 __all__ = [
+    "AUTO",
     "CENFUNCS",
     "DEFAULT_MEM_LIMIT",
     "DTYPES",
@@ -43,7 +44,15 @@ __all__ = [
 ]
 
 METHODS = tuple(METHOD_CODES)
-REJECTIONS = (None, *ALGORITHMS)
+#: ``'auto'``: chosen per combine from the frames (:meth:`CombineOptions.resolve_auto`).
+AUTO = "auto"
+REJECTIONS = (None, *ALGORITHMS, AUTO)
+
+#: ``rejection='auto'``: percentile clipping up to this many frames, where no noise model is
+#: known (a standard deviation of so few values means little). ``bench/bench_quality.py``: at
+#: N = 3 and 4 it beats the recipe's sigma clipping (1.07x and 1.03x the ideal noise against
+#: 1.10x and 1.04x), at N = 5 no longer (1.15x against 1.06x).
+AUTO_PCLIP_FRAMES = 4
 CENFUNCS = ("median", "mean")
 STDFUNCS = ("mad_std", "std")
 DTYPES = ("float32", "float64")
@@ -93,6 +102,10 @@ def _dtype(name, value):
 
 def _flag(_name, value):
     return bool(value)
+
+
+def _text(_name, value):
+    return None if value is None else str(value)
 
 
 def _frames(name, value):
@@ -210,11 +223,15 @@ OPTIONS = {o.name: o for o in (
     Option("method", "average", "{'average', 'median', 'sum'}",
            "how the kept values of a pixel combine", allowed=METHODS, flag="--method",
            card=("CMBMETH", "combine method")),
-    Option("rejection", None, "{None, " + ", ".join(f"'{a}'" for a in ALGORITHMS) + "}",
+    Option("rejection", None, "{None, " + ", ".join(f"'{a}'" for a in ALGORITHMS) + ", 'auto'}",
            "outlier rejection after extrema and thresholds\n"
            "See Notes for when to pick which. All clipping algorithms reject values below ``center - sigma_lower * spread`` or "
            "above ``center + sigma_upper * spread``; they differ in the spread (``esd`` is a "
-           "test, not a clip):\n\n" + _REJECTION_DOC,
+           "test, not a clip):\n\n" + _REJECTION_DOC + "\n- ``'auto'``: chosen from the "
+           "frames: ``ccdclip`` where gain and read noise are known (given as numbers, or "
+           "both in the header; frames in electrons have gain 1), else ``percentile_clip`` "
+           f"for up to {AUTO_PCLIP_FRAMES} frames, else ``sigma_clip``; the choice and why are "
+           "logged and recorded (CMBAUTO).",
            allowed=REJECTIONS, flag="--rejection", cli={"type": _none_or_text},
            card=("CMBREJ", "rejection algorithm"),
            card_value=lambda o: o.rejection or "none"),
@@ -292,6 +309,10 @@ OPTIONS = {o.name: o for o in (
            "dtype of the result and of the working stack\nfloat32 holds 16-bit camera data "
            "exactly; arithmetic is float64 either way.", allowed=DTYPES, check=_dtype,
            flag="--dtype"),
+    Option("rejection_reason", None, "str, optional",
+           "why rejection='auto' chose the algorithm; set by combine", kind="internal",
+           check=_text,
+           card=("CMBAUTO", "rejection='auto' chose it"), recorded="set"),
     Option("quantum", 0.0, "float",
            "the unscaled values' quantisation step (0: none); set by combine from the data\n"
            "No estimated spread is smaller, and no value within it of the center is rejected.",
@@ -397,7 +418,10 @@ def rejection_guide(flags: bool) -> str:
               "you know how many frames are hit (e.g. a trail in one of 5 flats)"),
              ("--min-clip/--max-clip" if flags else "min_clip/max_clip",
               "saturation or dead levels")]
-    rows = [(a.name, a.pick) for a in ALGORITHMS.values()] + extra
+    auto = (AUTO, ("not knowing which: ccdclip where gain and read noise are known, else "
+            f"percentile_clip up to {AUTO_PCLIP_FRAMES} frames, else sigma_clip (recorded in "
+            "CMBAUTO)"))
+    rows = [(a.name, a.pick) for a in ALGORITHMS.values()] + [auto] + extra
     width = max(len(name) for name, _ in rows) + 4
     return "\n".join(textwrap.fill(pick, 92, initial_indent=f"  {name}".ljust(width),
                                     subsequent_indent=" " * width) for name, pick in rows)
@@ -513,6 +537,20 @@ class _Rules:
             weighted=weighted,
             post_scaled=post_scaled,
         )
+
+    def resolve_auto(self, header, unit, n_frames) -> tuple[CombineOptions, str]:
+        """For ``rejection='auto'``: the options with the algorithm chosen for these frames
+        (``header``: the first frame's, ``unit``: their BUNIT), and why, in words."""
+        known = self.with_noise_model(header, unit, required=False)
+        if not (isinstance(known.gain, str) or isinstance(known.read_noise, str)):
+            chosen, rejection, why = known, "ccdclip", (
+                f"the noise model is known (gain {float(known.gain):g} e-/ADU, read noise "
+                f"{float(known.read_noise):g} e-)")
+        elif n_frames <= AUTO_PCLIP_FRAMES:
+            chosen, rejection, why = self, "percentile_clip", f"{n_frames} frames, no noise model"
+        else:
+            chosen, rejection, why = self, "sigma_clip", f"{n_frames} frames, no noise model"
+        return replace(chosen, rejection=rejection, rejection_reason=why), f"{rejection}: {why}"
 
     def with_noise_model(self, header, unit="adu", *, required=True) -> CombineOptions:
         """Resolve ``gain``/``read_noise`` given as header keywords from ``header``.

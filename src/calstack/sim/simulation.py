@@ -190,8 +190,8 @@ def _write(path, data, header, overwrite, extra=()):
 
 
 def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, exptimes=None,
-             n_flats=None, filters=None, n_lights=0, calibrated=None, seed=0,
-             overwrite=False) -> SimulatedNight:
+             n_flats=None, filters=None, n_lights=0, calibrated=None, cosmic_rays=True,
+             seed=0, overwrite=False) -> SimulatedNight:
     """Write simulated frames of a camera preset, and their truth, into ``outdir``.
 
     Parameters
@@ -215,6 +215,9 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         Science frames (IMAGETYP LIGHT: sky and stars seen through the flat field, with dark
         current, cosmic rays and noise) per flat filter; their truth ``light_<filter>`` is the
         calibrated frame in electrons.
+    cosmic_rays : bool
+        Hit the frames with cosmic rays (False: the same frames, pixel for pixel, without them,
+        since the hits are drawn after the noise).
     calibrated : bool, optional
         Bias-subtracted float32 frames (True) or raw uint16 frames with BZERO = 32768.
     seed : int
@@ -237,6 +240,8 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         changes["shape"] = (int(shape[0]), int(shape[1]))
     if calibrated is not None:
         changes["calibrated"] = bool(calibrated)
+    if not cosmic_rays:
+        changes["cosmic_rate"] = 0.0
     if n_bias is not None:
         changes["n_bias"] = int(n_bias)
     darks = camera.darks

@@ -16,7 +16,7 @@ from astropy.nddata import StdDevUncertainty
 from ..errors import FrameError, OptionError
 from ..io.provenance import provenance_header
 from ..io.reader import MAX_OPEN_FILES, open_frame, raw_itemsize
-from ..options import OPTIONS, CombineOptions, check_names, options_in
+from ..options import AUTO, OPTIONS, CombineOptions, check_names, options_in
 from .kernel_call import KernelCall
 from .master import Master
 from .plan import TilePlan, parse_mem_limit, plan_tiles
@@ -224,6 +224,9 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
             options.check_frame_count(len(opened))
             unit = _check_consistent(opened)
             header = opened[0].header()
+            if options.rejection == AUTO:
+                options, why = options.resolve_auto(header, unit, len(opened))
+                log.info("combine: rejection auto: %s", why)
             if options.rejection == "ccdclip" or (isinstance(weights, str) and weights == "noise"):
                 options = options.with_noise_model(header, unit)
             elif options.rejection in _FLOORED and not options.ccdproc_semantics:
