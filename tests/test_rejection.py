@@ -213,7 +213,8 @@ def test_auto_chooses_by_noise_model_and_frame_count(n, meta, chosen):
     master = calstack.combine(_model_frames(n, **meta), rejection="auto")
     assert master.meta["CMBREJ"] == chosen
     assert master.meta["CMBAUTO"].startswith(
-        "the noise model is known" if chosen == "ccdclip" else f"{n} frames, no noise model")
+        "gain 1 e-/ADU, read noise 3 e- known" if chosen == "ccdclip"
+        else f"{n} frames, no noise model")
 
 
 def test_auto_with_a_noise_model_reaches_the_ideal_noise_without_cosmic_ray_residue(tmp_path):

@@ -137,6 +137,17 @@ def test_command_line_report_re_reads_each_master(tmp_path, capsys):
     assert not again.exists() or not any(again.glob("*.fit"))
 
 
+def test_report_says_what_auto_chose_and_why(tmp_path):
+    folder = tmp_path / "night"
+    calstack.simulate(folder, preset="te", shape=(32, 32), n_darks=3)
+    report = tmp_path / "report.html"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "--rejection", "auto", "-q",
+                 "-o", str(tmp_path / "out"), "--report", str(report)]) == 0
+    text = report.read_text()
+    assert "CMBREJ = ccdclip" in text
+    assert "CMBAUTO = gain 1 e-/ADU, read noise 3 e- known" in text
+
+
 def test_unknown_rejection_shows_n_a(tmp_path):
     folder = tmp_path / "night"
     calstack.simulate(folder, preset="te", shape=(48, 48), n_darks=3)

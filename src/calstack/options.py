@@ -312,7 +312,7 @@ OPTIONS = {o.name: o for o in (
     Option("rejection_reason", None, "str, optional",
            "why rejection='auto' chose the algorithm; set by combine", kind="internal",
            check=_text,
-           card=("CMBAUTO", "rejection='auto' chose it"), recorded="set"),
+           card=("CMBAUTO", "auto's reason"), recorded="set"),
     Option("quantum", 0.0, "float",
            "the unscaled values' quantisation step (0: none); set by combine from the data\n"
            "No estimated spread is smaller, and no value within it of the center is rejected.",
@@ -544,8 +544,8 @@ class _Rules:
         known = self.with_noise_model(header, unit, required=False)
         if not (isinstance(known.gain, str) or isinstance(known.read_noise, str)):
             chosen, rejection, why = known, "ccdclip", (
-                f"the noise model is known (gain {float(known.gain):g} e-/ADU, read noise "
-                f"{float(known.read_noise):g} e-)")
+                f"gain {float(known.gain):g} e-/ADU, read noise {float(known.read_noise):g} e- "
+                "known")
         elif n_frames <= AUTO_PCLIP_FRAMES:
             chosen, rejection, why = self, "percentile_clip", f"{n_frames} frames, no noise model"
         else:

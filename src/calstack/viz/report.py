@@ -321,7 +321,8 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
                  for i, (source, _) in enumerate(frames))
     n = len(frames)
     keywords = {k: header[k] for k in ("IMAGETYP", "EXPTIME", "FILTER", "NCOMBINE", "CMBMETH",
-                                       "CMBREJ", "CMBSLOW", "CMBSHIGH", "CMBREJFR", "BUNIT")
+                                       "CMBREJ", "CMBAUTO", "CMBSLOW", "CMBSHIGH", "CMBREJFR",
+                                       "BUNIT")
                 if k in header}
     prepared = _prepared(preparation)
     return MasterSection(
