@@ -355,3 +355,49 @@ def test_kernel_is_its_numpy_twin(case):
     np.testing.assert_allclose(out.data, twin.data, rtol=1e-5, atol=1e-3, equal_nan=True)
     np.testing.assert_allclose(out.uncertainty, twin.uncertainty, rtol=1e-5, atol=1e-3,
                                equal_nan=True)
+
+
+def _mef(path, imagetyp, levels, rng, exptime=10.0, filt=None):
+    """A frame of two amplifiers, one per extension (SCI 1, 2), each with its own level."""
+    hdus = [fits.PrimaryHDU(header=fits.Header({"IMAGETYP": imagetyp, "EXPTIME": exptime,
+                                                "INSTRUME": "two-amp", "RDNOISE": 3.0,
+                                                "EGAIN": 2.0, **({"FILTER": filt} if filt
+                                                                 else {})}))]
+    for ver, level in enumerate(levels, start=1):
+        data = rng.normal(level, 3.0, (12, 10)).astype(np.float32)
+        hdus.append(fits.ImageHDU(data, name="SCI", ver=ver))
+    fits.HDUList(hdus).writeto(path)
+
+
+def test_a_multi_extension_frame_is_calibrated_extension_by_extension(tmp_path):
+    """Each amplifier's extension gets the same extension of each master, and the output
+    mirrors the input: SCI 1 and 2, each with its UNCERT and MASK."""
+    rng = np.random.default_rng(2)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(3):
+        _mef(raw / f"bias{i}.fits", "BIAS", (1000, 2000), rng, exptime=0.0)
+        _mef(raw / f"dark{i}.fits", "DARK", (1010, 2040), rng)  # dark current 10 and 40
+        _mef(raw / f"flat{i}.fits", "FLAT", (11000, 6000), rng, filt="R")  # responses 2:1
+    _mef(raw / "light.fits", "LIGHT", (1510, 2290), rng, filt="R")  # sky 500 and 250 ADU
+    calstack_masters = tmp_path / "masters"
+    build_night(ImageIndex(raw, cache=False), calstack_masters, subtract_bias=True,
+                subtract_dark=True)
+    # each amplifier's master dark less that amplifier's master bias: dark current 10 and 40
+    darks = fits.open(calstack_masters / "combined_dark_10.000.fit")
+    with darks:
+        assert [round(float(np.median(darks["SCI", v].data))) for v in (1, 2)] == [10, 40]
+    (frame,) = calibrate(raw, calstack_masters, tmp_path / "out", cache=False, electrons=False)
+    with fits.open(frame.path) as hdul:
+        assert [(h.name, h.ver) for h in hdul[1:]] == [
+            ("SCI", 1), ("UNCERT", 1), ("MASK", 1), ("SCI", 2), ("UNCERT", 2), ("MASK", 2)]
+        # each amplifier by its own bias, dark and flat (each flat normalised on its own, as
+        # `masters` normalises each extension's flats): its own sky, 500 and 250 ADU
+        assert np.median(hdul[1].data) == pytest.approx(500, abs=3)
+        assert np.median(hdul[4].data) == pytest.approx(250, abs=3)
+        # read noise, the Poisson noise of sky and dark current (250 + 40 ADU at 2 e-/ADU), the
+        # master bias's and dark's own uncertainty (about 1 ADU each)
+        assert np.median(hdul[5].data) == pytest.approx(np.sqrt(1.5**2 + 290 / 2 + 2), rel=0.02)
+        assert hdul[0].header["INSTRUME"] == "two-amp"
+    assert [(c.bias.hdu, c.dark.hdu, c.flat.hdu) for c in frame.choices] == [
+        (1, 1, 1), (5, 5, 5)]

@@ -563,7 +563,7 @@ def _cmd_reduce(args):
 
 def _print_choice(args, frame):
     if args.verbose and not args.quiet:
-        print(f"{frame.source} -> {frame.path}: {frame.choice.describe()}",
+        print(f"{frame.source} -> {frame.path}: {frame.describe()}",
               file=sys.stderr if args.json else sys.stdout, flush=True)
 
 

@@ -24,8 +24,9 @@ import numpy as np
 from ..errors import FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
-__all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame", "file_identity",
-           "frame_location", "open_frame", "raw_buffer", "raw_itemsize"]
+__all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame",
+           "auxiliary_hdu", "file_identity", "frame_location", "open_auxiliary", "open_frame",
+           "raw_buffer", "raw_itemsize"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -193,6 +194,10 @@ class FitsFrame(Frame):
                     header.append(card)
         return header
 
+    def primary_header(self):
+        """The file's primary header (of a multi-extension file: its shared keywords)."""
+        return _read_header(self.path, self.primary)
+
     def close(self):
         if self._fd is not None:
             os.close(self._fd)
@@ -301,6 +306,19 @@ def _read_header(path, info: HDUInfo):
 
 
 def _choose_hdu(path, hdus: list[HDUInfo], hdu) -> HDUInfo:
+    """HDU ``hdu`` of ``path``: a number, an EXTNAME, an ``(EXTNAME, EXTVER)`` pair (either may
+    be None: any), or None for the first image."""
+    if isinstance(hdu, tuple):  # of a file of one image (a master split by extension): that
+        name, ver = hdu
+        images = [info for info in hdus
+                  if info.is_image and (info.extname or "").upper() not in AUXILIARY_EXTNAMES]
+        for info in images:
+            if ((name is None or (info.extname or "").upper() == str(name).upper())
+                    and (ver is None or info.header.get("EXTVER", 1) == ver)):
+                return info
+        if len(images) == 1:
+            return images[0]
+        raise FrameError(path, f"has no image extension EXTNAME={name!r} EXTVER={ver!r}")
     if hdu is None:
         for info in hdus:
             if info.is_image and (info.extname or "").upper() not in AUXILIARY_EXTNAMES:
@@ -313,6 +331,32 @@ def _choose_hdu(path, hdus: list[HDUInfo], hdu) -> HDUInfo:
             return info
     names = [info.extname or str(info.index) for info in hdus]
     raise FrameError(path, f"has no HDU {hdu!r}; it has {', '.join(names)}")
+
+
+def auxiliary_hdu(hdus: list[HDUInfo], image: HDUInfo, name: str) -> HDUInfo | None:
+    """The ``MASK`` or ``UNCERT`` extension that belongs to ``image``: the only one in the file,
+    or, in a file of several images (a multi-extension master), the one whose EXTVER is the
+    image's position among them (1 for the first), as calstack writes them."""
+    found = [h for h in hdus if (h.extname or "").upper() == name and h.is_image]
+    if len(found) <= 1:
+        return found[0] if found else None
+    images = [h.index for h in hdus
+              if h.is_image and (h.extname or "").upper() not in AUXILIARY_EXTNAMES]
+    position = images.index(image.index) + 1 if image.index in images else None
+    return next((h for h in found if h.header.get("EXTVER", 1) == position), None)
+
+
+def open_auxiliary(path, hdu, name: str, *, stack_dtype=np.float32):
+    """The ``UNCERT`` (or another auxiliary) image of HDU ``hdu`` of ``path`` as a
+    :class:`Frame`, or None when the file has none for it (:func:`auxiliary_hdu`)."""
+    path = Path(path)
+    hdus = read_hdus(path)
+    image = _choose_hdu(path, hdus, hdu)
+    info = auxiliary_hdu(hdus, image, name)
+    if info is None:
+        return None
+    return FitsFrame(path, info, auxiliary_hdu(hdus, image, "MASK"), stack_dtype=stack_dtype,
+                     source=path, keep_open=True, primary=hdus[0])
 
 
 def _gunzip(path: Path, tmpdir: Path) -> Path:
@@ -363,7 +407,7 @@ def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open
                          "extension")
     if info.compressed:
         return CompressedFrame(path, info)
-    mask_info = next((h for h in hdus if (h.extname or "").upper() == "MASK" and h.is_image), None)
+    mask_info = auxiliary_hdu(hdus, info, "MASK")
     read_path = path
     if path.suffix.lower() == ".gz":
         if tmpdir is None:

@@ -151,32 +151,52 @@ class BandFile:
     ----------
     path : str or os.PathLike
         The file (created or truncated; write it under :func:`atomic_write`).
-    images : list of (astropy.io.fits.Header or None, numpy.dtype, (rows, columns), str or None)
-        Each image's cards (layout keywords are replaced), dtype, shape and EXTNAME; the first
-        is the primary HDU.
+    images : list of (astropy.io.fits.Header or None, numpy.dtype, (rows, columns) or None,
+                      str or None, int or None)
+        Each image's cards (layout keywords are replaced), dtype, shape (None: a header without
+        data, e.g. the empty primary HDU of a multi-extension file), EXTNAME and EXTVER; the
+        first is the primary HDU.
     """
 
     def __init__(self, path, images):
-        self._offsets, self._dtypes = [], []
+        self._offsets, self._dtypes, self._headers = [], [], []
         blocks, position = [], 0
-        for number, (cards, dtype, shape, name) in enumerate(images):
+        for number, (cards, dtype, shape, name, ver) in enumerate(images):
             dtype = np.dtype(dtype)
-            header = fits.Header([c for c in (cards or fits.Header()).cards
-                                  if c.keyword not in _LAYOUT])
-            kind = fits.PrimaryHDU if number == 0 else fits.ImageHDU
-            hdu = kind(np.zeros((1, 1), dtype), header=header, **({"name": name} if name else {}))
-            hdu.header["NAXIS1"], hdu.header["NAXIS2"] = int(shape[1]), int(shape[0])
-            text = hdu.header.tostring().encode("ascii")
-            size = int(shape[0]) * int(shape[1]) * dtype.itemsize
+            text = self._header_text(cards, dtype, shape, name, ver, primary=number == 0)
+            self._headers.append((position, text, shape, dtype, name, ver))
+            size = 0 if shape is None else int(shape[0]) * int(shape[1]) * dtype.itemsize
             blocks.append((position, text))
             position += len(text)
-            self._offsets.append((position, int(shape[1])))
+            self._offsets.append((position, 0 if shape is None else int(shape[1])))
             self._dtypes.append(dtype.newbyteorder(">"))
             position += -(-size // _BLOCK) * _BLOCK
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         os.ftruncate(self._fd, position)  # the data areas' padding reads as zeros
         for offset, text in blocks:
             os.pwrite(self._fd, text, offset)
+
+    def rewrite_header(self, image: int, cards) -> None:
+        """Write image ``image``'s header again with ``cards`` (a value known only once its data
+        are, e.g. a count); the header must keep its size: reserve its cards beforehand."""
+        offset, text, shape, dtype, name, ver = self._headers[image]
+        new = self._header_text(cards, dtype, shape, name, ver, primary=image == 0)
+        if len(new) != len(text):
+            raise ValueError("a rewritten header must keep its size; reserve its cards first")
+        os.pwrite(self._fd, new, offset)
+
+    @staticmethod
+    def _header_text(cards, dtype, shape, name, ver, *, primary) -> bytes:
+        header = fits.Header([c for c in (cards or fits.Header()).cards
+                              if c.keyword not in (*_LAYOUT, "EXTNAME", "EXTVER")])
+        kind = fits.PrimaryHDU if primary else fits.ImageHDU
+        hdu = kind(None if shape is None else np.zeros((1, 1), dtype), header=header,
+                   **({"name": name} if name else {}))
+        if ver is not None:
+            hdu.ver = int(ver)
+        if shape is not None:
+            hdu.header["NAXIS1"], hdu.header["NAXIS2"] = int(shape[1]), int(shape[0])
+        return hdu.header.tostring().encode("ascii")
 
     def write_rows(self, image: int, start: int, rows: np.ndarray) -> None:
         """Write ``rows`` of image number ``image`` (0 = primary) from row ``start`` on."""

@@ -28,7 +28,7 @@ from astropy.io import fits
 from ..catalog.conventions import kind_of
 from ..catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from ..errors import FrameError, OptionError
-from ..io.reader import open_frame, raw_buffer
+from ..io.reader import open_auxiliary, open_frame, raw_buffer
 from ..io.writer import BandFile, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
@@ -64,11 +64,12 @@ _SATURATION_KEYS = ("SATURATE", "SATLEVEL")
 
 @dataclass(frozen=True)
 class CalibratedFrame:
-    """One calibrated frame: its input, output, the masters chosen and what came out."""
+    """One calibrated frame: its input, output, the masters chosen (one choice per image
+    extension of a multi-extension frame) and what came out."""
 
     source: str
     path: Path
-    choice: Choice
+    choices: tuple  # of Choice, one per image HDU calibrated
     gain: float
     read_noise: float
     masked_fraction: float
@@ -76,13 +77,28 @@ class CalibratedFrame:
     level: float  # median of the calibrated values (sampled on a grid, masked ones left out)
     noise: float  # their robust standard deviation (1.4826 MAD): sky noise and structure
 
+    @property
+    def choice(self) -> Choice:
+        """The masters of the (first) image."""
+        return self.choices[0]
+
+    def describe(self) -> str:
+        """The masters chosen, in one line (per extension for several)."""
+        if len(self.choices) == 1:
+            return self.choice.describe()
+        return "; ".join(f"[{i}] {c.describe()}" for i, c in enumerate(self.choices, 1))
+
     def summary(self) -> dict:
-        """For ``--json``."""
+        """For ``--json``: the first image's masters, then every extension's."""
         c = self.choice
         return {"input": self.source, "output": str(self.path),
                 "bias": c.bias.path if c.bias else None, "dark": c.dark.path if c.dark else None,
                 "dark_factor": c.dark_factor, "dark_rule": c.dark_rule or None,
-                "flat": c.flat.path if c.flat else None, "gain": self.gain,
+                "flat": c.flat.path if c.flat else None,
+                "extensions": [{"bias": e.bias.hdu if e.bias else None,
+                                "dark": e.dark.hdu if e.dark else None,
+                                "flat": e.flat.hdu if e.flat else None} for e in self.choices],
+                "gain": self.gain,
                 "read_noise": self.read_noise, "masked_fraction": self.masked_fraction,
                 "unit": "electron" if self.electrons else "adu", "level": self.level,
                 "noise": self.noise}
@@ -168,10 +184,7 @@ class _Planes:
 
 
 def _uncertainty(master):
-    try:
-        return open_frame((master.path, "UNCERT"))
-    except FrameError:
-        return None
+    return open_auxiliary(master.path, master.hdu, "UNCERT")
 
 
 def _read(data_frame, sigma_frame, start, stop, width) -> tuple:
@@ -186,7 +199,8 @@ def _read(data_frame, sigma_frame, start, stop, width) -> tuple:
 
 class _MasterCache:
     """The masters of a run held in memory once read, within ``budget`` bytes (each is read
-    once for all the frames that use it, not once per frame), and each flat's mean."""
+    once for all the frames that use it, not once per frame), and each flat's mean; by file
+    and HDU (each extension of a multi-extension master is its own)."""
 
     def __init__(self, budget):
         self.budget = budget
@@ -195,36 +209,38 @@ class _MasterCache:
 
     def planes(self, master, shape):
         """The master's (data, uncertainty) arrays, or None where the budget has no room."""
+        key = (master.path, master.hdu)
         with self._lock:
-            if master.path not in self._planes:
+            if key not in self._planes:
                 data = open_frame((master.path, master.hdu))
                 sigma = _uncertainty(master)
                 size = shape[0] * shape[1] * 4 * (2 if sigma is not None else 1)
                 if size <= self.budget:
                     self.budget -= size
-                    self._planes[master.path] = _read(data, sigma, 0, shape[0], shape[1])
+                    self._planes[key] = _read(data, sigma, 0, shape[0], shape[1])
                 else:
-                    self._planes[master.path] = None
+                    self._planes[key] = None
                 for frame in (data, sigma):
                     if frame is not None:
                         frame.close()
-            return self._planes[master.path]
+            return self._planes[key]
 
     def mean(self, master, shape) -> float:
+        key = (master.path, master.hdu)
         with self._lock:
-            if master.path not in self._means:
-                whole = self._planes.get(master.path)
+            if key not in self._means:
+                whole = self._planes.get(key)
                 if whole is not None:
                     values = whole[0][np.isfinite(whole[0]) & (whole[0] > 0)]
-                    self._means[master.path] = (float(values.mean(dtype=np.float64))
-                                                if values.size else math.nan)
+                    self._means[key] = (float(values.mean(dtype=np.float64)) if values.size
+                                        else math.nan)
                 else:
                     frame = open_frame((master.path, master.hdu))
                     try:
-                        self._means[master.path] = _mean_positive(frame, shape)
+                        self._means[key] = _mean_positive(frame, shape)
                     finally:
                         frame.close()
-            return self._means[master.path]
+            return self._means[key]
 
 
 def _mean_positive(frame, shape, rows=256) -> float:
@@ -266,79 +282,131 @@ def _history(choice: Choice, planes: dict, electrons: bool, gain: float) -> list
     return cards
 
 
-def _calibrate_one(row, masters, output, *, tolerances, allow_missing, gain, read_noise,
-                   saturation, electrons, cosmic_rays, band_rows, overwrite,
-                   cache) -> CalibratedFrame:
-    source = str(row["path"])
-    frame = open_frame((source, int(row["hdu"])))
-    header = frame.header()
-    done = [k for k in _PROCESSED if k in header]
-    if done:
-        raise FrameError(source, f"is already calibrated ({done[0]} = {header[done[0]]!r}); "
-                         "give the raw frames")
-    shape = frame.shape
-    choice = choose(row, source, shape, masters, tolerances=tolerances,
-                    allow_missing=allow_missing)
-    g, r = _noise_model(header, gain, read_noise, source)
-    limit = _saturation(header, frame, saturation)
-    planes = {}
-    try:
-        for kind in ("bias", "dark", "flat"):
-            master = getattr(choice, kind)
-            if master is not None:
-                planes[kind] = _Planes(master, shape, cache, flat=kind == "flat",
-                                       factor=choice.dark_factor if kind == "dark" else 1.0)
-        for key, *value in _history(choice, planes, electrons, g):
-            header[key] = tuple(value) if len(value) > 1 else value[0]
-        header["BUNIT"] = "electron" if electrons else header.get("BUNIT", "adu")
-        uncertainty = fits.Header()
-        uncertainty["UTYPE"] = ("StdDevUncertainty", "standard deviation of each value")
-        uncertainty["BUNIT"] = header["BUNIT"]
-        images = [(header, np.float32, shape, None), (uncertainty, np.float32, shape, "UNCERT"),
-                  (None, np.uint8, shape, "MASK")]
-        masked, samples = 0, []
-        step = max(1, int(math.sqrt(shape[0] * shape[1] / _SAMPLES)))
-        rows = shape[0] if cosmic_rays else band_rows  # astroscrappy sees the whole frame
-        raw = raw_buffer([frame], rows, shape[1])
-        values = np.empty((rows, shape[1]), np.float32)
-        result = Band(np.empty_like(values), np.empty_like(values),
-                      np.empty(values.shape, np.uint8))  # reused band after band
+class _Image:
+    """One image HDU of a science frame made ready: opened and checked, its masters chosen and
+    opened, its header completed; :meth:`bands` calibrates it band by band."""
 
-        def band_of(start, stop):
-            n = stop - start
-            frame.read_rows(start, stop, values[:n], raw)
-            out = Band(result.data[:n], result.uncertainty[:n], result.mask[:n])
-            return calibrate_into(values[:n], out, gain=g, read_noise=r, saturation=limit,
-                                  electrons=electrons,
-                                  **{kind: p.rows(start, stop, shape[1])
-                                     for kind, p in planes.items()})
+    def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
+                 saturation, electrons):
+        self.source = str(row["path"])
+        self.frame = open_frame((self.source, int(row["hdu"])))
+        self.planes = {}
+        try:
+            header = self.header = self.frame.header()
+            done = [k for k in _PROCESSED if k in header]
+            if done:
+                raise FrameError(self.source, f"is already calibrated ({done[0]} = "
+                                 f"{header[done[0]]!r}); give the raw frames")
+            self.shape = self.frame.shape
+            self.choice = choose(row, self.source, self.shape, masters, tolerances=tolerances,
+                                 allow_missing=allow_missing)
+            self.gain, self.read_noise = _noise_model(header, gain, read_noise, self.source)
+            self.saturation = _saturation(header, self.frame, saturation)
+            self.electrons = electrons
+            for kind in ("bias", "dark", "flat"):
+                master = getattr(self.choice, kind)
+                if master is not None:
+                    self.planes[kind] = _Planes(
+                        master, self.shape, cache, flat=kind == "flat",
+                        factor=self.choice.dark_factor if kind == "dark" else 1.0)
+            for key, *value in _history(self.choice, self.planes, electrons, self.gain):
+                header[key] = tuple(value) if len(value) > 1 else value[0]
+            header["BUNIT"] = "electron" if electrons else header.get("BUNIT", "adu")
+        except BaseException:
+            self.close()
+            raise
+
+    def uncertainty_header(self):
+        header = fits.Header()
+        header["UTYPE"] = ("StdDevUncertainty", "standard deviation of each value")
+        header["BUNIT"] = self.header["BUNIT"]
+        return header
+
+    def reserve(self, cosmic_rays):
+        """Header cards whose values come with the data, so that the header keeps its size."""
+        if cosmic_rays:
+            self.header["CRCLEAN"] = (0, "cosmic-ray pixels cleaned (astroscrappy)")
+
+    def bands(self, rows, *, cosmic_rays=False):
+        """``(first row, Band)`` of the calibrated image, ``rows`` rows at a time (the whole
+        image with ``cosmic_rays``, cleaned); each Band is reused for the next."""
+        height, width = self.shape
+        rows = height if cosmic_rays else min(rows, height)
+        raw = raw_buffer([self.frame], rows, width)
+        values = np.empty((rows, width), np.float32)
+        result = Band(np.empty_like(values), np.empty_like(values), np.empty(values.shape,
+                                                                               np.uint8))
+        for start in range(0, height, rows):
+            n = min(rows, height - start)
+            self.frame.read_rows(start, start + n, values[:n], raw)
+            band = calibrate_into(
+                values[:n], Band(result.data[:n], result.uncertainty[:n], result.mask[:n]),
+                gain=self.gain, read_noise=self.read_noise, saturation=self.saturation,
+                electrons=self.electrons,
+                **{kind: p.rows(start, start + n, width) for kind, p in self.planes.items()})
+            if cosmic_rays:
+                hits = clean_cosmic_rays(band)
+                self.header["CRCLEAN"] = (hits, "cosmic-ray pixels cleaned (astroscrappy)")
+            yield start, band
+        self.frame.verify()
+
+    def close(self):
+        self.frame.close()
+        for p in self.planes.values():
+            p.close()
+
+
+def _calibrate_file(rows, masters, output, *, band_rows, cosmic_rays, overwrite, cache,
+                    **options) -> CalibratedFrame:
+    """Calibrate the image HDUs ``rows`` of one file into ``output``: one image, or a
+    multi-extension file mirroring the input's extensions (each with its UNCERT and MASK, of
+    EXTVER its position, as calstack writes masters)."""
+    images = []
+    try:
+        for row in rows:
+            images.append(_Image(row, masters, cache, **options))
+            images[-1].reserve(cosmic_rays)
+        single = len(rows) == 1 and int(rows[0]["hdu"]) == 0
+        if single:
+            image = images[0]
+            layout = [(image.header, np.float32, image.shape, None, None),
+                      (image.uncertainty_header(), np.float32, image.shape, "UNCERT", None),
+                      (None, np.uint8, image.shape, "MASK", None)]
+        else:
+            layout = [(images[0].frame.primary_header(), np.float32, None, None, None)]
+            for position, (row, image) in enumerate(zip(rows, images, strict=True), start=1):
+                layout += [(image.header, np.float32, image.shape, row.get("extname") or "SCI",
+                            image.header.get("EXTVER")),
+                           (image.uncertainty_header(), np.float32, image.shape, "UNCERT",
+                            position),
+                           (None, np.uint8, image.shape, "MASK", position)]
+        masked, pixels, samples = 0, 0, []
 
         def write(tmp):
-            nonlocal masked
-            bands = ((start, band_of(start, min(start + rows, shape[0])))
-                     for start in range(0, shape[0], rows))
-            if cosmic_rays:
-                bands = list(bands)  # one band: the whole frame
-                hits = clean_cosmic_rays(bands[0][1])
-                header["CRCLEAN"] = (hits, "cosmic-ray pixels cleaned (astroscrappy)")
-            with BandFile(tmp, images) as out:
-                for start, band in bands:
-                    out.write_rows(0, start, band.data)
-                    out.write_rows(1, start, band.uncertainty)
-                    out.write_rows(2, start, band.mask)
-                    masked += int(np.count_nonzero(band.mask))
-                    grid = (slice(-start % step, None, step), slice(None, None, step))
-                    samples.append(band.data[grid][band.mask[grid] == 0])
-            frame.verify()
+            nonlocal masked, pixels
+            with BandFile(tmp, layout) as out:
+                for number, image in enumerate(images):
+                    first = 0 if single else 1 + 3 * number
+                    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / _SAMPLES)))
+                    for start, band in image.bands(band_rows, cosmic_rays=cosmic_rays):
+                        if cosmic_rays and start == 0:  # CRCLEAN is known: rewrite the header
+                            out.rewrite_header(first, image.header)
+                        out.write_rows(first, start, band.data)
+                        out.write_rows(first + 1, start, band.uncertainty)
+                        out.write_rows(first + 2, start, band.mask)
+                        masked += int(np.count_nonzero(band.mask))
+                        grid = (slice(-start % step, None, step), slice(None, None, step))
+                        samples.append(band.data[grid][band.mask[grid] == 0])
+                    pixels += image.shape[0] * image.shape[1]
 
         atomic_write(output, write, overwrite=overwrite)
     finally:
-        frame.close()
-        for p in planes.values():
-            p.close()
+        for image in images:
+            image.close()
     level, noise = median_and_robust_std(np.concatenate(samples))
-    return CalibratedFrame(source, output, choice, g, r, masked / (shape[0] * shape[1]),
-                           electrons, level, noise)
+    return CalibratedFrame(str(rows[0]["path"]), output, tuple(i.choice for i in images),
+                           images[0].gain, images[0].read_noise, masked / pixels,
+                           images[0].electrons, level, noise)
 
 
 def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=False,
@@ -411,14 +479,18 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
                           "folder, or its frame types with 'calstack index'")
     masters = masters_in(ImageIndex(masters_dir, keywords=INDEX_KEYWORDS, cache=cache))
     folder = check_writable(output_dir)
-    targets = [folder / _name(template, row) for row in rows]
+    files = {}  # each file's image HDUs, in index order: one output per file
+    for row in rows:
+        files.setdefault(str(row["path"]), []).append(row)
+    files = list(files.values())
+    targets = [folder / _name(template, extensions[0]) for extensions in files]
     if len(set(targets)) < len(targets):
         raise OptionError(f"template {template!r} gives two frames one name; add {{stem}}")
     check_targets(template, targets, folder, index)
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         raise OptionError(f"{existing[0]}: exists; pass --overwrite to replace it")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(rows)))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(files)))
     width = max(int(r.get("naxis1") or 1) for r in rows)
     height = max(int(r.get("naxis2") or 1) for r in rows)
     limit = parse_mem_limit(mem_limit)
@@ -437,14 +509,14 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
                    cache=_MasterCache(limit // 2))
 
     def one(item):
-        result = _calibrate_one(*item, **options)
+        result = _calibrate_file(*item, **options)
         if on_frame is not None:
             on_frame(result)
         return result
 
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, [(row, masters, t) for row, t in zip(rows, targets,
-                                                                          strict=True)]))
+        return list(pool.map(one, [(extensions, masters, target) for extensions, target
+                                   in zip(files, targets, strict=True)]))
 
 
 def _name(template, row) -> str:

@@ -177,10 +177,10 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
         """The options a group's combine adds: its master bias and dark, a flat's scaling."""
         more = {}
         if subtract_bias and "bias" in KINDS[kind].needs:
-            more["bias"] = str(_matching(planned["bias"], group, tolerances, "bias")[0].path)
+            more["bias"] = _hdu_of(_matching(planned["bias"], group, tolerances, "bias")[0])
         if subtract_dark and kind == "flat":
             exptime = group.key.get("exptime") or _exptime(group)
-            more["dark"] = str(_flat_dark(planned, group, tolerances, exptime).path)
+            more["dark"] = _hdu_of(_flat_dark(planned, group, tolerances, exptime))
         if kind == "flat":
             more.update(scale="median", scale_to=1.0, stat_section=stat_section)
         return more
@@ -200,6 +200,15 @@ class _Planned(NamedTuple):
 
     group: Group
     path: Path
+
+
+def _hdu_of(master: _Planned):
+    """What a combine subtracts: the master's file, or of a multi-extension master (one per
+    file set of extensions) the extension built for its group, by EXTNAME and EXTVER."""
+    name, ver = master.group.setup.get("extname"), master.group.setup.get("extver")
+    if name is None and ver is None:
+        return str(master.path)
+    return str(master.path), (name, ver)
 
 
 def _check_distinct(plans, template) -> None:

@@ -37,8 +37,9 @@ _BIAS_SUBTRACTED = ("BIASSUB", "ZEROCOR")
 #: Keywords the masters' index needs besides the conventions' own.
 MASTER_KEYWORDS = ("IMAGETYP", "EXPTIME", "DARKTIME", "FILTER", "DATE-OBS", *_BIAS_SUBTRACTED)
 
-#: Setup keys compared between frame and master (the shape is compared after trimming).
-_SETUP_KEYS = tuple(k for k in SETUP if k not in ("naxis1", "naxis2", "extname", "extver"))
+#: Setup keys compared between frame and master (the shape is compared after trimming); an
+#: extension of a multi-extension frame takes the master's extension of its EXTNAME and EXTVER.
+_SETUP_KEYS = tuple(k for k in SETUP if k not in ("naxis1", "naxis2"))
 
 
 def _date(value) -> datetime.datetime | None:
