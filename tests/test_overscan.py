@@ -163,3 +163,63 @@ def test_the_header_records_it_in_irafs_and_ccdprocs_keywords():
 def test_bad_overscan_options_are_errors(options, message):
     with pytest.raises(OptionError, match=message):
         Overscan(parse_section("[103:130,*]", (100, 130)), **options)
+
+
+def test_a_processed_frame_read_in_bands_is_the_whole_frame_processed(tmp_path):
+    from calstack.io.reader import open_frame, raw_buffer
+    from calstack.processing.frames import ProcessedFrame, processing_for
+
+    ccd = _frame(np.random.default_rng(5))
+    path = tmp_path / "raw.fits"
+    fits.PrimaryHDU(ccd.data.astype(np.float32), fits.Header(
+        {"BIASSEC": "[41:50,*]", "TRIMSEC": "[1:40,3:58]"})).writeto(path)
+    frame = open_frame(path)
+    steps = processing_for(frame.header(), frame.shape, str(path), function="legendre",
+                           order=3)
+    processed = ProcessedFrame(frame, steps)
+    assert processed.shape == (56, 40)
+    out = np.empty(processed.shape, np.float32)
+    for start in range(0, 56, 9):  # bands of 9 rows
+        stop = min(start + 9, 56)
+        processed.read_rows(start, stop, out[start:stop], raw_buffer([processed], 9, 40))
+    whole, _ = steps.overscan.subtract(ccd.data.astype(np.float32))
+    np.testing.assert_allclose(out, whole[2:58, :40], rtol=0, atol=1e-3)
+    processed.close()
+
+
+def test_an_overscan_outside_the_frame_is_an_error_naming_file_and_keyword():
+    from calstack.processing.frames import processing_for
+
+    with pytest.raises(OptionError, match=r"raw.fits: BIASSEC = '\[41:60,\*\]' for a 50x60"):
+        processing_for({"BIASSEC": "[41:60,*]"}, (60, 50), "raw.fits")
+    assert not processing_for({"BIASSEC": "[41:50,*]", "OVERSCAN": "done"}, (60, 50), "x")
+    assert processing_for({}, (60, 50), "x", overscan="[41:50,*]", trim=None).overscan
+
+
+def test_reduce_subtracts_and_trims_every_raw_frame(tmp_path):
+    """A raw night whose frames have 8 overscan columns (BIASSEC, TRIMSEC) and a bias offset of
+    their own that only the overscan measures: every frame processed before its master is
+    built, and the science frames calibrated within their uncertainty of the truth."""
+    from calstack import simulate
+    from calstack.catalog.index import ImageIndex
+    from calstack.pipeline.calibrate import INDEX_KEYWORDS
+    from calstack.pipeline.reduce import reduce_night
+
+    night = simulate(tmp_path / "raw", preset="night", shape=(64, 48), n_lights=1, overscan=8,
+                     seed=2)
+    reduced = reduce_night(ImageIndex(tmp_path / "raw", keywords=INDEX_KEYWORDS, cache=False),
+                           tmp_path / "out")
+    processed = sorted((tmp_path / "out" / "processed").glob("*.fits"))
+    assert len(processed) == 7 + 10 + 10  # biases, darks, flats; not the science frames
+    header = fits.getheader(processed[0])
+    assert header["OVERSCAN"].startswith("Overscan section is [49:56,1:64] with mean=")
+    assert header["TRIM"] == "Trim data section is [1:48,1:64]"
+    assert fits.getdata(reduced.masters[0].path).shape == (64, 48)
+    for frame in reduced.frames:
+        with fits.open(frame.path) as hdul:
+            truth = fits.getdata(night.truth[f"light_{hdul[0].header['FILTER']}"])
+            z = ((hdul[0].data - truth) / hdul["UNCERT"].data)[hdul["MASK"].data == 0]
+            z = z[np.abs(z) < 8]
+            assert abs(z.mean()) < 4 / np.sqrt(z.size) + 0.02
+            assert 0.95 < z.std() < 1.05
+            assert hdul[0].header["OVERSCAN"].startswith("Overscan section is [49:56,1:64]")

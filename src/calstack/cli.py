@@ -144,12 +144,32 @@ def _add_calibrate_options(p):
     p.add_argument("--adu", action="store_true", help="keep values in ADU (default: electrons)")
     p.add_argument("--cosmic-rays", action="store_true", help="find and clean cosmic rays "
                    "(astroscrappy: pip install 'calstack[cosmic]'); MASK bit 16")
+    g = p.add_argument_group("raw frames: overscan and trim (IRAF ccdproc's parameters)")
+    g.add_argument("--overscan", default="auto", metavar="[x1:x2,y1:y2]|auto|none",
+                   help="overscan section subtracted (default auto: the header's BIASSEC)")
+    g.add_argument("--trim", default="auto", metavar="[x1:x2,y1:y2]|auto|none",
+                   help="region kept (default auto: TRIMSEC, else DATASEC)")
+    g.add_argument("--overscan-method", default="mean", choices=("mean", "median", "clipped"),
+                   help="collapse across the serial direction (clipped: 3-sigma-clipped mean)")
+    g.add_argument("--overscan-function", default=None,
+                   choices=("polynomial", "legendre", "chebyshev", "spline3"),
+                   help="fit along the readout direction (default: each line's value)")
+    g.add_argument("--overscan-order", type=int, default=1, metavar="N",
+                   help="IRAF's order: coefficients of a series (1 = a constant), spline pieces")
+    g.add_argument("--overscan-reject", nargs=2, type=float, default=[3.0, 3.0],
+                   metavar=("LOW", "HIGH"), help="rejection of the fit's points, in sigmas")
+    g.add_argument("--overscan-niterate", type=int, default=1, metavar="N",
+                   help="rejection iterations of the fit")
 
 
 def _calibrate_options(args) -> dict:
+    fit = dict(method=args.overscan_method, function=args.overscan_function,
+               order=args.overscan_order, low_reject=args.overscan_reject[0],
+               high_reject=args.overscan_reject[1], niterate=args.overscan_niterate)
     return dict(allow_missing=args.allow_missing, gain=args.gain, read_noise=args.read_noise,
                 saturation=args.saturation, electrons=not args.adu,
-                cosmic_rays=args.cosmic_rays)
+                cosmic_rays=args.cosmic_rays, overscan=args.overscan, trim=args.trim,
+                overscan_fit=fit)
 
 
 def _build_parser() -> argparse.ArgumentParser:

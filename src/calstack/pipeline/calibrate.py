@@ -33,6 +33,7 @@ from ..io.writer import BandFile, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
 from ..processing.cosmic import clean_cosmic_rays
+from ..processing.frames import AUTO, ProcessedFrame, processing_for
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
 from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
@@ -287,7 +288,7 @@ class _Image:
     opened, its header completed; :meth:`bands` calibrates it band by band."""
 
     def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
-                 saturation, electrons):
+                 saturation, electrons, processing):
         self.source = str(row["path"])
         self.frame = open_frame((self.source, int(row["hdu"])))
         self.planes = {}
@@ -297,11 +298,18 @@ class _Image:
             if done:
                 raise FrameError(self.source, f"is already calibrated ({done[0]} = "
                                  f"{header[done[0]]!r}); give the raw frames")
+            self.saturation = _saturation(header, self.frame, saturation)
+            steps = processing_for(header, self.frame.shape, self.source, **processing)
+            if steps:  # raw: overscan subtracted and trimmed as the rows are read
+                self.frame = ProcessedFrame(self.frame, steps)
+                for key, value, comment in self.frame.cards():
+                    header[key] = (value, comment)
+                if self.saturation is not None and self.frame.model is not None:
+                    self.saturation -= float(np.mean(self.frame.model))  # on corrected values
             self.shape = self.frame.shape
             self.choice = choose(row, self.source, self.shape, masters, tolerances=tolerances,
                                  allow_missing=allow_missing)
             self.gain, self.read_noise = _noise_model(header, gain, read_noise, self.source)
-            self.saturation = _saturation(header, self.frame, saturation)
             self.electrons = electrons
             for kind in ("bias", "dark", "flat"):
                 master = getattr(self.choice, kind)
@@ -411,8 +419,9 @@ def _calibrate_file(rows, masters, output, *, band_rows, cosmic_rays, overwrite,
 
 def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=False,
               tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
-              electrons=True, cosmic_rays=False, overwrite=False, mem_limit="1GB",
-              workers=None, cache=True, on_frame=None) -> list[CalibratedFrame]:
+              electrons=True, cosmic_rays=False, overscan=AUTO, trim=AUTO, overscan_fit=None,
+              overwrite=False, mem_limit="1GB", workers=None, cache=True,
+              on_frame=None) -> list[CalibratedFrame]:
     """Calibrate science frames with the masters of a folder.
 
     Parameters
@@ -444,6 +453,13 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         the ``cosmic`` MASK bit and cleaned values, the header CRCLEAN their number. Each frame
         is then calibrated whole (astroscrappy works on a whole image), so fewer frames are in
         flight at once within ``mem_limit``.
+    overscan, trim : str or None
+        Raw frames: the overscan section subtracted, the region kept (``'[x1:x2,y1:y2]'``),
+        ``'auto'`` (default: the header's BIASSEC; TRIMSEC, else DATASEC, where it has them
+        and no OVERSCAN/TRIM says they were done), or None.
+    overscan_fit : dict, optional
+        How the overscan is measured: :class:`~calstack.processing.overscan.Overscan`'s
+        ``method``, ``function``, ``order``, ``low_reject``, ``high_reject``, ``niterate``.
     overwrite : bool
         Replace existing outputs (never an input).
     mem_limit : str or int
@@ -506,7 +522,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     options = dict(tolerances=tolerances, allow_missing=allow_missing, gain=gain,
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
                    cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
-                   cache=_MasterCache(limit // 2))
+                   cache=_MasterCache(limit // 2),
+                   processing=dict(overscan=overscan, trim=trim, **(overscan_fit or {})))
 
     def one(item):
         result = _calibrate_file(*item, **options)

@@ -1,11 +1,14 @@
 """``calstack reduce NIGHT -o OUT``: a whole night from raw frames to calibrated science frames.
 
-The masters first (:func:`calstack.build_night` into ``OUT/masters``: the bias subtracted from
-darks and flats, the dark from flats, where the night has them), then every science frame
-calibrated with the masters chosen for it (:func:`calstack.calibrate` into
-``OUT/calibrated``). Masters already in the night's folder are not inputs (nor used). A science
-frame that finds no master it needs is an error once the masters are written (each complete;
-they stay), before any science frame is.
+First the raw calibration frames are overscan-subtracted and trimmed (where a frame's header
+has BIASSEC and TRIMSEC/DATASEC, or as the options say) into ``OUT/processed``, as IRAF's
+``ccdproc`` processes every frame before combining; then the masters are built from them
+(:func:`calstack.build_night` into ``OUT/masters``: the bias subtracted from darks and flats,
+the dark from flats, where the night has them); then every science frame is calibrated with the
+masters chosen for it (:func:`calstack.calibrate` into ``OUT/calibrated``; overscan and trim
+applied as its rows are read). Masters already in the night's folder are not inputs (nor used).
+A science frame that finds no master it needs is an error once the masters are written (each
+complete; they stay), before any science frame is.
 """
 
 from __future__ import annotations
@@ -13,11 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from ..catalog.conventions import kind_of
-from .calibrate import calibrate
+from ..catalog.index import ImageIndex
+from ..io.reader import open_frame, raw_buffer
+from ..io.writer import BandFile, atomic_write, check_writable
+from ..processing.frames import AUTO, ProcessedFrame, processing_for
+from .calibrate import INDEX_KEYWORDS, calibrate
 from .night import build_night
 
-__all__ = ["Reduced", "reduce_night"]
+__all__ = ["Reduced", "process_frames", "reduce_night"]
+
+_BAND_ROWS = 512
 
 
 class Reduced(NamedTuple):
@@ -25,6 +36,75 @@ class Reduced(NamedTuple):
 
     masters: list
     frames: list
+
+
+def process_frames(rows, folder, *, overscan=AUTO, trim=AUTO, overscan_fit=None,
+                   overwrite=False) -> list[Path]:
+    """Write each frame of ``rows`` (index rows) overscan-subtracted and trimmed into ``folder``
+    (same file names, float32; a multi-extension file stays one, each extension processed
+    by its own sections), its header recording it; none is written when no frame needs it.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written (empty when nothing was to be done).
+    """
+    files: dict[str, list] = {}
+    for row in rows:
+        files.setdefault(str(row["path"]), []).append(row)
+    fit = overscan_fit or {}
+    opened = {}
+    try:
+        for path, hdus in files.items():
+            frames = []
+            for row in hdus:
+                frame = open_frame((path, int(row["hdu"])))
+                frames.append(frame)  # closed below, whatever happens
+                steps = processing_for(frame.header(), frame.shape, path, overscan=overscan,
+                                       trim=trim, **fit)
+                if steps:
+                    frames[-1] = ProcessedFrame(frame, steps)
+            opened[path] = frames
+        if not any(isinstance(f, ProcessedFrame) for fs in opened.values() for f in fs):
+            return []
+        folder = check_writable(folder)
+        return [_write_processed(folder / Path(path).name, files[path], frames, overwrite)
+                for path, frames in opened.items()]
+    finally:
+        for frames in opened.values():
+            for frame in frames:
+                frame.close()
+
+
+def _write_processed(target, rows, frames, overwrite) -> Path:
+    single = len(rows) == 1 and int(rows[0]["hdu"]) == 0
+    headers = []
+    for frame in frames:
+        header = frame.header()
+        for key, value, comment in (frame.cards() if isinstance(frame, ProcessedFrame) else ()):
+            header[key] = (value, comment)
+        headers.append(header)
+    if single:
+        layout = [(headers[0], np.float32, frames[0].shape, None, None)]
+    else:
+        layout = [(frames[0].frame.primary_header() if isinstance(frames[0], ProcessedFrame)
+                   else frames[0].primary_header(), np.float32, None, None, None)]
+        layout += [(h, np.float32, f.shape, row.get("extname"), h.get("EXTVER"))
+                   for row, h, f in zip(rows, headers, frames, strict=True)]
+
+    def write(tmp):
+        with BandFile(tmp, layout) as out:
+            for number, frame in enumerate(frames):
+                rows_, width = frame.shape
+                band = np.empty((min(_BAND_ROWS, rows_), width), np.float32)
+                raw = raw_buffer([frame], band.shape[0], width)
+                for start in range(0, rows_, band.shape[0]):
+                    n = min(band.shape[0], rows_ - start)
+                    frame.read_rows(start, start + n, band[:n], raw)
+                    out.write_rows(number if single else number + 1, start, band[:n])
+                frame.verify()
+
+    return atomic_write(target, write, overwrite=overwrite)
 
 
 def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_limit="1GB",
@@ -35,9 +115,10 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     Parameters
     ----------
     index : ImageIndex
-        The night's frames: biases, darks, flats and science frames.
+        The night's frames: biases, darks, flats and science frames, raw or not.
     output_dir : str or os.PathLike
-        ``masters/`` and ``calibrated/`` are written in it.
+        ``processed/`` (raw calibration frames overscan-subtracted and trimmed, where they
+        need it), ``masters/`` and ``calibrated/`` are written in it.
     tolerances : dict, optional
         Per-keyword tolerances of grouping and of matching masters to frames.
     overwrite : bool
@@ -51,7 +132,8 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
         Other files the run writes (the report).
     calibrate_options : dict, optional
         Options of :func:`calstack.calibrate` (``allow_missing``, ``gain``, ``read_noise``,
-        ``saturation``, ``electrons``, ``template``).
+        ``saturation``, ``electrons``, ``cosmic_rays``, ``overscan``, ``trim``,
+        ``overscan_fit``, ``template``), the overscan ones for the calibration frames too.
     **master_options
         Options of :func:`calstack.build_night` (``group_by``, the combine options...).
 
@@ -60,15 +142,24 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     Reduced
     """
     output_dir = Path(output_dir)
-    rows = index.rows()
-    kinds = {kind_of(row.get("imagetyp")) for row in rows if not row.get("master")}
-    bias = "bias" in kinds
+    options = dict(calibrate_options or {})
+    rows = [row for row in index.rows() if not row.get("master") and not row.get("error")]
     science = [kind_of(row.get("imagetyp")) == "light" for row in rows]
-    masters = build_night(index.subset([not s for s in science]), output_dir / "masters", tolerances=tolerances,
+    calibration = [row for row, s in zip(rows, science, strict=True) if not s]
+    processed = process_frames(calibration, output_dir / "processed", overwrite=overwrite,
+                               **{k: options[k] for k in ("overscan", "trim", "overscan_fit")
+                                  if k in options})
+    frames_index = (ImageIndex([str(p) for p in processed], keywords=INDEX_KEYWORDS,
+                               cache=False) if processed
+                    else index.subset([kind_of(r.get("imagetyp")) != "light"
+                                       for r in index.rows()]))
+    kinds = {kind_of(row.get("imagetyp")) for row in calibration}
+    bias = "bias" in kinds
+    masters = build_night(frames_index, output_dir / "masters", tolerances=tolerances,
                           subtract_bias=bias, subtract_dark=bias and "dark" in kinds,
                           overwrite=overwrite, mem_limit=mem_limit, on_master=on_master,
                           also_writes=also_writes, **master_options)
     frames = calibrate(index, output_dir / "masters", output_dir / "calibrated",
                        tolerances=tolerances, overwrite=overwrite, mem_limit=mem_limit,
-                       on_frame=on_frame, **(calibrate_options or {}))
+                       on_frame=on_frame, **options)
     return Reduced(masters, frames)

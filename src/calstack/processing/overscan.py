@@ -114,8 +114,13 @@ class Overscan:
 
     def describe(self, model) -> str:
         """IRAF's words for what was subtracted (the OVERSCAN keyword)."""
-        fit = (f", {self.function} order {self.order}" if self.function else "")
-        return f"Overscan section is {self.section.fits()} with mean={np.mean(model):g}{fit}"
+        return f"Overscan section is {self.section.fits()} with mean={np.mean(model):g}"
+
+    def fit_text(self) -> str:
+        """How the overscan was measured (the OVSCNFIT keyword)."""
+        fit = (f", {self.function} order {self.order}, reject {self.low_reject:g}/"
+               f"{self.high_reject:g} x{self.niterate}" if self.function else ", per line")
+        return f"{self.method}{fit}"
 
 
 def fit_with_rejection(values, function, order, low_reject, high_reject, niterate):
@@ -162,15 +167,14 @@ def processing_cards(*, overscan=None, model=None, trim=None) -> list[tuple]:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     cards = []
     if overscan is not None:
-        cards += [("OVERSCAN", overscan.describe(model), "overscan subtracted"),
+        cards += [("OVERSCAN", overscan.describe(model), ""),
+                  ("OVSCNFIT", overscan.fit_text(), ""),
                   ("HIERARCH subtract_overscan", (f"fits_section={overscan.section.fits()}, "
-                   f"overscan_axis={overscan.collapsed_axis}, median="
-                   f"{overscan.method == 'median'}"), "calstack, as ccdproc records it")]
+                   f"overscan_axis={overscan.collapsed_axis}"), "")]
     if trim is not None:
         cards += [("TRIM", f"Trim data section is {trim.fits()}", "frame trimmed"),
                   ("CCDSEC", trim.fits(), "region of the CCD read"),
-                  ("HIERARCH trim_image", f"fits_section={trim.fits()}",
-                   "calstack, as ccdproc records it")]
+                  ("HIERARCH trim_image", f"fits_section={trim.fits()}", "")]
     if cards:
         cards.append(("CCDPROC", f"{now} CCD processing done (calstack)", ""))
     return cards

@@ -5,9 +5,9 @@ Simulates the reference guide's two cameras (a cryogenically cooled CCD with dar
 exposure time with the recipe's settings, writes the guide's comparison picture for each
 master, and checks each master against the simulator's truth. Then a raw night (biases, darks,
 flats in two filters) goes through ``calstack masters`` with bias and dark subtraction, and
-each master is compared with its truth; with the night's science frames it goes through
-``calstack reduce`` (masters, then calibration), and each calibrated frame is compared with its
-truth in units of its own uncertainty.
+each master is compared with its truth; with its science frames and an overscan on every raw
+frame, the night goes through ``calstack reduce`` (overscan and trim, masters, calibration),
+and each calibrated frame is compared with its truth in units of its own uncertainty.
 """
 
 from __future__ import annotations
@@ -122,6 +122,10 @@ def run_demo(output_dir="calstack-demo", *, shape=None, mem_limit="350MB", overw
     return results
 
 
+#: Overscan columns of the demo's raw night (subtracted and trimmed by ``calstack reduce``).
+_OVERSCAN = 16
+
+
 def calibrated_residual(frame, truth_path) -> dict:
     """How a calibrated science frame departs from its truth, in units of its own uncertainty:
     the mean and rms of (value - truth) / uncertainty over the unmasked values, cosmic rays
@@ -134,7 +138,8 @@ def calibrated_residual(frame, truth_path) -> dict:
 
 def _night(folder, shape, mem_limit, overwrite, say) -> list:
     start = time.perf_counter()
-    night = simulate(folder, preset="night", shape=shape, n_lights=2, overwrite=overwrite)
+    night = simulate(folder, preset="night", shape=shape, n_lights=2, overscan=_OVERSCAN,
+                     overwrite=overwrite)
     say(f"[night] simulated {len(night.frames)} raw frames in {folder} "
         f"({time.perf_counter() - start:.1f} s)")
     built, calibrated = reduce_night(ImageIndex(folder, keywords=INDEX_KEYWORDS), folder,

@@ -142,6 +142,23 @@ class _Sensor:
             image += self.bias
         return image
 
+    def with_overscan(self, image, columns, rng):
+        """A raw frame with ``columns`` overscan columns on its right: the bias level, its drift
+        along the readout and an offset of this frame (a few ADU, which only the overscan
+        measures), with read noise; the same offset is in the exposed pixels."""
+        cam = self.camera
+        ny = cam.shape[0]
+        offset = np.float32(rng.normal(0.0, 3.0))
+        scan = self.overscan_level()[:, None] + rng.normal(
+            0.0, cam.read_noise / cam.gain, (ny, columns)).astype(np.float32)
+        return np.hstack([image + offset, scan + offset]).astype(np.float32)
+
+    def overscan_level(self) -> np.ndarray:
+        """The bias level of each row that the overscan measures (ADU): the level and its drift
+        along the readout, without the column structure of the exposed pixels."""
+        cam = self.camera
+        return cam.bias_level + 5.0 * np.arange(cam.shape[0], dtype=np.float32) / cam.shape[0]
+
     def _cosmic_rays(self, image, exptime, rng):
         cam = self.camera
         area_cm2 = cam.shape[0] * cam.shape[1] * (cam.pixel_um * 1e-4) ** 2
@@ -191,7 +208,7 @@ def _write(path, data, header, overwrite, extra=()):
 
 def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, exptimes=None,
              n_flats=None, filters=None, n_lights=0, calibrated=None, cosmic_rays=True,
-             seed=0, overwrite=False) -> SimulatedNight:
+             overscan=0, seed=0, overwrite=False) -> SimulatedNight:
     """Write simulated frames of a camera preset, and their truth, into ``outdir``.
 
     Parameters
@@ -215,6 +232,11 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         Science frames (IMAGETYP LIGHT: sky and stars seen through the flat field, with dark
         current, cosmic rays and noise) per flat filter; their truth ``light_<filter>`` is the
         calibrated frame in electrons.
+    overscan : int
+        Raw frames only: this many overscan columns on the right of each frame (BIASSEC,
+        TRIMSEC and DATASEC in the header), holding the bias level and its drift along the
+        readout plus an offset of each frame, which is in its exposed pixels too; the truths
+        of bias and darks are then those of overscan-subtracted frames.
     cosmic_rays : bool
         Hit the frames with cosmic rays (False: the same frames, pixel for pixel, without them,
         since the hits are drawn after the noise).
@@ -284,6 +306,12 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         level = camera.flat_level.get(filt, 0.0)
         image = sensor.frame(kind, exptime, rng, level)
         header = _header(camera, kind, exptime, filt, i, start + datetime.timedelta(minutes=3 * n))
+        if overscan and not camera.calibrated:
+            image = sensor.with_overscan(image, overscan, np.random.default_rng([seed, 3, n]))
+            ny, nx = camera.shape
+            header["BIASSEC"] = (f"[{nx + 1}:{nx + overscan},1:{ny}]", "overscan columns")
+            header["TRIMSEC"] = (f"[1:{nx},1:{ny}]", "the exposed pixels")
+            header["DATASEC"] = (f"[1:{nx},1:{ny}]", "the exposed pixels")
         if camera.calibrated:
             data = image.astype(np.float32)
         else:
@@ -293,6 +321,8 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     truth = {}
     for name, path, kind, exptime, filt in truths:
         master, sigma = sensor.truth(kind, exptime, camera.flat_level.get(filt, 0.0))
+        if overscan and not camera.calibrated and kind in ("bias", "dark"):
+            master = master - sensor.overscan_level()[:, None]  # as overscan-subtracted
         header = _header(camera, kind, exptime, filt, 0, start)
         header["TRUTH"] = (True, "noiseless expected master")
         sigma_hdu = fits.ImageHDU(sigma, name="SIGMA")

@@ -1,0 +1,153 @@
+"""A raw frame read overscan-subtracted and trimmed, band by band: what a frame's header asks
+(``BIASSEC``, ``TRIMSEC``/``DATASEC``) or the options say, decided once per frame
+(:func:`processing_for`) and applied as its rows are read (:class:`ProcessedFrame`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import FrameError
+from ..io.reader import Frame, raw_buffer
+from .overscan import Overscan, processing_cards
+from .sections import Section, parse_section
+
+__all__ = ["AUTO", "ProcessedFrame", "Processing", "processing_for"]
+
+#: ``overscan``/``trim`` from the header's BIASSEC / TRIMSEC (else DATASEC) where it has them.
+AUTO = "auto"
+
+#: Keywords that say a frame's overscan was subtracted / it was trimmed (IRAF, calstack).
+_DONE = {"overscan": ("OVERSCAN",), "trim": ("TRIM",)}
+
+
+@dataclass(frozen=True)
+class Processing:
+    """The overscan to subtract and the region to keep of one frame (either may be None)."""
+
+    overscan: Overscan | None = None
+    trim: Section | None = None
+
+    def __bool__(self) -> bool:
+        return self.overscan is not None or self.trim is not None
+
+
+def _section(value, header, keys, shape, source, option):
+    """A section from the option's text, or (AUTO) the first of the header's ``keys``."""
+    if value is None or str(value).lower() == "none":
+        return None
+    if str(value).lower() != AUTO:
+        return parse_section(value, shape, source=source, keyword=option)
+    for key in keys:
+        text = header.get(key)
+        if isinstance(text, str) and text.strip():
+            return parse_section(text, shape, source=source, keyword=key)
+    return None
+
+
+def processing_for(header, shape, source, *, overscan=AUTO, trim=AUTO, **fit) -> Processing:
+    """What to do to a raw frame before anything else.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or dict
+        The frame's header.
+    shape : (int, int)
+        Its image's shape.
+    source : str
+        The file, for messages.
+    overscan, trim : str or None
+        A section (``'[x1:x2,y1:y2]'``), ``'auto'`` (the header's BIASSEC; TRIMSEC, else
+        DATASEC) or None / ``'none'``. ``auto`` does nothing where the header says it was done
+        already (OVERSCAN, TRIM).
+    **fit
+        :class:`~calstack.processing.overscan.Overscan`'s ``method``, ``function``, ``order``,
+        ``low_reject``, ``high_reject``, ``niterate``, ``axis``.
+    """
+    done = {what: any(k in header for k in keys) for what, keys in _DONE.items()}
+    bias = None if done["overscan"] and str(overscan).lower() == AUTO else _section(
+        overscan, header, ("BIASSEC",), shape, source, "--overscan")
+    region = None if done["trim"] and str(trim).lower() == AUTO else _section(
+        trim, header, ("TRIMSEC", "DATASEC"), shape, source, "--trim")
+    if region is not None and region.shape == tuple(shape):
+        region = None  # the whole image: nothing to trim
+    return Processing(None if bias is None else Overscan(bias, **fit), region)
+
+
+class ProcessedFrame(Frame):
+    """``frame`` read with its overscan subtracted and trimmed (:class:`Processing`).
+
+    The overscan model is measured once, when the frame is opened (the frame is read once more
+    for it, band by band), and each band of rows read is then corrected and cut to the trim
+    region. ``dtype`` is the inner frame's working dtype (``stack_dtype`` it was opened with).
+    """
+
+    def __init__(self, frame: Frame, processing: Processing, dtype=np.float32):
+        self.frame, self.processing = frame, processing
+        self.name, self.source, self.unit = frame.name, frame.source, frame.unit
+        full = frame.shape
+        self.region = processing.trim or Section(0, full[0], 0, full[1])
+        self.shape = self.region.shape
+        # the inner frame reads whole rows into a buffer sized for the trimmed width
+        self.raw_itemsize = math.ceil(frame.raw_itemsize * full[1] / self.shape[1])
+        self.model = None
+        overscan = processing.overscan
+        if overscan is not None:
+            self.model = overscan.model(_OverscanReader(frame, overscan.section, dtype))
+            lines = overscan.section.slices[0] if overscan.collapsed_axis == 1 else None
+            if lines is not None and (lines.start > self.region.y0 or lines.stop < self.region.y1):
+                raise FrameError(frame.source, f"its overscan {overscan.section.fits()} does "
+                                 f"not span the rows of the data kept ({self.region.fits()}); "
+                                 "give --overscan and --trim sections that agree")
+
+    def read_rows(self, start, stop, out, raw):  # noqa: ARG002 - the inner frame has its own
+        first = self.region.y0 + start
+        rows = np.empty((stop - start, self.frame.shape[1]), out.dtype)  # the frame's dtype
+        self.frame.read_rows(first, first + rows.shape[0], rows,
+                             raw_buffer([self.frame], rows.shape[0], self.frame.shape[1]))
+        rows = rows.astype(np.float64)
+        overscan = self.processing.overscan
+        if overscan is not None:
+            if overscan.collapsed_axis == 1:
+                offset = first - overscan.section.y0
+                rows -= self.model[offset:offset + rows.shape[0], None]
+            else:
+                rows[:, overscan.section.slices[1]] -= self.model[None, :]
+        out[...] = rows[:, self.region.slices[1]]
+
+    def header(self):
+        return self.frame.header()
+
+    def cards(self) -> list[tuple]:
+        """The header cards recording what was done (IRAF's and ccdproc's keywords)."""
+        return processing_cards(overscan=self.processing.overscan, model=self.model,
+                                trim=self.processing.trim)
+
+    def verify(self):
+        self.frame.verify()
+
+    def close(self):
+        self.frame.close()
+
+
+class _OverscanReader:
+    """The rows of a frame's overscan section, read in bands, indexable as ``data[section]``
+    (what :meth:`Overscan.model` takes)."""
+
+    _BAND = 256
+
+    def __init__(self, frame, section, dtype):
+        self.frame, self.section, self.dtype = frame, section, dtype
+
+    def __getitem__(self, slices):
+        rows, columns = slices
+        out = np.empty((rows.stop - rows.start, columns.stop - columns.start), np.float64)
+        band = np.empty((min(self._BAND, out.shape[0]), self.frame.shape[1]), self.dtype)
+        raw = raw_buffer([self.frame], band.shape[0], self.frame.shape[1])
+        for start in range(rows.start, rows.stop, band.shape[0]):
+            n = min(band.shape[0], rows.stop - start)
+            self.frame.read_rows(start, start + n, band[:n], raw)
+            out[start - rows.start:start - rows.start + n] = band[:n, columns]
+        return out
