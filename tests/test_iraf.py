@@ -157,3 +157,73 @@ def test_ccdclip_on_scaled_frames_is_irafs(tmp_path, n):
     assert_same(ours(stack, **model), scaled)
     # IRAF adds a file's zero offsets before scaling: value = (raw + offset) * factor
     assert_same(ours(stack, zero=-offsets * factors, **model), offset)
+
+
+def iraf_ccdproc(folder, raw, header, runs):
+    """Run IRAF's ``ccdproc`` (overscan and trim only, sections from the header) on ``raw``
+    once per dict of fit parameters in ``runs``, in one ``irafcl`` call; the outputs."""
+    fits.writeto(folder / "raw.fits", raw.astype(np.float32), header, overwrite=True)
+    lines = ["noao", "imred", "ccdred"]
+    for j, run in enumerate(runs):
+        (folder / f"proc{j}.fits").unlink(missing_ok=True)
+        params = dict(ccdtype="", max_cache=0, noproc=False, fixpix=False, overscan=True,
+                      trim=True, zerocor=False, darkcor=False, flatcor=False, illumcor=False,
+                      fringecor=False, readcor=False, scancor=False, readaxis="line",
+                      biassec="image", trimsec="image", interactive=False, sample="*",
+                      naverage=1, low_reject=3.0, high_reject=3.0, grow=0.0, **run)
+        args = ", ".join(f"{k}={_value(v)}" for k, v in params.items())
+        lines.append(f'ccdproc ("raw.fits", output="proc{j}.fits", {args})')
+    (folder / "ccdproc.cl").write_text("\n".join([*lines, "logout", ""]))
+    done = subprocess.run([IRAFCL, "-f", "ccdproc.cl"], cwd=folder, capture_output=True,
+                          text=True, timeout=120, check=False)
+    outputs = []
+    for j in range(len(runs)):
+        path = folder / f"proc{j}.fits"
+        assert path.exists(), f"ccdproc wrote no proc{j}.fits:\n{done.stdout}\n{done.stderr}"
+        outputs.append((fits.getdata(path).astype(np.float64), fits.getheader(path)))
+    return outputs
+
+
+def test_overscan_and_trim_are_irafs_ccdproc(tmp_path):
+    """IRAF's ccdproc on a raw frame with BIASSEC=[103:130,*] (as IRAF's artobs frames have)
+    and TRIMSEC: the overscan fitted by Legendre, Chebyshev and cubic-spline functions with
+    rejection (a cosmic ray and a hot line in the overscan), trimmed. calstack reads the same
+    file through its raw-frame reader, band by band."""
+    from calstack.io.reader import open_frame, raw_buffer
+    from calstack.processing.frames import ProcessedFrame, processing_for
+
+    rng = np.random.default_rng(1)
+    rows = np.arange(100)[:, None]
+    raw = 1000 + 0.5 * rows + 0.002 * rows**2 + rng.normal(0, 4, (100, 130))
+    raw[:, :100] += 300
+    raw[7, 105] += 500
+    raw[60, 102:130] += 40  # a line whose overscan value the fit rejects
+    header = fits.Header({"BIASSEC": "[103:130,*]", "TRIMSEC": "[1:100,3:98]",
+                          "IMAGETYP": "object"})
+    runs = [dict(function="legendre", order=1, niterate=1),
+            dict(function="legendre", order=3, niterate=2),
+            dict(function="chebyshev", order=2, niterate=2),
+            dict(function="spline3", order=3, niterate=2)]
+    outputs = iraf_ccdproc(tmp_path, raw, header, runs)
+    for run, (iraf, iraf_header) in zip(runs, outputs, strict=True):
+        frame = open_frame(tmp_path / "raw.fits")
+        steps = processing_for(frame.header(), frame.shape, "raw.fits", **run)
+        processed = ProcessedFrame(frame, steps)
+        ours = np.empty(processed.shape, np.float32)
+        for start in range(0, processed.shape[0], 32):
+            stop = min(start + 32, processed.shape[0])
+            processed.read_rows(start, stop, ours[start:stop], raw_buffer([processed], 32, 100))
+        cards = {key: value for key, value, _ in processed.cards()}
+        processed.close()
+        assert ours.shape == iraf.shape == (96, 100)
+        # float32 rounding of values of ~1300; IRAF solves its spline in single precision:
+        # within 4e-6 of the overscan level (1030) there
+        atol = 4e-3 if run["function"] == "spline3" else 0
+        np.testing.assert_allclose(ours, iraf, rtol=2e-6, atol=atol, err_msg=str(run))
+        # IRAF's words, IRAF's numbers, after IRAF's time stamp ('Dec  3 16:21 ')
+        ours_text, ours_mean = cards["OVERSCAN"][13:].split("mean=")
+        iraf_text, iraf_mean = iraf_header["OVERSCAN"][13:].split("mean=")
+        assert ours_text == iraf_text
+        assert float(ours_mean) == pytest.approx(float(iraf_mean), abs=1.5e-3)  # its 7 digits
+        assert cards["TRIM"][13:] == iraf_header["TRIM"][13:]
+        assert cards["CCDSEC"] == iraf_header["CCDSEC"]

@@ -5,6 +5,7 @@ ccdproc's real SAAO frame (``a8280271.fits``: BIASSEC, TRIMSEC)."""
 import os
 import shutil
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -148,11 +149,11 @@ def test_the_header_records_it_in_irafs_and_ccdprocs_keywords():
     for key, value, comment in processing_cards(overscan=Overscan(section),
                                                 model=np.full(100, 1000.5), trim=trim):
         header[key] = (value, comment)
-    assert header["OVERSCAN"] == "Overscan section is [103:130,1:100] with mean=1000.5"
-    assert header["TRIM"] == "Trim data section is [1:100,1:100]"
+    assert header["OVERSCAN"][13:] == "Overscan section is [103:130,1:100] with mean=1000.5"
+    assert header["TRIM"][13:] == "Trim data section is [1:100,1:100]"
     assert header["CCDSEC"] == "[1:100,1:100]"
     assert header["SUBTRACT_OVERSCAN"].startswith("fits_section=[103:130,1:100]")
-    assert header["CCDPROC"].endswith("CCD processing done (calstack)")
+    assert header["CCDPROC"][13:] == "CCD processing done"
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -182,8 +183,11 @@ def test_a_processed_frame_read_in_bands_is_the_whole_frame_processed(tmp_path):
     for start in range(0, 56, 9):  # bands of 9 rows
         stop = min(start + 9, 56)
         processed.read_rows(start, stop, out[start:stop], raw_buffer([processed], 9, 40))
-    whole, _ = steps.overscan.subtract(ccd.data.astype(np.float32))
-    np.testing.assert_allclose(out, whole[2:58, :40], rtol=0, atol=1e-3)
+    # the overscan of the lines kept (3:58) fitted, as IRAF's ccdproc does
+    kept = replace(steps.overscan, section=replace(steps.overscan.section, y0=2, y1=58))
+    data = ccd.data.astype(np.float32).astype(np.float64)
+    expected = data[2:58, :40] - kept.model(data)[:, None]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-3)
     processed.close()
 
 
@@ -212,8 +216,8 @@ def test_reduce_subtracts_and_trims_every_raw_frame(tmp_path):
     processed = sorted((tmp_path / "out" / "processed").glob("*.fits"))
     assert len(processed) == 7 + 10 + 10  # biases, darks, flats; not the science frames
     header = fits.getheader(processed[0])
-    assert header["OVERSCAN"].startswith("Overscan section is [49:56,1:64] with mean=")
-    assert header["TRIM"] == "Trim data section is [1:48,1:64]"
+    assert header["OVERSCAN"][13:].startswith("Overscan section is [49:56,1:64] with mean=")
+    assert header["TRIM"][13:] == "Trim data section is [1:48,1:64]"
     assert fits.getdata(reduced.masters[0].path).shape == (64, 48)
     for frame in reduced.frames:
         with fits.open(frame.path) as hdul:
@@ -222,4 +226,4 @@ def test_reduce_subtracts_and_trims_every_raw_frame(tmp_path):
             z = z[np.abs(z) < 8]
             assert abs(z.mean()) < 4 / np.sqrt(z.size) + 0.02
             assert 0.95 < z.std() < 1.05
-            assert hdul[0].header["OVERSCAN"].startswith("Overscan section is [49:56,1:64]")
+            assert hdul[0].header["OVERSCAN"][13:].startswith("Overscan section is [49:56,1:64]")

@@ -209,6 +209,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="science frames (sky and stars) per flat filter")
     p.add_argument("--filters", nargs="+", metavar="F", help="flat filters")
     p.add_argument("--raw", action="store_true", help="raw uint16 frames instead of calibrated")
+    p.add_argument("--overscan", type=int, default=0, metavar="COLUMNS",
+                   help="raw frames: this many overscan columns (BIASSEC, TRIMSEC in the header)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_cmd_simulate)
@@ -429,6 +431,7 @@ def _cmd_simulate(args):
     night = simulate(args.outdir, preset=args.preset, shape=tuple(args.shape) if args.shape else None,
                      n_bias=args.n_bias, n_darks=args.n_darks, exptimes=args.exptimes,
                      n_flats=args.n_flats, filters=args.filters, n_lights=args.n_lights,
+                     overscan=args.overscan,
                      calibrated=False if args.raw else None, seed=args.seed,
                      overwrite=args.overwrite)
     _say(args, f"wrote {len(night.frames)} frames to {night.outdir} (truth in {night.outdir}/truth)")

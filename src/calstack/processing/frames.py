@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -80,8 +80,10 @@ class ProcessedFrame(Frame):
     """``frame`` read with its overscan subtracted and trimmed (:class:`Processing`).
 
     The overscan model is measured once, when the frame is opened (the frame is read once more
-    for it, band by band), and each band of rows read is then corrected and cut to the trim
-    region. ``dtype`` is the inner frame's working dtype (``stack_dtype`` it was opened with).
+    for it, band by band), over the lines kept by the trim as IRAF's ``ccdproc`` does (ccdproc's
+    ``subtract_overscan``, which knows no trim, fits every line of the section: the same where
+    the trim keeps every line), and each band of rows read is then corrected and cut to the
+    trim region. ``dtype`` is the inner frame's working dtype (``stack_dtype`` it was opened with).
     """
 
     def __init__(self, frame: Frame, processing: Processing, dtype=np.float32):
@@ -95,12 +97,17 @@ class ProcessedFrame(Frame):
         self.model = None
         overscan = processing.overscan
         if overscan is not None:
-            self.model = overscan.model(_OverscanReader(frame, overscan.section, dtype))
-            lines = overscan.section.slices[0] if overscan.collapsed_axis == 1 else None
-            if lines is not None and (lines.start > self.region.y0 or lines.stop < self.region.y1):
-                raise FrameError(frame.source, f"its overscan {overscan.section.fits()} does "
-                                 f"not span the rows of the data kept ({self.region.fits()}); "
-                                 "give --overscan and --trim sections that agree")
+            section = overscan.section
+            if overscan.collapsed_axis == 1:
+                if section.y0 > self.region.y0 or section.y1 < self.region.y1:
+                    raise FrameError(frame.source, f"its overscan {section.fits()} does not "
+                                     f"span the rows of the data kept ({self.region.fits()}); "
+                                     "give --overscan and --trim sections that agree")
+                # as IRAF's ccdproc: the overscan of the lines kept only is measured and fitted
+                section = replace(section, y0=self.region.y0, y1=self.region.y1)
+            self.model = replace(overscan, section=section).model(
+                _OverscanReader(frame, section, dtype))
+            self.model_y0 = section.y0
 
     def read_rows(self, start, stop, out, raw):  # noqa: ARG002 - the inner frame has its own
         first = self.region.y0 + start
@@ -111,7 +118,7 @@ class ProcessedFrame(Frame):
         overscan = self.processing.overscan
         if overscan is not None:
             if overscan.collapsed_axis == 1:
-                offset = first - overscan.section.y0
+                offset = first - self.model_y0
                 rows -= self.model[offset:offset + rows.shape[0], None]
             else:
                 rows[:, overscan.section.slices[1]] -= self.model[None, :]

@@ -113,8 +113,8 @@ class Overscan:
         return np.asarray(data, np.float64) - shaped, model
 
     def describe(self, model) -> str:
-        """IRAF's words for what was subtracted (the OVERSCAN keyword)."""
-        return f"Overscan section is {self.section.fits()} with mean={np.mean(model):g}"
+        """IRAF's words for what was subtracted (the OVERSCAN keyword, after its time stamp)."""
+        return f"Overscan section is {self.section.fits()} with mean={np.mean(model):.7g}"
 
     def fit_text(self) -> str:
         """How the overscan was measured (the OVSCNFIT keyword)."""
@@ -162,19 +162,26 @@ def _fit(x, y, good, function, order):
 
 def processing_cards(*, overscan=None, model=None, trim=None) -> list[tuple]:
     """Header cards (keyword, value, comment) recording the overscan subtracted and the trim,
-    in IRAF's keywords (OVERSCAN, TRIM, CCDSEC, CCDPROC) and ccdproc's (``subtract_overscan``,
+    in IRAF's keywords and words (OVERSCAN, TRIM, CCDSEC, CCDPROC, each text after IRAF's time
+    stamp) and ccdproc's (``subtract_overscan``,
     ``trim_image``), so that either tool sees the frame as processed."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    now = _iraf_time()
     cards = []
     if overscan is not None:
-        cards += [("OVERSCAN", overscan.describe(model), ""),
+        cards += [("OVERSCAN", f"{now} {overscan.describe(model)}", ""),
                   ("OVSCNFIT", overscan.fit_text(), ""),
                   ("HIERARCH subtract_overscan", (f"fits_section={overscan.section.fits()}, "
                    f"overscan_axis={overscan.collapsed_axis}"), "")]
     if trim is not None:
-        cards += [("TRIM", f"Trim data section is {trim.fits()}", "frame trimmed"),
+        cards += [("TRIM", f"{now} Trim data section is {trim.fits()}", ""),
                   ("CCDSEC", trim.fits(), "region of the CCD read"),
                   ("HIERARCH trim_image", f"fits_section={trim.fits()}", "")]
     if cards:
-        cards.append(("CCDPROC", f"{now} CCD processing done (calstack)", ""))
+        cards.append(("CCDPROC", f"{now} CCD processing done", "by calstack"))
     return cards
+
+
+def _iraf_time() -> str:
+    """The time stamp IRAF puts before its processing keywords' text: 'Dec  3 16:21'."""
+    now = datetime.datetime.now()
+    return f"{now:%b} {now.day:2d} {now:%H:%M}"
