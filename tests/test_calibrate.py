@@ -401,3 +401,25 @@ def test_a_multi_extension_frame_is_calibrated_extension_by_extension(tmp_path):
         assert hdul[0].header["INSTRUME"] == "two-amp"
     assert [(c.bias.hdu, c.dark.hdu, c.flat.hdu) for c in frame.choices] == [
         (1, 1, 1), (5, 5, 5)]
+
+
+def test_a_calibrated_frame_is_ccdprocs_ccd_process(night, tmp_path):
+    """The whole chain on a file, against ccdproc's ``ccd_process`` with the same masters (bias,
+    dark scaled by exposure, flat normalised by its mean, gain): the same values. (Its
+    uncertainty is not compared: ccd_process's create_deviation counts the bias level as photon
+    noise.)"""
+    folder, _ = night
+    (frame,) = calibrate([folder / "raw" / "light-V-002.fits"], folder / "masters", tmp_path,
+                         cache=False)
+    masters = {c: CCDData.read(getattr(frame.choice, c).path) for c in ("bias", "dark", "flat")}
+    with fits.open(folder / "raw" / "light-V-002.fits") as hdul:
+        raw = CCDData(hdul[0].data.astype(np.float64), unit="adu", meta=hdul[0].header)
+    for master in masters.values():
+        master.mask = None  # ccdproc would OR the masks; calstack's are empty here
+    expected = ccdproc.ccd_process(
+        raw, master_bias=masters["bias"], dark_frame=masters["dark"],
+        master_flat=masters["flat"], exposure_key="EXPTIME", exposure_unit=u.s,
+        dark_scale=True, gain=GAIN * u.electron / u.adu, gain_corrected=False)
+    ours = CCDData.read(frame.path)
+    np.testing.assert_allclose(ours.data, expected.data, rtol=3e-6, atol=1e-3)
+    assert ours.unit == expected.unit == u.electron
