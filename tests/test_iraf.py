@@ -42,22 +42,28 @@ def imcombine(folder, stack, runs, masks=None):
         fits.writeto(folder / f"f{i:03d}.fits", frame.astype(np.float32), header, overwrite=True)
         names.append(f"f{i:03d}.fits")
     (folder / "frames.lis").write_text("\n".join(names) + "\n")
-    lines = ["images", "immatch"]
-    for j, run in enumerate(runs):
+    calls = [("imcombine", f'"@frames.lis", "out{j}.fits"',
+              {**_DEFAULTS, "masktype": "goodvalue" if masks is not None else "none",
+               "maskvalue": 0, **run}) for j, run in enumerate(runs)]
+    return [fits.getdata(path).astype(np.float64)
+            for path in _irafcl(folder, ["images", "immatch"], calls)]
+
+
+def _irafcl(folder, packages, calls):
+    """One ``irafcl`` run in ``folder``: load ``packages``, then each ``(task, arguments,
+    parameters)`` of ``calls`` writing ``out<j>.fits``; the outputs' paths (each asserted)."""
+    lines = list(packages)
+    for j, (task, arguments, params) in enumerate(calls):
         (folder / f"out{j}.fits").unlink(missing_ok=True)
-        params = {**_DEFAULTS, "masktype": "goodvalue" if masks is not None else "none",
-                  "maskvalue": 0, **run}
-        args = ", ".join(f"{k}={_value(v)}" for k, v in params.items())
-        lines.append(f'imcombine ("@frames.lis", "out{j}.fits", {args})')
+        options = ", ".join(f"{k}={_value(v)}" for k, v in params.items())
+        lines.append(f"{task} ({arguments}, {options})")
     (folder / "script.cl").write_text("\n".join([*lines, "logout", ""]))
     done = subprocess.run([IRAFCL, "-f", "script.cl"], cwd=folder, capture_output=True,
                           text=True, timeout=120, check=False)
-    outputs = []
-    for j in range(len(runs)):
-        path = folder / f"out{j}.fits"
-        assert path.exists(), f"imcombine wrote no out{j}.fits:\n{done.stdout}\n{done.stderr}"
-        outputs.append(fits.getdata(path).astype(np.float64))
-    return outputs
+    paths = [folder / f"out{j}.fits" for j in range(len(calls))]
+    for path, (task, _, _) in zip(paths, calls, strict=True):
+        assert path.exists(), f"{task} wrote no {path.name}:\n{done.stdout}\n{done.stderr}"
+    return paths
 
 
 def darks(n, shape=(16, 16), seed=0, level=100.0, gain=1.0, read_noise=3.0, rays=0.03):
@@ -163,25 +169,15 @@ def iraf_ccdproc(folder, raw, header, runs):
     """Run IRAF's ``ccdproc`` (overscan and trim only, sections from the header) on ``raw``
     once per dict of fit parameters in ``runs``, in one ``irafcl`` call; the outputs."""
     fits.writeto(folder / "raw.fits", raw.astype(np.float32), header, overwrite=True)
-    lines = ["noao", "imred", "ccdred"]
-    for j, run in enumerate(runs):
-        (folder / f"proc{j}.fits").unlink(missing_ok=True)
-        params = dict(ccdtype="", max_cache=0, noproc=False, fixpix=False, overscan=True,
-                      trim=True, zerocor=False, darkcor=False, flatcor=False, illumcor=False,
-                      fringecor=False, readcor=False, scancor=False, readaxis="line",
-                      biassec="image", trimsec="image", interactive=False, sample="*",
-                      naverage=1, low_reject=3.0, high_reject=3.0, grow=0.0, **run)
-        args = ", ".join(f"{k}={_value(v)}" for k, v in params.items())
-        lines.append(f'ccdproc ("raw.fits", output="proc{j}.fits", {args})')
-    (folder / "ccdproc.cl").write_text("\n".join([*lines, "logout", ""]))
-    done = subprocess.run([IRAFCL, "-f", "ccdproc.cl"], cwd=folder, capture_output=True,
-                          text=True, timeout=120, check=False)
-    outputs = []
-    for j in range(len(runs)):
-        path = folder / f"proc{j}.fits"
-        assert path.exists(), f"ccdproc wrote no proc{j}.fits:\n{done.stdout}\n{done.stderr}"
-        outputs.append((fits.getdata(path).astype(np.float64), fits.getheader(path)))
-    return outputs
+    fixed = dict(ccdtype="", max_cache=0, noproc=False, fixpix=False, overscan=True, trim=True,
+                 zerocor=False, darkcor=False, flatcor=False, illumcor=False, fringecor=False,
+                 readcor=False, scancor=False, readaxis="line", biassec="image",
+                 trimsec="image", interactive=False, sample="*", naverage=1, low_reject=3.0,
+                 high_reject=3.0, grow=0.0)
+    calls = [("ccdproc", f'"raw.fits", output="out{j}.fits"', {**fixed, **run})
+             for j, run in enumerate(runs)]
+    return [(fits.getdata(path).astype(np.float64), fits.getheader(path))
+            for path in _irafcl(folder, ["noao", "imred", "ccdred"], calls)]
 
 
 def test_overscan_and_trim_are_irafs_ccdproc(tmp_path):

@@ -157,7 +157,6 @@ class _Planes:
     :class:`_MasterCache` when it has room, else read band by band."""
 
     def __init__(self, master, shape, cache, *, factor=1.0, flat=False):
-        self.master = master
         self.whole = cache.planes(master, shape)
         self.data = self.sigma = None
         if self.whole is None:
