@@ -356,3 +356,35 @@ def test_a_memory_limit_above_what_the_machine_has_is_an_error(darks, tmp_path, 
     err = capsys.readouterr().err
     assert "but only 4.2 MB of memory is available; give a smaller --mem-limit" in err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_full_temporary_folder_is_not_blamed_on_the_gzip_inputs(tmp_path, monkeypatch, capsys):
+    """No room to decompress a .gz frame: one error naming the temporary folder, not the frame;
+    --skip-bad skips no good frame for it."""
+    import gzip
+    import io
+
+    from calstack.io import reader
+
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for i in range(3):
+        plain = tmp_path / f"d{i}.fits"
+        frame(plain, data=np.full((4, 4), float(i), np.float32), IMAGETYP="DARK", EXPTIME=30.0)
+        (folder / f"d{i}.fits.gz").write_bytes(gzip.compress(plain.read_bytes()))
+
+    class Full(io.BytesIO):
+        def write(self, _data):
+            raise OSError(28, "No space left on device")
+
+    real_open = open
+    monkeypatch.setattr(reader, "open", lambda path, mode="r", *a, **k: Full() if "w" in mode
+                        else real_open(path, mode, *a, **k), raising=False)
+    out = tmp_path / "out"
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(out), "--no-cache",
+                 "--skip-bad", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "no room for the decompressed copy of" in err
+    assert "set TMPDIR to a larger folder" in err
+    assert "re-copy" not in err
+    assert not out.exists() or not any(out.iterdir())

@@ -15,13 +15,12 @@ from __future__ import annotations
 import gzip
 import os
 import resource
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FrameError
+from ..errors import CalstackError, FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame",
@@ -363,12 +362,26 @@ def _gunzip(path: Path, tmpdir: Path) -> Path:
     target = tmpdir / (path.name[:-3] or "frame.fits")
     if target.exists():
         target = tmpdir / f"{len(os.listdir(tmpdir))}-{target.name}"
-    try:
-        with gzip.open(path, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    except (OSError, EOFError) as exc:
-        raise FrameError(path, f"gzip does not decompress: {exc}; re-copy the file") from exc
-    return target
+    with gzip.open(path, "rb") as src, open(target, "wb") as dst:
+        while True:
+            try:
+                chunk = src.read(1 << 20)
+            except (OSError, EOFError) as exc:  # the input's fault: --skip-bad may skip it
+                dst.close()
+                target.unlink(missing_ok=True)
+                raise FrameError(path, f"gzip does not decompress: {exc}; re-copy the "
+                                 "file") from exc
+            if not chunk:
+                return target
+            try:
+                dst.write(chunk)
+            except OSError as exc:  # the temporary folder's: no frame is to blame or skip
+                dst.close()
+                target.unlink(missing_ok=True)
+                raise CalstackError(
+                    f"{tmpdir}: no room for the decompressed copy of {path} "
+                    f"({exc.strerror or exc}); .gz frames are decompressed there first: free "
+                    "space, or set TMPDIR to a larger folder") from exc
 
 
 def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open=True, mask=None):
