@@ -388,3 +388,28 @@ def test_a_full_temporary_folder_is_not_blamed_on_the_gzip_inputs(tmp_path, monk
     assert "set TMPDIR to a larger folder" in err
     assert "re-copy" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_output_folder_removed_during_the_run_is_one_error(tmp_path, capsys, monkeypatch):
+    """The folder goes after the first master is written: the next master is one error naming
+    the folder (no traceback)."""
+    import shutil
+
+    import calstack
+    from calstack.pipeline import groups
+
+    calstack.simulate(tmp_path / "night", preset="cryo", shape=(16, 16))  # 3 exposure times
+    out = tmp_path / "out"
+    real = groups.BuiltMaster.line
+
+    def line_then_remove(self):
+        shutil.rmtree(out, ignore_errors=True)  # right after the first master is reported
+        return real(self)
+
+    monkeypatch.setattr(groups.BuiltMaster, "line", line_then_remove)
+    code = main(["combine", str(tmp_path / "night"), "--imagetyp", "dark", "-o", str(out),
+                 "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cannot be written: its folder" in err
+    assert "is gone" in err

@@ -45,7 +45,14 @@ def atomic_write(path, write, *, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: exists; pass overwrite=True (--overwrite) to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                   dir=path.parent or ".")
+    except OSError as exc:  # e.g. the output folder removed during the run
+        raise CalstackError(f"{path}: cannot be written: its folder {path.parent} "
+                            f"{'is gone' if not path.parent.exists() else 'refuses new files'} "
+                            f"({exc.strerror or exc}); nothing was written under this "
+                            "name") from exc
     os.close(fd)
     try:
         try:
