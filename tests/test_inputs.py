@@ -413,3 +413,22 @@ def test_an_output_folder_removed_during_the_run_is_one_error(tmp_path, capsys, 
     assert code == 1
     assert "cannot be written: its folder" in err
     assert "is gone" in err
+
+
+def test_a_file_of_many_extensions_is_parsed_once_for_all_its_extensions(tmp_path, monkeypatch):
+    from calstack.io import reader
+
+    hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(np.zeros((2, 2), np.float32), name="SCI", ver=i)
+                                  for i in range(1, 41)]
+    fits.HDUList(hdus).writeto(tmp_path / "many.fits")
+    parsed = []
+    real = reader.read_hdus
+    monkeypatch.setattr(reader, "read_hdus", lambda path, **kw: parsed.append(path) or
+                        real(path, **kw))
+    for hdu in range(1, 41):
+        reader.open_frame((tmp_path / "many.fits", hdu)).close()
+    assert len(parsed) == 1
+    (tmp_path / "many.fits").write_bytes((tmp_path / "many.fits").read_bytes())  # a new version
+    os.utime(tmp_path / "many.fits", ns=(1, 1))
+    reader.open_frame((tmp_path / "many.fits", 3)).close()
+    assert len(parsed) == 2

@@ -12,6 +12,7 @@ for each read.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import resource
@@ -332,6 +333,21 @@ def _choose_hdu(path, hdus: list[HDUInfo], hdu) -> HDUInfo:
     raise FrameError(path, f"has no HDU {hdu!r}; it has {', '.join(names)}")
 
 
+def _hdus(path: Path) -> list[HDUInfo]:
+    """The HDUs of ``path`` (:func:`read_hdus`), parsed once per version of the file: a file of
+    many extensions opened extension by extension is not re-parsed each time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return read_hdus(path)  # its own error, naming the file
+    return list(_parsed_hdus(os.path.abspath(path), file_identity(st)))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_hdus(path: str, identity: tuple) -> tuple:  # noqa: ARG001 - identity: the cache key
+    return tuple(read_hdus(Path(path)))
+
+
 def auxiliary_hdu(hdus: list[HDUInfo], image: HDUInfo, name: str) -> HDUInfo | None:
     """The ``MASK`` or ``UNCERT`` extension that belongs to ``image``: the only one in the file,
     or, in a file of several images (a multi-extension master), the one whose EXTVER is the
@@ -349,7 +365,7 @@ def open_auxiliary(path, hdu, name: str, *, stack_dtype=np.float32):
     """The ``UNCERT`` (or another auxiliary) image of HDU ``hdu`` of ``path`` as a
     :class:`Frame`, or None when the file has none for it (:func:`auxiliary_hdu`)."""
     path = Path(path)
-    hdus = read_hdus(path)
+    hdus = _hdus(path)
     image = _choose_hdu(path, hdus, hdu)
     info = auxiliary_hdu(hdus, image, name)
     if info is None:
@@ -413,7 +429,7 @@ def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open
     if isinstance(item, tuple):
         item, hdu = item
     path = Path(item)
-    hdus = read_hdus(path)
+    hdus = _hdus(path)
     info = _choose_hdu(path, hdus, hdu)
     if mask is not None:
         raise FrameError(path, "masks= is for in-memory frames; for files put the mask in a MASK "
