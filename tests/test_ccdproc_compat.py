@@ -103,8 +103,12 @@ def test_files_comma_string_and_image_collection(tmp_path):
     out = tmp_path / "master.fits"
     result = ccdproc_compat.combine(paths, output_file=str(out))
     assert CCDData.read(out).data.tolist() == result.data.tolist()
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OSError, match="already exists") as ours:
         ccdproc_compat.combine(paths, output_file=str(out))
+    with pytest.raises(OSError, match="already exists") as theirs:
+        ccdproc.combine(paths, output_file=str(out))
+    assert str(ours.value) == str(theirs.value)  # code written for ccdproc matches on it
+    assert isinstance(ours.value, FileExistsError)
     ccdproc_compat.combine(paths, output_file=str(out), overwrite_output=True)
 
 

@@ -16,7 +16,8 @@ Deliberate differences from ccdproc:
 2. The result's header carries ``NCOMBINE``.
 3. In a weighted average, the weights of masked or rejected values do not count (in ccdproc
    they do: ccdproc issue 893).
-4. ``output_file`` is written atomically (a temporary name, then a rename).
+4. ``output_file`` is written atomically (a temporary name, then a rename); an existing one
+   without ``overwrite_output`` raises ccdproc's ``OSError`` and message, before the combine.
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def combine(img_list, output_file=None, method="average", weights=None, scale=No
                                  fix="ccdproc would pass it to the FITS reader, which ignores it")
     if method not in ("average", "median", "sum"):
         raise ValueError(f"unrecognised combine method : {method}.")
+    if output_file is not None and not overwrite_output and os.path.exists(output_file):
+        raise _exists(output_file)  # before the combine, not after it
     images = _image_list(img_list)
     first = _read(images[0], ccdkwargs)
     mem_limit = max(float(mem_limit), _MIN_MEM_LIMIT + 32 * first.data.size)
@@ -176,11 +179,21 @@ def combine(img_list, output_file=None, method="average", weights=None, scale=No
     ccd = CCDData(np.asarray(data, dtype), unit=first.unit, mask=mask, meta=meta, wcs=first.wcs,
                   uncertainty=StdDevUncertainty(uncertainty))
     if output_file is not None:
-        from ..io.writer import atomic_write
+        from ..io.writer import OutputExistsError, atomic_write
 
-        atomic_write(output_file, lambda tmp: ccd.write(tmp, overwrite=True, format="fits"),
-                     overwrite=overwrite_output)
+        try:
+            atomic_write(output_file, lambda tmp: ccd.write(tmp, overwrite=True, format="fits"),
+                         overwrite=overwrite_output)
+        except OutputExistsError:  # it appeared while combining
+            raise _exists(output_file) from None
     return ccd
+
+
+def _exists(path) -> OSError:
+    """ccdproc's error for an existing ``output_file``: astropy's ``OSError`` message, word for
+    word (code written for ccdproc matches on it), as a ``FileExistsError`` (an ``OSError``)."""
+    return FileExistsError(f"File {path} already exists. If you mean to replace it then use the "
+                   'argument "overwrite=True".')
 
 
 def _combine_numpy(images, ccdkwargs, shape, dtype, method, weights, post_scale, mem_limit,
