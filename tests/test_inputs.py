@@ -432,3 +432,28 @@ def test_a_file_of_many_extensions_is_parsed_once_for_all_its_extensions(tmp_pat
     os.utime(tmp_path / "many.fits", ns=(1, 1))
     reader.open_frame((tmp_path / "many.fits", 3)).close()
     assert len(parsed) == 2
+
+
+def test_gzip_frames_that_would_not_fit_decompressed_are_one_error_first(tmp_path, monkeypatch,
+                                                                         capsys):
+    import collections
+    import gzip
+
+    from calstack.io import reader
+
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for i in range(3):
+        plain = tmp_path / f"d{i}.fits"
+        frame(plain, data=np.full((64, 64), float(i), np.float32), IMAGETYP="DARK", EXPTIME=3.0)
+        (folder / f"d{i}.fits.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(reader.shutil, "disk_usage", lambda _path: usage(1, 1, 20_000))
+    gunzipped = []
+    monkeypatch.setattr(reader, "_gunzip", lambda *a: gunzipped.append(a))
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(tmp_path / "out"),
+                 "--no-cache", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "the .gz frames need 60 kB decompressed there and 20 kB are free" in err
+    assert "set TMPDIR to a larger folder" in err
+    assert gunzipped == []  # nothing decompressed

@@ -16,6 +16,7 @@ import functools
 import gzip
 import os
 import resource
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ..errors import CalstackError, FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame",
-           "auxiliary_hdu", "file_identity", "frame_location", "open_auxiliary", "open_frame",
+           "auxiliary_hdu", "check_gzip_room", "file_identity", "frame_location", "open_auxiliary", "open_frame",
            "raw_buffer", "raw_itemsize"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
@@ -372,6 +373,36 @@ def open_auxiliary(path, hdu, name: str, *, stack_dtype=np.float32):
         return None
     return FitsFrame(path, info, auxiliary_hdu(hdus, image, "MASK"), stack_dtype=stack_dtype,
                      source=path, keep_open=True, primary=hdus[0])
+
+
+def check_gzip_room(items, tmpdir) -> None:
+    """Raise before anything is decompressed when the ``.gz`` files among ``items`` (paths or
+    ``(path, hdu)`` pairs) would not fit in ``tmpdir`` decompressed (their sizes from the gzip
+    trailers): one error about the temporary folder, naming how much it needs."""
+    paths = [Path(i[0] if isinstance(i, tuple) else i) for i in items
+             if isinstance(i, (str, os.PathLike, tuple))]
+    need = 0
+    for path in paths:
+        if path.suffix.lower() == ".gz":
+            try:
+                with open(path, "rb") as f:
+                    f.seek(-4, os.SEEK_END)
+                    need += int.from_bytes(f.read(4), "little")  # ISIZE: size mod 2**32
+            except OSError:
+                continue  # opening it will say what is wrong with it
+    if need:
+        free = shutil.disk_usage(tmpdir).free
+        if need > free:
+            raise CalstackError(
+                f"{tmpdir}: the .gz frames need {_size(need)} decompressed there and "
+                f"{_size(free)} are free; free space, or set TMPDIR to a larger folder")
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.0f} kB"
 
 
 def _gunzip(path: Path, tmpdir: Path) -> Path:

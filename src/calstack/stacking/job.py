@@ -15,7 +15,7 @@ from astropy.nddata import StdDevUncertainty
 
 from ..errors import FrameError, OptionError
 from ..io.provenance import provenance_header
-from ..io.reader import MAX_OPEN_FILES, open_frame, raw_itemsize
+from ..io.reader import MAX_OPEN_FILES, check_gzip_room, open_frame, raw_itemsize
 from ..options import AUTO, OPTIONS, CombineOptions, check_names, options_in
 from .kernel_call import KernelCall
 from .master import Master
@@ -201,6 +201,7 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
     keep_open = len(items) <= MAX_OPEN_FILES
     opened, skipped, calibrations = [], [], []
     with tempfile.TemporaryDirectory(prefix="calstack-") as tmpdir:
+        check_gzip_room([*items, bias, dark], tmpdir)
         try:
             for i, item in enumerate(items):
                 try:
