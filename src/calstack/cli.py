@@ -394,7 +394,24 @@ def _stop(signum, _frame):
     raise _Stopped(signum)
 
 
+def _preload_kernel(options) -> None:
+    """Start loading the stack kernel for ``options`` in a thread, so that numba's import and
+    cache load overlap the header scan; any error is left to the combine itself to raise."""
+
+    def load():
+        with contextlib.suppress(Exception):  # the combine reports it, with its context
+            from .options import CombineOptions
+            from .stacking.kernel_call import preload
+
+            fields = {k: v for k, v in options.items() if k in CombineOptions.__dataclass_fields__}
+            preload(CombineOptions(**fields))
+
+    threading.Thread(target=load, name="calstack-preload", daemon=True).start()
+
+
 def _cmd_combine(args):
+    if args.scheduler is None:  # on a cluster the workers load the kernel
+        _preload_kernel(_combine_options(args))
     from .pipeline.groups import combine_groups
 
     select = dict(args.select)

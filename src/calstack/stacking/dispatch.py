@@ -7,7 +7,7 @@ take the same arguments and yield one ``Master`` per job, in order.
 
 from __future__ import annotations
 
-from .backends import dask, local
+from .backends import local
 from .cluster import resolve_client
 
 __all__ = ["run", "run_many"]
@@ -32,7 +32,10 @@ def run_many(jobs, *, client=None, parallel=None, progress=False):
     Master
     """
     client = resolve_client(client, parallel)
-    backend = local if client is None else dask
+    if client is None:
+        backend = local
+    else:  # only a run on a cluster needs the Dask backend
+        from .backends import dask as backend
     yield from backend.run_many(jobs, client=client, progress=progress)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from ...errors import OptionError
 from ...io.reader import raw_buffer
 from ...progress import as_progress
-from ..master import Master
 from ..plan import format_bytes
+from ..result import Result
 
 __all__ = ["BandBuffers", "read_band", "run_many"]
 
@@ -138,7 +138,7 @@ def run_many(jobs, *, client=None, progress=False):
             yield _run(job, task.update)
 
 
-def _run(job, on_tile) -> Master:
+def _run(job, on_tile) -> Result:
     """Combine ``job`` tile by tile; ``on_tile`` is called with each tile's number of rows.
 
     The read buffers are freed before the master is built (its mask and header are allocated
