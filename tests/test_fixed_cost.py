@@ -60,3 +60,31 @@ def test_plain_result_writes_the_masters_file(dark_files, tmp_path):
     np.testing.assert_array_equal(ccd.uncertainty.array, result.uncertainty)
     np.testing.assert_array_equal(ccd.mask, result.mask)
     np.testing.assert_array_equal(fits.getdata(tmp_path / "plain.fits", "NCOMB"), result.ncombine)
+
+
+def test_band_height_does_not_grow_with_the_memory_limit():
+    from calstack.stacking.plan import BAND_BYTES, plan_tiles
+
+    def rows(limit):
+        return plan_tiles(shape=(2048, 2048), n_frames=25, mem_limit=limit, stack_itemsize=4,
+                          raw_itemsize=0, out_itemsize=4, n_readers=2).rows_per_tile
+
+    assert rows(350 * 1000**2) == rows(10**9) == rows(10**11) == BAND_BYTES // (2048 * 25 * 4)
+    assert rows(60 * 1000**2) < rows(10**9)  # a small limit still decides
+
+
+def test_band_buffers_are_reused_from_group_to_group(dark_files):
+    from calstack.stacking.backends import local
+
+    files, _, _ = dark_files
+    held, results = [], []
+    for group in (files, files[:-1], files):  # fewer frames: the same buffers serve
+        with prepare(group, **calstack.RECIPE) as job:
+            results.append(local._run(job, lambda _rows: None, held))
+            if len(results) == 1:
+                first = held[0].buffers()
+            assert all(b is c for b, c in zip(held[0].buffers(), first, strict=True))
+    alone = calstack.combine(files, **calstack.RECIPE)
+    np.testing.assert_array_equal(results[2].data, alone.data)
+    np.testing.assert_array_equal(results[2].uncertainty, alone.uncertainty.array)
+    np.testing.assert_array_equal(results[2].ncombine, alone.ncombine)
