@@ -141,7 +141,7 @@ def _check_memory(plan) -> None:
 
 
 def run_many(jobs, *, client=None, progress=False):
-    """Run each job in turn on this machine; yield its :class:`~calstack.Master`.
+    """Run each job in turn on this machine; yield its :class:`~calstack.stacking.result.Result`.
 
     Parameters
     ----------
@@ -154,7 +154,7 @@ def run_many(jobs, *, client=None, progress=False):
 
     Yields
     ------
-    Master
+    Result
         One per job, in order.
     """
     if client is not None:
