@@ -440,6 +440,8 @@ def _cmd_masters(args):
         raise CalstackError("masters scales each flat by its median itself; --scale/--zero are "
                             "for `calstack combine`")
     stat_section = options.pop("stat_section")
+    if args.scheduler is None:
+        _preload_kernel(options)
     built = _run_job(args, lambda progress, client: build_night(
         _index(args, keywords, progress), args.output_dir, group_by=keys,
         tolerances=dict(args.tolerance) or None, subtract_bias=args.subtract_bias,
