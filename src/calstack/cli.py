@@ -505,7 +505,24 @@ def _stop(signum, _frame):
     raise _Stopped(signum)
 
 
+def _preload_kernel(options) -> None:
+    """Start loading the stack kernel for ``options`` in a thread, so that numba's import and
+    cache load overlap the header scan; any error is left to the combine itself to raise."""
+
+    def load():
+        with contextlib.suppress(Exception):  # the combine reports it, with its context
+            from .options import CombineOptions
+            from .stacking.kernel_call import preload
+
+            fields = {k: v for k, v in options.items() if k in CombineOptions.__dataclass_fields__}
+            preload(CombineOptions(**fields))
+
+    threading.Thread(target=load, name="calstack-preload", daemon=True).start()
+
+
 def _cmd_combine(args):
+    if args.scheduler is None:  # on a cluster the workers load the kernel
+        _preload_kernel(_combine_options(args))
     from .pipeline.groups import combine_groups
 
     select = dict(args.select)
@@ -539,6 +556,8 @@ def _cmd_masters(args):
 
     keys, keywords, options = _night_options(args)
     stat_section = options.pop("stat_section")
+    if args.scheduler is None:
+        _preload_kernel(options)
     built = _run_job(args, lambda progress, client: build_night(
         _index(args, keywords, progress), args.output_dir, group_by=keys,
         tolerances=dict(args.tolerance) or None, subtract_bias=args.subtract_bias,

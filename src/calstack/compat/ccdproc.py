@@ -165,7 +165,7 @@ def combine(img_list, output_file=None, method="average", weights=None, scale=No
         with prepare_frames(images, options, weights=weights, post_scale=post_scale,
                             mem_limit=mem_limit, hdu=ccdkwargs.get("hdu")) as job:
             result = run(job)
-        data, uncertainty, mask = result.data, result.uncertainty.array, result.mask
+        data, uncertainty, mask = result.data, result.uncertainty, result.mask
     else:
         data, uncertainty, mask = _combine_numpy(
             images, ccdkwargs, first.shape, dtype, method, weights, post_scale, mem_limit,

@@ -449,9 +449,8 @@ def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open
     mask : array_like of bool, optional
         Extra mask for this frame (True = missing).
     """
-    from astropy.nddata import CCDData
-
-    if isinstance(item, CCDData):
+    nddata = sys.modules.get("astropy.nddata")  # a CCDData exists only once it is imported
+    if nddata is not None and isinstance(item, nddata.CCDData):
         combined = item.mask if mask is None else (np.asarray(mask, bool) | (item.mask if item.mask is not None else False))
         return ArrayFrame(item.data, mask=combined, unit=item.unit.to_string() if item.unit else None,
                           meta=item.meta, name=str(item.meta.get("FILENAME", "CCDData")))

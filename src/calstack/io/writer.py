@@ -94,7 +94,8 @@ def _master_hdus(master, *, primary=True, extname=None, extver=None, aux_ver=Non
         uheader["UTYPE"] = ("StdDevUncertainty", "standard error of the combined value")
         if "BUNIT" in header:
             uheader["BUNIT"] = header["BUNIT"]
-        hdus.append(fits.ImageHDU(master.uncertainty.array, header=uheader, name="UNCERT"))
+        uncertainty = getattr(master.uncertainty, "array", master.uncertainty)  # Master or Result
+        hdus.append(fits.ImageHDU(uncertainty, header=uheader, name="UNCERT"))
     if master.mask is not None:
         mask = np.asarray(master.mask)
         hdus.append(fits.ImageHDU(mask.view(np.uint8) if mask.dtype == bool else mask, name="MASK"))

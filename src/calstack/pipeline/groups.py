@@ -28,7 +28,7 @@ from ..io.writer import OutputExistsError, check_writable, write_extensions
 from ..options import CombineOptions
 from ..progress import as_progress
 from ..stacking.anomalies import anomalies
-from ..stacking.combining import combine_many
+from ..stacking.combining import results_many
 from .layout import extension_keys, file_sets, named_by
 
 __all__ = [
@@ -506,7 +506,7 @@ def run_plan(plan, *, options_for=None, progress=False, on_master=None) -> list[
     sets, targets, imagetyp, overwrite = plan.sets, plan.targets, plan.imagetyp, plan.overwrite
     ordered = [group for members in sets for group in members]
     built = []
-    masters = combine_many(ordered, progress=progress, options_for=options_for,
+    masters = results_many(ordered, progress=progress, options_for=options_for,
                            **plan.combine_options)
     with progress.task("masters", total=len(ordered), unit="master") as task, \
             contextlib.closing(masters):

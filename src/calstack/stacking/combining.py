@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import os
 import textwrap
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +29,9 @@ from ..options import (
 )
 from .dispatch import run, run_many
 from .job import prepare_frames
-from .master import Master
+
+if TYPE_CHECKING:
+    from .master import Master
 
 __all__ = ["combine", "combine_many", "prepare"]
 
@@ -53,7 +56,7 @@ def combine(frames, **options) -> Master:  # the signature and docstring: below,
     check_names("combine", options, _COMBINE)
     where = {name: options.pop(name) for name in options_in("run") if name in options}
     with prepare(frames, **options) as job:
-        return run(job, **where)
+        return run(job, **where).to_master()
 
 
 combine.__signature__ = inspect.Signature(
@@ -148,6 +151,16 @@ def combine_many(groups, client=None, *, parallel=None, progress=False, options_
     >>> for group in groups:  # next(), not zip: zip would keep the previous master alive
     ...     next(masters).write(f"combined_dark_{group.key['exptime']:.3f}.fit")
     """
+    with contextlib.closing(results_many(groups, client, parallel=parallel, progress=progress,
+                                         options_for=options_for, **options)) as results:
+        for result in results:
+            yield result.to_master()
+
+
+def results_many(groups, client=None, *, parallel=None, progress=False, options_for=None,
+                 **options):
+    """:func:`combine_many`, yielding each plain :class:`~calstack.stacking.result.Result`
+    (what the command line writes, without building a ``CCDData``)."""
     def jobs():  # each job's frames close when the next job is taken
         for frames in groups:
             more = options_for(frames) if options_for is not None else {}

@@ -2,19 +2,20 @@
 
 :func:`calstack.combine`, :func:`calstack.combine_many` and the grouped jobs all end here. Both
 backends (:mod:`~calstack.stacking.backends.local`, :mod:`~calstack.stacking.backends.dask`)
-take the same arguments and yield one ``Master`` per job, in order.
+take the same arguments and yield one ``Result`` per job (``calstack.combine`` makes
+the ``Master`` of it), in order.
 """
 
 from __future__ import annotations
 
-from .backends import dask, local
+from .backends import local
 from .cluster import resolve_client
 
 __all__ = ["run", "run_many"]
 
 
 def run_many(jobs, *, client=None, parallel=None, progress=False):
-    """Run prepared jobs; yield each one's :class:`~calstack.Master`, in order.
+    """Run prepared jobs; yield each one's :class:`~calstack.stacking.result.Result`, in order.
 
     Parameters
     ----------
@@ -29,14 +30,17 @@ def run_many(jobs, *, client=None, parallel=None, progress=False):
 
     Yields
     ------
-    Master
+    Result
     """
     client = resolve_client(client, parallel)
-    backend = local if client is None else dask
+    if client is None:
+        backend = local
+    else:  # only a run on a cluster needs the Dask backend
+        from .backends import dask as backend
     yield from backend.run_many(jobs, client=client, progress=progress)
 
 
 def run(job, *, client=None, parallel=None, progress=False):
-    """Run one prepared job (see :func:`run_many`); its :class:`~calstack.Master`."""
+    """Run one prepared job (see :func:`run_many`); its :class:`~calstack.stacking.result.Result`."""
     (master,) = run_many([job], client=client, parallel=parallel, progress=progress)
     return master

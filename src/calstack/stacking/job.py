@@ -11,16 +11,15 @@ import tempfile
 from dataclasses import dataclass, replace
 
 import numpy as np
-from astropy.nddata import StdDevUncertainty
 
 from ..errors import FrameError, OptionError
 from ..io.provenance import provenance_header
 from ..io.reader import MAX_OPEN_FILES, check_gzip_room, open_frame, raw_itemsize
 from ..options import AUTO, OPTIONS, CombineOptions, check_names, options_in
 from .kernel_call import KernelCall
-from .master import Master
 from .plan import TilePlan, parse_mem_limit, plan_tiles
 from .preparation import Preparation, keyword_values, quantisation_step, resolve
+from .result import Result
 
 __all__ = ["Job", "prepare_frames"]
 
@@ -145,8 +144,8 @@ class Job:
                 np.empty(self.plan.shape, self.stack_dtype),
                 np.empty(self.plan.shape, np.int16))
 
-    def finish(self, data, uncertainty, count, rejected, frame_rejected) -> Master:
-        """The :class:`Master` from the filled outputs, the number of values rejected and the
+    def finish(self, data, uncertainty, count, rejected, frame_rejected) -> Result:
+        """The :class:`~calstack.stacking.result.Result` from the filled outputs, the number of values rejected and the
         number of each frame's values rejected (the sums of the tiles' counts)."""
         for frame in self.frames:  # what was combined is what was opened
             frame.verify()
@@ -158,10 +157,10 @@ class Job:
         meta = provenance_header(self.header, [f.name for f in self.frames], self.options,
                                  rejected_fraction=fraction, skipped=self.skipped,
                                  preparation=self.preparation, **self.described)
-        return Master(data, unit=self.unit, uncertainty=StdDevUncertainty(uncertainty, copy=False),
-                      mask=count == 0, meta=meta, copy=False, ncombine=count,
-                      rejected_fraction=fraction,
-                      frame_rejected=frame_rejected / float(np.prod(self.plan.shape)),
+        from astropy import units
+
+        return Result(data, uncertainty, count == 0, meta, units.Unit(self.unit), count,
+                      fraction, frame_rejected / float(np.prod(self.plan.shape)),
                       sources=[str(f.source) for f in self.frames], preparation=self.preparation,
                       weights=self.kernel.frame_weights, plan=self.plan, skipped=self.skipped)
 

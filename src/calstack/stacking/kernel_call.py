@@ -84,3 +84,20 @@ class KernelCall:
         rejected, frame_rejected = combine_stack(tile, weights, post, frame_noise, crit, pairs,
                                                  params, data, uncertainty, count)
         return TileCounts(int(rejected), frame_rejected)
+
+
+def preload(options: CombineOptions, n_frames: int = 3) -> None:
+    """Load the kernel's specialisation for ``options`` (from numba's cache, else compile it)
+    without running it, so that the first :meth:`KernelCall.combine_tile` finds it loaded.
+
+    Only the specialisation of the options' working dtype is loaded. The command line calls it
+    in a thread while it scans headers; the kernel itself never runs here (a parallel kernel
+    must not run in two threads at once).
+    """
+    from numba import typeof
+
+    dtype = np.dtype(options.dtype)
+    params, weights, post, crit, pairs = KernelCall(options, n_frames)._inputs
+    args = (np.zeros((n_frames, 1), dtype), weights, post, crit, pairs, params,
+            np.zeros(1, dtype), np.zeros(1, dtype), np.zeros(1, np.int16))
+    combine_stack.compile(tuple(typeof(a) for a in args))

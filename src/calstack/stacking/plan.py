@@ -8,7 +8,9 @@ The memory model counts everything a combine allocates:
   reader thread for frames that need conversion (integer data, scaling, masks);
 * a fixed headroom for Python objects and thread scratch.
 
-A band of rows is contiguous on disk, so each frame's part of a tile is one read.
+A band of rows is contiguous on disk, so each frame's part of a tile is one read. A band holds
+at most about :data:`BAND_BYTES` (fewer rows if the limit says so): a larger band is no faster,
+and every page of a freshly allocated band costs a page fault.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from ..errors import OptionError
 
 __all__ = [
+    "BAND_BYTES",
     "HEADROOM",
     "TilePlan",
     "format_bytes",
@@ -30,6 +33,11 @@ __all__ = [
 
 #: Bytes kept aside for interpreter objects, thread stacks and kernel scratch.
 HEADROOM = 8 * 1024**2
+
+#: The size of a band the planner aims at (stack and conversion buffers): enough rows that the
+#: reads are long and the kernel's threads have work, few enough that the band's pages stay in
+#: the buffers a run reuses rather than being faulted in anew (issue 18).
+BAND_BYTES = 64 * 1024**2
 
 _UNITS = {
     "": 1, "b": 1,
@@ -164,7 +172,7 @@ def plan_tiles(
     return TilePlan(
         shape=(height, width),
         n_frames=n_frames,
-        rows_per_tile=int(min(rows, height)),
+        rows_per_tile=int(min(rows, max(1, BAND_BYTES // bytes_per_row), height)),
         mem_limit=mem_limit,
         output_bytes=output_bytes,
         bytes_per_row=bytes_per_row,

@@ -206,7 +206,7 @@ def run_many(jobs, *, client=None, progress=False):
 
     Yields
     ------
-    Master
+    Result
         One per job, in order.
     """
     client = resolve_client(client)

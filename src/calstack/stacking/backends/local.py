@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ...errors import OptionError
-from ...io.reader import raw_buffer
+from ...io.reader import raw_itemsize
 from ...progress import as_progress
-from ..master import Master
 from ..plan import format_bytes
+from ..result import Result
 
 __all__ = ["BandBuffers", "read_band", "run_many"]
 
@@ -37,11 +37,40 @@ class BandBuffers:
         The conversion buffers (:func:`calstack.io.reader.raw_buffer`), one per reader.
     """
 
-    def __init__(self, frames, calibrations, rows, width, stack_dtype, n_readers):
+    def __init__(self, frames, calibrations, rows, width, stack_dtype, n_readers, reuse=None):
         self.n_frames, self.width = len(frames), width
-        self._stack = np.empty(self.n_frames * rows * width, stack_dtype)
-        self._calibration = [np.empty((rows, width), stack_dtype) for _ in calibrations]
-        self.raws = [raw_buffer([*frames, *calibrations], rows, width) for _ in range(n_readers)]
+        sizes = self.sizes(frames, calibrations, rows, width, stack_dtype, n_readers)
+        old = reuse.buffers() if reuse is not None else [None] * len(sizes)
+        new = [np.empty(size, dtype) if buffer is None else buffer.reshape(-1)[:size]
+               for (size, dtype), buffer in zip(sizes, old, strict=True)]
+        self._stack = new[0]
+        self._calibration = [c.reshape(rows, width) for c in new[1:1 + len(calibrations)]]
+        self.raws = new[1 + len(calibrations):]
+
+    @staticmethod
+    def sizes(frames, calibrations, rows, width, stack_dtype, n_readers) -> list:
+        """``(size, dtype)`` of each buffer: the stack, the calibrations', the readers'."""
+        raw = rows * width * raw_itemsize([*frames, *calibrations])
+        return [(len(frames) * rows * width, np.dtype(stack_dtype)),
+                *[(rows * width, np.dtype(stack_dtype))] * len(calibrations),
+                *[(raw, np.dtype(np.uint8))] * n_readers]
+
+    def buffers(self) -> list:
+        """The whole flat buffers, in :meth:`sizes` order."""
+        return [b.base if b.base is not None else b
+                for b in [self._stack, *self._calibration, *self.raws]]
+
+    def fits(self, sizes, spare) -> bool:
+        """Whether these buffers can serve a job needing ``sizes`` (:meth:`sizes`), holding at
+        most ``spare`` bytes more than it needs (so the job stays within its memory limit)."""
+        old = self.buffers()
+        if len(old) != len(sizes):
+            return False
+        if any(b.dtype != dtype or b.size < size for b, (size, dtype) in zip(old, sizes, strict=True)):
+            return False
+        excess = sum(b.nbytes - size * dtype.itemsize
+                     for b, (size, dtype) in zip(old, sizes, strict=True))
+        return excess <= spare
 
     def band(self, n_rows):
         """``(tile, calibration)`` for a band of ``n_rows`` rows: the stack tile, C-contiguous
@@ -112,7 +141,7 @@ def _check_memory(plan) -> None:
 
 
 def run_many(jobs, *, client=None, progress=False):
-    """Run each job in turn on this machine; yield its :class:`~calstack.Master`.
+    """Run each job in turn on this machine; yield its :class:`~calstack.stacking.result.Result`.
 
     Parameters
     ----------
@@ -125,38 +154,50 @@ def run_many(jobs, *, client=None, progress=False):
 
     Yields
     ------
-    Master
+    Result
         One per job, in order.
     """
     if client is not None:
         raise OptionError("the local backend runs on this machine; a Dask client goes to the "
                           "dask backend (calstack.stacking.dispatch.run chooses)")
     progress = as_progress(progress)
+    held = []  # the band buffers, reused from job to job
     for job in jobs:
         _check_memory(job.plan)
         with progress.task("combine", total=job.plan.shape[0], unit="row") as task:
-            yield _run(job, task.update)
+            yield _run(job, task.update, held)
 
 
-def _run(job, on_tile) -> Master:
+def _run(job, on_tile, held=None) -> Result:
     """Combine ``job`` tile by tile; ``on_tile`` is called with each tile's number of rows.
 
-    The read buffers are freed before the master is built (its mask and header are allocated
-    then), so they never count against the memory limit together.
+    ``held`` is a list holding the band buffers of the job before, if any: they are reused
+    when they fit this job's plan, else freed before anything is allocated; this job's are left
+    in it. So the band buffers of a run are allocated (and their pages faulted in) once, and the
+    outputs and band buffers together stay within the plan's estimate (the result's mask is
+    counted among the outputs).
     """
+    held = [] if held is None else held
+    plan = job.plan
+    sizes = BandBuffers.sizes(job.frames, job.preparation.calibrations, plan.rows_per_tile,
+                              plan.shape[1], job.stack_dtype, job.n_readers)
+    previous = held.pop() if held else None
+    if previous is not None and not previous.fits(sizes, plan.mem_limit - plan.estimated_peak):
+        previous = None  # freed before the outputs are allocated
     outputs = job.outputs()
-    counts = _combine_tiles(job, *outputs, on_tile)
+    buffers = BandBuffers(job.frames, job.preparation.calibrations, plan.rows_per_tile,
+                          plan.shape[1], job.stack_dtype, job.n_readers, reuse=previous)
+    del previous
+    counts = _combine_tiles(job, *outputs, on_tile, buffers)
+    held.append(buffers)
     return job.finish(*outputs, *counts)
 
 
-def _combine_tiles(job, data, uncertainty, count, on_tile):
-    """Fill the outputs band by band; ``(rejected, frame_rejected)``, summed over the bands."""
+def _combine_tiles(job, data, uncertainty, count, on_tile, buffers):
+    """Fill the outputs band by band, in ``buffers``; ``(rejected, frame_rejected)``, summed
+    over the bands."""
     frames, plan, preparation = job.frames, job.plan, job.preparation
     n_frames = len(frames)
-    width = plan.shape[1]
-    rows = plan.rows_per_tile
-    buffers = BandBuffers(frames, preparation.calibrations, rows, width, job.stack_dtype,
-                          job.n_readers)
     rejected, frame_rejected = 0, np.zeros(n_frames, np.int64)
     with ThreadPoolExecutor(job.n_readers, thread_name_prefix="calstack-read") as pool:
         for start, stop in plan.tiles:
