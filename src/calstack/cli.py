@@ -152,7 +152,7 @@ def _add_calibrate_options(p):
     g.add_argument("--overscan-method", default="mean", choices=("mean", "median", "clipped"),
                    help="collapse across the serial direction (clipped: 3-sigma-clipped mean)")
     g.add_argument("--overscan-function", default=None,
-                   choices=("polynomial", "legendre", "chebyshev", "spline3"),
+                   choices=("polynomial", "legendre", "chebyshev", "spline1", "spline3"),
                    help="fit along the readout direction (default: each line's value)")
     g.add_argument("--overscan-order", type=int, default=1, metavar="N",
                    help="IRAF's order: coefficients of a series (1 = a constant), spline pieces")

@@ -4,7 +4,7 @@
 The overscan region (``BIASSEC``, or a section given) is collapsed across the serial direction,
 by mean, median or a sigma-clipped mean, into one value per line; that vector is used as it is,
 or fitted along the readout direction by a polynomial, Legendre or Chebyshev series or a cubic
-spline, with IRAF's iterative rejection (``low_reject``, ``high_reject``, ``niterate``: the
+spline (IRAF's spline3, or its linear spline1), with IRAF's iterative rejection (``low_reject``, ``high_reject``, ``niterate``: the
 residuals' rms as sigma, at least 5 points kept), and subtracted from every pixel of its line.
 ``order`` is IRAF's: the number of coefficients of a series (1 = a constant, 2 = a line), the
 number of pieces of a spline. The fits are NumPy's and SciPy's.
@@ -26,7 +26,7 @@ __all__ = ["FUNCTIONS", "METHODS", "Overscan", "processing_cards"]
 METHODS = ("mean", "median", "clipped")
 
 #: How the collapsed overscan is fitted along the readout direction (None: used as it is).
-FUNCTIONS = (None, "polynomial", "legendre", "chebyshev", "spline3")
+FUNCTIONS = (None, "polynomial", "legendre", "chebyshev", "spline1", "spline3")
 
 _SERIES = {"polynomial": np.polynomial.Polynomial, "legendre": np.polynomial.Legendre,
            "chebyshev": np.polynomial.Chebyshev}
@@ -44,7 +44,7 @@ class Overscan:
     method : {'mean', 'median', 'clipped'}
         Collapse across the serial direction (``clipped``: the mean after 3-sigma clipping,
         astropy's ``sigma_clip``).
-    function : {None, 'polynomial', 'legendre', 'chebyshev', 'spline3'}
+    function : {None, 'polynomial', 'legendre', 'chebyshev', 'spline1', 'spline3'}
         Fit along the readout direction; None uses each line's value.
     order : int
         IRAF's order: coefficients of a series, pieces of a spline.
@@ -151,19 +151,20 @@ def _fit(x, y, good, function, order):
         return _SERIES[function].fit(x[good], y[good], degree, domain=domain)
     from scipy.interpolate import make_lsq_spline
 
+    degree = 1 if function == "spline1" else 3
     interior = np.linspace(domain[0], domain[1], order + 1)[1:-1]
-    knots = np.concatenate([[domain[0]] * 4, interior, [domain[1]] * 4])
+    knots = np.concatenate([[domain[0]] * (degree + 1), interior, [domain[1]] * (degree + 1)])
     try:
-        return make_lsq_spline(x[good], y[good], knots, k=3)
+        return make_lsq_spline(x[good], y[good], knots, k=degree)
     except (ValueError, np.linalg.LinAlgError) as exc:
-        raise OptionError(f"overscan spline3 of {order} pieces cannot be fitted to "
+        raise OptionError(f"overscan {function} of {order} pieces cannot be fitted to "
                           f"{int(good.sum())} lines ({exc}); lower --overscan-order") from None
 
 
 def processing_cards(*, overscan=None, model=None, trim=None) -> list[tuple]:
     """Header cards (keyword, value, comment) recording the overscan subtracted and the trim,
-    in IRAF's keywords and words (OVERSCAN, TRIM, CCDSEC, CCDPROC, each text after IRAF's time
-    stamp) and ccdproc's (``subtract_overscan``,
+    in IRAF's keywords and words (OVERSCAN, TRIM, CCDSEC, LTV1/LTV2, CCDPROC, each text after
+    IRAF's time stamp) and ccdproc's (``subtract_overscan``,
     ``trim_image``), so that either tool sees the frame as processed."""
     now = _iraf_time()
     cards = []
@@ -175,6 +176,8 @@ def processing_cards(*, overscan=None, model=None, trim=None) -> list[tuple]:
     if trim is not None:
         cards += [("TRIM", f"{now} Trim data section is {trim.fits()}", ""),
                   ("CCDSEC", trim.fits(), "region of the CCD read"),
+                  ("LTV1", float(-trim.x0), "physical = image + LTV offset (IRAF)"),
+                  ("LTV2", float(-trim.y0), "physical = image + LTV offset (IRAF)"),
                   ("HIERARCH trim_image", f"fits_section={trim.fits()}", "")]
     if cards:
         cards.append(("CCDPROC", f"{now} CCD processing done", "by calstack"))
