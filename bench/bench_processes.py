@@ -6,7 +6,8 @@ against the tools users compare it with.
 
 For each stack (N frames of S x S float32, simulated darks with cosmic rays, GAIN and RDNOISE in
 the headers), every tool combines the frames as a whole process (start-up, reading, combining,
-writing), best of ``--repeat``, with its peak resident memory (``ru_maxrss``):
+writing), best of ``--repeat``, with its peak resident memory (GNU time's, else
+``ru_maxrss``):
 
 - calstack: ``calstack combine`` with ccdclip, with pclip, and with the reference recipe;
 - ccdproc: the reference recipe as a script (``ccdproc.combine``, sigma clipping 5/5, median,
@@ -93,7 +94,15 @@ def _frames(n, size):
     return folder, paths
 
 
+_TIME = shutil.which("time") and "/usr/bin/time"
+
+
 def _timed(args, cwd=None, env=None):
+    """Wall time and peak RSS of a process. The peak comes from GNU time where installed: a
+    child forked from this (large) benchmark process would count its parent's pages in its
+    own ``ru_maxrss`` until it execs."""
+    if _TIME and os.path.exists(_TIME):
+        args = [_TIME, "-f", "maxrss %M", *args]
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -102,7 +111,8 @@ def _timed(args, cwd=None, env=None):
     err = proc.stderr.read().decode(errors="replace")
     if status:
         raise RuntimeError(f"{args[0]} failed ({status}): {err[-1500:]}")
-    return seconds, usage.ru_maxrss * 1024
+    peaks = [line.split()[1] for line in err.splitlines() if line.startswith("maxrss ")]
+    return seconds, int(peaks[-1]) * 1024 if peaks else usage.ru_maxrss * 1024
 
 
 def _calstack(rejection):
