@@ -358,20 +358,27 @@ def test_a_memory_limit_above_what_the_machine_has_is_an_error(darks, tmp_path, 
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_a_full_temporary_folder_is_not_blamed_on_the_gzip_inputs(tmp_path, monkeypatch, capsys):
-    """No room to decompress a .gz frame: one error naming the temporary folder, not the frame;
-    --skip-bad skips no good frame for it."""
+def _gzip_darks(tmp_path, shape):
+    """Three gzip-compressed darks of ``shape`` in ``tmp_path/night``."""
     import gzip
-    import io
-
-    from calstack.io import reader
 
     folder = tmp_path / "night"
     folder.mkdir()
     for i in range(3):
         plain = tmp_path / f"d{i}.fits"
-        frame(plain, data=np.full((4, 4), float(i), np.float32), IMAGETYP="DARK", EXPTIME=30.0)
+        frame(plain, data=np.full(shape, float(i), np.float32), IMAGETYP="DARK", EXPTIME=30.0)
         (folder / f"d{i}.fits.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    return folder
+
+
+def test_a_full_temporary_folder_is_not_blamed_on_the_gzip_inputs(tmp_path, monkeypatch, capsys):
+    """No room to decompress a .gz frame: one error naming the temporary folder, not the frame;
+    --skip-bad skips no good frame for it."""
+    import io
+
+    from calstack.io import reader
+
+    folder = _gzip_darks(tmp_path, (4, 4))
 
     class Full(io.BytesIO):
         def write(self, _data):
@@ -437,16 +444,10 @@ def test_a_file_of_many_extensions_is_parsed_once_for_all_its_extensions(tmp_pat
 def test_gzip_frames_that_would_not_fit_decompressed_are_one_error_first(tmp_path, monkeypatch,
                                                                          capsys):
     import collections
-    import gzip
 
     from calstack.io import reader
 
-    folder = tmp_path / "night"
-    folder.mkdir()
-    for i in range(3):
-        plain = tmp_path / f"d{i}.fits"
-        frame(plain, data=np.full((64, 64), float(i), np.float32), IMAGETYP="DARK", EXPTIME=3.0)
-        (folder / f"d{i}.fits.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    folder = _gzip_darks(tmp_path, (64, 64))
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(reader.shutil, "disk_usage", lambda _path: usage(1, 1, 20_000))
     gunzipped = []
