@@ -227,3 +227,19 @@ def test_reduce_subtracts_and_trims_every_raw_frame(tmp_path):
             assert abs(z.mean()) < 4 / np.sqrt(z.size) + 0.02
             assert 0.95 < z.std() < 1.05
             assert hdul[0].header["OVERSCAN"][13:].startswith("Overscan section is [49:56,1:64]")
+
+
+def test_frames_of_one_size_with_other_sections_are_named_in_a_warning(tmp_path, caplog):
+    from calstack.catalog.index import ImageIndex
+    from calstack.pipeline.reduce import process_frames
+
+    for i, biassec in enumerate(["[41:50,*]", "[41:50,*]", "[43:50,*]"]):
+        fits.writeto(tmp_path / f"b{i}.fits", np.full((20, 50), 100.0, np.float32),
+                     fits.Header({"IMAGETYP": "BIAS", "BIASSEC": biassec,
+                                  "TRIMSEC": "[1:40,*]"}))
+    with caplog.at_level("WARNING", logger="calstack"):
+        written = process_frames(ImageIndex(tmp_path, cache=False).rows(), tmp_path / "out")
+    assert len(written) == 3
+    assert "b2.fits: overscan/trim sections ('[43:50,1:20]', '[1:40,1:20]') differ" in caplog.text
+    assert "b0.fits's ('[41:50,1:20]', '[1:40,1:20]')" in caplog.text
+    assert "b1.fits: overscan" not in caplog.text

@@ -13,6 +13,7 @@ complete; they stay), before any science frame is.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +28,8 @@ from .calibrate import INDEX_KEYWORDS, calibrate
 from .night import build_night
 
 __all__ = ["Reduced", "process_frames", "reduce_night"]
+
+log = logging.getLogger("calstack")
 
 _BAND_ROWS = 512
 
@@ -67,6 +70,7 @@ def process_frames(rows, folder, *, overscan=AUTO, trim=AUTO, overscan_fit=None,
             opened[path] = frames
         if not any(isinstance(f, ProcessedFrame) for fs in opened.values() for f in fs):
             return []
+        _warn_disagreeing(opened)
         folder = check_writable(folder)
         return [_write_processed(folder / Path(path).name, files[path], frames, overwrite)
                 for path, frames in opened.items()]
@@ -74,6 +78,25 @@ def process_frames(rows, folder, *, overscan=AUTO, trim=AUTO, overscan_fit=None,
         for frames in opened.values():
             for frame in frames:
                 frame.close()
+
+
+def _warn_disagreeing(opened) -> None:
+    """Frames of one raw size whose overscan or trim sections differ: allowed (each frame is
+    processed by its own), but rarely meant (a keyword edited, another readout); say which."""
+    seen = {}
+    for path, frames in opened.items():
+        for number, frame in enumerate(frames):
+            steps = frame.processing if isinstance(frame, ProcessedFrame) else None
+            inner = frame.frame if isinstance(frame, ProcessedFrame) else frame
+            sections = (None if steps is None or steps.overscan is None
+                        else steps.overscan.section.fits(),
+                        None if steps is None or steps.trim is None else steps.trim.fits())
+            first = seen.setdefault((inner.shape, number), (path, sections))
+            if first[1] != sections:
+                log.warning("%s: overscan/trim sections %s differ from %s's %s, a frame of the "
+                            "same size; each is processed by its own: check the BIASSEC/TRIMSEC "
+                            "keywords, or give --overscan and --trim", path, sections, first[0],
+                            first[1])
 
 
 def _write_processed(target, rows, frames, overwrite) -> Path:
