@@ -26,8 +26,8 @@ from ..errors import CalstackError, FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame",
-           "auxiliary_hdu", "check_gzip_room", "file_identity", "frame_location", "open_auxiliary", "open_frame",
-           "raw_buffer", "raw_itemsize"]
+           "auxiliary_hdu", "check_gzip_room", "file_identity", "frame_location",
+           "open_auxiliary", "open_frame", "raw_buffer", "raw_itemsize", "read_bands"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -281,6 +281,20 @@ def raw_buffer(frames, n_rows: int, width: int) -> np.ndarray:
     """A conversion buffer (``raw`` of :meth:`Frame.read_rows`) for reading up to ``n_rows``
     rows of ``width`` pixels of any of ``frames``."""
     return np.empty(n_rows * width * raw_itemsize(frames), np.uint8)
+
+
+def read_bands(frame, rows: int, *, start: int = 0, stop: int | None = None,
+               dtype=np.float32):
+    """Rows ``start:stop`` of ``frame`` (default: all), ``rows`` at a time: ``(first row,
+    band)``, each band a view of one buffer that the next overwrites. ``dtype`` is the dtype
+    the frame was opened with (its ``stack_dtype``)."""
+    stop = frame.shape[0] if stop is None else stop
+    band = np.empty((max(1, min(rows, stop - start)), frame.shape[1]), dtype)
+    raw = raw_buffer([frame], len(band), frame.shape[1])
+    for first in range(start, stop, len(band)):
+        n = min(len(band), stop - first)
+        frame.read_rows(first, first + n, band[:n], raw)
+        yield first, band[:n]
 
 
 def frame_location(frame) -> tuple[str, int] | None:

@@ -28,7 +28,7 @@ from astropy.io import fits
 from ..catalog.conventions import kind_of
 from ..catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from ..errors import FrameError, OptionError
-from ..io.reader import open_auxiliary, open_frame, raw_buffer
+from ..io.reader import open_auxiliary, open_frame, raw_buffer, read_bands
 from ..io.writer import BandFile, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
@@ -51,6 +51,9 @@ INDEX_KEYWORDS = tuple(dict.fromkeys((*DEFAULT_KEYWORDS, *MASTER_KEYWORDS)))
 
 #: Bytes per pixel astroscrappy allocates besides (its float32 working images).
 _COSMIC_BYTES_PER_PIXEL = 48
+
+#: Rows read at a time to measure a master flat's mean when it is not held in memory.
+_MEAN_ROWS = 256
 
 #: Values of each calibrated frame sampled (on a grid) for its level and noise.
 _SAMPLES = 65536
@@ -165,7 +168,7 @@ class _Planes:
         self.factor = factor
         self.mean = None
         if flat:
-            self.mean = cache.mean(master, shape)
+            self.mean = cache.mean(master)
             if not self.mean > 0:
                 raise FrameError(master.path, "master flat has no positive values; rebuild it")
             self.factor = 1.0 / self.mean
@@ -225,34 +228,29 @@ class _MasterCache:
                         frame.close()
             return self._planes[key]
 
-    def mean(self, master, shape) -> float:
+    def mean(self, master) -> float:
         key = (master.path, master.hdu)
         with self._lock:
             if key not in self._means:
                 whole = self._planes.get(key)
                 if whole is not None:
-                    values = whole[0][np.isfinite(whole[0]) & (whole[0] > 0)]
-                    self._means[key] = (float(values.mean(dtype=np.float64)) if values.size
-                                        else math.nan)
+                    self._means[key] = _mean_positive([whole[0]])
                 else:
                     frame = open_frame((master.path, master.hdu))
                     try:
-                        self._means[key] = _mean_positive(frame, shape)
+                        self._means[key] = _mean_positive(
+                            band for _, band in read_bands(frame, _MEAN_ROWS))
                     finally:
                         frame.close()
             return self._means[key]
 
 
-def _mean_positive(frame, shape, rows=256) -> float:
-    """The mean of a flat's finite positive values (its normalisation, as ccdproc's mean)."""
+def _mean_positive(bands) -> float:
+    """The mean of a flat's finite positive values over its ``bands`` (its normalisation, as
+    ccdproc's mean), the same whether it is read whole or in bands."""
     total, count = 0.0, 0
-    band = np.empty((min(rows, shape[0]), shape[1]), np.float32)
-    raw = raw_buffer([frame], len(band), shape[1])
-    for start in range(0, shape[0], len(band)):
-        stop = min(start + len(band), shape[0])
-        view = band[: stop - start]
-        frame.read_rows(start, stop, view, raw)
-        good = view[np.isfinite(view) & (view > 0)]
+    for band in bands:
+        good = band[np.isfinite(band) & (band > 0)]
         total += float(good.sum(dtype=np.float64))
         count += good.size
     return total / count if count else math.nan

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..catalog.conventions import kind_of
 from ..catalog.index import ImageIndex
-from ..io.reader import open_frame, raw_buffer
+from ..io.reader import open_frame, read_bands
 from ..io.writer import BandFile, atomic_write, check_writable
 from ..processing.frames import AUTO, ProcessedFrame, processing_for
 from .calibrate import INDEX_KEYWORDS, calibrate
@@ -118,13 +118,8 @@ def _write_processed(target, rows, frames, overwrite) -> Path:
     def write(tmp):
         with BandFile(tmp, layout) as out:
             for number, frame in enumerate(frames):
-                rows_, width = frame.shape
-                band = np.empty((min(_BAND_ROWS, rows_), width), np.float32)
-                raw = raw_buffer([frame], band.shape[0], width)
-                for start in range(0, rows_, band.shape[0]):
-                    n = min(band.shape[0], rows_ - start)
-                    frame.read_rows(start, start + n, band[:n], raw)
-                    out.write_rows(number if single else number + 1, start, band[:n])
+                for start, band in read_bands(frame, _BAND_ROWS):
+                    out.write_rows(number if single else number + 1, start, band)
                 frame.verify()
 
     return atomic_write(target, write, overwrite=overwrite)

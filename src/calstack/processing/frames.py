@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import FrameError
-from ..io.reader import Frame, raw_buffer
+from ..io.reader import Frame, raw_buffer, read_bands
 from .overscan import Overscan, processing_cards
 from .sections import Section, parse_section
 
@@ -151,10 +151,7 @@ class _OverscanReader:
     def __getitem__(self, slices):
         rows, columns = slices
         out = np.empty((rows.stop - rows.start, columns.stop - columns.start), np.float64)
-        band = np.empty((min(self._BAND, out.shape[0]), self.frame.shape[1]), self.dtype)
-        raw = raw_buffer([self.frame], band.shape[0], self.frame.shape[1])
-        for start in range(rows.start, rows.stop, band.shape[0]):
-            n = min(band.shape[0], rows.stop - start)
-            self.frame.read_rows(start, start + n, band[:n], raw)
-            out[start - rows.start:start - rows.start + n] = band[:n, columns]
+        for start, band in read_bands(self.frame, self._BAND, start=rows.start, stop=rows.stop,
+                                      dtype=self.dtype):
+            out[start - rows.start:start - rows.start + len(band)] = band[:, columns]
         return out
