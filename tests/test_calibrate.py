@@ -2,6 +2,7 @@
 the residual of a simulated night against its truth, and bad input (issue 16, item 4)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,8 +252,12 @@ def test_choice_by_darktime_nearest_in_time_and_a_dark_with_its_bias():
     choice = choose(frame, "l.fits", (4, 8), with_bias)
     assert (choice.dark.name, choice.bias, choice.dark_rule) == ("d100.fit", None, "exposure")
     unscalable = [_master("d.fit", "dark", exptime=200.0), *masters[:2], masters[3]]
-    with pytest.raises(OptionError, match="include the bias, so they cannot be scaled"):
+    with pytest.raises(OptionError, match=r"include the bias, so they cannot be scaled.*or pass "
+                                          r"--allow-missing dark"):
         choose(frame, "l.fits", (4, 8), unscalable)
+    # --allow-missing dark: a dark that cannot be used is no dark (the bias then is needed)
+    choice = choose(frame, "l.fits", (4, 8), unscalable, allow_missing=["dark"])
+    assert (choice.dark, choice.bias.name) == (None, "b2.fit")
 
 
 def test_reduce_builds_the_masters_then_calibrates_with_one_report(tmp_path, capsys):
@@ -423,3 +428,21 @@ def test_a_calibrated_frame_is_ccdprocs_ccd_process(night, tmp_path):
     ours = CCDData.read(frame.path)
     np.testing.assert_allclose(ours.data, expected.data, rtol=3e-6, atol=1e-3)
     assert ours.unit == expected.unit == u.electron
+
+
+def test_nina_lights_get_the_masters_of_their_gain_offset_and_filter(tmp_path, capsys):
+    """N.I.N.A.'s folders and headers (GAIN/OFFSET as CMOS settings, EXPOSURE, FILTER): the
+    bias of the lights' gain 120 / offset 30 and the R flat; its darks include the bias and are
+    of another exposure, so only --allow-missing dark goes on without them."""
+    corpus = Path(__file__).parent / "data" / "corpus" / "nina"
+    assert main(["masters", str(corpus), "-r", "-o", str(tmp_path / "m"), "--no-cache",
+                 "-q"]) == 0
+    argv = ["calibrate", str(corpus / "LIGHT"), "--masters", str(tmp_path / "m"), "-o",
+            str(tmp_path / "cal"), "--no-cache", "--gain", "1", "--read-noise", "3", "--json"]
+    assert main(argv) == 1
+    assert "include the bias, so they cannot be scaled" in capsys.readouterr().err
+    assert main([*argv, "--allow-missing", "dark"]) == 0
+    frames = json.loads(capsys.readouterr().out)
+    assert {(f["bias"].rsplit("/", 1)[1], f["dark"], f["flat"].rsplit("/", 1)[1])
+            for f in frames} == {("combined_bias_gain120_offset30.fit", None,
+                                  "combined_flat_R.fit")}

@@ -194,24 +194,26 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
         dark, rule = same_exposure[0], "exposure"
     elif darks:
         scalable = [m for m in darks if m.bias_subtracted]
-        if not scalable:
-            raise OptionError(
-                f"{source}: no master dark of its exposure ({exptime}s), and the darks there "
-                f"({', '.join(m.name for m in darks[:3])}) include the bias, so they cannot be "
-                "scaled; build darks with --subtract-bias, or darks of this exposure")
         key = "darktime" if frame.get("darktime") is not None and all(
             m.row.get("darktime") is not None for m in scalable) else "exptime"
         mine = _exposure(frame, key)
-        if mine is None:
-            raise OptionError(f"{source}: has no {key.upper()} to scale a master dark by; add it "
-                              "or pass --allow-missing dark")
-        dark = min(scalable, key=lambda m: _scaling_order(mine, _exposure(m.row, key), distance(m)))
-        theirs = _exposure(dark.row, key)
-        if not theirs:
-            raise OptionError(f"{dark.path}: master dark has {key.upper()} = {theirs}, so it cannot "
-                              "be scaled to the frame's exposure; rebuild it with its exposure "
-                              "time recorded")
-        factor, rule = mine / theirs, f"scaled by {key.upper()}"
+        problem = (f"no master dark of its exposure ({exptime}s), and the darks there "
+                   f"({', '.join(m.name for m in darks[:3])}) include the bias, so they cannot "
+                   "be scaled; build darks with --subtract-bias, or darks of this exposure"
+                   if not scalable else
+                   f"has no {key.upper()} to scale a master dark by; add it" if mine is None
+                   else None)
+        if problem and "dark" not in allow_missing:
+            raise OptionError(f"{source}: {problem}, or pass --allow-missing dark")
+        if not problem:  # with --allow-missing dark, a dark that cannot be used is none
+            dark = min(scalable,
+                       key=lambda m: _scaling_order(mine, _exposure(m.row, key), distance(m)))
+            theirs = _exposure(dark.row, key)
+            if not theirs:
+                raise OptionError(f"{dark.path}: master dark has {key.upper()} = {theirs}, so "
+                                  "it cannot be scaled to the frame's exposure; rebuild it with "
+                                  "its exposure time recorded")
+            factor, rule = mine / theirs, f"scaled by {key.upper()}"
     needs_bias = dark is None or dark.bias_subtracted
     biases = candidates("bias") if needs_bias else []
     flats = candidates("flat", lambda m: same_text(m.row.get("filter"), frame.get("filter")),
