@@ -287,6 +287,34 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     p.set_defaults(run=_cmd_reduce)
 
+    p = add("defects", help="a bad-pixel mask (one bit per class) from a master dark and "
+            "flat, or merged from masks of several nights")
+    p.add_argument("--dark", metavar="MASTER_DARK", help="bias-subtracted master dark: hot, "
+                   "warm, column, saturated pixels")
+    p.add_argument("--flat", metavar="MASTER_FLAT", help="master flat: dead, low_qe, column")
+    p.add_argument("--merge", nargs="+", metavar="MASK", help="merge these masks instead")
+    p.add_argument("--fraction", type=float, default=0.7, help="--merge: bad in at least this "
+                   "fraction of the masks (default 0.7, cp_pipe's)")
+    p.add_argument("--gain", type=number_or_keyword, metavar="E/ADU|KEYWORD",
+                   help="gain of the dark (default: EGAIN, or GAIN beside RDNOISE)")
+    p.add_argument("--hot", type=float, default=5.0, metavar="E/S",
+                   help="hot: excess dark current at least (default 5 e-/s), else warm")
+    p.add_argument("--warm-sigma", type=float, default=5.0, metavar="N",
+                   help="hot/warm: excess above N robust sigmas of the dark (default 5)")
+    p.add_argument("--lsigma", type=float, default=9.0, metavar="N", help="dead/low_qe: below "
+                   "the local median by N local sigmas (ccdmask's lsigma, default 9)")
+    p.add_argument("--dead-fraction", type=float, default=0.5, metavar="F",
+                   help="dead: response below F of the local median (default 0.5)")
+    p.add_argument("--column-sigma", type=float, default=5.0, metavar="N",
+                   help="column: running median beyond N sigmas of its own noise (default 5)")
+    p.add_argument("--column-length", type=int, default=50, metavar="ROWS",
+                   help="column: rows judged together (default 50)")
+    p.add_argument("--saturation", type=float, metavar="ADU", help="dark values at or above "
+                   "are saturated")
+    p.add_argument("-o", "--output", required=True, metavar="MASK.fits")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=_cmd_defects)
+
     p = add("show", help="frames side by side on one stretch, as a PNG")
     p.add_argument("frames", nargs="+", metavar="FRAME")
     p.add_argument("-o", "--output", required=True, metavar="PICTURE.png")
@@ -628,6 +656,24 @@ def _cmd_calibrate(args):
     if args.json:
         print(_json([f.summary() for f in frames]))
     _say_calibrated(args, frames)
+    return 0
+
+
+def _cmd_defects(args):
+    from .pipeline.defects import find_defects, merge_defects
+
+    if args.merge:
+        if args.dark or args.flat:
+            raise CalstackError("--merge merges masks; give it without --dark/--flat")
+        mask = merge_defects(args.merge, args.output, fraction=args.fraction,
+                             overwrite=args.overwrite)
+    else:
+        mask = find_defects(args.output, dark=args.dark, flat=args.flat, gain=args.gain,
+                            hot_current=args.hot, warm_sigma=args.warm_sigma,
+                            lsigma=args.lsigma, dead_fraction=args.dead_fraction,
+                            column_sigma=args.column_sigma, column_length=args.column_length,
+                            saturation=args.saturation, overwrite=args.overwrite)
+    _say(args, mask.describe())
     return 0
 
 

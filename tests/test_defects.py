@@ -1,0 +1,169 @@
+"""Defect masks: the flat classes against ccdproc's ccdmask, injected defects found, merging,
+and the ``calstack defects`` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+
+from calstack.cli import main
+from calstack.errors import CalstackError, OptionError
+from calstack.pipeline.defects import find_defects, merge_defects
+from calstack.processing.defects import DEFECT_BITS, dark_defects, flat_defects, merge_masks
+
+GAIN, EXPOSURE, READ_NOISE, N = 1.2, 120.0, 4.0, 5
+
+
+def _camera(shape=(512, 512), seed=1):
+    """A master dark (ADU, bias-subtracted, N frames averaged) and master flat with injected
+    hot, warm, dead pixels and bad columns, and the truth of each class."""
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    truth = {name: np.zeros(shape, bool) for name in ("hot", "warm", "dead", "column")}
+    current = np.full(shape, 0.05)  # e-/s
+    picks = rng.permutation(ny * nx)
+    k = max(3, ny * nx * 300 // 512**2)  # 300 of each in 512x512
+    hot, warm, dead = picks[:k], picks[k:2 * k], picks[2 * k:3 * k]
+    current.flat[hot] = np.exp(rng.uniform(np.log(10), np.log(100), hot.size))
+    current.flat[warm] = rng.uniform(0.5, 3.0, warm.size)
+    truth["hot"].flat[hot] = truth["warm"].flat[warm] = truth["dead"].flat[dead] = True
+    response = rng.normal(1.0, 0.01, shape)
+    response.flat[dead] = rng.uniform(0.0, 0.3, dead.size)
+    for column, first in ((0.07, 0.2), (0.4, 0.0), (0.8, 0.6)):  # traps: a row to the top
+        truth["column"][int(first * ny):, int(column * nx)] = True
+    electrons = current * EXPOSURE
+    noise = np.sqrt(electrons + READ_NOISE**2) / np.sqrt(N)  # of the master, e-
+    sky = np.sqrt(electrons.mean() + READ_NOISE**2) / np.sqrt(N)
+    electrons[truth["column"]] += 1.5 * sky  # each pixel within the noise, the column not
+    response[truth["column"]] *= 0.98  # 2 sigma of the response's spread
+    dark = (electrons + rng.normal(0, 1, shape) * noise) / GAIN
+    flat = response * (1 + rng.normal(0, 0.003, shape))
+    return dark, flat, truth
+
+
+def test_flat_classes_are_ccdmask_low_side():
+    """Where the definitions coincide (ccdmask's low side, its filters and lsigma), dead and
+    low_qe together are exactly ccdmask's mask."""
+    from ccdproc import ccdmask
+
+    _, flat, _ = _camera((128, 160), seed=3)
+    flat[5:9, 50] = 0.8  # a short low stretch, and a few low pixels at the edges
+    flat[0, 0] = flat[127, 159] = 0.5
+    for lsigma in (9.0, 6.0):
+        ours = flat_defects(flat, lsigma=lsigma) & (DEFECT_BITS["dead"] | DEFECT_BITS["low_qe"])
+        theirs = ccdmask(CCDData(flat, unit="adu"), lsigma=lsigma, hsigma=1e30)
+        assert theirs.sum() > 0
+        np.testing.assert_array_equal(ours != 0, theirs)
+
+
+def test_injected_defects_are_found():
+    dark, flat, truth = _camera()
+    mask = dark_defects(dark, exposure=EXPOSURE, gain=GAIN) | flat_defects(flat)
+    bad = mask != 0
+    found = {name: bad[where].mean() for name, where in truth.items()}
+    injected = np.logical_or.reduce(list(truth.values()))
+    false = bad[~injected].mean()
+    print(f"found {found}; false positives {false:.2e}")
+    assert min(found.values()) >= 0.99, found
+    assert false < 1e-3
+    # the classes: hot and warm by their current, dead by their response
+    assert (mask[truth["hot"]] & DEFECT_BITS["hot"]).astype(bool).mean() >= 0.99
+    assert (mask[truth["warm"]] & DEFECT_BITS["warm"]).astype(bool).mean() >= 0.99
+    assert (mask[truth["dead"]] & DEFECT_BITS["dead"]).astype(bool).mean() >= 0.99
+    assert (mask[truth["column"]] & DEFECT_BITS["column"]).astype(bool).mean() >= 0.99
+
+
+def test_saturated_and_missing():
+    dark, flat, _ = _camera((64, 64))
+    dark[3, 4] = 6e4
+    dark[10, 10] = np.nan
+    flat[20, 20] = np.nan
+    d = dark_defects(dark, exposure=EXPOSURE, gain=GAIN, saturation=5e4)
+    f = flat_defects(flat)
+    assert d[3, 4] & DEFECT_BITS["saturated"]
+    assert d[10, 10] & DEFECT_BITS["saturated"]
+    assert f[20, 20] & DEFECT_BITS["saturated"]
+
+
+def test_merge_fraction():
+    a = np.zeros((4, 4), np.uint8)
+    masks = [a.copy() for _ in range(3)]
+    for m in masks:
+        m[0, 0] = DEFECT_BITS["hot"]
+    masks[0][1, 1] = masks[1][1, 1] = DEFECT_BITS["warm"]
+    masks[2][1, 1] = DEFECT_BITS["hot"]  # warm in two nights, hot in the third: bits kept
+    masks[0][2, 2] = masks[1][2, 2] = DEFECT_BITS["dead"]  # bad in 2 of 3
+    masks[0][3, 3] = DEFECT_BITS["dead"]  # bad in 1 of 3
+    merged = merge_masks(masks, 0.7)
+    assert merged[0, 0] == DEFECT_BITS["hot"]
+    assert merged[1, 1] == DEFECT_BITS["hot"] | DEFECT_BITS["warm"]
+    assert merged[2, 2] == 0
+    assert merged[3, 3] == 0
+    half = merge_masks(masks, 0.5)
+    assert half[2, 2] == DEFECT_BITS["dead"]
+    assert half[3, 3] == 0
+    with pytest.raises(OptionError, match="fraction"):
+        merge_masks(masks, 0)
+
+
+@pytest.mark.parametrize("bad", [dict(exposure=0), dict(gain=-1), dict(warm_sigma="x")])
+def test_bad_options(bad):
+    dark, _, _ = _camera((32, 32))
+    with pytest.raises(OptionError, match=next(iter(bad))):
+        dark_defects(dark, **{"exposure": EXPOSURE, "gain": GAIN, **bad})
+
+
+def _masters(tmp_path, shape=(256, 256)):
+    dark, flat, truth = _camera(shape)
+    header = fits.Header({"EXPTIME": EXPOSURE, "GAIN": GAIN, "RDNOISE": READ_NOISE,
+                          "BIASSUB": "bias.fits"})
+    fits.PrimaryHDU(dark.astype(np.float32), header).writeto(tmp_path / "dark.fits")
+    fits.PrimaryHDU(flat.astype(np.float32)).writeto(tmp_path / "flat.fits")
+    return truth
+
+
+def test_command_writes_a_documented_mask(tmp_path, capsys):
+    truth = _masters(tmp_path)
+    out = tmp_path / "mask.fits"
+    assert main(["defects", "--dark", str(tmp_path / "dark.fits"), "--flat",
+                 str(tmp_path / "flat.fits"), "-o", str(out)]) == 0
+    assert "bad pixels" in capsys.readouterr().out
+    with fits.open(out) as hdul:
+        header, mask = hdul[0].header, hdul[0].data
+    assert mask.dtype == np.uint8
+    assert header["MASKB1"] == "hot"
+    assert header["MASKB3"] == "dead"
+    assert header["MASKB5"] == "column"
+    assert header["NHOT"] == np.count_nonzero(mask & 1)
+    assert header["DEFGAIN"] == GAIN
+    assert (mask[truth["hot"]] & DEFECT_BITS["hot"]).all()
+    # several nights merge; an existing output is kept unless --overwrite
+    assert main(["defects", "--merge", str(out), str(out), "-o", str(tmp_path / "m.fits")]) == 0
+    np.testing.assert_array_equal(fits.getdata(tmp_path / "m.fits"), mask)
+    assert fits.getheader(tmp_path / "m.fits")["MRGN"] == 2
+    assert main(["defects", "--merge", str(out), str(out), "-o", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err
+
+
+def test_command_errors(tmp_path, capsys):
+    _masters(tmp_path)
+    fits.PrimaryHDU(np.ones((20, 30), np.float32)).writeto(tmp_path / "small.fits")
+    assert main(["defects", "-o", str(tmp_path / "m.fits")]) == 1
+    assert "--dark" in capsys.readouterr().err
+    assert main(["defects", "--dark", str(tmp_path / "dark.fits"), "--flat",
+                 str(tmp_path / "small.fits"), "-o", str(tmp_path / "m.fits")]) == 1
+    err = capsys.readouterr().err
+    assert "small.fits" in err
+    assert "dark.fits" in err
+    assert len(err.strip().splitlines()) == 1
+    fits.PrimaryHDU(np.ones((256, 256), np.float32)).writeto(tmp_path / "noexp.fits")
+    with pytest.raises(CalstackError, match="gain"):
+        find_defects(tmp_path / "m.fits", dark=tmp_path / "noexp.fits")
+    with pytest.raises(CalstackError, match="EXPTIME"):
+        find_defects(tmp_path / "m.fits", dark=tmp_path / "noexp.fits", gain=1.0)
+    with pytest.raises(OptionError, match="two masks"):
+        merge_defects([tmp_path / "flat.fits"], tmp_path / "m.fits")
+    with pytest.raises(CalstackError, match="not a defect mask"):
+        merge_defects([tmp_path / "flat.fits"] * 2, tmp_path / "m.fits")
