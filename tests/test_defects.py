@@ -167,3 +167,63 @@ def test_command_errors(tmp_path, capsys):
         merge_defects([tmp_path / "flat.fits"], tmp_path / "m.fits")
     with pytest.raises(CalstackError, match="not a defect mask"):
         merge_defects([tmp_path / "flat.fits"] * 2, tmp_path / "m.fits")
+
+
+def _bad_mask(path, shape, where):
+    mask = np.zeros(shape, np.uint8)
+    mask[where] = DEFECT_BITS["hot"]
+    fits.PrimaryHDU(mask).writeto(path)
+    return mask != 0
+
+
+def test_combine_takes_bad_pixels_as_missing(tmp_path):
+    import calstack
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"f{i}.fits")
+        fits.PrimaryHDU(rng.normal(100, 1, (20, 30)).astype(np.float32)).writeto(paths[-1])
+    bad = _bad_mask(tmp_path / "bad.fits", (20, 30), (slice(2, 4), 7))
+    master = calstack.combine(paths, bad_pixels=tmp_path / "bad.fits")
+    np.testing.assert_array_equal(master.mask, bad)
+    assert np.isnan(master.data[bad]).all()
+    assert np.array_equal(master.ncombine[~bad], np.full((~bad).sum(), 3))
+    assert master.meta["BADPIX"] == "bad.fits"
+    plain = calstack.combine(paths)
+    np.testing.assert_array_equal(master.data[~bad], plain.data[~bad])
+    _bad_mask(tmp_path / "small.fits", (10, 30), 0)
+    with pytest.raises(CalstackError, match=r"small.fits: the bad-pixel mask has shape 10x30 "
+                       r"but the frames \(.*f0.fits\) are 20x30"):
+        calstack.combine(paths, bad_pixels=tmp_path / "small.fits")
+
+
+def test_calibrate_flags_bad_pixels(tmp_path, capsys):
+    from calstack.catalog.index import ImageIndex
+    from calstack.pipeline.night import build_night
+    from calstack.processing.apply import MASK_BITS
+    from calstack.sim.simulation import simulate
+
+    simulate(tmp_path / "raw", preset="night", shape=(40, 32), n_lights=1, seed=2)
+    build_night(ImageIndex(tmp_path / "raw", cache=False), tmp_path / "masters",
+                subtract_bias=True, subtract_dark=True)
+    bad = _bad_mask(tmp_path / "bad.fits", (40, 32), (5, slice(3, 9)))
+    assert main(["calibrate", str(tmp_path / "raw"), "--masters", str(tmp_path / "masters"),
+                 "-o", str(tmp_path / "out"), "--bad-pixels", str(tmp_path / "bad.fits"),
+                 "--no-cache"]) == 0
+    out = sorted((tmp_path / "out").glob("*.fits"))
+    assert len(out) == 2
+    for path in out:
+        with fits.open(path) as hdul:
+            flagged = (hdul["MASK"].data & MASK_BITS["bad"]) != 0
+            assert hdul[0].header["BADPIX"] == "bad.fits"
+        np.testing.assert_array_equal(flagged, bad)
+    _bad_mask(tmp_path / "small.fits", (40, 30), 0)
+    capsys.readouterr()
+    assert main(["calibrate", str(tmp_path / "raw"), "--masters", str(tmp_path / "masters"),
+                 "-o", str(tmp_path / "out2"), "--bad-pixels", str(tmp_path / "small.fits"),
+                 "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert "small.fits" in err
+    assert "light" in err
+    assert "40x30" in err

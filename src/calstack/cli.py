@@ -169,7 +169,7 @@ def _calibrate_options(args) -> dict:
     return dict(allow_missing=args.allow_missing, gain=args.gain, read_noise=args.read_noise,
                 saturation=args.saturation, electrons=not args.adu,
                 cosmic_rays=args.cosmic_rays, overscan=args.overscan, trim=args.trim,
-                overscan_fit=fit)
+                overscan_fit=fit, bad_pixels=args.bad_pixels)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -264,6 +264,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="{name}", help="output name: {name} (the input's, "
                    "default), {stem}, or an indexed keyword ({filter})")
     _add_calibrate_options(p)
+    p.add_argument("--bad-pixels", metavar="MASK.fits", help="bad-pixel mask (calstack defects): "
+                   "its pixels get MASK bit 8")
     p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
                    help="matching tolerance of a numeric setup key (e.g. ccd-temp=1)")
     p.add_argument("--mem-limit", default="1GB", help="memory for the bands of all frames")

@@ -360,6 +360,10 @@ OPTIONS = {o.name: o for o in (
            "master dark (bias-free) to subtract, scaled by dark_scale, before anything else",
            kind="frames", flag="--dark", cli={"metavar": "FITS"},
            card=("DARKSUB", "master dark subtracted")),
+    Option("bad_pixels", None, "path, optional",
+           "bad-pixel mask (calstack defects): its nonzero pixels are missing in every frame",
+           kind="frames", flag="--bad-pixels", cli={"metavar": "MASK.fits"},
+           card=("BADPIX", "bad-pixel mask: its pixels missing")),
     Option("dark_scale", "EXPTIME", "str or None",
            "header keyword of the exposure time: the dark is multiplied by frame / dark exposure"
            "\nNone subtracts the dark as it is.", kind="frames"),

@@ -15,6 +15,7 @@ CMBZERO   how zero offsets were found (per-frame offsets in HISTORY)
 CMBWEIGH  weights of the average or sum
 BIASSUB   master bias subtracted from every frame
 DARKSUB   master dark subtracted, times frame / dark exposure
+BADPIX    bad-pixel mask whose pixels were missing in every frame
 CMBREJFR  fraction of finite input values rejected
 CMBSKIP   number of unreadable frames skipped (``skip_bad``), each named in a HISTORY card
 CALSTACK  calstack version
@@ -52,6 +53,8 @@ def _preparation_cards(header, names, preparation, scale, zero, weights):
         return
     recorded = {"bias": None if preparation.bias is None else str(preparation.bias.name)[:68],
                 "dark": None if preparation.dark is None else str(preparation.dark.name)[:68],
+                "bad_pixels": None if preparation.bad_pixels is None
+                else str(preparation.bad_pixels.name)[:68],
                 "scale": None if scale is None else _describe(scale),
                 "zero": None if zero is None else _describe(zero),
                 "weights": None if weights is None else _describe(weights)}

@@ -285,7 +285,7 @@ class _Image:
     opened, its header completed; :meth:`bands` calibrates it band by band."""
 
     def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
-                 saturation, electrons, processing):
+                 saturation, electrons, processing, bad_pixels=None):
         self.source = str(row["path"])
         self.frame = open_frame((self.source, int(row["hdu"])))
         self.planes = {}
@@ -304,6 +304,11 @@ class _Image:
                 if self.saturation is not None and self.frame.model is not None:
                     self.saturation -= float(np.mean(self.frame.model))  # on corrected values
             self.shape = self.frame.shape
+            self.bad = None if bad_pixels is None else bad_pixels[1]
+            if self.bad is not None and self.bad.shape != self.shape:
+                raise FrameError(bad_pixels[0], f"the bad-pixel mask is {self.bad.shape[0]}x"
+                                 f"{self.bad.shape[1]} but {self.source} is {self.shape[0]}x"
+                                 f"{self.shape[1]} (after trim); give the mask of this setup")
             self.choice = choose(row, self.source, self.shape, masters, tolerances=tolerances,
                                  allow_missing=allow_missing)
             self.gain, self.read_noise = _noise_model(header, gain, read_noise, self.source)
@@ -317,6 +322,8 @@ class _Image:
             for key, *value in _history(self.choice, self.planes, electrons, self.gain):
                 header[key] = tuple(value) if len(value) > 1 else value[0]
             header["BUNIT"] = "electron" if electrons else header.get("BUNIT", "adu")
+            if bad_pixels is not None:
+                header["BADPIX"] = (Path(bad_pixels[0]).name[:68], "bad-pixel mask: MASK bit 8")
         except BaseException:
             self.close()
             raise
@@ -349,6 +356,8 @@ class _Image:
                 gain=self.gain, read_noise=self.read_noise, saturation=self.saturation,
                 electrons=self.electrons,
                 **{kind: p.rows(start, start + n, width) for kind, p in self.planes.items()})
+            if self.bad is not None:
+                band.mask[self.bad[start:start + n]] |= MASK_BITS["bad"]
             if cosmic_rays:
                 hits = clean_cosmic_rays(band)
                 self.header["CRCLEAN"] = (hits, "cosmic-ray pixels cleaned (astroscrappy)")
@@ -418,7 +427,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
               tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
               electrons=True, cosmic_rays=False, overscan=AUTO, trim=AUTO, overscan_fit=None,
               overwrite=False, mem_limit="1GB", workers=None, cache=True,
-              on_frame=None) -> list[CalibratedFrame]:
+              on_frame=None, bad_pixels=None) -> list[CalibratedFrame]:
     """Calibrate science frames with the masters of a folder.
 
     Parameters
@@ -467,6 +476,9 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         The header cache (see :class:`~calstack.catalog.index.ImageIndex`).
     on_frame : callable, optional
         Called with each :class:`CalibratedFrame` as it is written.
+    bad_pixels : str or os.PathLike, optional
+        A bad-pixel mask (``calstack defects``) of the frames' shape after trim: its nonzero
+        pixels get the ``bad`` MASK bit (values kept).
 
     Returns
     -------
@@ -520,7 +532,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
                    cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
                    cache=_MasterCache(limit // 2),
-                   processing=dict(overscan=overscan, trim=trim, **(overscan_fit or {})))
+                   processing=dict(overscan=overscan, trim=trim, **(overscan_fit or {})),
+                   bad_pixels=None if bad_pixels is None else (bad_pixels, _mask(bad_pixels)))
 
     def one(item):
         result = _calibrate_file(*item, **options)
@@ -531,6 +544,18 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(one, [(extensions, masters, target) for extensions, target
                                    in zip(files, targets, strict=True)]))
+
+
+def _mask(path) -> np.ndarray:
+    """A bad-pixel mask's image as booleans (nonzero = bad)."""
+    frame = open_frame(path)
+    try:
+        bad = np.empty(frame.shape, bool)
+        for start, band in read_bands(frame, _MEAN_ROWS):
+            bad[start:start + len(band)] = band != 0
+        return bad
+    finally:
+        frame.close()
 
 
 def _name(template, row) -> str:

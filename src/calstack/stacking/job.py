@@ -81,13 +81,16 @@ def _pixel_weights(weights, options):
     return weights
 
 
-def _open_calibration(item, name, shape, stack_dtype, tmpdir):
+def _open_calibration(item, name, shape, stack_dtype, tmpdir, first=None):
     if item is None:
         return None
     frame = open_frame(item, stack_dtype=stack_dtype, tmpdir=tmpdir)
     if frame.shape != shape:
-        raise FrameError(frame.source, f"the master {name} has shape {frame.shape[0]}x"
-                         f"{frame.shape[1]} but the frames are {shape[0]}x{shape[1]}")
+        frame.close()
+        frames = f"the frames ({first}) are" if first else "the frames are"
+        raise FrameError(frame.source, f"the {'master ' if first is None else ''}{name} has "
+                         f"shape {frame.shape[0]}x{frame.shape[1]} but {frames} "
+                         f"{shape[0]}x{shape[1]}")
     return frame
 
 
@@ -178,10 +181,10 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
     names = options_in("frames")
     check_names("prepare_frames", frame_options, names)
     given = {name: frame_options.get(name, OPTIONS[name].default) for name in names}
-    (scale, zero, scale_to, stat_section, weights, bias, dark, dark_scale, mem_limit, hdu, masks,
-     skip_bad, n_readers) = (given[name] for name in (
-        "scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark", "dark_scale",
-        "mem_limit", "hdu", "masks", "skip_bad", "n_readers"))
+    (scale, zero, scale_to, stat_section, weights, bias, dark, bad_pixels, dark_scale, mem_limit,
+     hdu, masks, skip_bad, n_readers) = (given[name] for name in (
+        "scale", "zero", "scale_to", "stat_section", "weights", "bias", "dark", "bad_pixels",
+        "dark_scale", "mem_limit", "hdu", "masks", "skip_bad", "n_readers"))
     limit = parse_mem_limit(mem_limit)
     if not isinstance(n_readers, int) or n_readers < 1:
         raise OptionError(f"n_readers={n_readers!r} must be a whole number >= 1")
@@ -233,7 +236,9 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
                 options = options.with_noise_model(header, unit, required=False)
             preparation = Preparation(
                 bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype, tmpdir),
-                dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype, tmpdir))
+                dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype, tmpdir),
+                bad_pixels=_open_calibration(bad_pixels, "bad-pixel mask", opened[0].shape,
+                                             stack_dtype, tmpdir, opened[0].source))
             calibrations = preparation.calibrations
             if preparation.dark is not None:
                 preparation.dark_factors = np.ones(len(opened))

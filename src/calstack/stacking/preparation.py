@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Preparation:
         Per-frame multipliers.
     zero : numpy.ndarray, optional
         Per-frame offsets subtracted after scaling.
+    bad_pixels : Frame, optional
+        A bad-pixel mask: where it is nonzero, every frame's value is missing (NaN).
     """
 
     bias: object = None
@@ -51,11 +53,12 @@ class Preparation:
     dark_factors: np.ndarray | None = None
     scale: np.ndarray | None = None
     zero: np.ndarray | None = None
+    bad_pixels: object = None
 
     @property
     def calibrations(self) -> list:
-        """The calibration frames whose rows every tile needs (bias, dark)."""
-        return [f for f in (self.bias, self.dark) if f is not None]
+        """The calibration frames whose rows every tile needs (bias, dark, bad pixels)."""
+        return [f for f in (self.bias, self.dark, self.bad_pixels) if f is not None]
 
     def apply(self, i: int, values: np.ndarray, calibration_rows) -> None:
         """Prepare frame ``i``'s ``values`` in place; ``calibration_rows`` are the same rows of
@@ -74,6 +77,8 @@ class Preparation:
             values *= self.scale[i]
         if self.zero is not None and self.zero[i] != 0:
             values -= self.zero[i]
+        if self.bad_pixels is not None:
+            values[next(rows) != 0] = np.nan
 
 
 def parse_section(text, shape):
@@ -124,7 +129,7 @@ def frame_statistics(frames, preparation, section, stack_dtype):
     n_values = (rows.stop - rows.start) * (cols.stop - cols.start)
     step = max(1, math.ceil(math.sqrt(n_values / _SAMPLES)))
     band = max(1, _BAND_BYTES // (width * np.dtype(stack_dtype).itemsize))
-    calibration_only = Preparation(preparation.bias, preparation.dark, preparation.dark_factors)
+    calibration_only = replace(preparation, scale=None, zero=None)
     raw = raw_buffer([*frames, *preparation.calibrations], band, width)
     values = np.empty((band, width), stack_dtype)
     calib = [np.empty((band, width), stack_dtype) for _ in preparation.calibrations]

@@ -100,7 +100,9 @@ def _work(job) -> _Work:
                           "client=")
     prep = job.preparation
     preparation = replace(prep, bias=None if prep.bias is None else _spec(prep.bias, "the bias"),
-                          dark=None if prep.dark is None else _spec(prep.dark, "the dark"))
+                          dark=None if prep.dark is None else _spec(prep.dark, "the dark"),
+                          bad_pixels=None if prep.bad_pixels is None else _spec(
+                              prep.bad_pixels, "the bad-pixel mask"))
     return _Work(frames=tuple(_spec(f, "frame") for f in job.frames), preparation=preparation,
                  kernel=job.kernel, shape=job.plan.shape, stack_dtype=job.stack_dtype,
                  n_readers=job.n_readers)
@@ -128,9 +130,9 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
     frames, calibrations = [], []
     try:
         frames = [_reopen(spec, work) for spec in work.frames]
-        bias, dark = (None if spec is None else _reopen(spec, work)
-                      for spec in (work.preparation.bias, work.preparation.dark))
-        preparation = replace(work.preparation, bias=bias, dark=dark)
+        bias, dark, bad = (None if spec is None else _reopen(spec, work) for spec in (
+            work.preparation.bias, work.preparation.dark, work.preparation.bad_pixels))
+        preparation = replace(work.preparation, bias=bias, dark=dark, bad_pixels=bad)
         calibrations = preparation.calibrations
         n, rows, width = len(frames), stop - start, work.shape[1]
         buffers = BandBuffers(frames, calibrations, rows, width, work.stack_dtype,
