@@ -78,7 +78,11 @@ def test_demo_masters_match_their_truth(tmp_path):
 
     results = run_demo(tmp_path, shape=(64, 64), say=lambda _text: None)
     night = [r for r in results if r["camera"] == "night"]
-    assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat", *["light"] * 4]
+    assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat", *["light"] * 4,
+                                          "defects"]
+    defects = night.pop()
+    assert defects["hot_found"] >= 0.99
+    assert defects["bad"] >= defects["hot"] > 0
     for r in night[:5]:  # unbiased, and as noisy as averaging N frames predicts (rejection costs a bit)
         assert abs(r["median"]) < 0.5 * r["expected"] + 1e-3
         assert r["noise"] < 1.5 * r["expected"]

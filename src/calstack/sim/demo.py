@@ -22,6 +22,7 @@ from ..catalog.index import ImageIndex
 from ..kernels.statistics import median_and_robust_std
 from ..options import RECIPE
 from ..pipeline.calibrate import INDEX_KEYWORDS
+from ..pipeline.defects import find_defects
 from ..pipeline.groups import combine_groups
 from ..pipeline.reduce import reduce_night
 from ..viz.pictures import show
@@ -163,4 +164,21 @@ def _night(folder, shape, mem_limit, overwrite, say) -> list:
             f"{frame.choice.describe()}; (value - truth) / uncertainty: mean {check['mean']:+.3f}, "
             f"rms {check['rms']:.3f} (expected 0 and 1)")
         results.append({"camera": "night", "kind": "light", "path": frame.path, **check})
+    results.append(_defects(folder, built, night, overwrite, say))
     return results
+
+
+def _defects(folder, built, night, overwrite, say) -> dict:
+    """``calstack defects`` on the night's longest master dark and first master flat: the
+    classes counted, and the simulator's hot pixels found (hot or warm)."""
+    dark = max((m for m in built if m.kind == "dark"), key=lambda m: m.group.key["exptime"])
+    flat = next(m for m in built if m.kind == "flat")
+    mask = find_defects(folder / "defects.fits", dark=dark.path, flat=flat.path,
+                        overwrite=overwrite)
+    found = fits.getdata(mask.path) & 3 != 0  # hot or warm
+    injected = fits.getdata(night.truth["bias"], "HOT") != 0
+    share = float(found[injected].mean()) if injected.any() else 1.0
+    say(f"[night] defects {mask.describe()}; the simulator's hot pixels found: "
+        f"{100 * share:.1f}%")
+    return {"camera": "night", "kind": "defects", "path": mask.path, "hot_found": share,
+            **mask.counts}
