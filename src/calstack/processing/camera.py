@@ -1,0 +1,149 @@
+"""A camera file (TOML): the camera's gain, read noise and saturation, and the layout of its
+amplifiers on a single-HDU frame read out by several of them.
+
+.. code-block:: toml
+
+    name = "two-amplifier CCD"  # optional
+    gain = 1.5                  # e-/ADU; each amplifier's own below wins
+    read_noise = 4.0            # e-
+    saturation = 65000          # raw ADU
+
+    [[amplifier]]
+    name = "left"
+    data = "[1:1024,1:2048]"       # the pixels kept (DATASEC), FITS 1-based inclusive
+    overscan = "[1025:1056,1:2048]" # its overscan (BIASSEC), or leave it out
+    gain = 1.48
+    read_noise = 3.9
+
+    [[amplifier]]
+    name = "right"
+    data = "[1089:2112,1:2048]"
+    overscan = "[1057:1088,1:2048]"
+    gain = 1.53
+    detector = "[1025:2048,1:2048]" # where it goes in the assembled image (DETSEC), optional
+
+A section may instead name the header keyword that holds it (``data = "DATASECA"``), and a
+number the keyword that holds it (``gain = "GAINA"``). Without ``detector`` the amplifiers'
+data sections are packed in their order on the frame (the overscan between them left out).
+``calstack characterize`` writes this file; ``calibrate`` and ``reduce`` take it
+(``--camera``).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import OptionError, unknown_option
+
+__all__ = ["Amplifier", "Camera", "read_camera"]
+
+_TOP = ("name", "gain", "read_noise", "saturation", "amplifier")
+_AMPLIFIER = ("name", "data", "overscan", "gain", "read_noise", "detector")
+
+
+@dataclass(frozen=True)
+class Amplifier:
+    """One amplifier's part of a frame: sections as FITS text or the keyword holding them,
+    numbers or the keyword holding them (None: the camera's, else the header's)."""
+
+    name: str
+    data: str | None = None
+    overscan: str | None = None
+    gain: float | str | None = None
+    read_noise: float | str | None = None
+    detector: str | None = None
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A camera file's contents (:func:`read_camera`)."""
+
+    source: str
+    name: str = ""
+    gain: float | str | None = None
+    read_noise: float | str | None = None
+    saturation: float | str | None = None
+    amplifiers: tuple[Amplifier, ...] = field(default_factory=tuple)
+
+
+def _number(value, where, key, *, positive=False):
+    if value is None or isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (positive and value == 0):
+        need = "a number > 0" if positive else "a number >= 0"
+        raise OptionError(f"{where}: {key} = {value!r} is not {need} or a header keyword")
+    return float(value)
+
+
+def _text(value, where, key):
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise OptionError(f"{where}: {key} = {value!r} is not a section ('[x1:x2,y1:y2]') or a "
+                          "header keyword")
+    return value.strip()
+
+
+def _check_keys(table, valid, where):
+    for key in table:
+        if key not in valid:
+            raise unknown_option(key, valid, where=where, what="key")
+
+
+def read_camera(path) -> Camera:
+    """Read a camera file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The TOML file.
+
+    Returns
+    -------
+    Camera
+
+    Raises
+    ------
+    OptionError
+        The file cannot be read or parsed, has an unknown key, a value of the wrong kind, or
+        amplifiers without a data section or with one name twice; the message names the file
+        and the key.
+    """
+    source = str(path)
+    try:
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OptionError(f"--camera {source}: cannot be read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise OptionError(f"--camera {source}: not a TOML camera file ({exc})") from None
+    _check_keys(table, _TOP, source)
+    amplifiers = table.get("amplifier", [])
+    if not isinstance(amplifiers, list) or not all(isinstance(a, dict) for a in amplifiers):
+        raise OptionError(f"{source}: 'amplifier' must be a list of tables ([[amplifier]])")
+    parsed = []
+    for number, amp in enumerate(amplifiers, start=1):
+        where = f"{source}: amplifier {number}"
+        _check_keys(amp, _AMPLIFIER, where)
+        name = str(amp.get("name", number))
+        if amp.get("data") is None and len(amplifiers) > 1:
+            raise OptionError(f"{where} ({name}) has no 'data' section; give each amplifier's")
+        parsed.append(Amplifier(
+            name, _text(amp.get("data"), where, "data"),
+            _text(amp.get("overscan"), where, "overscan"),
+            _number(amp.get("gain"), where, "gain", positive=True),
+            _number(amp.get("read_noise"), where, "read_noise"),
+            _text(amp.get("detector"), where, "detector")))
+    names = [a.name for a in parsed]
+    if len(set(names)) < len(names):
+        raise OptionError(f"{source}: two amplifiers are named alike ({names}); name each its own")
+    if parsed and any(a.detector for a in parsed) and not all(a.detector for a in parsed):
+        raise OptionError(f"{source}: 'detector' given for some amplifiers only; give it for "
+                          "every amplifier or none")
+    return Camera(source, str(table.get("name", "")),
+                  _number(table.get("gain"), source, "gain", positive=True),
+                  _number(table.get("read_noise"), source, "read_noise"),
+                  _number(table.get("saturation"), source, "saturation"), tuple(parsed))
