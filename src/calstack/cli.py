@@ -141,6 +141,8 @@ def _add_calibrate_options(p):
                    help="read noise in electrons (default: RDNOISE)")
     p.add_argument("--saturation", type=float, metavar="ADU", help="raw level of saturation "
                    "(default: SATURATE, else the largest value of an integer file)")
+    p.add_argument("--camera", metavar="CAMERA.toml", help="camera file: gain, read noise, "
+                   "saturation, the amplifier's overscan and data sections, where not given")
     p.add_argument("--adu", action="store_true", help="keep values in ADU (default: electrons)")
     p.add_argument("--cosmic-rays", action="store_true", help="find and clean cosmic rays "
                    "(astroscrappy: pip install 'calstack[cosmic]'); MASK bit 16")
@@ -169,7 +171,7 @@ def _calibrate_options(args) -> dict:
     return dict(allow_missing=args.allow_missing, gain=args.gain, read_noise=args.read_noise,
                 saturation=args.saturation, electrons=not args.adu,
                 cosmic_rays=args.cosmic_rays, overscan=args.overscan, trim=args.trim,
-                overscan_fit=fit, bad_pixels=args.bad_pixels)
+                overscan_fit=fit, bad_pixels=args.bad_pixels, camera=args.camera)
 
 
 def _build_parser() -> argparse.ArgumentParser:

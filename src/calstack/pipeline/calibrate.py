@@ -32,6 +32,7 @@ from ..io.reader import open_auxiliary, open_frame, raw_buffer, read_bands
 from ..io.writer import BandFile, atomic_write, check_writable
 from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
+from ..processing.camera import camera_defaults
 from ..processing.cosmic import clean_cosmic_rays
 from ..processing.frames import AUTO, ProcessedFrame, processing_for
 from ..stacking.plan import parse_mem_limit
@@ -142,6 +143,9 @@ def _noise_model(header, gain, read_noise, source) -> tuple[float, float]:
 def _saturation(header, frame, saturation) -> float | None:
     """The level at which raw values saturate: the option, SATURATE/SATLEVEL, or for integer
     data the largest value the file can hold."""
+    if isinstance(saturation, str):
+        return _number(header, saturation, (), "saturation level", "--saturation",
+                       frame.source)
     if saturation is not None:
         return float(saturation)
     for key in _SATURATION_KEYS:
@@ -427,7 +431,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
               tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
               electrons=True, cosmic_rays=False, overscan=AUTO, trim=AUTO, overscan_fit=None,
               overwrite=False, mem_limit="1GB", workers=None, cache=True,
-              on_frame=None, bad_pixels=None) -> list[CalibratedFrame]:
+              on_frame=None, bad_pixels=None, camera=None) -> list[CalibratedFrame]:
     """Calibrate science frames with the masters of a folder.
 
     Parameters
@@ -450,8 +454,9 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         Kinds a frame may go without.
     gain, read_noise : float or str, optional
         e-/ADU and e-, or header keywords; default: EGAIN (or GAIN beside RDNOISE) and RDNOISE.
-    saturation : float, optional
-        Raw level of saturation (default: SATURATE, else the largest integer the file holds).
+    saturation : float or str, optional
+        Raw level of saturation, or the keyword holding it (default: SATURATE, else the
+        largest integer the file holds).
     electrons : bool
         Write the result in electrons (default) or in ADU.
     cosmic_rays : bool
@@ -479,6 +484,10 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     bad_pixels : str or os.PathLike, optional
         A bad-pixel mask (``calstack defects``) of the frames' shape after trim: its nonzero
         pixels get the ``bad`` MASK bit (values kept).
+    camera : str, os.PathLike or Camera, optional
+        A camera file (:mod:`calstack.processing.camera`): its gain, read noise, saturation and
+        its amplifier's overscan and data sections stand in for ``gain``, ``read_noise``,
+        ``saturation``, ``overscan`` and ``trim`` where those are not given.
 
     Returns
     -------
@@ -491,6 +500,10 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         Before anything is written: no science frame, a bad option, an output name that is an
         input; per frame: no matching master, a frame already calibrated.
     """
+    given = camera_defaults(camera, gain=gain, read_noise=read_noise, saturation=saturation,
+                            overscan=overscan, trim=trim)
+    gain, read_noise, saturation, overscan, trim = (
+        given[k] for k in ("gain", "read_noise", "saturation", "overscan", "trim"))
     allow_missing = tuple(allow_missing)
     unknown = set(allow_missing) - {"bias", "dark", "flat"}
     if unknown:

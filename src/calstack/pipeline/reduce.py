@@ -23,6 +23,7 @@ from ..catalog.conventions import kind_of
 from ..catalog.index import ImageIndex
 from ..io.reader import open_frame, read_bands
 from ..io.writer import BandFile, atomic_write, check_writable
+from ..processing.camera import camera_defaults
 from ..processing.frames import AUTO, ProcessedFrame, processing_for
 from .calibrate import INDEX_KEYWORDS, calibrate
 from .night import build_night
@@ -151,7 +152,8 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     calibrate_options : dict, optional
         Options of :func:`calstack.calibrate` (``allow_missing``, ``gain``, ``read_noise``,
         ``saturation``, ``electrons``, ``cosmic_rays``, ``overscan``, ``trim``,
-        ``overscan_fit``, ``template``), the overscan ones for the calibration frames too.
+        ``overscan_fit``, ``template``, ``camera``), the overscan ones for the calibration
+        frames too, the camera's gain and read noise for the combines' noise model.
     **master_options
         Options of :func:`calstack.build_night` (``group_by``, the combine options...).
 
@@ -161,6 +163,13 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     """
     output_dir = Path(output_dir)
     options = dict(calibrate_options or {})
+    given = camera_defaults(options.get("camera"), **{
+        k: options.get(k, AUTO if k in ("overscan", "trim") else None)
+        for k in ("gain", "read_noise", "saturation", "overscan", "trim")})
+    options.update(given)
+    for name in ("gain", "read_noise"):  # the camera's noise model for the combines too
+        if master_options.get(name) is None and given[name] is not None:
+            master_options[name] = given[name]
     rows = [row for row in index.rows() if not row.get("master") and not row.get("error")]
     science = [kind_of(row.get("imagetyp")) == "light" for row in rows]
     calibration = [row for row, s in zip(rows, science, strict=True) if not s]

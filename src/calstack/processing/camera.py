@@ -24,9 +24,10 @@ amplifiers on a single-HDU frame read out by several of them.
 
 A section may instead name the header keyword that holds it (``data = "DATASECA"``), and a
 number the keyword that holds it (``gain = "GAINA"``). Without ``detector`` the amplifiers'
-data sections are packed in their order on the frame (the overscan between them left out).
-``calstack characterize`` writes this file; ``calibrate`` and ``reduce`` take it
-(``--camera``).
+data sections are to be packed in their order on the frame (the overscan between them left
+out). ``calibrate`` and ``reduce`` take the file (``--camera``) for the gain, read noise,
+saturation and a single amplifier's sections (:func:`camera_defaults`); a layout of several
+amplifiers on one image is read and checked, but not processed yet (an error says so).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from ..errors import OptionError, unknown_option
 
-__all__ = ["Amplifier", "Camera", "read_camera"]
+__all__ = ["Amplifier", "Camera", "camera_defaults", "read_camera"]
 
 _TOP = ("name", "gain", "read_noise", "saturation", "amplifier")
 _AMPLIFIER = ("name", "data", "overscan", "gain", "read_noise", "detector")
@@ -70,7 +71,7 @@ class Camera:
 
 
 def _number(value, where, key, *, positive=False):
-    if value is None or isinstance(value, str) and value.strip():
+    if value is None or (isinstance(value, str) and value.strip()):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0 or (positive and value == 0):
@@ -147,3 +148,43 @@ def read_camera(path) -> Camera:
                   _number(table.get("gain"), source, "gain", positive=True),
                   _number(table.get("read_noise"), source, "read_noise"),
                   _number(table.get("saturation"), source, "saturation"), tuple(parsed))
+
+
+def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, overscan="auto",
+                    trim="auto") -> dict:
+    """The options a camera file gives where they are not given (None, or ``'auto'`` for the
+    sections): ``gain``, ``read_noise``, ``saturation``, ``overscan``, ``trim``.
+
+    An amplifier's own value wins over the camera's; given options win over both.
+
+    Parameters
+    ----------
+    camera : Camera, str, os.PathLike or None
+        The camera (a path is read); None gives the options back as they are.
+
+    Raises
+    ------
+    OptionError
+        The camera has several amplifiers: a single image read by several amplifiers is not
+        processed yet (frames with one amplifier per extension are, by their own keywords).
+    """
+    options = dict(gain=gain, read_noise=read_noise, saturation=saturation, overscan=overscan,
+                   trim=trim)
+    if camera is None:
+        return options
+    if not isinstance(camera, Camera):
+        camera = read_camera(camera)
+    if len(camera.amplifiers) > 1:
+        raise OptionError(f"--camera {camera.source}: {len(camera.amplifiers)} amplifiers on "
+                          "one image are not processed yet; give frames with one amplifier per "
+                          "extension (each with its BIASSEC, DATASEC, GAIN, RDNOISE)")
+    amp = camera.amplifiers[0] if camera.amplifiers else Amplifier("1")
+    given = {"gain": (amp.gain, camera.gain), "read_noise": (amp.read_noise, camera.read_noise),
+             "saturation": (None, camera.saturation)}
+    for key, (own, shared) in given.items():
+        if options[key] is None:
+            options[key] = own if own is not None else shared
+    for key, section in (("overscan", amp.overscan), ("trim", amp.data)):
+        if section is not None and str(options[key]).lower() == "auto":
+            options[key] = section
+    return options

@@ -39,7 +39,12 @@ def _section(value, header, keys, shape, source, option):
     if value is None or str(value).lower() == "none":
         return None
     if str(value).lower() != AUTO:
-        return parse_section(value, shape, source=source, keyword=option)
+        if str(value).lstrip().startswith("["):
+            return parse_section(value, shape, source=source, keyword=option)
+        keys = (str(value).strip().upper(),)  # the keyword that holds it (a camera file's)
+        if not isinstance(header.get(keys[0]), str):
+            raise FrameError(source, f"has no section keyword {keys[0]} (named by {option} or "
+                             "the camera file); give the section as '[x1:x2,y1:y2]'")
     for key in keys:
         text = header.get(key)
         if isinstance(text, str) and text.strip():
@@ -59,7 +64,7 @@ def processing_for(header, shape, source, *, overscan=AUTO, trim=AUTO, **fit) ->
     source : str
         The file, for messages.
     overscan, trim : str or None
-        A section (``'[x1:x2,y1:y2]'``), ``'auto'`` (the header's BIASSEC; TRIMSEC, else
+        A section (``'[x1:x2,y1:y2]'``) or the keyword holding one, ``'auto'`` (the header's BIASSEC; TRIMSEC, else
         DATASEC) or None / ``'none'``. ``auto`` does nothing where the header says it was done
         already (OVERSCAN, TRIM).
     **fit
