@@ -29,6 +29,18 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+class _CommandListFormatter(argparse.HelpFormatter):
+    """argparse's help, with each command's name counted at the indent it is shown at (argparse
+    counts it one step less, so the longest name's help wraps onto the next line)."""
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        for sub in getattr(action, "_get_subactions", list)():
+            width = (len(self._format_action_invocation(sub)) + self._current_indent
+                     + self._indent_increment)
+            self._action_max_length = max(self._action_max_length, width)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with exact option names and one-line errors that suggest the nearest option."""
 
@@ -177,7 +189,8 @@ def _calibrate_options(args) -> dict:
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="calstack", description=(
         "Master calibration frames (bias, dark, flat) from folders of FITS files: fast, exact "
-        "(ccdproc's numbers) and within a memory limit."))
+        "(ccdproc's numbers) and within a memory limit."),
+        formatter_class=_CommandListFormatter)
     parser.add_argument("--version", action="version", version=f"calstack {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the tile plan and memory estimate")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -318,6 +331,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MASK.fits")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_cmd_defects)
+
+    p = add("characterize", help="the camera's gain and read noise from pairs of flats and "
+            "two biases (photon transfer), as a camera file")
+    _add_index_options(p)
+    p.add_argument("-o", "--output", metavar="CAMERA.toml",
+                   help="write the camera file (for --camera)")
+    p.add_argument("--overscan", default="none", metavar="[x1:x2,y1:y2]|auto|none",
+                   help="overscan section subtracted (default none: a difference cancels the "
+                   "bias, a per-line overscan adds noise)")
+    p.add_argument("--trim", default="auto", metavar="[x1:x2,y1:y2]|auto|none",
+                   help="region kept (default auto: TRIMSEC, else DATASEC)")
+    p.add_argument("--saturation", type=number_or_keyword, metavar="ADU|KEYWORD",
+                   help="raw level of saturation: pairs at it are left out (default: SATURATE, "
+                   "else the largest value of an integer file)")
+    p.add_argument("--json", action="store_true", help="print the measurement as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing camera file")
+    p.set_defaults(run=_cmd_characterize)
 
     p = add("show", help="frames side by side on one stretch, as a PNG")
     p.add_argument("frames", nargs="+", metavar="FRAME")
@@ -678,6 +708,20 @@ def _cmd_defects(args):
                             column_sigma=args.column_sigma, column_length=args.column_length,
                             saturation=args.saturation, overwrite=args.overwrite)
     _say(args, mask.describe())
+    return 0
+
+
+def _cmd_characterize(args):
+    from .pipeline.characterize import characterize
+
+    result = characterize(_index(args), output=args.output, overscan=args.overscan, trim=args.trim,
+                          saturation=args.saturation, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        _say(args, result.table())
+        if result.camera_file is not None:
+            _say(args, f"wrote {result.camera_file}")
     return 0
 
 

@@ -1,0 +1,183 @@
+"""``calstack characterize FRAMES``: the camera's gain and read noise measured from its frames
+(:mod:`calstack.processing.ptc`), written as a camera file that ``calibrate`` and ``reduce``
+take (``--camera``).
+
+The flats are paired by setup, filter and exposure time (in file order: the 1st with the 2nd,
+the 3rd with the 4th...), the first two biases of that setup give the bias level and the read
+noise. Raw frames are trimmed first (TRIMSEC, else DATASEC, or the option) but by default not
+overscan-subtracted: a difference cancels the bias and a frame's offset, while a per-line
+overscan would add its own noise to it (the read variance over the number of overscan columns:
++3 % on the read noise with 16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog.conventions import SETUP, kind_of
+from ..catalog.index import DEFAULT_KEYWORDS, ImageIndex
+from ..errors import OptionError
+from ..io.reader import open_frame, read_bands
+from ..io.writer import atomic_write
+from ..processing.frames import AUTO, ProcessedFrame, processing_for
+from ..processing.ptc import PhotonTransfer, difference_variance, flat_pair, photon_transfer
+from .calibrate import _saturation
+
+__all__ = ["Characterized", "characterize"]
+
+_BAND_ROWS = 512
+
+
+@dataclass(frozen=True)
+class Characterized:
+    """What ``characterize`` measured, from which biases, and the camera file written."""
+
+    transfer: PhotonTransfer
+    biases: tuple[str, str]
+    camera_file: Path | None
+
+    def summary(self) -> dict:
+        """For ``--json``."""
+        t = self.transfer
+        return {"gain": t.gain, "read_noise": t.read_noise, "read_noise_adu": t.read_noise_adu,
+                "linearity": t.linearity, "biases": list(self.biases),
+                "camera_file": None if self.camera_file is None else str(self.camera_file),
+                "pairs": [{"frames": list(p.names), "exptime": p.exptime, "level": p.level,
+                           "variance": p.variance, "gain": p.gain, "saturated": p.saturated}
+                          for p in t.pairs]}
+
+    def table(self) -> str:
+        """The pairs, and the result, as lines of text."""
+        t = self.transfer
+        lines = [(f"{'flat pair':<40} {'exptime':>8} {'level ADU':>10} {'var ADU2':>10} "
+                 f"{'gain':>7}")]
+        for p in t.pairs:
+            names = " + ".join(Path(n).name for n in p.names)
+            lines.append(f"{names:<40} {p.exptime or 0:>8.3f} {p.level:>10.1f} "
+                         f"{p.variance:>10.2f} {p.gain:>7.4f}"
+                         + ("  saturated: left out" if p.saturated else ""))
+        lines.append(f"gain {t.gain:.4f} e-/ADU, read noise {t.read_noise:.3f} e- "
+                     f"({t.read_noise_adu:.3f} ADU) from {' + '.join(self.biases)}")
+        if t.linearity is not None:
+            lines.append(f"linearity: levels within {100 * t.linearity:.2f}% of a line in "
+                         "exposure time")
+        return "\n".join(lines)
+
+
+def _load(row, processing) -> tuple[np.ndarray, float | None]:
+    """A frame's values (overscan-subtracted and trimmed where raw), float32, and its
+    saturation level on those values."""
+    path = str(row["path"])
+    frame = open_frame((path, int(row["hdu"])))
+    try:
+        header = frame.header()
+        saturation = _saturation(header, frame, processing.get("saturation"))
+        steps = processing_for(header, frame.shape, path, overscan=processing["overscan"],
+                               trim=processing["trim"])
+        if steps:
+            frame = ProcessedFrame(frame, steps)
+            if saturation is not None and frame.model is not None:
+                saturation -= float(np.mean(frame.model))
+        data = np.empty(frame.shape, np.float32)
+        for start, band in read_bands(frame, _BAND_ROWS):
+            data[start:start + len(band)] = band
+        frame.verify()
+        return data, saturation
+    finally:
+        frame.close()
+
+
+def _setup(row) -> tuple:
+    """The setup keys' values, the sensor temperature left out (it drifts within a setup)."""
+    return tuple(row.get(k) for k in SETUP if k != "ccd-temp")
+
+
+def characterize(frames, *, output=None, recursive=False, cache=True, overscan=None,
+                 trim=AUTO, saturation=None, overwrite=False) -> Characterized:
+    """Measure the camera's gain and read noise from pairs of flats and two biases.
+
+    Parameters
+    ----------
+    frames : ImageIndex, str, os.PathLike or list of these
+        An index, or files and/or folders to index: biases and flats of one camera setup
+        (masters and other kinds left out).
+    output : str or os.PathLike, optional
+        The camera file (TOML) to write: ``gain``, ``read_noise``, and ``saturation`` where
+        given.
+    recursive, cache
+        Where ``frames`` is not an index: as for :class:`~calstack.catalog.index.ImageIndex`.
+    overscan, trim : str or None
+        Raw frames: as for :func:`calstack.calibrate`; the overscan is not subtracted by
+        default (None), the trim is ``'auto'``.
+    saturation : float or str, optional
+        The raw level (or its keyword) at which a flat pair is saturated and left out
+        (default: SATURATE, else the largest integer the file holds).
+    overwrite : bool
+        Replace an existing camera file.
+
+    Returns
+    -------
+    Characterized
+
+    Raises
+    ------
+    OptionError
+        Fewer than two biases, no two flats of one filter and exposure, frames of several
+        setups, or the camera file exists (without ``overwrite``).
+    """
+    index = frames if isinstance(frames, ImageIndex) else ImageIndex(
+        frames, recursive=recursive, cache=cache, keywords=DEFAULT_KEYWORDS)
+    rows = [r for r in index.rows() if not r["error"] and not r["master"]]
+    biases = [r for r in rows if kind_of(r.get("imagetyp")) == "bias"]
+    flats = [r for r in rows if kind_of(r.get("imagetyp")) == "flat"]
+    setups = {_setup(r) for r in biases + flats}
+    if len(setups) > 1:
+        raise OptionError(f"the frames are of {len(setups)} camera setups "
+                          f"({', '.join(str(s) for s in sorted(setups, key=str))}); "
+                          "characterize one setup at a time (--include, or one folder each)")
+    if len(biases) < 2:
+        raise OptionError(f"{len(biases)} bias frame(s) in {', '.join(index.locations)}: the "
+                          "read noise needs two; add biases")
+    groups = {}
+    for row in flats:
+        groups.setdefault((row.get("filter"), row.get("exptime")), []).append(row)
+    pairs = [(g[i], g[i + 1]) for g in groups.values() for i in range(0, len(g) - 1, 2)]
+    if not pairs:
+        raise OptionError(f"no two flats of one filter and exposure time in "
+                          f"{', '.join(index.locations)}: the gain needs a pair; add flats")
+    if output is not None and Path(output).exists() and not overwrite:
+        raise OptionError(f"{output}: exists; pass --overwrite to replace it")
+    processing = dict(overscan=overscan, trim=trim, saturation=saturation)
+    (b1, _), (b2, _) = (_load(r, processing) for r in biases[:2])
+    read_variance, bias_level = difference_variance(b1, b2)
+    measured = []
+    for first, second in pairs:
+        (a, top), (b, _) = (_load(r, processing) for r in (first, second))
+        measured.append(flat_pair(a, b, bias_level=bias_level, read_variance=read_variance,
+                                  names=(str(first["path"]), str(second["path"])),
+                                  exptime=first.get("exptime"), saturation=top))
+    try:
+        transfer = photon_transfer(measured, float(np.sqrt(read_variance)))
+    except ValueError as exc:
+        raise OptionError(f"{exc}: add flats at a level below saturation") from None
+    written = None
+    if output is not None:
+        written = _write_camera(output, transfer, saturation, overwrite)
+    return Characterized(transfer, (str(biases[0]["path"]), str(biases[1]["path"])), written)
+
+
+def _write_camera(path, transfer, saturation, overwrite) -> Path:
+    import tomli_w
+
+    table = {"gain": round(transfer.gain, 5), "read_noise": round(transfer.read_noise, 4)}
+    if saturation is not None:
+        table["saturation"] = saturation
+    text = ("# measured by calstack characterize (photon transfer)\n" + tomli_w.dumps(table))
+
+    def write(tmp):
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    return atomic_write(path, write, overwrite=overwrite)
