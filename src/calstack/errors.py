@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["CalstackError", "FrameError", "OptionError", "UnknownOptionError", "did_you_mean",
+__all__ = ["CalstackError", "FileChangedError", "FrameError", "OptionError", "UnknownOptionError", "did_you_mean",
            "unknown_option"]
 
 
@@ -28,6 +28,11 @@ class FrameError(CalstackError, ValueError):
 
     def __reduce__(self):  # pickled with its two arguments, so it crosses process boundaries
         return type(self), (self.path, self.reason)
+
+
+class FileChangedError(FrameError):
+    """An input file is not the one indexed or opened (replaced or edited): never skipped as an
+    unreadable frame, nothing is written."""
 
 
 class OptionError(CalstackError, ValueError):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import unknown_option
 
-__all__ = ["frame_pairs", "resolve_column", "unreadable_mask"]
+__all__ = ["frame_pairs", "indexed_frames", "resolve_column", "unreadable_mask"]
 
 
 def resolve_column(name, colnames, *, where=None, fix=None) -> str:
@@ -68,3 +68,18 @@ def frame_pairs(frames) -> list[tuple[str, int]]:
     bad = unreadable_mask(table)
     hdus = np.asarray(table["hdu"]).tolist()
     return [(str(path), int(hdu)) for path, hdu, b in zip(table["path"], hdus, bad, strict=True) if not b]
+
+
+def indexed_frames(frames) -> list[tuple]:
+    """``(path, HDU number, identity)`` of each frame of :func:`frame_pairs`, the identity its
+    file had when it was indexed (:func:`calstack.io.reader.file_identity`, from a
+    :class:`~calstack.catalog.grouping.Group`'s ``identities`` or the index table's
+    ``meta['identity']``; None where unknown): the items :func:`calstack.combine` opens and
+    checks against it."""
+    pairs = frame_pairs(frames)
+    if hasattr(frames, "identities"):  # a Group
+        identities = list(frames.identities) or [None] * len(pairs)
+    else:
+        known = getattr(frames, "table", frames).meta.get("identity", {})
+        identities = [known.get(path) for path, _ in pairs]
+    return [(path, hdu, identity) for (path, hdu), identity in zip(pairs, identities, strict=True)]

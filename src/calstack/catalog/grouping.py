@@ -52,6 +52,10 @@ class Group:
         The frames' file paths (``path`` column), row order.
     hdus : tuple of int
         Their HDU numbers (``hdu`` column).
+    identities : tuple
+        Each frame's file identity when it was indexed
+        (:func:`calstack.io.reader.file_identity`; None where the table does not know it),
+        which the combine checks the file against.
     setup : dict
         The camera setup the frames share: setup key -> value (None where the frames lack the
         keyword), every setup key grouped by, whether or not it differs between groups.
@@ -62,6 +66,7 @@ class Group:
     paths: tuple
     hdus: tuple
     setup: dict = field(default_factory=dict)
+    identities: tuple = ()
 
     def label(self) -> str:
         """``"filter=R exptime=10.000"``: numbers with 3 decimals, ints and strings as they are,
@@ -310,6 +315,7 @@ def group_by(table, keys, *, tolerances=None, setup=()) -> list[Group]:
     varying = {k for k in range(len(columns), len(labels))
                if len({label[k] for label in groups}) > 1}
     pair_of = dict(zip((row for row in range(n) if good[row]), frame_pairs(table), strict=True))  # good rows
+    identity_of = table.meta.get("identity", {})
     out = []
     for label in sorted(groups):  # representatives are sorted, so labels sort like values
         rows = tuple(groups[label])
@@ -318,6 +324,7 @@ def group_by(table, keys, *, tolerances=None, setup=()) -> list[Group]:
         pairs = [pair_of[r] for r in rows]
         out.append(Group(key=key, rows=rows, paths=tuple(path for path, _ in pairs),
                          hdus=tuple(hdu for _, hdu in pairs),
+                         identities=tuple(identity_of.get(path) for path, _ in pairs),
                          setup={column: v for column, v in values[len(columns):]}))
     return out
 

@@ -316,7 +316,8 @@ class ImageIndex:
         cache_file = cache_path(cache)
 
         found = find_files(locations, bool(recursive), include, exclude)
-        paths = [path for path, _ in found]
+        paths = [path for path, _, _ in found]
+        identities = {path: identity for path, _, identity in found}
         cache = HeaderCache.open(cache_file) if cache_file else None
         with as_progress(progress).task("index", total=len(paths), unit="file") as task:
             if cache is None:
@@ -326,11 +327,13 @@ class ImageIndex:
             else:
                 folders = [os.path.abspath(p) for p in locations if os.path.isdir(p)]
                 with cache:
-                    results = read_cached(paths, cache, folders, workers, adaptive, task.update)
+                    results = read_cached(identities, cache, folders, workers, adaptive,
+                                          task.update)
         records = [(rel, path, hdu, extname, header, error)
-                   for (path, rel), rows in zip(found, results, strict=True)
+                   for (path, rel, _), rows in zip(found, results, strict=True)
                    for hdu, extname, header, error in rows]
         self._table = _build_table(records, keywords)
+        self._table.meta["identity"] = identities  # kept by every selection of rows
         self.keywords = keywords
         self.locations = tuple(os.fspath(p) for p in locations)
 

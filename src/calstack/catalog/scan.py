@@ -106,8 +106,10 @@ def _hint_recursive(folder):
 
 
 def find_files(locations, recursive, include, exclude):
-    """``(path, relative name)`` of the FITS files of ``locations`` (folders or files), in
-    order; one file reached by two paths (links) is listed once, by its first path."""
+    """``(path, relative name, identity)`` of the FITS files of ``locations`` (folders or
+    files), in order; one file reached by two paths (links) is listed once, by its first path.
+    The identity (:func:`calstack.io.reader.file_identity`) is taken before the header is read,
+    so a file changed after it is not the file indexed."""
     found, seen = [], set()
     for location in locations:
         location = os.path.abspath(os.fspath(location))
@@ -132,7 +134,7 @@ def find_files(locations, recursive, include, exclude):
                 log.info("skipping %s: the same file as one indexed already", path)
                 continue
             seen.add(identity)
-            found.append((path, rel))
+            found.append((path, rel, file_identity(st)))
     return found
 
 
@@ -242,24 +244,15 @@ def read_all(paths, wanted, workers, adaptive, tick=None):
         return head
 
 
-def _stat(path):
-    """The identity of a file (:func:`calstack.io.reader.file_identity`), or None if it cannot
-    be had."""
-    try:
-        return file_identity(os.stat(path))
-    except OSError:
-        return None
-
-
-def read_cached(paths, cache, folders, workers, adaptive, tick):
-    """Rows of every file: from the cache where a file is unchanged, else read (every keyword)
-    and stored, in one transaction that also drops the entries of files deleted from
-    ``folders``."""
-    stats = {path: stat for path in paths if (stat := _stat(path)) is not None}
+def read_cached(stats, cache, folders, workers, adaptive, tick):
+    """Rows of every file of ``stats`` (path -> identity when found, :func:`find_files`): from
+    the cache where a file is unchanged, else read (every keyword) and stored, in one
+    transaction that also drops the entries of files deleted from ``folders``."""
+    paths = list(stats)
     cached = cache.lookup(stats)
     missing = [path for path in paths if path not in cached]
     tick(len(paths) - len(missing))
     read = dict(zip(missing, read_all(missing, None, workers, adaptive, tick), strict=True))
     cache.update([(path, *stats[path], rows) for path, (rows, lasting) in read.items()
-                  if lasting and path in stats], folders=folders, seen=set(paths))
+                  if lasting], folders=folders, seen=set(paths))
     return [cached[path] if path in cached else read[path][0] for path in paths]

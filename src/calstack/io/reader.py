@@ -4,7 +4,9 @@ A plain FITS image is read with one positioned read per tile (``os.preadv``) str
 file: no memory map (whose touched pages would count against the memory limit), no whole-frame
 read and no re-read of the file per tile. Integer data are scaled with BZERO/BSCALE; BLANK
 values, masked pixels (a ``MASK`` extension or a user mask) and NaN/Inf become NaN, which the
-kernels treat as missing. Gzip files are decompressed once to a temporary file; tile-compressed
+kernels treat as missing. Gzip files are decompressed as a stream into the bands read (nothing
+is written to a temporary folder; each frame keeps only its stream's state, see
+:class:`GzipFrame`); tile-compressed
 (``.fz``) images are read through astropy's section interface, which decompresses only the
 tiles a band touches. At most :data:`MAX_OPEN_FILES` stay open; past that a file is opened
 for each read.
@@ -16,17 +18,17 @@ import functools
 import gzip
 import os
 import resource
-import shutil
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CalstackError, FrameError
+from ..errors import FileChangedError, FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame",
-           "auxiliary_hdu", "check_gzip_room", "file_identity", "frame_location",
+           "GzipFrame", "auxiliary_hdu", "file_identity", "frame_location",
            "open_auxiliary", "open_frame", "raw_buffer", "raw_itemsize", "read_bands"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
@@ -76,6 +78,21 @@ def file_identity(st) -> tuple:
     return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
+def file_identity_of(path, indexed=None, *, when="indexed") -> tuple:
+    """The identity (:func:`file_identity`) of ``path`` now; when ``indexed`` (the identity
+    recorded when the file was indexed, or ``when`` else) is given, a file that differs from it
+    is a :class:`~calstack.errors.FileChangedError` naming it."""
+    try:
+        identity = file_identity(os.stat(path))
+    except OSError as exc:
+        raise FrameError(path, f"cannot open: {exc.strerror}") from exc
+    if indexed is not None and tuple(indexed) != identity:
+        raise FileChangedError(path, f"changed since it was {when} (size, modification time, "
+                               "inode or status-change time); nothing was written: index it "
+                               "again and run again")
+    return identity
+
+
 def _scaling(path, info: HDUInfo, key, default):
     value = info.header.get(key, default)
     if key == "BSCALE" and value == 0:
@@ -98,10 +115,9 @@ def _image_shape(path, info: HDUInfo) -> tuple[int, int]:
 class FitsFrame(Frame):
     """A 2-D image HDU of an uncompressed FITS file, read by positioned reads."""
 
-    def __init__(self, path, info: HDUInfo, mask: HDUInfo | None, *, stack_dtype, source=None,
-                 keep_open: bool = True, primary: HDUInfo | None = None):
-        self.path = str(path)
-        self.source = str(source or path)  # the user's file (a .gz is read from a temp copy)
+    def __init__(self, path, info: HDUInfo, mask: HDUInfo | None, *, stack_dtype,
+                 keep_open: bool = True, primary: HDUInfo | None = None, identity=None):
+        self.path = self.source = str(path)
         self.name = os.path.basename(self.source)
         self.info = info
         self.mask_info = mask
@@ -110,10 +126,7 @@ class FitsFrame(Frame):
         self.unit = info.header.get("BUNIT")
         self.keep_open = keep_open
         self._fd = None
-        try:
-            self.identity = file_identity(os.stat(self.path))  # the file whose header was read
-        except OSError as exc:
-            raise FrameError(self.source, f"cannot open: {exc.strerror}") from exc
+        self.identity = file_identity_of(self.source, identity)
         self.dtype = np.dtype(_BITPIX[info.bitpix])
         self.bzero = _scaling(self.source, info, "BZERO", 0.0)
         self.bscale = _scaling(self.source, info, "BSCALE", 1.0)
@@ -140,9 +153,9 @@ class FitsFrame(Frame):
     def _check(self, st) -> None:
         if file_identity(st) != self.identity:
             self.close()
-            raise FrameError(self.source, "changed while it was being combined (size, "
-                             "modification time or inode); nothing was written: run again once "
-                             "the files are complete")
+            raise FileChangedError(self.source, "changed while it was being combined (size, "
+                                   "modification time or inode); nothing was written: run "
+                                   "again once the files are complete")
 
     def verify(self) -> None:
         try:
@@ -205,23 +218,112 @@ class FitsFrame(Frame):
             self._fd = None
 
 
+#: Compressed bytes a gzip stream reads from its file at a time.
+GZIP_CHUNK = 64 * 1024
+#: The most decompressed bytes a gzip stream holds at once while it skips forward.
+GZIP_SKIP = 256 * 1024
+
+
+class _GzipStream:
+    """A place in the decompressed stream of a gzip file: the compressed file's offset and a
+    :func:`zlib.decompressobj` (the gzip header and trailer checked), no open file."""
+
+    def __init__(self, source):
+        self.source = source
+        self.rewind()
+
+    def rewind(self):
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._offset = 0  # compressed bytes taken from the file
+        self.position = 0  # decompressed bytes delivered or skipped
+        self._input = b""  # compressed bytes taken but not yet decompressed
+
+    def _next(self, fd, limit: int) -> bytes:
+        """Up to ``limit`` (> 0) next decompressed bytes, at least one."""
+        while True:
+            if self._inflate.eof:  # a member ends; another may follow
+                rest = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=31)
+                self._input = rest + self._input
+            at_end = False
+            if not self._input:
+                self._input = os.pread(fd, GZIP_CHUNK, self._offset)
+                self._offset += len(self._input)
+                at_end = not self._input
+            try:
+                out = self._inflate.decompress(self._input, limit)
+            except zlib.error as exc:
+                raise FrameError(self.source, f"gzip does not decompress ({exc}); re-copy "
+                                 "the file") from exc
+            self._input = self._inflate.unconsumed_tail
+            if out:
+                self.position += len(out)
+                return out
+            if at_end:
+                raise FrameError(self.source, f"gzip stream ends at byte {self.position} "
+                                 "of the decompressed file, before the data its header "
+                                 "announces; re-copy the file")
+
+    def read_into(self, fd, offset: int, buffer: memoryview) -> None:
+        """Fill ``buffer`` with the decompressed bytes from ``offset`` on."""
+        if offset < self.position:
+            self.rewind()  # another pass: from the start
+        while self.position < offset:
+            self._next(fd, min(GZIP_SKIP, offset - self.position))
+        done = 0
+        while done < len(buffer):
+            out = self._next(fd, len(buffer) - done)
+            buffer[done:done + len(out)] = out
+            done += len(out)
+
+
+class GzipFrame(FitsFrame):
+    """A 2-D image HDU of a gzip-compressed FITS file (``.gz``), decompressed as a stream.
+
+    Nothing is written to a temporary folder. The frame keeps its place in the stream of the
+    image (and of its ``MASK``) between reads: bands read in increasing row order, as a
+    combine reads them, decompress the file once; a read before the place (another pass over
+    the frame) decompresses again from the start. What a frame holds between reads is bounded,
+    whatever the file's size: per stream the decompressor's state (its 32 kB window and some
+    10 kB) and at most :data:`GZIP_CHUNK` bytes of compressed input; skipping forward holds at
+    most :data:`GZIP_SKIP` decompressed bytes at once. The file may be closed between reads
+    (past the open-files budget): the stream's place is kept, not the file.
+    """
+
+    def __init__(self, path, info, mask, **kwargs):
+        super().__init__(path, info, mask, **kwargs)
+        self._streams = {}
+
+    def _read(self, info, start, target):
+        if info.index not in self._streams:
+            self._streams[info.index] = _GzipStream(self.source)
+        stream = self._streams[info.index]
+        offset = info.data_offset + start * self.shape[1] * target.itemsize
+        stream.read_into(self._open(), offset, memoryview(target).cast("B"))
+
+
 class CompressedFrame(Frame):
     """A tile-compressed image HDU (``.fz``), read band by band through astropy."""
 
     raw_itemsize = 16  # astropy's decompressed band (float64) plus its scaling temporaries
 
-    def __init__(self, path, info: HDUInfo):
+    def __init__(self, path, info: HDUInfo, identity=None):
         self.path = self.source = str(path)
         self.name = os.path.basename(self.path)
         self.info = info
         self.shape = _image_shape(self.path, info)
         self.unit = info.header.get("BUNIT")
         self._hdul = None
+        self.identity = file_identity_of(self.path, identity)
+
+    def verify(self) -> None:
+        file_identity_of(self.path, self.identity, when="opened")
 
     def read_rows(self, start, stop, out, raw):  # noqa: ARG002 - decompressed by astropy: no raw buffer
         from astropy.io import fits
 
         if self._hdul is None:
+            file_identity_of(self.path, self.identity)
             self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=True)
         try:
             out[...] = self._hdul[self.info.index].section[start:stop]
@@ -312,8 +414,8 @@ def _read_header(path, info: HDUInfo):
 
     from astropy.io import fits
 
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
+    with (gzip.open if os.fspath(path).lower().endswith(".gz") else open)(path, "rb") as f:
+        f.seek(info.header_offset)  # a gzip stream: decompressed up to it
         raw = f.read(info.data_offset - info.header_offset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-standard cards are kept as they are
@@ -385,79 +487,24 @@ def open_auxiliary(path, hdu, name: str, *, stack_dtype=np.float32):
     info = auxiliary_hdu(hdus, image, name)
     if info is None:
         return None
-    return FitsFrame(path, info, auxiliary_hdu(hdus, image, "MASK"), stack_dtype=stack_dtype,
-                     source=path, keep_open=True, primary=hdus[0])
+    kind = GzipFrame if path.suffix.lower() == ".gz" else FitsFrame
+    return kind(path, info, auxiliary_hdu(hdus, image, "MASK"), stack_dtype=stack_dtype,
+                keep_open=True, primary=hdus[0])
 
 
-def check_gzip_room(items, tmpdir) -> None:
-    """Raise before anything is decompressed when the ``.gz`` files among ``items`` (paths or
-    ``(path, hdu)`` pairs) would not fit in ``tmpdir`` decompressed (their sizes from the gzip
-    trailers): one error about the temporary folder, naming how much it needs."""
-    paths = [Path(i[0] if isinstance(i, tuple) else i) for i in items
-             if isinstance(i, (str, os.PathLike, tuple))]
-    need = 0
-    for path in paths:
-        if path.suffix.lower() == ".gz":
-            try:
-                with open(path, "rb") as f:
-                    f.seek(-4, os.SEEK_END)
-                    need += int.from_bytes(f.read(4), "little")  # ISIZE: size mod 2**32
-            except OSError:
-                continue  # opening it will say what is wrong with it
-    if need:
-        free = shutil.disk_usage(tmpdir).free
-        if need > free:
-            raise CalstackError(
-                f"{tmpdir}: the .gz frames need {_size(need)} decompressed there and "
-                f"{_size(free)} are free; free space, or set TMPDIR to a larger folder")
-
-
-def _size(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n / 1e3:.0f} kB"
-
-
-def _gunzip(path: Path, tmpdir: Path) -> Path:
-    target = tmpdir / (path.name[:-3] or "frame.fits")
-    if target.exists():
-        target = tmpdir / f"{len(os.listdir(tmpdir))}-{target.name}"
-    with gzip.open(path, "rb") as src, open(target, "wb") as dst:
-        while True:
-            try:
-                chunk = src.read(1 << 20)
-            except (OSError, EOFError) as exc:  # the input's fault: --skip-bad may skip it
-                dst.close()
-                target.unlink(missing_ok=True)
-                raise FrameError(path, f"gzip does not decompress: {exc}; re-copy the "
-                                 "file") from exc
-            if not chunk:
-                return target
-            try:
-                dst.write(chunk)
-            except OSError as exc:  # the temporary folder's: no frame is to blame or skip
-                dst.close()
-                target.unlink(missing_ok=True)
-                raise CalstackError(
-                    f"{tmpdir}: no room for the decompressed copy of {path} "
-                    f"({exc.strerror or exc}); .gz frames are decompressed there first: free "
-                    "space, or set TMPDIR to a larger folder") from exc
-
-
-def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open=True, mask=None):
+def open_frame(item, *, hdu=None, stack_dtype=np.float32, keep_open=True, mask=None):
     """Make a :class:`Frame` from a path, a ``(path, hdu)`` pair, a ``CCDData`` or an array.
 
     Parameters
     ----------
     item : str, os.PathLike, tuple, CCDData or numpy.ndarray
-        The frame.
+        The frame: a path, a ``(path, hdu)`` pair, or a ``(path, hdu, identity)`` triple whose
+        identity (:func:`file_identity`, as recorded when the file was indexed; None: unknown)
+        the file must still have (else :class:`~calstack.errors.FileChangedError`).
     hdu : int or str, optional
         HDU number or EXTNAME to read (default: the first image HDU).
     stack_dtype : dtype
         The working dtype the frame is read into.
-    tmpdir : pathlib.Path, optional
-        Where a ``.gz`` file is decompressed (required for gzip input).
     keep_open : bool
         Keep the file open between reads (False past the open-files budget).
     mask : array_like of bool, optional
@@ -470,21 +517,20 @@ def open_frame(item, *, hdu=None, stack_dtype=np.float32, tmpdir=None, keep_open
                           meta=item.meta, name=str(item.meta.get("FILENAME", "CCDData")))
     if isinstance(item, np.ndarray):
         return ArrayFrame(item, mask=mask)
+    identity = None
     if isinstance(item, tuple):
-        item, hdu = item
+        item, hdu, identity = item if len(item) == 3 else (*item, None)
     path = Path(item)
+    if identity is not None:
+        file_identity_of(path, identity)  # before its header is parsed again
     hdus = _hdus(path)
     info = _choose_hdu(path, hdus, hdu)
     if mask is not None:
         raise FrameError(path, "masks= is for in-memory frames; for files put the mask in a MASK "
                          "extension")
     if info.compressed:
-        return CompressedFrame(path, info)
+        return CompressedFrame(path, info, identity=identity)
     mask_info = auxiliary_hdu(hdus, info, "MASK")
-    read_path = path
-    if path.suffix.lower() == ".gz":
-        if tmpdir is None:
-            raise ValueError("tmpdir is required to read gzip files")
-        read_path = _gunzip(path, Path(tmpdir))
-    return FitsFrame(read_path, info, mask_info, stack_dtype=stack_dtype, source=path,
-                     keep_open=keep_open, primary=hdus[0])
+    kind = GzipFrame if path.suffix.lower() == ".gz" else FitsFrame
+    return kind(path, info, mask_info, stack_dtype=stack_dtype, keep_open=keep_open,
+                primary=hdus[0], identity=identity)

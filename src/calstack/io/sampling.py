@@ -27,18 +27,18 @@ def grid_step(shape, max_side: int) -> int:
     return max(1, math.ceil(max(shape) / max_side))
 
 
-def _with_frame(item, *, hdu, tmpdir, visit):
+def _with_frame(item, *, hdu, visit):
     """Return ``visit(frame)`` of a Frame, or of a frame opened (and closed) here."""
     if isinstance(item, Frame):
         return visit(item)
-    frame = open_frame(item, hdu=hdu, stack_dtype=np.float32, tmpdir=tmpdir)
+    frame = open_frame(item, hdu=hdu, stack_dtype=np.float32)
     try:
         return visit(frame)
     finally:
         frame.close()
 
 
-def read_grid(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
+def read_grid(item, step: int, *, hdu=None) -> np.ndarray:
     """Every ``step``-th pixel of every ``step``-th row of a frame, as float32 (NaN = missing).
 
     Parameters
@@ -49,8 +49,6 @@ def read_grid(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
         Grid spacing in pixels.
     hdu : int or str, optional
         HDU of a file (default: the first image).
-    tmpdir : str or os.PathLike, optional
-        Where a ``.gz`` file is decompressed (required for those).
     """
 
     def visit(frame):
@@ -64,10 +62,10 @@ def read_grid(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
             grid[k] = row[0, ::step]
         return grid
 
-    return _with_frame(item, hdu=hdu, tmpdir=tmpdir, visit=visit)
+    return _with_frame(item, hdu=hdu, visit=visit)
 
 
-def read_block_min(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
+def read_block_min(item, step: int, *, hdu=None) -> np.ndarray:
     """The minimum of every ``step`` x ``step`` block of a frame (e.g. a count map, where one
     low value in a block must stay visible), read ``step`` rows at a time."""
 
@@ -85,7 +83,7 @@ def read_block_min(item, step: int, *, hdu=None, tmpdir=None) -> np.ndarray:
             grid[k] = padded[:n].reshape(n, blocks_x, step).min(axis=(0, 2))
         return grid
 
-    return _with_frame(item, hdu=hdu, tmpdir=tmpdir, visit=visit)
+    return _with_frame(item, hdu=hdu, visit=visit)
 
 
 def pixel_noise(grid) -> float:

@@ -105,7 +105,7 @@ def flag_frames(medians, noises, rejected=None, *, integer=False, measured,
     return [tuple(r) for r in reasons]
 
 
-def prepared_grids(frames, preparation, shape, *, side=GRID_SIDE, tmpdir=None):
+def prepared_grids(frames, preparation, shape, *, side=GRID_SIDE):
     """Yield each frame of a master read on a grid (:func:`calstack.io.sampling.read_grid`,
     at most ``side`` pixels a side), prepared as the combine prepared it (bias and dark
     subtracted, scaled: ``preparation.apply``), so frames compare as the combine compared them.
@@ -120,15 +120,13 @@ def prepared_grids(frames, preparation, shape, *, side=GRID_SIDE, tmpdir=None):
         The master's shape.
     side : int
         The grid's most pixels a side.
-    tmpdir : str, optional
-        Where compressed files are decompressed.
     """
     step = grid_step(shape, side)
-    calibration = [read_grid(item, step, hdu=hdu, tmpdir=tmpdir) for item, hdu in
+    calibration = [read_grid(item, step, hdu=hdu) for item, hdu in
                    (frame_location(c) or (c, None) for c in
                     (preparation.calibrations if preparation is not None else ()))]
     for i, (source, hdu) in enumerate(frames):
-        grid = read_grid(source, step, hdu=hdu, tmpdir=tmpdir)
+        grid = read_grid(source, step, hdu=hdu)
         if preparation is not None:
             preparation.apply(i, grid, calibration)
         yield grid
@@ -145,7 +143,7 @@ def is_integer(grid) -> bool:
 CHECK_SIDE = 128
 
 
-def anomalies(frames, master, *, tmpdir=None) -> list[tuple[str, ...]]:
+def anomalies(frames, master) -> list[tuple[str, ...]]:
     """The reasons each frame of ``master`` looks wrong (:func:`flag_frames`), measured on a
     grid of each frame (:func:`prepared_grids`, at most :data:`CHECK_SIDE` pixels a side) with
     the master's per-frame rejected fractions.
@@ -156,8 +154,6 @@ def anomalies(frames, master, *, tmpdir=None) -> list[tuple[str, ...]]:
         The frames the master was combined from, in its input order.
     master : Master
         The master (its shape, ``preparation`` and ``frame_rejected``).
-    tmpdir : str, optional
-        Where compressed files are decompressed.
 
     Returns
     -------
@@ -168,8 +164,7 @@ def anomalies(frames, master, *, tmpdir=None) -> list[tuple[str, ...]]:
         return [() for _ in frames]
     shape = np.shape(master.data)
     stats, integer, measured = [], True, 0
-    for grid in prepared_grids(frames, master.preparation, shape, side=CHECK_SIDE,
-                               tmpdir=tmpdir):
+    for grid in prepared_grids(frames, master.preparation, shape, side=CHECK_SIDE):
         stats.append(median_and_robust_std(grid))
         integer = integer and is_integer(grid)
         measured = grid.size

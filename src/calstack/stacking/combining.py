@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..catalog.columns import frame_pairs
+from ..catalog.columns import indexed_frames
 from ..errors import OptionError
 from ..options import (
     OPTIONS,
@@ -43,7 +43,7 @@ def _expand(frames):
     """Accept a list of frames, a :class:`~calstack.catalog.grouping.Group`, or an index."""
     group = hasattr(frames, "paths") and hasattr(frames, "hdus")
     if group or (hasattr(frames, "files") and hasattr(frames, "table")):  # or an ImageIndex
-        return frame_pairs(frames)
+        return indexed_frames(frames)
     if isinstance(frames, (str, os.PathLike, np.ndarray)) and not (
         isinstance(frames, np.ndarray) and frames.ndim == 3
     ):

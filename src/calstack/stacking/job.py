@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import FrameError, OptionError
+from ..errors import FileChangedError, FrameError, OptionError
 from ..io.provenance import provenance_header
-from ..io.reader import MAX_OPEN_FILES, check_gzip_room, open_frame, raw_itemsize
+from ..io.reader import MAX_OPEN_FILES, open_frame, raw_itemsize
 from ..options import AUTO, OPTIONS, CombineOptions, check_names, options_in
 from .kernel_call import KernelCall
 from .plan import TilePlan, parse_mem_limit, plan_tiles
@@ -81,10 +80,10 @@ def _pixel_weights(weights, options):
     return weights
 
 
-def _open_calibration(item, name, shape, stack_dtype, tmpdir, first=None):
+def _open_calibration(item, name, shape, stack_dtype, first=None):
     if item is None:
         return None
-    frame = open_frame(item, stack_dtype=stack_dtype, tmpdir=tmpdir)
+    frame = open_frame(item, stack_dtype=stack_dtype)
     if frame.shape != shape:
         frame.close()
         frames = f"the frames ({first}) are" if first else "the frames are"
@@ -172,9 +171,9 @@ class Job:
 def prepare_frames(items, options, *, post_scale=None, **frame_options):
     """Open, check and plan the combine of ``items`` with validated ``options``.
 
-    A context manager yielding the :class:`Job`; the frames are closed (and gzip copies
-    removed) when it exits. ``frame_options`` are :func:`calstack.combine`'s ``'frames'``
-    options (:data:`calstack.options.OPTIONS`; the table's defaults for those not given).
+    A context manager yielding the :class:`Job`; the frames are closed when it exits.
+    ``frame_options`` are :func:`calstack.combine`'s ``'frames'`` options
+    (:data:`calstack.options.OPTIONS`; the table's defaults for those not given).
     ``post_scale`` (per-frame factors applied after rejection) serves
     :mod:`calstack.compat.ccdproc`, which reproduces ccdproc's order.
     """
@@ -202,76 +201,74 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
     stack_dtype = np.dtype(options.dtype)
     keep_open = len(items) <= MAX_OPEN_FILES
     opened, skipped, calibrations = [], [], []
-    with tempfile.TemporaryDirectory(prefix="calstack-") as tmpdir:
-        check_gzip_room([*items, bias, dark], tmpdir)
-        try:
-            for i, item in enumerate(items):
-                try:
-                    opened.append(open_frame(item, hdu=hdu, stack_dtype=stack_dtype,
-                                             tmpdir=tmpdir, keep_open=keep_open,
-                                             mask=None if masks is None else masks[i]))
-                except FrameError as exc:
-                    if not skip_bad:
-                        raise
-                    skipped.append((exc.path, exc.reason))
-                    log.warning("skipping %s", exc)
-            if not opened:
-                raise OptionError(f"none of the {len(items)} frames can be read "
-                                  f"(first: {skipped[0][0]}: {skipped[0][1]})")
-            if skipped and (pixel_weights is not None or post_scale is not None
-                            or not isinstance(scale, (str, type(None)))
-                            or not isinstance(zero, (str, type(None)))
-                            or not isinstance(weights, (str, type(None)))):
-                raise OptionError("per-frame scale, zero or weights cannot be matched to the "
-                                  "frames once unreadable ones are skipped; fix or remove them")
-            options.check_frame_count(len(opened))
-            unit = _check_consistent(opened)
-            header = opened[0].header()
-            if options.rejection == AUTO:
-                options, why = options.resolve_auto(header, unit, len(opened))
-                log.info("combine: rejection auto: %s", why)
-            if options.rejection == "ccdclip" or (isinstance(weights, str) and weights == "noise"):
-                options = options.with_noise_model(header, unit)
-            elif options.rejection in _FLOORED and not options.ccdproc_semantics:
-                options = options.with_noise_model(header, unit, required=False)
-            preparation = Preparation(
-                bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype, tmpdir),
-                dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype, tmpdir),
-                bad_pixels=_open_calibration(bad_pixels, "bad-pixel mask", opened[0].shape,
-                                             stack_dtype, tmpdir, opened[0].source))
-            calibrations = preparation.calibrations
-            if preparation.dark is not None:
-                preparation.dark_factors = np.ones(len(opened))
-                if dark_scale:
-                    exposure = keyword_values([preparation.dark], dark_scale, "dark_scale")[0]
-                    preparation.dark_factors = (
-                        keyword_values(opened, dark_scale, "dark_scale") / exposure)
-            frame_weights = resolve(opened, preparation, scale=scale, zero=zero,
-                                    scale_to=scale_to, stat_section=stat_section,
-                                    weights=None if pixel_weights is not None else weights,
-                                    options=options, stack_dtype=stack_dtype)
-            if not options.ccdproc_semantics:  # the values' step, and what made them
-                scale_, zero_ = preparation.scale, preparation.zero
-                options = replace(
-                    options, quantum=quantisation_step(opened[0], stack_dtype),
-                    frame_scale=None if scale_ is None else tuple(scale_),
-                    frame_zero=None if zero_ is None else tuple(zero_))
-            n_readers = min(n_readers, len(opened))
-            plan = plan_tiles(
-                shape=opened[0].shape, n_frames=len(opened) + len(calibrations), mem_limit=limit,
-                stack_itemsize=stack_dtype.itemsize,
-                raw_itemsize=raw_itemsize([*opened, *calibrations]),
-                out_itemsize=stack_dtype.itemsize, n_readers=n_readers,
-                extra_bytes_per_pixel=8 * len(opened) if pixel_weights is not None else 0,
-            )
-            log.info("combine: %s", plan.describe())
-            kernel = KernelCall(options, len(opened), frame_weights=frame_weights,
-                                per_pixel_weights=pixel_weights is not None,
-                                post_scale=post_scale)
-            yield Job(frames=opened, options=options, preparation=preparation, kernel=kernel,
-                      plan=plan, pixel_weights=pixel_weights, n_readers=n_readers,
-                      header=header, unit=unit, skipped=skipped,
-                      described=dict(scale=scale, zero=zero, weights=weights))
-        finally:
-            for frame in [*opened, *calibrations]:
-                frame.close()
+    try:
+        for i, item in enumerate(items):
+            try:
+                opened.append(open_frame(item, hdu=hdu, stack_dtype=stack_dtype,
+                                         keep_open=keep_open,
+                                         mask=None if masks is None else masks[i]))
+            except FrameError as exc:
+                if not skip_bad or isinstance(exc, FileChangedError):  # not unreadable
+                    raise
+                skipped.append((exc.path, exc.reason))
+                log.warning("skipping %s", exc)
+        if not opened:
+            raise OptionError(f"none of the {len(items)} frames can be read "
+                              f"(first: {skipped[0][0]}: {skipped[0][1]})")
+        if skipped and (pixel_weights is not None or post_scale is not None
+                        or not isinstance(scale, (str, type(None)))
+                        or not isinstance(zero, (str, type(None)))
+                        or not isinstance(weights, (str, type(None)))):
+            raise OptionError("per-frame scale, zero or weights cannot be matched to the "
+                              "frames once unreadable ones are skipped; fix or remove them")
+        options.check_frame_count(len(opened))
+        unit = _check_consistent(opened)
+        header = opened[0].header()
+        if options.rejection == AUTO:
+            options, why = options.resolve_auto(header, unit, len(opened))
+            log.info("combine: rejection auto: %s", why)
+        if options.rejection == "ccdclip" or (isinstance(weights, str) and weights == "noise"):
+            options = options.with_noise_model(header, unit)
+        elif options.rejection in _FLOORED and not options.ccdproc_semantics:
+            options = options.with_noise_model(header, unit, required=False)
+        preparation = Preparation(
+            bias=_open_calibration(bias, "bias", opened[0].shape, stack_dtype),
+            dark=_open_calibration(dark, "dark", opened[0].shape, stack_dtype),
+            bad_pixels=_open_calibration(bad_pixels, "bad-pixel mask", opened[0].shape,
+                                         stack_dtype, opened[0].source))
+        calibrations = preparation.calibrations
+        if preparation.dark is not None:
+            preparation.dark_factors = np.ones(len(opened))
+            if dark_scale:
+                exposure = keyword_values([preparation.dark], dark_scale, "dark_scale")[0]
+                preparation.dark_factors = (
+                    keyword_values(opened, dark_scale, "dark_scale") / exposure)
+        frame_weights = resolve(opened, preparation, scale=scale, zero=zero,
+                                scale_to=scale_to, stat_section=stat_section,
+                                weights=None if pixel_weights is not None else weights,
+                                options=options, stack_dtype=stack_dtype)
+        if not options.ccdproc_semantics:  # the values' step, and what made them
+            scale_, zero_ = preparation.scale, preparation.zero
+            options = replace(
+                options, quantum=quantisation_step(opened[0], stack_dtype),
+                frame_scale=None if scale_ is None else tuple(scale_),
+                frame_zero=None if zero_ is None else tuple(zero_))
+        n_readers = min(n_readers, len(opened))
+        plan = plan_tiles(
+            shape=opened[0].shape, n_frames=len(opened) + len(calibrations), mem_limit=limit,
+            stack_itemsize=stack_dtype.itemsize,
+            raw_itemsize=raw_itemsize([*opened, *calibrations]),
+            out_itemsize=stack_dtype.itemsize, n_readers=n_readers,
+            extra_bytes_per_pixel=8 * len(opened) if pixel_weights is not None else 0,
+        )
+        log.info("combine: %s", plan.describe())
+        kernel = KernelCall(options, len(opened), frame_weights=frame_weights,
+                            per_pixel_weights=pixel_weights is not None,
+                            post_scale=post_scale)
+        yield Job(frames=opened, options=options, preparation=preparation, kernel=kernel,
+                  plan=plan, pixel_weights=pixel_weights, n_readers=n_readers,
+                  header=header, unit=unit, skipped=skipped,
+                  described=dict(scale=scale, zero=zero, weights=weights))
+    finally:
+        for frame in [*opened, *calibrations]:
+            frame.close()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,9 +193,8 @@ class Report:
         frames = [f if isinstance(f, tuple) else (f, None)
                   for f in (sources if frames is None else frames)]
         _check_frames(label, frames, rejected)
-        with tempfile.TemporaryDirectory(prefix="calstack-report-") as tmpdir:
-            section = _section(label, path, header, shape, data, counts, frames, rejected,
-                               preparation, tmpdir=tmpdir, progress=self.progress)
+        section = _section(label, path, header, shape, data, counts, frames, rejected,
+                           preparation, progress=self.progress)
         self.sections.append(section)
         return section
 
@@ -295,14 +293,14 @@ def _prepared(preparation) -> str:
     return ", ".join(text for text, done in steps if done)
 
 
-def _section(label, path, header, shape, data, counts, frames, rejected, preparation, *, tmpdir,
+def _section(label, path, header, shape, data, counts, frames, rejected, preparation, *,
              progress):
     step = grid_step(shape, GRID_SIDE)
-    master = read_grid(data[0], step, hdu=data[1], tmpdir=tmpdir)
-    kept = read_block_min(counts[0], step, hdu=counts[1], tmpdir=tmpdir)
+    master = read_grid(data[0], step, hdu=data[1])
+    kept = read_block_min(counts[0], step, hdu=counts[1])
     stats, first, integer = [], None, True
     with progress.task(f"report {label}", total=len(frames), unit="frame") as task:
-        grids = prepared_grids(frames, preparation, shape, tmpdir=tmpdir)  # as combined
+        grids = prepared_grids(frames, preparation, shape)  # as combined
         for (source, _), grid in zip(frames, grids, strict=True):
             if grid.shape != master.shape:
                 raise OptionError(f"{label}: frame {_name(source)} is not the size of the "

@@ -17,8 +17,8 @@ every worker thread gets a few.
 
 Refused, with an error that says what to do: in-memory frames (arrays, ``CCDData``, also as
 bias or dark) and per-pixel weights, which live in this process; gzip files, which every task
-would have to decompress whole. A worker that dies mid-run costs only its tasks: Dask runs them
-again elsewhere.
+would decompress from the file's start. A worker that dies mid-run costs only its tasks: Dask
+runs them again elsewhere.
 
 :func:`run_many` runs the bands of many jobs (e.g. every group of ``calstack combine``) as tasks
 of one graph, and yields each master, in order, once its bands are in; it takes the same
@@ -87,7 +87,7 @@ def _spec(frame, what):
                           "without client=")
     if frame.source.lower().endswith(".gz"):
         raise FrameError(frame.source, "is gzip-compressed: on a Dask cluster every band task "
-                         "would decompress the whole file; gunzip it (or fpack it: .fz is read "
+                         "would decompress the file from its start; gunzip it (or fpack it: .fz is read "
                          "band by band), or combine without client=")
     path, hdu = location
     return os.path.abspath(path), hdu
