@@ -79,7 +79,10 @@ def test_demo_masters_match_their_truth(tmp_path):
     results = run_demo(tmp_path, shape=(64, 64), say=lambda _text: None)
     night = [r for r in results if r["camera"] == "night"]
     assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat", *["light"] * 4,
-                                          "defects"]
+                                          "defects", "characterize"]
+    measured = night.pop()  # 4 flat pairs of 64x64: a few % of statistical error
+    assert measured["gain"] == pytest.approx(measured["true_gain"], rel=0.05)
+    assert measured["read_noise"] == pytest.approx(measured["true_read_noise"], rel=0.05)
     defects = night.pop()
     assert defects["hot_found"] >= 0.99
     assert defects["bad"] >= defects["hot"] > 0

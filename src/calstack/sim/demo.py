@@ -22,6 +22,7 @@ from ..catalog.index import ImageIndex
 from ..kernels.statistics import median_and_robust_std
 from ..options import RECIPE
 from ..pipeline.calibrate import INDEX_KEYWORDS
+from ..pipeline.characterize import characterize
 from ..pipeline.defects import find_defects
 from ..pipeline.groups import combine_groups
 from ..pipeline.reduce import reduce_night
@@ -165,7 +166,22 @@ def _night(folder, shape, mem_limit, overwrite, say) -> list:
             f"rms {check['rms']:.3f} (expected 0 and 1)")
         results.append({"camera": "night", "kind": "light", "path": frame.path, **check})
     results.append(_defects(folder, built, night, overwrite, say))
+    results.append(_characterize(folder, night, overwrite, say))
     return results
+
+
+def _characterize(folder, night, overwrite, say) -> dict:
+    """``calstack characterize`` on the night's raw biases and flats: the gain and read noise
+    measured beside the simulator's, written as the night's camera file."""
+    done = characterize(ImageIndex(folder), output=folder / "camera.toml",
+                        overwrite=overwrite)
+    t, truth = done.transfer, night.camera
+    say(f"[night] characterize: gain {t.gain:.4f} e-/ADU (truth {truth.gain:g}), read noise "
+        f"{t.read_noise:.3f} e- (truth {truth.read_noise:g}) from {len(t.pairs)} flat pairs "
+        f"-> {done.camera_file}")
+    return {"camera": "night", "kind": "characterize", "path": done.camera_file,
+            "gain": t.gain, "read_noise": t.read_noise, "true_gain": truth.gain,
+            "true_read_noise": truth.read_noise}
 
 
 def _defects(folder, built, night, overwrite, say) -> dict:
