@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from astropy.io import fits
+from PIL import Image
 
 from calstack.cli import main
 from calstack.errors import OptionError
@@ -14,6 +15,7 @@ from calstack.pipeline.characterize import characterize
 from calstack.processing.camera import read_camera
 from calstack.processing.ptc import FlatPair, flat_pair, photon_transfer
 from calstack.sim.simulation import PRESETS, simulate
+from calstack.viz.ptc import draw_photon_transfer
 
 
 @pytest.mark.parametrize("overscan", [0, 16])
@@ -41,7 +43,7 @@ def _pair(rng, level_e, gain, read_noise, shape=(400, 400), bias=1000.0):
             for _ in range(2)]
 
 
-def test_the_photon_transfer_fit_over_levels_leaves_saturated_pairs_out():
+def test_the_photon_transfer_fit_over_levels_leaves_saturated_pairs_out(tmp_path):
     rng = np.random.default_rng(1)
     gain, read_noise = 2.0, 6.0
     biases = [rng.normal(0, read_noise / gain, (400, 400)) + 1000.0 for _ in range(2)]
@@ -60,6 +62,11 @@ def test_the_photon_transfer_fit_over_levels_leaves_saturated_pairs_out():
     assert transfer.gain == pytest.approx(gain, rel=0.01)
     assert transfer.read_noise == pytest.approx(read_noise, rel=0.02)
     assert transfer.linearity < 0.01  # 5000, 10000, 20000 e- in 1, 2, 4 s
+    residual = draw_photon_transfer(transfer, tmp_path / "ptc.png")
+    assert np.abs(residual[:3]).max() < 0.02  # the pairs fitted lie on the model
+    assert residual[3] < -0.5  # the clipped pair's variance falls far below it
+    with Image.open(tmp_path / "ptc.png") as picture:
+        assert picture.size == (520, 480)
     for p, level in zip(pairs[:3], (5000, 10000, 20000), strict=True):
         assert p.level == pytest.approx(level / gain * np.mean(
             1 + 0.05 * np.sin(np.arange(400) / 7.0)), rel=0.001)
@@ -114,7 +121,8 @@ def test_the_command_prints_json_and_writes_the_camera_file(tmp_path, capsys):
              n_flats=2, filters=["V"], seed=3)
     camera = tmp_path / "camera.toml"
     assert main(["characterize", str(tmp_path / "raw"), "--no-cache", "--json", "-o",
-                 str(camera)]) == 0
+                 str(camera), "--picture", str(tmp_path / "ptc.png")]) == 0
+    assert (tmp_path / "ptc.png").read_bytes().startswith(b"\x89PNG")
     summary = json.loads(capsys.readouterr().out)
     assert summary["gain"] == pytest.approx(PRESETS["night"].gain, rel=0.03)
     assert summary["camera_file"] == str(camera)

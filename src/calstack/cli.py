@@ -345,6 +345,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saturation", type=number_or_keyword, metavar="ADU|KEYWORD",
                    help="raw level of saturation: pairs at it are left out (default: SATURATE, "
                    "else the largest value of an integer file)")
+    p.add_argument("--picture", metavar="PTC.png", help="draw the photon transfer curve")
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing camera file")
     p.set_defaults(run=_cmd_characterize)
@@ -716,12 +717,17 @@ def _cmd_characterize(args):
 
     result = characterize(_index(args), output=args.output, overscan=args.overscan, trim=args.trim,
                           saturation=args.saturation, overwrite=args.overwrite)
+    if args.picture:
+        from .viz.ptc import draw_photon_transfer
+
+        draw_photon_transfer(result.transfer, args.picture)
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:
         _say(args, result.table())
-        if result.camera_file is not None:
-            _say(args, f"wrote {result.camera_file}")
+        for path in (result.camera_file, args.picture):
+            if path is not None:
+                _say(args, f"wrote {path}")
     return 0
 
 
