@@ -29,7 +29,8 @@ from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame",
            "GzipFrame", "auxiliary_hdu", "file_identity", "frame_location",
-           "open_auxiliary", "open_frame", "raw_buffer", "raw_itemsize", "read_bands"]
+           "open_auxiliary", "open_frame", "raw_buffer", "raw_itemsize", "read_bands",
+           "read_image"]
 
 _BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -397,6 +398,15 @@ def read_bands(frame, rows: int, *, start: int = 0, stop: int | None = None,
         n = min(len(band), stop - first)
         frame.read_rows(first, first + n, band[:n], raw)
         yield first, band[:n]
+
+
+def read_image(frame, *, rows: int = 512, dtype=np.float32) -> np.ndarray:
+    """The whole image of ``frame`` as a new ``dtype`` array, read ``rows`` rows at a time
+    (:func:`read_bands`)."""
+    image = np.empty(frame.shape, dtype)
+    for first, band in read_bands(frame, rows):
+        image[first:first + len(band)] = band
+    return image
 
 
 def frame_location(frame) -> tuple[str, int] | None:

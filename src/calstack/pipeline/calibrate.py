@@ -34,7 +34,7 @@ from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
 from ..processing.camera import camera_defaults
 from ..processing.cosmic import clean_cosmic_rays
-from ..processing.frames import AUTO, ProcessedFrame, processing_for
+from ..processing.frames import AUTO, ProcessedFrame, processed
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
 from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
@@ -300,13 +300,11 @@ class _Image:
                 raise FrameError(self.source, f"is already calibrated ({done[0]} = "
                                  f"{header[done[0]]!r}); give the raw frames")
             self.saturation = _saturation(header, self.frame, saturation)
-            steps = processing_for(header, self.frame.shape, self.source, **processing)
-            if steps:  # raw: overscan subtracted and trimmed as the rows are read
-                self.frame = ProcessedFrame(self.frame, steps)
+            self.frame = processed(self.frame, header, self.source, **processing)
+            if isinstance(self.frame, ProcessedFrame):  # raw: overscan and trim as rows are read
                 for key, value, comment in self.frame.cards():
                     header[key] = (value, comment)
-                if self.saturation is not None and self.frame.model is not None:
-                    self.saturation -= float(np.mean(self.frame.model))  # on corrected values
+                self.saturation = self.frame.processed_level(self.saturation)
             self.shape = self.frame.shape
             self.bad = None if bad_pixels is None else bad_pixels[1]
             if self.bad is not None and self.bad.shape != self.shape:

@@ -17,19 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog.conventions import SETUP, kind_of
+from ..catalog.closeness import same_value
+from ..catalog.conventions import DEFAULT_TOLERANCES, SETUP, kind_of
 from ..catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from ..errors import OptionError
-from ..io.reader import open_frame, read_bands
+from ..io.reader import open_frame, read_image
 from ..io.writer import atomic_write
-from ..processing.frames import AUTO, ProcessedFrame, processing_for
+from ..processing.frames import AUTO, ProcessedFrame, processed
 from ..processing.ptc import PhotonTransfer, difference_variance, flat_pair, photon_transfer
 from .calibrate import _saturation
 
 __all__ = ["Characterized", "characterize"]
-
-_BAND_ROWS = 512
-
 
 @dataclass(frozen=True)
 class Characterized:
@@ -75,24 +73,28 @@ def _load(row, processing) -> tuple[np.ndarray, float | None]:
     try:
         header = frame.header()
         saturation = _saturation(header, frame, processing.get("saturation"))
-        steps = processing_for(header, frame.shape, path, overscan=processing["overscan"],
-                               trim=processing["trim"])
-        if steps:
-            frame = ProcessedFrame(frame, steps)
-            if saturation is not None and frame.model is not None:
-                saturation -= float(np.mean(frame.model))
-        data = np.empty(frame.shape, np.float32)
-        for start, band in read_bands(frame, _BAND_ROWS):
-            data[start:start + len(band)] = band
+        frame = processed(frame, header, path, overscan=processing["overscan"],
+                          trim=processing["trim"])
+        if isinstance(frame, ProcessedFrame):
+            saturation = frame.processed_level(saturation)
+        data = read_image(frame)
         frame.verify()
         return data, saturation
     finally:
         frame.close()
 
 
-def _setup(row) -> tuple:
-    """The setup keys' values, the sensor temperature left out (it drifts within a setup)."""
-    return tuple(row.get(k) for k in SETUP if k != "ccd-temp")
+def _check_one_setup(rows) -> None:
+    """Every frame of the camera setup of the first, by grouping's rule (each setup key's
+    tolerance: CCD-TEMP within 2 degC)."""
+    first = rows[0]
+    for row in rows[1:]:
+        differ = [f"{k.upper()} {first.get(k)!r} vs {row.get(k)!r}" for k in SETUP
+                  if not same_value(first.get(k), row.get(k), DEFAULT_TOLERANCES.get(k))]
+        if differ:
+            raise OptionError(f"{row['path']}: of another camera setup than {first['path']} "
+                              f"({', '.join(differ)}); characterize one setup at a time "
+                              "(--include, or one folder each)")
 
 
 def characterize(frames, *, output=None, recursive=False, cache=True, overscan=None,
@@ -133,11 +135,8 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
     rows = [r for r in index.rows() if not r["error"] and not r["master"]]
     biases = [r for r in rows if kind_of(r.get("imagetyp")) == "bias"]
     flats = [r for r in rows if kind_of(r.get("imagetyp")) == "flat"]
-    setups = {_setup(r) for r in biases + flats}
-    if len(setups) > 1:
-        raise OptionError(f"the frames are of {len(setups)} camera setups "
-                          f"({', '.join(str(s) for s in sorted(setups, key=str))}); "
-                          "characterize one setup at a time (--include, or one folder each)")
+    if biases + flats:
+        _check_one_setup(biases + flats)
     if len(biases) < 2:
         raise OptionError(f"{len(biases)} bias frame(s) in {', '.join(index.locations)}: the "
                           "read noise needs two; add biases")

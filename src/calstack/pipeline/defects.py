@@ -14,14 +14,13 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import FrameError, OptionError
-from ..io.reader import open_frame, read_bands
+from ..io.reader import open_frame, read_image
 from ..io.writer import atomic_write
 from ..processing.defects import DEFECT_BITS, DEFECT_DOCS, dark_defects, flat_defects, merge_masks
 from .calibrate import _noise_model
 
 __all__ = ["DefectMask", "find_defects", "merge_defects"]
 
-_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,7 @@ def _read(path):
     """A master's image (float64, NaN where it has no value) and its header."""
     frame = open_frame(path)
     try:
-        image = np.empty(frame.shape, np.float64)
-        for start, band in read_bands(frame, _ROWS):
-            image[start:start + len(band)] = band
-        return image, frame.header()
+        return read_image(frame, dtype=np.float64), frame.header()
     finally:
         frame.close()
 

@@ -24,7 +24,7 @@ from ..catalog.index import ImageIndex
 from ..io.reader import open_frame, read_bands
 from ..io.writer import BandFile, atomic_write, check_writable
 from ..processing.camera import camera_defaults
-from ..processing.frames import AUTO, ProcessedFrame, processing_for
+from ..processing.frames import AUTO, ProcessedFrame, processed
 from .calibrate import INDEX_KEYWORDS, calibrate
 from .night import build_night
 
@@ -64,10 +64,8 @@ def process_frames(rows, folder, *, overscan=AUTO, trim=AUTO, overscan_fit=None,
             for row in hdus:
                 frame = open_frame((path, int(row["hdu"])))
                 frames.append(frame)  # closed below, whatever happens
-                steps = processing_for(frame.header(), frame.shape, path, overscan=overscan,
+                frames[-1] = processed(frame, frame.header(), path, overscan=overscan,
                                        trim=trim, **fit)
-                if steps:
-                    frames[-1] = ProcessedFrame(frame, steps)
             opened[path] = frames
         if not any(isinstance(f, ProcessedFrame) for fs in opened.values() for f in fs):
             return []

@@ -14,7 +14,7 @@ from ..io.reader import Frame, raw_buffer, read_bands
 from .overscan import Overscan, processing_cards
 from .sections import Section, parse_section
 
-__all__ = ["AUTO", "ProcessedFrame", "Processing", "processing_for"]
+__all__ = ["AUTO", "ProcessedFrame", "Processing", "processed", "processing_for"]
 
 #: ``overscan``/``trim`` from the header's BIASSEC / TRIMSEC (else DATASEC) where it has them.
 AUTO = "auto"
@@ -81,6 +81,13 @@ def processing_for(header, shape, source, *, overscan=AUTO, trim=AUTO, **fit) ->
     return Processing(None if bias is None else Overscan(bias, **fit), region)
 
 
+def processed(frame: Frame, header, source, **options) -> Frame:
+    """``frame`` as :func:`processing_for` its ``header`` and ``options`` say: a
+    :class:`ProcessedFrame` where there is something to do, else ``frame`` itself."""
+    steps = processing_for(header, frame.shape, source, **options)
+    return ProcessedFrame(frame, steps) if steps else frame
+
+
 class ProcessedFrame(Frame):
     """``frame`` read with its overscan subtracted and trimmed (:class:`Processing`).
 
@@ -131,6 +138,12 @@ class ProcessedFrame(Frame):
 
     def header(self):
         return self.frame.header()
+
+    def processed_level(self, level: float | None) -> float | None:
+        """A raw level (a saturation) on the processed values: less the mean overscan."""
+        if level is None or self.model is None:
+            return level
+        return level - float(np.mean(self.model))
 
     def cards(self) -> list[tuple]:
         """The header cards recording what was done (IRAF's and ccdproc's keywords)."""
