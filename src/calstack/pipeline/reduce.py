@@ -161,7 +161,7 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     """
     output_dir = Path(output_dir)
     options = dict(calibrate_options or {})
-    given = camera_defaults(options.get("camera"), **{
+    given = camera_defaults(options.pop("camera", None), **{  # read once, for all three steps
         k: options.get(k, AUTO if k in ("overscan", "trim") else None)
         for k in ("gain", "read_noise", "saturation", "overscan", "trim")})
     options.update(given)
