@@ -51,6 +51,8 @@ ALGORITHMS = {
     "ccdclip 3/3 (GAIN, RDNOISE)": dict(rejection="ccdclip", sigma=3),
     "ccdclip 4/4": dict(rejection="ccdclip", sigma=4),
     "ccdclip 5/5": dict(rejection="ccdclip", sigma=5),
+    "avsigclip 3/3 (median)": dict(rejection="avsigclip", sigma=3, maxiters=None),
+    "avsigclip 5/5 (median)": dict(rejection="avsigclip", sigma=5, maxiters=None),
     "esd": dict(rejection="esd"),
     "minmax (nlow = nhigh = 1)": dict(rejection=None, nlow=1, nhigh=1),
     "auto 5/5": dict(rejection="auto", sigma=5),

@@ -122,6 +122,25 @@ def test_ccdclip_crreject_and_minmax_are_irafs(tmp_path, n):
     assert_same(ours(stack, nlow=1, nhigh=1), minmax)
 
 
+@pytest.mark.parametrize("n", [3, 5, 10, 25])
+def test_avsigclip_is_irafs(tmp_path, n):
+    """avsigclip about the median (mclip=yes) and about the mean without the extremes
+    (mclip=no): one sigma per image line; with bad-pixel masks too; nkeep=-1 rejects at most
+    one value."""
+    stack = darks(n, shape=(12, 20))
+    masks = np.random.default_rng(n).random(stack.shape) < 0.15
+    runs = [dict(reject="avsigclip", mclip=True), dict(reject="avsigclip", mclip=False),
+            dict(reject="avsigclip", mclip=True, nkeep=-1)]
+    median_c, mean_c, reject1 = imcombine(tmp_path, stack, runs)
+    masked_median, masked_mean, _ = imcombine(tmp_path, stack, runs, masks=masks)
+    model = dict(rejection="avsigclip", sigma=3.0, maxiters=None)
+    assert_same(ours(stack, cenfunc="median", **model), median_c)
+    assert_same(ours(stack, cenfunc="mean", **model), mean_c)
+    assert_same(ours(stack, cenfunc="median", nkeep=-1, **model), reject1)
+    assert_same(ours(stack, masks, cenfunc="median", **model), masked_median)
+    assert_same(ours(stack, masks, cenfunc="mean", **model), masked_mean)
+
+
 def test_nkeep_is_irafs(tmp_path):
     """nkeep=3 with a tight ccdclip (lsigma=hsigma=0.5): IRAF gives back the values nearest the
     center; nkeep=-2 rejects at most two."""
@@ -163,6 +182,10 @@ def test_ccdclip_on_scaled_frames_is_irafs(tmp_path, n):
     assert_same(ours(stack, **model), scaled)
     # IRAF adds a file's zero offsets before scaling: value = (raw + offset) * factor
     assert_same(ours(stack, zero=-offsets * factors, **model), offset)
+    # avsigclip: each value's Poisson level in its frame's units
+    avsig = dict(reject="avsigclip", sigscale=0.1, scale="@scales.txt")
+    (scaled_av,) = imcombine(tmp_path, stack, [avsig])
+    assert_same(ours(stack, rejection="avsigclip", maxiters=None, scale=factors), scaled_av)
 
 
 def iraf_ccdproc(folder, raw, header, runs):

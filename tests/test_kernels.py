@@ -114,17 +114,43 @@ def test_weights_and_post_scale_match_reference(stack, options, data):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stack=stacks(), options=options_strategy, data=st.data())
-def test_ccdclip_on_scaled_frames_matches_reference(stack, options, data):
-    """The noise model per frame, at the unscaled level (frames of distinct values: of tied
-    values of differently scaled frames, the kernel judges by every frame holding the value)."""
+@given(stack=stacks(), options=options_strategy, data=st.data(),
+       rejection=st.sampled_from(["ccdclip", "avsigclip"]))
+def test_noise_of_scaled_frames_matches_reference(stack, options, data, rejection):
+    """ccdclip's noise model and avsigclip's Poisson level per frame, at the unscaled level
+    (frames of distinct values: of tied values of differently scaled frames, the kernel judges
+    by every frame holding the value)."""
     finite = [column[np.isfinite(column)] for column in stack.T]
     assume(all(len(np.unique(column)) == len(column) for column in finite))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     n = len(stack)
-    options = replace(options, rejection="ccdclip", frame_scale=tuple(rng.uniform(0.3, 3.0, n)),
+    options = replace(options, rejection=rejection, frame_scale=tuple(rng.uniform(0.3, 3.0, n)),
                       frame_zero=data.draw(st.sampled_from([None, tuple(rng.normal(0, 2, n))])))
     assert_matches_reference(stack, options)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(options=options_strategy, data=st.data())
+def test_avsigclip_fits_one_sigma_per_line(options, data):
+    """Tiles of several lines (N, lines, width): each line's own sigma, in the kernel as in the
+    twin, whatever the block boundaries; a line of quiet pixels and a line of noisy ones clip
+    differently."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n = data.draw(st.integers(1, 12))
+    lines, width = data.draw(st.integers(1, 5)), data.draw(st.sampled_from([1, 7, 100, 300]))
+    noise = rng.choice([1.0, 30.0], size=(1, lines, 1))
+    stack = rng.normal(50.0, noise, (n, lines, width))
+    hits = rng.random(stack.shape) < 0.05
+    stack[hits] += 400.0
+    stack[rng.random(stack.shape) < data.draw(st.sampled_from([0.0, 0.3]))] = np.nan
+    options = replace(options, rejection="avsigclip")
+    data_, unc = np.empty(lines * width), np.empty(lines * width)
+    count = np.empty(lines * width, np.int16)
+    frame_rejected = KernelCall(options, n).combine_tile(stack, data_, unc, count).frame_rejected
+    ref_data, _, ref_count, ref_frames = combine_reference(stack, options)
+    np.testing.assert_array_equal(count, ref_count.ravel())
+    np.testing.assert_allclose(data_, ref_data.ravel(), rtol=1e-10, atol=1e-10, equal_nan=True)
+    np.testing.assert_array_equal(frame_rejected, ref_frames)
 
 
 def test_masked_weights_do_not_count():
@@ -164,13 +190,22 @@ def test_esd_ties_reject_by_frame_order():
 
 @pytest.mark.parametrize("rejection", list(ALGORITHMS))
 def test_every_algorithm_rejects_an_obvious_cosmic_ray(rejection):
-    """Only the 5000 goes, and only from the last frame, in the kernel and in its twin."""
-    stack = np.array([[100.0], [101.0], [99.0], [100.5], [99.5], [100.2], [99.8], [5000.0]])
+    """Only the 5000 goes, and only from the last frame, in the kernel and in its twin: the ray
+    in the first pixel of a line of 20 pixels of the same quiet values (avsigclip fits its sigma
+    over the line)."""
+    quiet = np.array([100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.1])
+    stack = np.repeat(quiet[:, None], 20, axis=1)
+    stack[7, 0] = 5000.0
     options = CombineOptions(rejection=rejection, sigma=3, gain=1.0, read_noise=1.0)
     data, _, count, _ = run_kernel(stack, options)
-    assert count[0] == 7
-    assert data[0] == pytest.approx(np.mean(stack[:7]), rel=1e-12)
-    assert ALGORITHMS[rejection].reference(stack, options).ravel().tolist() == [False] * 7 + [True]
+    assert count.tolist() == [7] + [8] * 19
+    assert data[0] == pytest.approx(np.mean(quiet[:7]), rel=1e-12)
+    expected = np.zeros(stack.shape, bool)
+    expected[7, 0] = True
+    twin = ALGORITHMS[rejection].reference
+    rejected = twin(stack[:, None, :], options)[:, 0] if ALGORITHMS[rejection].lines else twin(
+        stack, options)
+    np.testing.assert_array_equal(rejected, expected)
 
 
 def test_the_registry_is_the_kernels_and_the_options():

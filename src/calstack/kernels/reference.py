@@ -19,6 +19,7 @@ from .params import WINSOR_CLIP, WINSOR_CORRECTION, pclip_rank_offset
 from .statistics import MAD_TO_STD
 
 __all__ = [
+    "avsigclip",
     "ccdclip",
     "esd",
     "percentile_clip",
@@ -140,15 +141,10 @@ def _ccdclip_center(work, options):
     return center
 
 
-def _ccdclip_bounds(work, options):
-    center = _ccdclip_center(work, options)
-    if options.frame_scale is None and options.frame_zero is None:
-        spread = _noise(center, options)
-        return center, spread, center - spread * options.low, center + spread * options.high
-    # each frame's model at the unscaled level; reject from the ends while outside their
-    # frame's bounds (tied frames: the most lenient)
-    scale, zero = _frames(options, len(work))
-    spread = scale.mean() * _noise((center + zero.mean()) / scale.mean(), options)
+def _clip_ends_by_frame(work, center, frame_sigma, options):
+    """Bounds that reject values from the ends while they lie outside the center -/+ their own
+    frame's sigma (``frame_sigma(q, c)``: each frame's, (N,); tied frames: the most lenient):
+    the lowest and highest values kept."""
     lower = np.full(work.shape[1], -np.inf)
     upper = np.full(work.shape[1], np.inf)
     for q in range(work.shape[1]):
@@ -157,15 +153,69 @@ def _ccdclip_bounds(work, options):
         if not len(values):
             continue
         c = center[q]
-        frame_sigma = scale * _noise((c + zero) / scale, options)
-        sigma = [frame_sigma[column == v].max() for v in values]
+        sigmas = frame_sigma(q, c)
+        sigma = [sigmas[column == v].max() for v in values]
         a, b = 0, len(values)
         while a < b and values[a] < c - options.low * sigma[a]:
             a += 1
         while b > a and values[b - 1] > c + options.high * sigma[b - 1]:
             b -= 1
         lower[q], upper[q] = (values[a], values[b - 1]) if b > a else (np.inf, -np.inf)
+    return lower, upper
+
+
+def _ccdclip_bounds(work, options):
+    center = _ccdclip_center(work, options)
+    if options.frame_scale is None and options.frame_zero is None:
+        spread = _noise(center, options)
+        return center, spread, center - spread * options.low, center + spread * options.high
+    # each frame's model at the unscaled level
+    scale, zero = _frames(options, len(work))
+    spread = scale.mean() * _noise((center + zero.mean()) / scale.mean(), options)
+    lower, upper = _clip_ends_by_frame(
+        work, center, lambda _q, c: scale * _noise((c + zero) / scale, options), options)
     return center, spread, lower, upper
+
+
+def _avsigclip_sigma(line, options):
+    """avsigclip's sigma of one image line ``line`` (N, width): sqrt(sum((x - c)**2 / max(1,
+    level)) / (n - 1)) over the pixels with at least 3 values (the level of each value's frame
+    when frames were scaled), 0 where that is undefined."""
+    center = _ccdclip_center(line, options)
+    scale, zero = _frames(options, len(line))
+    level = np.maximum(1.0, (center[None, :] + zero[:, None]) * scale[:, None])
+    counted = np.isfinite(line).sum(axis=0) >= 3
+    values = line[:, counted]
+    finite = np.isfinite(values)
+    terms = np.where(finite, (values - center[counted]) ** 2 / level[:, counted], 0.0)
+    count = finite.sum()
+    return float(np.sqrt(terms.sum() / (count - 1))) if count > 1 else 0.0
+
+
+def _avsigclip_bounds_of(data, sigma, options):
+    """The bounds of avsigclip for ``data`` (N, P), each pixel's line sigma ``sigma`` (P,): the
+    center is the median, or the mean without the extremes on a pixel's first pass and the plain
+    mean after."""
+    original = np.isfinite(data).sum(axis=0)
+    scale, zero = _frames(options, len(data))
+
+    def bounds(work, options):
+        center = _ccdclip_center(work, options)
+        if options.cenfunc == "mean":
+            touched = np.isfinite(work).sum(axis=0) != original
+            center = np.where(touched, np.nanmean(work, axis=0), center)
+        spread = sigma * np.sqrt(np.maximum(1.0, (center + zero.mean()) * scale.mean()))
+        if options.frame_scale is None and options.frame_zero is None:
+            width = sigma * np.sqrt(np.maximum(1.0, center))
+            lower, upper = center - width * options.low, center + width * options.high
+        else:
+            lower, upper = _clip_ends_by_frame(
+                work, center, lambda q, c: sigma[q] * np.sqrt(np.maximum(1.0, (c + zero) * scale)),
+                options)
+        none = sigma == 0
+        return center, spread, np.where(none, -np.inf, lower), np.where(none, np.inf, upper)
+
+    return bounds
 
 
 def _keep(data, reject, center, spread, options):
@@ -206,15 +256,15 @@ def _keep_count(count, options):
     return np.maximum(0, count + options.nkeep)
 
 
-def _iterate(data, options, bounds, *, iraf=False):
+def _iterate(data, options, bounds, *, iraf=False, fewest=2):
     """Apply ``bounds`` up to ``maxiters`` times; the last bounds reject (astropy's rule), or
     (``iraf``) every value rejected on the way, a pixel clipped no more once it has fewer than
-    2 values or no more than ``nkeep``; never reject within the quantisation step of the
-    center; then ``nkeep``."""
+    ``fewest`` values or no more than ``nkeep``; never reject within the quantisation step of
+    the center; then ``nkeep``."""
     maxiters = np.inf if options.maxiters is None else options.maxiters
     quantum = options.quantum * _frames(options, len(data))[0].max()
     work = data.copy()
-    need = np.maximum(2, _keep_count(np.isfinite(data).sum(axis=0), options) + 1)
+    need = np.maximum(fewest, _keep_count(np.isfinite(data).sum(axis=0), options) + 1)
     center = np.full(data.shape[1:], np.nan)
     spread = np.full(data.shape[1:], np.nan)
     lower = np.full(data.shape[1:], -np.inf)
@@ -266,6 +316,19 @@ def ccdclip(data, options):
     """IRAF ``ccdclip``: spread from the noise model (gain, read noise, sensitivity noise) at the
     unscaled level, around the median or the mean without the extremes."""
     return _iterate(data, options, _ccdclip_bounds, iraf=True)
+
+
+def avsigclip(data, options):
+    """IRAF ``avsigclip``, on ``data`` of shape (N, lines, width): one sigma per line, fitted to
+    the square root of the level (at least 1) over the line's pixels, then clipping as ccdclip
+    does around the median or the mean without the extremes (3 values at least)."""
+    reject = np.zeros(data.shape, bool)
+    for line in range(data.shape[1]):
+        values = data[:, line, :]
+        sigma = np.full(values.shape[1], _avsigclip_sigma(values, options))
+        reject[:, line, :] = _iterate(values, options, _avsigclip_bounds_of(values, sigma, options),
+                                      iraf=True, fewest=3)
+    return reject
 
 
 def esd(data, options):

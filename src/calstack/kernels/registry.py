@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ALGORITHMS",
+    "AVSIGCLIP",
     "CCDCLIP",
     "ESD",
     "NO_REJECTION",
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 #: Kernel codes (``KernelParams.rejection``).
-NO_REJECTION, SIGMA_CLIP, PERCENTILE_CLIP, WINSORIZED_SIGMA_CLIP, CCDCLIP, ESD = range(6)
+NO_REJECTION, SIGMA_CLIP, PERCENTILE_CLIP, WINSORIZED_SIGMA_CLIP, CCDCLIP, ESD, AVSIGCLIP = range(7)
 
 _CLIP = ("sigma_lower", "sigma_upper", "maxiters", "nkeep")
 
@@ -47,6 +48,9 @@ class Algorithm:
         What it compares the values with (one line).
     pick : str
         When to choose it (one line: the "which rejection?" guidance).
+    lines : bool
+        Whether its spread is pooled over each image line: the kernel is given the frames'
+        width, and the twin values of shape (N, lines, width) instead of (N, P).
     """
 
     name: str
@@ -55,6 +59,7 @@ class Algorithm:
     options: tuple
     spread: str
     pick: str
+    lines: bool = False
 
     @property
     def reference(self):
@@ -83,6 +88,12 @@ ALGORITHMS = {a.name: a for a in (
               "ccdclip)",
               "the camera's gain and read noise are known: the spread comes from the noise "
               "model, not from a handful of values; good for biases and darks"),
+    Algorithm("avsigclip", AVSIGCLIP, "avsigclip", (*_CLIP, "cenfunc"),
+              "one sigma per image line, fitted to the square root of the level over the "
+              "line's pixels, around the median or the mean without the extremes (IRAF "
+              "avsigclip)",
+              "few frames (3-10) with Poisson-like noise and no known gain: a line's pixels "
+              "pool what one pixel's handful of values cannot", lines=True),
     Algorithm("esd", ESD, "esd", ("esd_max", "esd_alpha"),
               "generalized extreme studentized deviate test (Rosner 1983)",
               "many frames and an unknown number of outliers per pixel: a test at significance "

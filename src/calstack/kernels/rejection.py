@@ -17,11 +17,19 @@ from numba import njit
 
 from . import esd
 from .params import WINSOR_CLIP, WINSOR_CORRECTION
-from .registry import CCDCLIP, ESD, NO_REJECTION, PERCENTILE_CLIP, SIGMA_CLIP, WINSORIZED_SIGMA_CLIP
+from .registry import (
+    AVSIGCLIP,
+    CCDCLIP,
+    ESD,
+    NO_REJECTION,
+    PERCENTILE_CLIP,
+    SIGMA_CLIP,
+    WINSORIZED_SIGMA_CLIP,
+)
 from .sorted_ranges import clip_to_bounds, mad, median_of_range, moments
 from .statistics import MAD_TO_STD
 
-__all__ = ["Scratch", "reject"]
+__all__ = ["Scratch", "avsigclip_terms", "candidates", "reject"]
 
 _WINSOR_TOLERANCE = 5e-4  # relative change of sigma at which winsorizing stops
 _WINSOR_MAX_LOOPS = 50
@@ -29,10 +37,11 @@ _WINSOR_MAX_LOOPS = 50
 # Clipping bounds, one function per algorithm, one signature: each fills s.center, s.spread,
 # s.lower and s.upper for the columns whose range ``lo..hi`` is not empty. ``s.raw`` holds the block's values
 # unsorted (frame by frame) when ``p.frame_noise``; ``s.frame_scale``/``s.frame_zero`` the
-# factors and offsets that made them from the unscaled values.
+# factors and offsets that made them from the unscaled values; ``s.line_sigma`` avsigclip's sigma
+# of each column's image line.
 
 Scratch = namedtuple("Scratch", "center spread lower upper total mean std dev new_lo new_hi cur_lo "
-                                "cur_hi range_lo range_hi raw frame_scale frame_zero")
+                                "cur_hi range_lo range_hi raw frame_scale frame_zero line_sigma")
 
 
 @njit(nogil=True, cache=True)
@@ -118,30 +127,52 @@ def _mean_without_extremes(w, lo, hi, out, m):
 
 @njit(nogil=True, cache=True)
 def _frame_sigma(s, q, value, center, p, n_frames):
-    """The noise model's sigma, in the values' units, of the frame holding ``value`` at column
-    ``q``, evaluated at the unscaled level of ``center`` (the most lenient of tied frames)."""
+    """The sigma, in the values' units, of the frame holding ``value`` at column ``q``, at the
+    unscaled level of ``center`` (the most lenient of tied frames): ccdclip's noise model, or
+    avsigclip's line sigma times the square root of the level (at least 1) in the values' units."""
     sigma = 0.0
     for i in range(n_frames):
         if s.raw[i, q] == value:
             scale = s.frame_scale[i]
             level = (center + s.frame_zero[i]) / scale
-            sigma = max(sigma, scale * noise_model_sigma(level, p.gain, p.read_noise,
-                                                         p.sense_noise))
+            if p.rejection == AVSIGCLIP:
+                frame = s.line_sigma[q] * math.sqrt(max(1.0, level * scale * scale))
+            else:
+                frame = scale * noise_model_sigma(level, p.gain, p.read_noise, p.sense_noise)
+            sigma = max(sigma, frame)
     return sigma
+
+
+@njit(nogil=True, cache=True)
+def _clip_ends_by_frame(w, lo, hi, q, c, p, s):
+    """Reject values from the ends of column ``q`` while they lie outside ``c`` -/+ their own
+    frame's sigma (:func:`_frame_sigma`), as IRAF does for scaled frames; the bounds become the
+    lowest and highest values kept."""
+    n_frames = w.shape[0]
+    a = lo[q]
+    b = hi[q]
+    while a < b:
+        if np.float64(w[a, q]) >= c - p.sigma_lower * _frame_sigma(s, q, w[a, q], c, p, n_frames):
+            break
+        a += 1
+    while b > a:
+        if np.float64(w[b - 1, q]) <= c + p.sigma_upper * _frame_sigma(s, q, w[b - 1, q], c, p,
+                                                                      n_frames):
+            break
+        b -= 1
+    s.lower[q] = w[a, q] if b > a else np.inf
+    s.upper[q] = w[b - 1, q] if b > a else -np.inf
 
 
 @njit(nogil=True, cache=True)
 def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
     """Noise-model clipping (IRAF ``ccdclip``): center -/+ sigma * noise_model_sigma(level), the
     center the median or (cenfunc mean) the mean without the extremes. With ``p.frame_noise``
-    the model is each frame's, at the unscaled level, and values are rejected from the ends
-    while they lie outside their frame's bounds (as IRAF does); the bounds are then the lowest
-    and highest values kept."""
+    the model is each frame's, at the unscaled level (:func:`_clip_ends_by_frame`)."""
     if p.cen_median:
         median_of_range(w, lo, hi, s.center, m)
     else:
         _mean_without_extremes(w, lo, hi, s.center, m)
-    n_frames = w.shape[0]
     for q in range(m):
         if hi[q] <= lo[q]:
             continue
@@ -154,20 +185,81 @@ def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
             continue
         s.spread[q] = p.noise_scale * noise_model_sigma(
             (c + p.noise_zero) / p.noise_scale, p.gain, p.read_noise, p.sense_noise)
-        a = lo[q]
-        b = hi[q]
-        while a < b:
-            v = np.float64(w[a, q])
-            if v >= c - p.sigma_lower * _frame_sigma(s, q, w[a, q], c, p, n_frames):
-                break
-            a += 1
-        while b > a:
-            v = np.float64(w[b - 1, q])
-            if v <= c + p.sigma_upper * _frame_sigma(s, q, w[b - 1, q], c, p, n_frames):
-                break
-            b -= 1
-        s.lower[q] = w[a, q] if b > a else np.inf
-        s.upper[q] = w[b - 1, q] if b > a else -np.inf
+        _clip_ends_by_frame(w, lo, hi, q, c, p, s)
+
+
+@njit(nogil=True, cache=True)
+def _avsigclip_center(w, lo, hi, m, p, s):
+    """avsigclip's center: the median, or (cenfunc mean) the mean without the extremes on a
+    pixel's first pass and the plain mean of the values kept after (IRAF)."""
+    if p.cen_median:
+        median_of_range(w, lo, hi, s.center, m)
+        return
+    _mean_without_extremes(w, lo, hi, s.center, m)
+    moments(w, lo, hi, s.total, s.mean, s.std, m)
+    for q in range(m):
+        if hi[q] > lo[q] and (lo[q] != s.range_lo[q] or hi[q] != s.range_hi[q]):
+            s.center[q] = s.mean[q]
+
+
+@njit(nogil=True, cache=True)
+def _avsigclip_bounds(w, lo, hi, m, p, s, _pairs):
+    """IRAF ``avsigclip``: center -/+ sigma * line_sigma * sqrt(max(1, level)), the line's sigma
+    fitted once over the line's pixels (:func:`avsigclip_terms`); a line sigma of 0 rejects
+    nothing. With ``p.frame_noise`` the level is each frame's, in its units
+    (:func:`_clip_ends_by_frame`)."""
+    _avsigclip_center(w, lo, hi, m, p, s)
+    for q in range(m):
+        if hi[q] <= lo[q]:
+            continue
+        c = s.center[q]
+        sigma = s.line_sigma[q]
+        s.spread[q] = sigma * math.sqrt(max(1.0, (c + p.noise_zero) * p.noise_scale))
+        if sigma == 0.0:
+            s.lower[q] = -np.inf
+            s.upper[q] = np.inf
+        elif p.frame_noise:
+            _clip_ends_by_frame(w, lo, hi, q, c, p, s)
+        else:
+            spread = sigma * math.sqrt(max(1.0, c))
+            s.lower[q] = c - spread * p.sigma_lower
+            s.upper[q] = c + spread * p.sigma_upper
+
+
+@njit(nogil=True, cache=True)
+def avsigclip_terms(w, lo, hi, m, p, s, terms, counts):
+    """avsigclip's contributions to its line sigma: for each column with at least 3 values in
+    ``lo..hi``, the sum of (value - center)**2 / max(1, level) over them (the level of each
+    value's frame with ``p.frame_noise``), and their number, in ``terms[:m]`` and
+    ``counts[:m]`` (0 for the other columns). The line's sigma is
+    ``sqrt(sum(terms) / (sum(counts) - 1))`` (IRAF)."""
+    if p.cen_median:
+        median_of_range(w, lo, hi, s.center, m)
+    else:
+        _mean_without_extremes(w, lo, hi, s.center, m)
+    n_frames = w.shape[0]
+    for q in range(m):
+        terms[q] = 0.0
+        counts[q] = 0
+        k = hi[q] - lo[q]
+        if k < _AVSIGCLIP_MIN_VALUES:
+            continue
+        c = s.center[q]
+        total = 0.0
+        if p.frame_noise:  # the values in the range, by value, each with its frame's level
+            low = w[lo[q], q]
+            high = w[hi[q] - 1, q]
+            for i in range(n_frames):
+                x = s.raw[i, q]
+                if x >= low and x <= high:
+                    scale = s.frame_scale[i]
+                    total += (np.float64(x) - c) ** 2 / max(1.0, (c + s.frame_zero[i]) * scale)
+        else:
+            for r in range(lo[q], hi[q]):
+                total += (np.float64(w[r, q]) - c) ** 2
+            total /= max(1.0, c)
+        terms[q] = total
+        counts[q] = k
 
 
 @njit(nogil=True, cache=True)
@@ -216,6 +308,8 @@ def _bounds(w, lo, hi, m, p, s, pairs):
         _winsorized_bounds(w, lo, hi, m, p, s, pairs)
     elif p.rejection == CCDCLIP:
         _ccdclip_bounds(w, lo, hi, m, p, s, pairs)
+    elif p.rejection == AVSIGCLIP:
+        _avsigclip_bounds(w, lo, hi, m, p, s, pairs)
     if p.quantum > 0.0:  # never reject a value within the quantisation step of the center
         for q in range(m):
             if hi[q] > lo[q]:
@@ -224,6 +318,7 @@ def _bounds(w, lo, hi, m, p, s, pairs):
 
 
 _CCDCLIP_MIN_VALUES = 2  # IRAF: fewer values are not clipped by ccdclip
+_AVSIGCLIP_MIN_VALUES = 3  # IRAF: nor by avsigclip, nor do they count in its line sigma
 _RESIDUAL_TOLERANCE = 1e-3  # IRAF: residuals (in spreads) this close are equal (nkeep)
 
 
@@ -237,9 +332,11 @@ def _keep_count(k, nkeep):
 def _clip_iteratively(w, lo, hi, m, p, s, pairs):
     """Narrow ``lo..hi`` by up to ``maxiters`` passes of the rejection's bounds; as in
     ``astropy.stats.sigma_clip``, the last bounds decide over the whole starting range. IRAF's
-    algorithms (ccdclip) clip as IRAF does instead: rejected values stay rejected, and a pixel is
-    clipped no further once it has fewer than 2 values or no more than ``nkeep``."""
-    iraf = p.rejection == CCDCLIP
+    algorithms (ccdclip, avsigclip) clip as IRAF does instead: rejected values stay rejected, and
+    a pixel is clipped no further once it has fewer than 2 (avsigclip: 3) values or no more than
+    ``nkeep``."""
+    iraf = p.rejection == CCDCLIP or p.rejection == AVSIGCLIP
+    fewest = _AVSIGCLIP_MIN_VALUES if p.rejection == AVSIGCLIP else _CCDCLIP_MIN_VALUES
     s.cur_lo[:m] = lo[:m]
     s.cur_hi[:m] = hi[:m]
     s.lower[:m] = -np.inf
@@ -249,7 +346,7 @@ def _clip_iteratively(w, lo, hi, m, p, s, pairs):
         passes += 1
         if iraf:  # the pixels still clipped; the others are passed as empty
             for q in range(m):
-                need = max(_CCDCLIP_MIN_VALUES, _keep_count(hi[q] - lo[q], p.nkeep) + 1)
+                need = max(fewest, _keep_count(hi[q] - lo[q], p.nkeep) + 1)
                 active = s.cur_hi[q] - s.cur_lo[q] >= need
                 s.new_lo[q] = s.cur_lo[q]
                 s.new_hi[q] = s.cur_hi[q] if active else s.cur_lo[q]
@@ -354,8 +451,9 @@ def _keep_at_least(w, a, b, lo, hi, n, m, p, s):
 
 
 @njit(nogil=True, cache=True)
-def reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
-    """Narrow each column's kept range: extrema, thresholds, then the rejection algorithm."""
+def candidates(w, lo, hi, n, m, p, s):
+    """Each column's range of the ``n`` valid sorted values left by extrema and thresholds, the
+    range the rejection algorithm starts from."""
     n_frames = w.shape[0]
     for q in range(m):
         lo[q] = min(p.nlow, n[q])
@@ -368,6 +466,12 @@ def reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
         clip_to_bounds(w, lo, hi, s.lower, s.upper, s.new_lo, s.new_hi, m)
         lo[:m] = s.new_lo[:m]
         hi[:m] = s.new_hi[:m]
+
+
+@njit(nogil=True, cache=True)
+def reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
+    """Narrow each column's kept range: extrema, thresholds, then the rejection algorithm."""
+    candidates(w, lo, hi, n, m, p, s)
     if p.rejection == NO_REJECTION:
         return
     a = s.range_lo

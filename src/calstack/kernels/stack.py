@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from .params import MEDIAN, SUM
-from .rejection import Scratch, reject
+from .registry import AVSIGCLIP
+from .rejection import Scratch, avsigclip_terms, candidates, reject
 from .sorted_ranges import mad, median_of_range, moments, sort_columns
 from .statistics import MAD_TO_STD
 
@@ -103,14 +104,12 @@ def _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected, s):
 
 
 @njit(nogil=True, cache=True)
-def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kept, s, n, lo, hi,
-                   sum_w, sum_wx, out_data, out_unc, out_count, frame_rejected):
-    """Combine the ``m`` pixels from ``p0`` (see :func:`combine_stack`); returns the number of
-    finite values rejected. The other arguments are the work item's scratch."""
+def _gather_sorted(stack, p0, m, p, pairs, w, kept, s, n):
+    """Gather the ``m`` pixels from ``p0`` into ``w`` (missing values as +inf, which the sort puts
+    last), count the valid ones in ``n``, keep them unsorted in ``s.raw`` (``p.frame_noise``) and
+    mark them in ``kept`` (when it has a row per frame); then sort ``w``'s columns."""
     n_frames = stack.shape[0]
-    per_pixel = weights.shape[1] > 1
     marks = kept.shape[0] == n_frames
-    # gather; missing -> +inf, which the sort puts last
     n[:m] = 0
     for i in range(n_frames):
         src = stack[i, p0 : p0 + m]
@@ -125,6 +124,18 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
             if marks:
                 kept[i, q] = ok
     sort_columns(w, pairs, m)
+
+
+@njit(nogil=True, cache=True)
+def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, line_sigma, w, kept, s,
+                   n, lo, hi, sum_w, sum_wx, out_data, out_unc, out_count, frame_rejected):
+    """Combine the ``m`` pixels from ``p0`` (see :func:`combine_stack`); returns the number of
+    finite values rejected. The other arguments are the work item's scratch."""
+    n_frames = stack.shape[0]
+    per_pixel = weights.shape[1] > 1
+    _gather_sorted(stack, p0, m, p, pairs, w, kept, s, n)
+    if p.rejection == AVSIGCLIP:
+        s.line_sigma[:m] = line_sigma[p0 : p0 + m]
     reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
     _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected, s)
     if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
@@ -174,9 +185,58 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, w, kep
     return n_rejected
 
 
+@njit(nogil=True, cache=True)
+def _scratch(n_frames, dtype_like, p, frame_noise):
+    """A work item's scratch (:class:`calstack.kernels.rejection.Scratch`) for blocks of
+    ``n_frames`` values of ``dtype_like``'s dtype."""
+    return Scratch(np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
+                   np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
+                   np.empty((n_frames, _BLOCK)), np.empty(_BLOCK, np.int64),
+                   np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
+                   np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
+                   np.empty(_BLOCK, np.int64),
+                   np.empty((n_frames, _BLOCK) if p.frame_noise else (1, 1), dtype_like.dtype),
+                   frame_noise[0], frame_noise[1], np.empty(_BLOCK))
+
+
 @njit(parallel=True, nogil=True, cache=True)
-def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, out_data, out_unc,
-                  out_count):
+def _line_sigmas(stack, pairs, p, frame_noise, line_width):
+    """avsigclip's sigma of each pixel's image line (lines of ``line_width`` pixels), fitted once
+    before clipping: ``sqrt(sum(terms) / (sum(counts) - 1))`` of the line's
+    :func:`calstack.kernels.rejection.avsigclip_terms` (0 where that is undefined)."""
+    n_frames, n_pix = stack.shape
+    n_blocks = (n_pix + _BLOCK - 1) // _BLOCK
+    n_groups = min(_GROUPS, n_blocks)
+    terms = np.zeros(n_pix)
+    counts = np.zeros(n_pix, np.int64)
+    for g in prange(n_groups):
+        w = np.empty((n_frames, _BLOCK), stack.dtype)
+        kept = np.empty((1, _BLOCK), np.bool_)
+        s = _scratch(n_frames, stack, p, frame_noise)
+        n = np.empty(_BLOCK, np.int64)
+        lo = np.empty(_BLOCK, np.int64)
+        hi = np.empty(_BLOCK, np.int64)
+        for blk in range(g, n_blocks, n_groups):
+            p0 = blk * _BLOCK
+            m = min(_BLOCK, n_pix - p0)
+            _gather_sorted(stack, p0, m, p, pairs, w, kept, s, n)
+            candidates(w, lo, hi, n, m, p, s)
+            if p.independent:  # the algorithm judges every valid value (ccdproc's order)
+                lo[:m] = 0
+                hi[:m] = n[:m]
+            avsigclip_terms(w, lo, hi, m, p, s, terms[p0 : p0 + m], counts[p0 : p0 + m])
+    sigma = np.zeros(n_pix)
+    for start in range(0, n_pix, line_width):
+        stop = min(start + line_width, n_pix)
+        total = terms[start:stop].sum()
+        count = counts[start:stop].sum()
+        sigma[start:stop] = math.sqrt(total / (count - 1)) if count > 1 else 0.0
+    return sigma
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, line_width,
+                  out_data, out_unc, out_count):
     """Combine ``stack`` (N, P) into ``out_data``, ``out_unc``, ``out_count`` (each P).
 
     Parameters
@@ -189,13 +249,17 @@ def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, o
         Factors applied to kept values after rejection (used when ``p.post_scaled``).
     frame_noise : ndarray (2, N)
         Each frame's scale factor and zero offset (value = unscaled value * scale - zero), with
-        which ccdclip evaluates its noise model on the unscaled values (``p.frame_noise``).
+        which ccdclip and avsigclip evaluate their noise on the unscaled values
+        (``p.frame_noise``).
     esd_crit : ndarray
         ``esd_crit[k, i]``: the ESD test's critical value for the i-th outlier of k values.
     pairs : ndarray
         ``sorting_network(N)``.
     p : KernelParams
         The options.
+    line_width : int
+        The pixels of one image line (``P`` is a whole number of lines): avsigclip fits one
+        sigma per line.
     out_data, out_unc, out_count : ndarray (P,)
         Filled with the combined value, its uncertainty and the number of values kept.
 
@@ -219,17 +283,12 @@ def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, o
     rejected = np.zeros(n_groups, np.int64)
     frame_rejected = np.zeros((n_groups, n_frames), np.int64)
     n_marks = n_frames if p.weighted or p.post_scaled else 1  # kept values per frame, if needed
+    line_sigma = (_line_sigmas(stack, pairs, p, frame_noise, line_width)
+                  if p.rejection == AVSIGCLIP else np.zeros(1))
     for g in prange(n_groups):
         w = np.empty((n_frames, _BLOCK), stack.dtype)  # sorting is exact in the input dtype
         kept = np.empty((n_marks, _BLOCK), np.bool_)
-        s = Scratch(np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
-                    np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
-                    np.empty((n_frames, _BLOCK)), np.empty(_BLOCK, np.int64),
-                    np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
-                    np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64),
-                    np.empty(_BLOCK, np.int64),
-                    np.empty((n_frames, _BLOCK) if p.frame_noise else (1, 1), stack.dtype),
-                    frame_noise[0], frame_noise[1])
+        s = _scratch(n_frames, stack, p, frame_noise)
         n = np.empty(_BLOCK, np.int64)
         lo = np.empty(_BLOCK, np.int64)
         hi = np.empty(_BLOCK, np.int64)
@@ -239,7 +298,8 @@ def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, o
         for blk in range(g, n_blocks, n_groups):
             p0 = blk * _BLOCK
             n_rejected += _combine_block(stack, p0, min(_BLOCK, n_pix - p0), weights, post_scale,
-                                         esd_crit, pairs, p, w, kept, s, n, lo, hi, sum_w,
-                                         sum_wx, out_data, out_unc, out_count, frame_rejected[g])
+                                         esd_crit, pairs, p, line_sigma, w, kept, s, n, lo, hi,
+                                         sum_w, sum_wx, out_data, out_unc, out_count,
+                                         frame_rejected[g])
         rejected[g] = n_rejected
     return rejected.sum(), frame_rejected.sum(axis=0)

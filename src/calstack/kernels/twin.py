@@ -17,11 +17,20 @@ from .statistics import MAD_TO_STD
 __all__ = ["combine_reference"]
 
 
-def _reject(data, options):
-    """NaN every rejected value of ``data``, step by step (or independently, as ccdproc)."""
+def _by_lines(algorithm, width):
+    """The algorithm's twin for values (N, P) of lines of ``width`` pixels."""
+    if not algorithm.lines:
+        return algorithm.reference
+    return lambda data, options: algorithm.reference(
+        data.reshape(len(data), -1, width), options).reshape(data.shape)
+
+
+def _reject(data, options, width):
+    """NaN every rejected value of ``data`` (lines of ``width`` pixels), step by step (or
+    independently, as ccdproc)."""
     steps = [reject_extrema, reject_thresholds]
     if options.rejection:
-        steps.append(ALGORITHMS[options.rejection].reference)
+        steps.append(_by_lines(ALGORITHMS[options.rejection], width))
     if options.ccdproc_semantics:
         masks = [step(data, options) for step in steps]
         for mask in masks:
@@ -37,7 +46,8 @@ def combine_reference(stack, options, *, weights=None, post_scale=None):
     Parameters
     ----------
     stack : array_like
-        N frames stacked on axis 0; NaN and Inf are missing values.
+        N frames stacked on axis 0; NaN and Inf are missing values. The last axis is the
+        frames' lines (of which avsigclip fits one sigma each).
     options : calstack.options.CombineOptions
         The options.
     weights : array_like, optional
@@ -54,12 +64,13 @@ def combine_reference(stack, options, *, weights=None, post_scale=None):
     """
     data = np.array(stack, dtype=np.float64)
     shape = data.shape
+    width = shape[-1] if len(shape) > 1 else 1
     data = data.reshape(len(data), -1)
     data[~np.isfinite(data)] = np.nan
     valid = np.isfinite(data)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        _reject(data, options)
+        _reject(data, options, width)
         kept = np.isfinite(data)
         frame_rejected = (valid & ~kept).sum(axis=1)
         if post_scale is not None:

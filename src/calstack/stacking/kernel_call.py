@@ -70,11 +70,14 @@ class KernelCall:
                                              sorting_network(n)))
 
     def combine_tile(self, tile, data, uncertainty, count, weights=None) -> TileCounts:
-        """Combine ``tile`` (N, P) into the flat outputs ``data``, ``uncertainty``, ``count``.
+        """Combine ``tile`` into the flat outputs ``data``, ``uncertainty``, ``count``.
 
-        ``weights`` (N, P) are the tile's per-pixel weights, when the call expects them.
+        ``tile`` is (N, rows, width), or (N, P): one line of P pixels. ``weights`` (N, P) are
+        the tile's per-pixel weights, when the call expects them.
         """
         params, frame_weights, post, frame_noise, crit, pairs = self._inputs
+        line_width = tile.shape[-1]
+        tile = tile.reshape(self.n_frames, -1)
         if self.per_pixel_weights:
             weights = np.ascontiguousarray(weights, np.float64)
             if self.frame_weights is not None:
@@ -82,7 +85,7 @@ class KernelCall:
         else:
             weights = frame_weights
         rejected, frame_rejected = combine_stack(tile, weights, post, frame_noise, crit, pairs,
-                                                 params, data, uncertainty, count)
+                                                 params, line_width, data, uncertainty, count)
         return TileCounts(int(rejected), frame_rejected)
 
 

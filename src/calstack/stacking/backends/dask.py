@@ -134,7 +134,7 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
             work.preparation.bias, work.preparation.dark, work.preparation.bad_pixels))
         preparation = replace(work.preparation, bias=bias, dark=dark, bad_pixels=bad)
         calibrations = preparation.calibrations
-        n, rows, width = len(frames), stop - start, work.shape[1]
+        rows, width = stop - start, work.shape[1]
         buffers = BandBuffers(frames, calibrations, rows, width, work.stack_dtype,
                               work.n_readers)
         tile, calibration = buffers.band(rows)
@@ -143,7 +143,7 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
         data = np.empty((rows, width), work.stack_dtype)
         uncertainty = np.empty((rows, width), work.stack_dtype)
         count = np.empty((rows, width), np.int16)
-        counts = work.kernel.combine_tile(tile.reshape(n, -1), data.reshape(-1),
+        counts = work.kernel.combine_tile(tile, data.reshape(-1),
                                           uncertainty.reshape(-1), count.reshape(-1))
         return _Band(start, stop, data, uncertainty, count, *counts)
     finally:

@@ -207,7 +207,7 @@ def _combine_tiles(job, data, uncertainty, count, on_tile, buffers):
             if job.pixel_weights is not None:
                 weights = np.stack([np.asarray(w[start:stop], np.float64)
                                     for w in job.pixel_weights]).reshape(n_frames, -1)
-            counts = job.kernel.combine_tile(tile.reshape(n_frames, -1),
+            counts = job.kernel.combine_tile(tile,
                                              data[start:stop].reshape(-1),
                                              uncertainty[start:stop].reshape(-1),
                                              count[start:stop].reshape(-1), weights)
