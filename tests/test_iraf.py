@@ -141,6 +141,32 @@ def test_avsigclip_is_irafs(tmp_path, n):
     assert_same(ours(stack, masks, cenfunc="mean", **model), masked_mean)
 
 
+def test_grow_is_irafs(tmp_path):
+    """grow: the neighbours within the radius of every rejected value go too (radius 1, 1.5 and
+    2 with ccdclip; 1 with avsigclip and pclip; 1 and 2 with minmax, whose every pixel loses its
+    extremes, so that a third (radius 1) or 95 % (radius 2) of the pixels lose every value and
+    nkeep=1 keeps the combine before growing there; nkeep=0 leaves them empty). calstack
+    combines in bands of a few rows, reading grow's halo."""
+    stack = darks(6, shape=(40, 24), rays=0.01)
+    noise = dict(reject="ccdclip", rdnoise="3.")
+    runs = [dict(grow=1.0, **noise), dict(grow=1.5, **noise), dict(grow=2.0, **noise),
+            dict(reject="avsigclip", grow=1.0), dict(reject="pclip", grow=1.0),
+            dict(reject="minmax", nlow=1, nhigh=1, grow=1.0),
+            dict(reject="minmax", nlow=1, nhigh=1, grow=2.0)]
+    outputs = imcombine(tmp_path, stack, runs)
+    model = dict(rejection="ccdclip", gain=1.0, read_noise=3.0, maxiters=None)
+    bands = dict(mem_limit="8.5MB")  # 8 MiB headroom, then a few rows a band
+    for grow, expected in zip((1.0, 1.5, 2.0), outputs[:3], strict=False):
+        assert_same(ours(stack, grow=grow, **model, **bands), expected)
+    assert_same(ours(stack, rejection="avsigclip", maxiters=None, grow=1.0, **bands), outputs[3])
+    assert_same(ours(stack, rejection="percentile_clip", grow=1.0, **bands), outputs[4])
+    for grow, expected, emptied in zip((1.0, 2.0), outputs[5:], (0.3385, 0.95), strict=True):
+        assert_same(ours(stack, nlow=1, nhigh=1, grow=grow, **bands), expected)
+        without = ours(stack, nlow=1, nhigh=1, grow=grow, nkeep=0)
+        assert np.isnan(without).mean() == pytest.approx(emptied, abs=1e-3)
+        assert_same(without[np.isfinite(without)], expected[np.isfinite(without)])
+
+
 def test_nkeep_is_irafs(tmp_path):
     """nkeep=3 with a tight ccdclip (lsigma=hsigma=0.5): IRAF gives back the values nearest the
     center; nkeep=-2 rejects at most two."""

@@ -13,7 +13,7 @@ from calstack.kernels.registry import ALGORITHMS, NO_REJECTION
 from calstack.kernels.sorted_ranges import sorting_network
 from calstack.kernels.twin import combine_reference
 from calstack.options import REJECTIONS, CombineOptions
-from calstack.stacking.kernel_call import KernelCall
+from calstack.stacking.kernel_call import KernelCall, grow_marks
 
 
 def run_kernel(stack, options, out_dtype=np.float64, **call_args):
@@ -129,28 +129,49 @@ def test_noise_of_scaled_frames_matches_reference(stack, options, data, rejectio
     assert_matches_reference(stack, options)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(options=options_strategy, data=st.data())
-def test_avsigclip_fits_one_sigma_per_line(options, data):
-    """Tiles of several lines (N, lines, width): each line's own sigma, in the kernel as in the
-    twin, whatever the block boundaries; a line of quiet pixels and a line of noisy ones clip
-    differently."""
+def test_lines_and_grow_match_reference(options, data):
+    """Tiles of several lines (N, lines, width), in the kernel as in the twin: avsigclip's sigma
+    per line whatever the block boundaries (a line of quiet pixels and a line of noisy ones clip
+    differently), and grow's discs, also where the tile holds a halo of rows around the rows
+    combined."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     n = data.draw(st.integers(1, 12))
-    lines, width = data.draw(st.integers(1, 5)), data.draw(st.sampled_from([1, 7, 100, 300]))
+    lines, width = data.draw(st.integers(1, 6)), data.draw(st.sampled_from([1, 7, 100, 300]))
     noise = rng.choice([1.0, 30.0], size=(1, lines, 1))
     stack = rng.normal(50.0, noise, (n, lines, width))
     hits = rng.random(stack.shape) < 0.05
     stack[hits] += 400.0
     stack[rng.random(stack.shape) < data.draw(st.sampled_from([0.0, 0.3]))] = np.nan
-    options = replace(options, rejection="avsigclip")
-    data_, unc = np.empty(lines * width), np.empty(lines * width)
-    count = np.empty(lines * width, np.int16)
-    frame_rejected = KernelCall(options, n).combine_tile(stack, data_, unc, count).frame_rejected
-    ref_data, _, ref_count, ref_frames = combine_reference(stack, options)
-    np.testing.assert_array_equal(count, ref_count.ravel())
-    np.testing.assert_allclose(data_, ref_data.ravel(), rtol=1e-10, atol=1e-10, equal_nan=True)
-    np.testing.assert_array_equal(frame_rejected, ref_frames)
+    grow = data.draw(st.sampled_from([0.0, 1.0, 1.5, 2.0]))
+    rejection = data.draw(st.sampled_from(["avsigclip", options.rejection]))
+    options = replace(options, rejection=rejection or "avsigclip", grow=grow)
+    call = KernelCall(options, n)
+    above = min(call.halo, data.draw(st.integers(0, lines - 1)))
+    below = min(call.halo, lines - above - 1)
+    rows = slice(above, lines - below)
+    size = (lines - above - below) * width
+    data_, unc, count = np.empty(size), np.empty(size), np.empty(size, np.int16)
+    frame_rejected = call.combine_tile(stack.copy(), data_, unc, count, above=above).frame_rejected
+    ref_data, _, ref_count, _ = combine_reference(stack, options)
+    np.testing.assert_array_equal(count, ref_count[rows].ravel())
+    np.testing.assert_allclose(data_, ref_data[rows].ravel(), rtol=1e-10, atol=1e-10,
+                               equal_nan=True)
+    if not above and not below:
+        np.testing.assert_array_equal(frame_rejected, combine_reference(stack, options)[3])
+
+
+def test_grow_marks_a_disc():
+    """grow's marks are IRAF's disc, dx**2 + dy**2 <= grow**2: 5 pixels at 1, 9 at 1.5, 13 at
+    2 (scipy.ndimage's binary dilation with that structure)."""
+    marks = np.zeros((1, 9, 9), bool)
+    marks[0, 4, 4] = True
+    assert [int(grow_marks(marks, r).sum()) for r in (0.5, 1.0, 1.5, 2.0, 2.3)] == [1, 5, 9, 13, 21]
+    edge = np.zeros((1, 3, 3), bool)
+    edge[0, 0, 0] = True
+    assert grow_marks(edge, 1.0)[0].tolist() == [[True, True, False], [True, False, False],
+                                                  [False, False, False]]
 
 
 def test_masked_weights_do_not_count():

@@ -228,3 +228,47 @@ def test_auto_with_a_noise_model_reaches_the_ideal_noise_without_cosmic_ray_resi
     assert master.meta["CMBREJ"] == "ccdclip"
     assert np.sqrt(np.mean(z**2)) < 1.01
     assert not (z > 6).any()
+
+
+def test_grow_in_bands_is_grow_in_one_band(tmp_path, caplog):
+    """A cosmic ray's neighbours go with it (IRAF's grow): combined in many bands of rows, each
+    read with grow's halo, the master is the one of a single band; the header records the
+    radius, and the command line takes --grow."""
+    import logging
+
+    from calstack.cli import main
+
+    rng = np.random.default_rng(3)
+    stack = rng.normal(100.0, 5.0, (5, 120, 32))
+    stack[2, 50, 10] += 5000.0
+    stack[2, 49:52, 9:12] += 40.0  # the ray's faint halo, which clipping alone keeps
+    options = dict(rejection="ccdclip", gain=1.0, read_noise=5.0, maxiters=None, dtype="float64")
+    whole = calstack.combine(list(stack), grow=1.5, **options)
+    with caplog.at_level(logging.INFO, logger="calstack"):
+        banded = calstack.combine(list(stack), grow=1.5, mem_limit="8.5MB", **options)
+    (plan,) = [r.getMessage() for r in caplog.records if "tile(s)" in r.getMessage()]
+    assert int(plan.split(" tile(s)")[0].split()[-1]) >= 5
+    np.testing.assert_array_equal(banded.data, whole.data)
+    assert whole.meta["CMBGROW"] == 1.5
+    clipped = calstack.combine(list(stack), **options)
+    assert "CMBGROW" not in clipped.meta
+    halo = (slice(49, 52), slice(9, 12))
+    assert np.abs(clipped.data[halo] - 100.0).max() > 6.0  # the faint halo stays
+    assert np.abs(whole.data[halo] - np.delete(stack, 2, axis=0).mean(axis=0)[halo]).max() < 1e-9
+    paths = []
+    for i, frame in enumerate(stack):
+        paths.append(tmp_path / f"d{i}.fits")
+        fits.writeto(paths[-1], frame.astype(np.float32),
+                     fits.Header({"IMAGETYP": "DARK", "EXPTIME": 60.0}))
+    out = tmp_path / "out"
+    assert main(["combine", str(tmp_path), "--rejection", "ccdclip", "--gain", "1",
+                 "--read-noise", "5", "--maxiters", "none", "--grow", "1.5",
+                 "--output-dir", str(out)]) == 0
+    (master,) = out.glob("*.fit*")
+    assert fits.getheader(master)["CMBGROW"] == 1.5
+
+
+def test_grow_without_a_rejection_is_an_error():
+    with pytest.raises(OptionError, match="grow=1 grows rejected values"):
+        CombineOptions(grow=1.0)
+    assert CombineOptions(grow=1.0, nlow=1).grow == 1.0

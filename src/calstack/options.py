@@ -284,6 +284,16 @@ OPTIONS = {o.name: o for o in (
            check=_number(integer=True), flag="--nkeep", cli={"type": int},
            card=("CMBNKEEP", "values kept at least (< 0: rejected at most)"),
            recorded="algorithm"),
+    Option("grow", 0.0, "float",
+           "reject the neighbours within this radius (pixels) of every rejected value (IRAF)\n"
+           "A value rejected by ``nlow``/``nhigh`` or the algorithm (not by thresholds or "
+           "masks) takes with it the values of its frame within ``grow`` pixels "
+           "(dx**2 + dy**2 <= grow**2), as IRAF's ``grow``: the pixels are then combined "
+           "without further rejection; with ``nkeep > 0`` a pixel left with no value keeps "
+           "the result before growing.",
+           check=_number(minimum=0), flag="--grow", cli={"type": float},
+           card=("CMBGROW", "radius [px] rejections grew by"),
+           card_value=lambda o: o.grow or None),
     Option("gain", "GAIN", "float or str",
            "e-/ADU, or the header keyword holding it (ccdclip, noise weights)",
            check=_number(minimum=0, keyword=True), flag="--gain",
@@ -471,6 +481,9 @@ class _Rules:
             raise OptionError("gain=0 is not valid: give electrons per ADU (> 0)")
         if self.frame_scale is not None and not all(v > 0 for v in self.frame_scale):
             raise OptionError("frame_scale must be positive factors")
+        if self.grow and self.rejection is None and not (self.nlow or self.nhigh):
+            raise OptionError(f"grow={self.grow:g} grows rejected values, but nothing rejects "
+                              "any: choose a rejection (or nlow/nhigh), or leave grow at 0")
         if self.esd_max <= 0:
             raise OptionError("esd_max must be > 0: a count of outliers (>= 1) or a fraction")
         if not 0 < self.esd_alpha < 1:

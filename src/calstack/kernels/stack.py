@@ -128,7 +128,8 @@ def _gather_sorted(stack, p0, m, p, pairs, w, kept, s, n):
 
 @njit(nogil=True, cache=True)
 def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, line_sigma, w, kept, s,
-                   n, lo, hi, sum_w, sum_wx, out_data, out_unc, out_count, frame_rejected):
+                   n, lo, hi, sum_w, sum_wx, out_data, out_unc, out_count, frame_rejected,
+                   out_rejected):
     """Combine the ``m`` pixels from ``p0`` (see :func:`combine_stack`); returns the number of
     finite values rejected. The other arguments are the work item's scratch."""
     n_frames = stack.shape[0]
@@ -138,6 +139,12 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, line_s
         s.line_sigma[:m] = line_sigma[p0 : p0 + m]
     reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
     _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected, s)
+    if out_rejected.shape[0] == n_frames:
+        for i in range(n_frames):
+            src = stack[i, p0 : p0 + m]
+            for q in range(m):
+                x = src[q]
+                out_rejected[i, p0 + q] = ((x - x) == 0.0) & ~kept[i, q]
     if p.post_scaled:  # ccdproc scales after rejection: re-sort the scaled kept values
         for i in range(n_frames):
             for q in range(m):
@@ -236,7 +243,7 @@ def _line_sigmas(stack, pairs, p, frame_noise, line_width):
 
 @njit(parallel=True, nogil=True, cache=True)
 def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, line_width,
-                  out_data, out_unc, out_count):
+                  out_data, out_unc, out_count, out_rejected):
     """Combine ``stack`` (N, P) into ``out_data``, ``out_unc``, ``out_count`` (each P).
 
     Parameters
@@ -262,6 +269,8 @@ def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, l
         sigma per line.
     out_data, out_unc, out_count : ndarray (P,)
         Filled with the combined value, its uncertainty and the number of values kept.
+    out_rejected : ndarray (N, P) or (0, 0) of bool
+        When it has a row per frame: filled with which valid values were rejected (``grow``).
 
     Returns
     -------
@@ -282,7 +291,8 @@ def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, l
     n_groups = min(_GROUPS, n_blocks)
     rejected = np.zeros(n_groups, np.int64)
     frame_rejected = np.zeros((n_groups, n_frames), np.int64)
-    n_marks = n_frames if p.weighted or p.post_scaled else 1  # kept values per frame, if needed
+    marked = p.weighted or p.post_scaled or out_rejected.shape[0] == n_frames
+    n_marks = n_frames if marked else 1  # kept values per frame, if needed
     line_sigma = (_line_sigmas(stack, pairs, p, frame_noise, line_width)
                   if p.rejection == AVSIGCLIP else np.zeros(1))
     for g in prange(n_groups):
@@ -300,6 +310,6 @@ def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, l
             n_rejected += _combine_block(stack, p0, min(_BLOCK, n_pix - p0), weights, post_scale,
                                          esd_crit, pairs, p, line_sigma, w, kept, s, n, lo, hi,
                                          sum_w, sum_wx, out_data, out_unc, out_count,
-                                         frame_rejected[g])
+                                         frame_rejected[g], out_rejected)
         rejected[g] = n_rejected
     return rejected.sum(), frame_rejected.sum(axis=0)

@@ -70,27 +70,61 @@ def combine_reference(stack, options, *, weights=None, post_scale=None):
     valid = np.isfinite(data)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        _reject(data, options, width)
-        kept = np.isfinite(data)
-        frame_rejected = (valid & ~kept).sum(axis=1)
-        if post_scale is not None:
-            data *= np.asarray(post_scale, float)[:, None]
-        count = kept.sum(axis=0)
-        if options.method == "median":
-            combined = np.nanmedian(data, axis=0)
-            deviation = np.nanmedian(np.abs(data - combined), axis=0) * MAD_TO_STD
-            uncertainty = deviation / np.sqrt(count)
-        else:
-            spread = np.nanstd(data, axis=0)
-            if weights is None:
-                combined = np.nansum(data, axis=0) if options.method == "sum" else np.nanmean(data, axis=0)
-            else:
-                w = np.broadcast_to(np.asarray(weights, float).reshape(len(data), -1), data.shape)
-                w = np.where(kept, w, 0.0)
-                total = np.nansum(w * data, axis=0)
-                combined = total if options.method == "sum" else total / w.sum(axis=0)
-            uncertainty = spread * np.sqrt(count) if options.method == "sum" else spread / np.sqrt(count)
+        kept = data.copy()
+        _reject(kept, options, width)
+        rejected = valid & np.isnan(kept)
+        result = _combine_kept(kept, options, weights, post_scale)
+        if options.grow:
+            rejected, result = _grow(data, rejected, result, options, width, weights, post_scale)
+    combined, uncertainty, count = result
     nothing = count == 0
     combined = np.where(nothing, np.nan, combined).reshape(shape[1:])
     uncertainty = np.where(nothing, np.nan, uncertainty).reshape(shape[1:])
-    return combined, uncertainty, count.reshape(shape[1:]), frame_rejected
+    return combined, uncertainty, count.reshape(shape[1:]), rejected.sum(axis=1)
+
+
+def _combine_kept(data, options, weights, post_scale):
+    """Combined value, uncertainty and count of the finite values of ``data`` (N, P)."""
+    kept = np.isfinite(data)
+    if post_scale is not None:
+        data = data * np.asarray(post_scale, float)[:, None]
+    count = kept.sum(axis=0)
+    if options.method == "median":
+        combined = np.nanmedian(data, axis=0)
+        deviation = np.nanmedian(np.abs(data - combined), axis=0) * MAD_TO_STD
+        return combined, deviation / np.sqrt(count), count
+    spread = np.nanstd(data, axis=0)
+    if weights is None:
+        combined = np.nansum(data, axis=0) if options.method == "sum" else np.nanmean(data, axis=0)
+    else:
+        w = np.broadcast_to(np.asarray(weights, float).reshape(len(data), -1), data.shape)
+        w = np.where(kept, w, 0.0)
+        total = np.nansum(w * data, axis=0)
+        combined = total if options.method == "sum" else total / w.sum(axis=0)
+    uncertainty = spread * np.sqrt(count) if options.method == "sum" else spread / np.sqrt(count)
+    return combined, uncertainty, count
+
+
+def _grow(data, rejected, result, options, width, weights, post_scale):
+    """IRAF's ``grow`` after the first combine: every value rejected by extrema or the
+    algorithm (not thresholds) rejects its frame's values within ``grow`` pixels; the rest,
+    within the thresholds, are combined without rejection; with ``nkeep > 0`` a pixel left
+    empty keeps ``result``. Returns the rejected values and the result."""
+    thresholds = reject_thresholds(data, options)
+    frames = (rejected & ~thresholds).reshape(len(data), -1, width)
+    reach, radius = int(options.grow), options.grow
+    grown = np.zeros_like(frames)
+    lines = frames.shape[1]
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            if dx * dx + dy * dy <= radius * radius:
+                grown[:, max(0, dy):lines + min(0, dy), max(0, dx):width + min(0, dx)] |= frames[
+                    :, max(0, -dy):lines + min(0, -dy), max(0, -dx):width + min(0, -dx)]
+    gone = np.isfinite(data) & (grown.reshape(data.shape) | thresholds)
+    second = _combine_kept(np.where(gone, np.nan, data), options, weights, post_scale)
+    if options.nkeep <= 0:
+        return gone, second
+    emptied = (second[2] == 0) & (result[2] > 0)
+    return (np.where(emptied, rejected, gone),
+            tuple(np.where(emptied, before, after) for before, after in zip(result, second,
+                                                                            strict=True)))

@@ -15,7 +15,7 @@ from ..errors import FileChangedError, FrameError, OptionError
 from ..io.provenance import provenance_header
 from ..io.reader import MAX_OPEN_FILES, open_frame, raw_itemsize
 from ..options import AUTO, OPTIONS, CombineOptions, check_names, options_in
-from .kernel_call import KernelCall
+from .kernel_call import KernelCall, grow_bytes_per_pixel
 from .plan import TilePlan, parse_mem_limit, plan_tiles
 from .preparation import Preparation, keyword_values, quantisation_step, resolve
 from .result import Result
@@ -259,7 +259,9 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
             stack_itemsize=stack_dtype.itemsize,
             raw_itemsize=raw_itemsize([*opened, *calibrations]),
             out_itemsize=stack_dtype.itemsize, n_readers=n_readers,
-            extra_bytes_per_pixel=8 * len(opened) if pixel_weights is not None else 0,
+            extra_bytes_per_pixel=(8 * len(opened) if pixel_weights is not None else 0)
+            + (grow_bytes_per_pixel(len(opened), stack_dtype.itemsize) if options.grow else 0),
+            halo=int(options.grow),
         )
         log.info("combine: %s", plan.describe())
         kernel = KernelCall(options, len(opened), frame_weights=frame_weights,

@@ -5,7 +5,9 @@ The memory model counts everything a combine allocates:
 * the whole-image outputs: data and uncertainty (``out_itemsize`` each), count (int16) and
   mask (bool) — ``2 * out_itemsize + 3`` bytes per pixel;
 * per band of rows: the stack of N frames in the working dtype, plus one raw read buffer per
-  reader thread for frames that need conversion (integer data, scaling, masks);
+  reader thread for frames that need conversion (integer data, scaling, masks), and
+  per-pixel weights or ``grow``'s marks; with ``grow`` each band is read with a halo of rows
+  above and below it;
 * a fixed headroom for Python objects and thread scratch.
 
 A band of rows is contiguous on disk, so each frame's part of a tile is one read. A band holds
@@ -99,6 +101,7 @@ class TilePlan:
     mem_limit: int
     output_bytes: int
     bytes_per_row: int
+    halo: int = 0
 
     @property
     def tiles(self) -> list[tuple[int, int]]:
@@ -107,9 +110,20 @@ class TilePlan:
         return [(r, min(r + self.rows_per_tile, height)) for r in range(0, height, self.rows_per_tile)]
 
     @property
+    def rows_read(self) -> int:
+        """The most rows read for one tile: its own and ``halo`` above and below it."""
+        return min(self.rows_per_tile + 2 * self.halo, self.shape[0])
+
+    def read_range(self, start: int, stop: int) -> tuple[int, int]:
+        """``(first_row, end_row)`` read for the tile ``start:stop``: with ``halo`` rows above
+        and below it, within the image."""
+        return max(0, start - self.halo), min(self.shape[0], stop + self.halo)
+
+    @property
     def estimated_peak(self) -> int:
-        """Bytes the combine is expected to allocate at most (outputs + one tile + headroom)."""
-        return self.output_bytes + self.rows_per_tile * self.bytes_per_row + HEADROOM
+        """Bytes the combine is expected to allocate at most (outputs + one tile as read +
+        headroom)."""
+        return self.output_bytes + self.rows_read * self.bytes_per_row + HEADROOM
 
     def describe(self) -> str:
         """One line for logs: tiles, rows per tile and the memory estimate against the limit."""
@@ -130,6 +144,7 @@ def plan_tiles(
     out_itemsize: int,
     n_readers: int,
     extra_bytes_per_pixel: int = 0,
+    halo: int = 0,
 ) -> TilePlan:
     """Plan bands of rows so that a combine's allocations stay under ``mem_limit`` bytes.
 
@@ -150,7 +165,9 @@ def plan_tiles(
     n_readers : int
         Reader threads, each with its own conversion buffer.
     extra_bytes_per_pixel : int
-        Further bytes per pixel of a tile (per-pixel weights).
+        Further bytes per pixel of a tile (per-pixel weights, ``grow``'s marks).
+    halo : int
+        Rows read above and below each tile besides its own (``grow``).
 
     Raises
     ------
@@ -161,9 +178,9 @@ def plan_tiles(
     output_bytes = height * width * (2 * out_itemsize + 2 + 1)
     bytes_per_row = width * (n_frames * stack_itemsize + n_readers * raw_itemsize
                              + extra_bytes_per_pixel)
-    rows = (mem_limit - output_bytes - HEADROOM) // bytes_per_row
+    rows = (mem_limit - output_bytes - HEADROOM) // bytes_per_row - 2 * halo
     if rows < 1:
-        needed = output_bytes + bytes_per_row + HEADROOM
+        needed = output_bytes + (1 + 2 * halo) * bytes_per_row + HEADROOM
         raise OptionError(
             f"mem_limit={format_bytes(mem_limit)} is too small for {n_frames} frames of "
             f"{height}x{width}: the outputs alone take {format_bytes(output_bytes)}; "
@@ -176,4 +193,5 @@ def plan_tiles(
         mem_limit=mem_limit,
         output_bytes=output_bytes,
         bytes_per_row=bytes_per_row,
+        halo=halo,
     )

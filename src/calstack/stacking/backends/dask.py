@@ -43,6 +43,7 @@ from ...io.reader import frame_location, open_frame
 from ...progress import as_progress
 from ..cluster import ClusterError, require_distributed, resolve_client
 from ..kernel_call import KernelCall
+from ..plan import TilePlan
 from ..preparation import Preparation
 from .local import BandBuffers, read_band
 
@@ -64,6 +65,7 @@ class _Work:
     preparation: Preparation  # bias and dark as (path, HDU number)
     kernel: KernelCall
     shape: tuple
+    plan: TilePlan  # its halo: the rows read around a band (grow)
     stack_dtype: np.dtype
     n_readers: int
 
@@ -104,7 +106,8 @@ def _work(job) -> _Work:
                           bad_pixels=None if prep.bad_pixels is None else _spec(
                               prep.bad_pixels, "the bad-pixel mask"))
     return _Work(frames=tuple(_spec(f, "frame") for f in job.frames), preparation=preparation,
-                 kernel=job.kernel, shape=job.plan.shape, stack_dtype=job.stack_dtype,
+                 kernel=job.kernel, shape=job.plan.shape, plan=job.plan,
+                 stack_dtype=job.stack_dtype,
                  n_readers=job.n_readers)
 
 
@@ -135,16 +138,17 @@ def _combine_band(work: _Work, start: int, stop: int) -> _Band:
         preparation = replace(work.preparation, bias=bias, dark=dark, bad_pixels=bad)
         calibrations = preparation.calibrations
         rows, width = stop - start, work.shape[1]
-        buffers = BandBuffers(frames, calibrations, rows, width, work.stack_dtype,
+        first, last = work.plan.read_range(start, stop)  # with grow's halo
+        buffers = BandBuffers(frames, calibrations, last - first, width, work.stack_dtype,
                               work.n_readers)
-        tile, calibration = buffers.band(rows)
+        tile, calibration = buffers.band(last - first)
         with ThreadPoolExecutor(work.n_readers, thread_name_prefix="calstack-read") as pool:
-            read_band(frames, preparation, start, stop, tile, calibration, buffers.raws, pool)
+            read_band(frames, preparation, first, last, tile, calibration, buffers.raws, pool)
         data = np.empty((rows, width), work.stack_dtype)
         uncertainty = np.empty((rows, width), work.stack_dtype)
         count = np.empty((rows, width), np.int16)
-        counts = work.kernel.combine_tile(tile, data.reshape(-1),
-                                          uncertainty.reshape(-1), count.reshape(-1))
+        counts = work.kernel.combine_tile(tile, data.reshape(-1), uncertainty.reshape(-1),
+                                          count.reshape(-1), above=start - first)
         return _Band(start, stop, data, uncertainty, count, *counts)
     finally:
         for frame in [*frames, *calibrations]:

@@ -179,13 +179,13 @@ def _run(job, on_tile, held=None) -> Result:
     """
     held = [] if held is None else held
     plan = job.plan
-    sizes = BandBuffers.sizes(job.frames, job.preparation.calibrations, plan.rows_per_tile,
+    sizes = BandBuffers.sizes(job.frames, job.preparation.calibrations, plan.rows_read,
                               plan.shape[1], job.stack_dtype, job.n_readers)
     previous = held.pop() if held else None
     if previous is not None and not previous.fits(sizes, plan.mem_limit - plan.estimated_peak):
         previous = None  # freed before the outputs are allocated
     outputs = job.outputs()
-    buffers = BandBuffers(job.frames, job.preparation.calibrations, plan.rows_per_tile,
+    buffers = BandBuffers(job.frames, job.preparation.calibrations, plan.rows_read,
                           plan.shape[1], job.stack_dtype, job.n_readers, reuse=previous)
     del previous
     counts = _combine_tiles(job, *outputs, on_tile, buffers)
@@ -201,16 +201,18 @@ def _combine_tiles(job, data, uncertainty, count, on_tile, buffers):
     rejected, frame_rejected = 0, np.zeros(n_frames, np.int64)
     with ThreadPoolExecutor(job.n_readers, thread_name_prefix="calstack-read") as pool:
         for start, stop in plan.tiles:
-            tile, calibration = buffers.band(stop - start)
-            read_band(frames, preparation, start, stop, tile, calibration, buffers.raws, pool)
+            first, last = plan.read_range(start, stop)  # with grow's halo
+            tile, calibration = buffers.band(last - first)
+            read_band(frames, preparation, first, last, tile, calibration, buffers.raws, pool)
             weights = None
             if job.pixel_weights is not None:
-                weights = np.stack([np.asarray(w[start:stop], np.float64)
+                weights = np.stack([np.asarray(w[first:last], np.float64)
                                     for w in job.pixel_weights]).reshape(n_frames, -1)
             counts = job.kernel.combine_tile(tile,
                                              data[start:stop].reshape(-1),
                                              uncertainty[start:stop].reshape(-1),
-                                             count[start:stop].reshape(-1), weights)
+                                             count[start:stop].reshape(-1), weights,
+                                             above=start - first)
             rejected += counts.rejected
             frame_rejected += counts.frame_rejected
             on_tile(stop - start)
