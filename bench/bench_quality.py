@@ -53,6 +53,8 @@ ALGORITHMS = {
     "ccdclip 5/5": dict(rejection="ccdclip", sigma=5),
     "avsigclip 3/3 (median)": dict(rejection="avsigclip", sigma=3, maxiters=None),
     "avsigclip 5/5 (median)": dict(rejection="avsigclip", sigma=5, maxiters=None),
+    "sigclip 3/3 (IRAF, median)": dict(rejection="sigclip", sigma=3, maxiters=None),
+    "grow 1 (ccdclip 5/5)": dict(rejection="ccdclip", sigma=5, grow=1.0),
     "esd": dict(rejection="esd"),
     "minmax (nlow = nhigh = 1)": dict(rejection=None, nlow=1, nhigh=1),
     "auto 5/5": dict(rejection="auto", sigma=5),

@@ -167,6 +167,26 @@ def test_grow_is_irafs(tmp_path):
         assert_same(without[np.isfinite(without)], expected[np.isfinite(without)])
 
 
+@pytest.mark.parametrize("n", [5, 10, 25])
+def test_sigclip_is_irafs(tmp_path, n):
+    """IRAF's sigclip, about the median (mclip=yes) and the mean without the extremes
+    (mclip=no): each pixel's std (ddof=1) about its center, re-estimated each pass, rejected
+    values staying rejected; with masks."""
+    stack = darks(n, shape=(12, 20))
+    masks = np.random.default_rng(n).random(stack.shape) < 0.15
+    runs = [dict(reject="sigclip", mclip=True), dict(reject="sigclip", mclip=False)]
+    median_c, mean_c = imcombine(tmp_path, stack, runs)
+    masked_median, masked_mean = imcombine(tmp_path, stack, runs, masks=masks)
+    model = dict(rejection="sigclip", sigma=3.0, maxiters=None)
+    assert_same(ours(stack, cenfunc="median", **model), median_c)
+    assert_same(ours(stack, cenfunc="mean", **model), mean_c)
+    assert_same(ours(stack, masks, cenfunc="median", **model), masked_median)
+    assert_same(ours(stack, masks, cenfunc="mean", **model), masked_mean)
+    # a pixel's std includes its outlier: (N - 1) / sqrt(N) < 3 below 11 frames, no rejection
+    plain = np.abs(ours(stack) - median_c).max()
+    assert plain > 100 if n > 10 else plain < 1e-3
+
+
 def test_nkeep_is_irafs(tmp_path):
     """nkeep=3 with a tight ccdclip (lsigma=hsigma=0.5): IRAF gives back the values nearest the
     center; nkeep=-2 rejects at most two."""
@@ -212,6 +232,8 @@ def test_ccdclip_on_scaled_frames_is_irafs(tmp_path, n):
     avsig = dict(reject="avsigclip", sigscale=0.1, scale="@scales.txt")
     (scaled_av,) = imcombine(tmp_path, stack, [avsig])
     assert_same(ours(stack, rejection="avsigclip", maxiters=None, scale=factors), scaled_av)
+    (scaled_sig,) = imcombine(tmp_path, stack, [dict(avsig, reject="sigclip")])
+    assert_same(ours(stack, rejection="sigclip", maxiters=None, scale=factors), scaled_sig)
 
 
 def iraf_ccdproc(folder, raw, header, runs):

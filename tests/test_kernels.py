@@ -115,7 +115,7 @@ def test_weights_and_post_scale_match_reference(stack, options, data):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stack=stacks(), options=options_strategy, data=st.data(),
-       rejection=st.sampled_from(["ccdclip", "avsigclip"]))
+       rejection=st.sampled_from(["ccdclip", "avsigclip", "sigclip"]))
 def test_noise_of_scaled_frames_matches_reference(stack, options, data, rejection):
     """ccdclip's noise model and avsigclip's Poisson level per frame, at the unscaled level
     (frames of distinct values: of tied values of differently scaled frames, the kernel judges
@@ -160,6 +160,24 @@ def test_lines_and_grow_match_reference(options, data):
                                equal_nan=True)
     if not above and not below:
         np.testing.assert_array_equal(frame_rejected, combine_reference(stack, options)[3])
+
+
+def test_grow_counts_what_thresholds_rejected_where_nkeep_keeps_the_first_combine():
+    """Where every value of a pixel is grown over and nkeep keeps its first combine, the values
+    the thresholds rejected there count as rejected too (they once did not)."""
+    rng = np.random.default_rng(0)
+    stack = rng.normal(50.0, rng.choice([1.0, 30.0], size=(1, 1, 1)), (3, 1, 100))
+    stack[rng.random(stack.shape) < 0.05] += 400.0
+    options = CombineOptions(rejection="avsigclip", sigma=0.5, min_clip=-2.0, grow=1.0,
+                             gain=0.5, read_noise=0.0)
+    data, unc, count = np.empty(100), np.empty(100), np.empty(100, np.int16)
+    counts = KernelCall(options, 3).combine_tile(stack.copy(), data, unc, count)
+    ref_data, _, ref_count, ref_frames = combine_reference(stack, options)
+    assert (stack < -2.0).sum() > 0
+    np.testing.assert_array_equal(count, ref_count.ravel())
+    np.testing.assert_allclose(data, ref_data.ravel(), rtol=1e-10, equal_nan=True)
+    np.testing.assert_array_equal(counts.frame_rejected, ref_frames)
+    assert counts.frame_rejected.tolist() == [39, 29, 56]
 
 
 def test_grow_marks_a_disc():
@@ -213,16 +231,18 @@ def test_esd_ties_reject_by_frame_order():
 def test_every_algorithm_rejects_an_obvious_cosmic_ray(rejection):
     """Only the 5000 goes, and only from the last frame, in the kernel and in its twin: the ray
     in the first pixel of a line of 20 pixels of the same quiet values (avsigclip fits its sigma
-    over the line)."""
-    quiet = np.array([100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.1])
+    over the line; sigclip's std of a pixel includes the ray, so that 8 frames could not reject
+    it at 3 sigma: at most (N - 1) / sqrt(N))."""
+    quiet = np.array([100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.3, 99.6, 100.4, 99.9,
+                      100.1])  # 12 frames: a std of 11 quiet values and a ray can reject it
     stack = np.repeat(quiet[:, None], 20, axis=1)
-    stack[7, 0] = 5000.0
+    stack[11, 0] = 5000.0
     options = CombineOptions(rejection=rejection, sigma=3, gain=1.0, read_noise=1.0)
     data, _, count, _ = run_kernel(stack, options)
-    assert count.tolist() == [7] + [8] * 19
-    assert data[0] == pytest.approx(np.mean(quiet[:7]), rel=1e-12)
+    assert count.tolist() == [11] + [12] * 19
+    assert data[0] == pytest.approx(np.mean(quiet[:11]), rel=1e-12)
     expected = np.zeros(stack.shape, bool)
-    expected[7, 0] = True
+    expected[11, 0] = True
     twin = ALGORITHMS[rejection].reference
     rejected = twin(stack[:, None, :], options)[:, 0] if ALGORITHMS[rejection].lines else twin(
         stack, options)

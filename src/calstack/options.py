@@ -244,7 +244,7 @@ OPTIONS = {o.name: o for o in (
     Option("sigma_upper", None, "float, optional",
            "upper clipping threshold (default: sigma)", check=_number(minimum=0, allow_none=True),
            card=("CMBSHIGH", "sigma_upper"), card_value=lambda o: o.high, recorded="algorithm"),
-    Option("cenfunc", "median", "{'median', 'mean'}", "center of sigma clipping, ccdclip and avsigclip",
+    Option("cenfunc", "median", "{'median', 'mean'}", "center of sigma clipping, ccdclip, avsigclip and sigclip",
            allowed=CENFUNCS, flag="--cenfunc", card=("CMBCEN", "cenfunc"),
            recorded="algorithm"),
     Option("stdfunc", "mad_std", "{'mad_std', 'std'}",
@@ -546,7 +546,7 @@ class _Rules:
             gain=float(self.gain) if noise or floor else 1.0,
             read_noise=float(self.read_noise) if noise or floor else 0.0,
             sense_noise=self.sense_noise,
-            frame_noise=(noise or self.rejection == "avsigclip")
+            frame_noise=(noise or self.rejection in ("avsigclip", "sigclip"))
             and (self.frame_scale is not None or self.frame_zero is not None),
             noise_floor=floor,
             noise_scale=sum(scales) / len(scales),

@@ -25,6 +25,7 @@ __all__ = [
     "percentile_clip",
     "reject_extrema",
     "reject_thresholds",
+    "sigclip",
     "sigma_clip",
     "winsorized_sigma_clip",
 ]
@@ -192,30 +193,48 @@ def _avsigclip_sigma(line, options):
     return float(np.sqrt(terms.sum() / (count - 1))) if count > 1 else 0.0
 
 
-def _avsigclip_bounds_of(data, sigma, options):
-    """The bounds of avsigclip for ``data`` (N, P), each pixel's line sigma ``sigma`` (P,): the
-    center is the median, or the mean without the extremes on a pixel's first pass and the plain
-    mean after."""
+def _iraf_bounds_of(data, sigma_of, options, *, poisson):
+    """The bounds of avsigclip or sigclip for ``data`` (N, P): ``sigma_of(work, center)`` each
+    pixel's sigma (P,); the center is the median, or the mean without the extremes on a pixel's
+    first pass and the plain mean after. The bounds are center -/+ sigma, times the square root
+    of the level (at least 1) with ``poisson``, and per frame, at each frame's level, when frames
+    were scaled."""
     original = np.isfinite(data).sum(axis=0)
     scale, zero = _frames(options, len(data))
+    scaled = options.frame_scale is not None or options.frame_zero is not None
 
     def bounds(work, options):
         center = _ccdclip_center(work, options)
         if options.cenfunc == "mean":
             touched = np.isfinite(work).sum(axis=0) != original
             center = np.where(touched, np.nanmean(work, axis=0), center)
-        spread = sigma * np.sqrt(np.maximum(1.0, (center + zero.mean()) * scale.mean()))
-        if options.frame_scale is None and options.frame_zero is None:
-            width = sigma * np.sqrt(np.maximum(1.0, center))
-            lower, upper = center - width * options.low, center + width * options.high
-        else:
+        sigma = sigma_of(work, center)
+        spread = sigma * np.sqrt(np.maximum(1.0, (center + zero.mean()) * scale.mean())) \
+            if poisson else sigma
+        if scaled:
             lower, upper = _clip_ends_by_frame(
                 work, center, lambda q, c: sigma[q] * np.sqrt(np.maximum(1.0, (c + zero) * scale)),
                 options)
-        none = sigma == 0
+        else:
+            width = sigma * np.sqrt(np.maximum(1.0, center)) if poisson else sigma
+            lower, upper = center - width * options.low, center + width * options.high
+        none = ~(sigma > 0)
         return center, spread, np.where(none, -np.inf, lower), np.where(none, np.inf, upper)
 
     return bounds
+
+
+def _sigclip_sigma(work, center, options):
+    """sigclip's std (ddof=1) of each pixel's values about ``center``; each deviation divided
+    by the square root of its frame's level (at least 1) when frames were scaled."""
+    if options.frame_scale is None and options.frame_zero is None:
+        level = np.ones_like(work)
+    else:
+        scale, zero = _frames(options, len(work))
+        level = np.maximum(1.0, (center[None, :] + zero[:, None]) * scale[:, None])
+    count = np.isfinite(work).sum(axis=0)
+    total = np.nansum((work - center) ** 2 / level, axis=0)
+    return np.where(count > 1, np.sqrt(total / np.maximum(count - 1, 1)), 0.0)
 
 
 def _keep(data, reject, center, spread, options):
@@ -326,9 +345,19 @@ def avsigclip(data, options):
     for line in range(data.shape[1]):
         values = data[:, line, :]
         sigma = np.full(values.shape[1], _avsigclip_sigma(values, options))
-        reject[:, line, :] = _iterate(values, options, _avsigclip_bounds_of(values, sigma, options),
-                                      iraf=True, fewest=3)
+        bounds = _iraf_bounds_of(values, lambda _work, _center, s=sigma: s, options,
+                                 poisson=True)
+        reject[:, line, :] = _iterate(values, options, bounds, iraf=True, fewest=3)
     return reject
+
+
+def sigclip(data, options):
+    """IRAF ``sigclip``: the std (ddof=1) of each pixel's values about the median or the mean
+    without the extremes, re-estimated each pass, rejected values staying rejected (3 values at
+    least)."""
+    bounds = _iraf_bounds_of(data, lambda work, center: _sigclip_sigma(work, center, options),
+                             options, poisson=False)
+    return _iterate(data, options, bounds, iraf=True, fewest=3)
 
 
 def esd(data, options):

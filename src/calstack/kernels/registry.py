@@ -18,13 +18,15 @@ __all__ = [
     "ESD",
     "NO_REJECTION",
     "PERCENTILE_CLIP",
+    "SIGCLIP",
     "SIGMA_CLIP",
     "WINSORIZED_SIGMA_CLIP",
     "Algorithm",
 ]
 
 #: Kernel codes (``KernelParams.rejection``).
-NO_REJECTION, SIGMA_CLIP, PERCENTILE_CLIP, WINSORIZED_SIGMA_CLIP, CCDCLIP, ESD, AVSIGCLIP = range(7)
+(NO_REJECTION, SIGMA_CLIP, PERCENTILE_CLIP, WINSORIZED_SIGMA_CLIP, CCDCLIP, ESD, AVSIGCLIP,
+ SIGCLIP) = range(8)
 
 _CLIP = ("sigma_lower", "sigma_upper", "maxiters", "nkeep")
 
@@ -94,6 +96,10 @@ ALGORITHMS = {a.name: a for a in (
               "avsigclip)",
               "few frames (3-10) with Poisson-like noise and no known gain: a line's pixels "
               "pool what one pixel's handful of values cannot", lines=True),
+    Algorithm("sigclip", SIGCLIP, "sigclip", (*_CLIP, "cenfunc"),
+              "std (ddof=1) of the values about the median or the mean without the extremes, "
+              "rejected values staying rejected, 3 values at least (IRAF sigclip)",
+              "IRAF's sigclip numbers, from ~10 frames; sigma_clip is astropy's rule"),
     Algorithm("esd", ESD, "esd", ("esd_max", "esd_alpha"),
               "generalized extreme studentized deviate test (Rosner 1983)",
               "many frames and an unknown number of outliers per pixel: a test at significance "

@@ -23,6 +23,7 @@ from .registry import (
     ESD,
     NO_REJECTION,
     PERCENTILE_CLIP,
+    SIGCLIP,
     SIGMA_CLIP,
     WINSORIZED_SIGMA_CLIP,
 )
@@ -37,8 +38,8 @@ _WINSOR_MAX_LOOPS = 50
 # Clipping bounds, one function per algorithm, one signature: each fills s.center, s.spread,
 # s.lower and s.upper for the columns whose range ``lo..hi`` is not empty. ``s.raw`` holds the block's values
 # unsorted (frame by frame) when ``p.frame_noise``; ``s.frame_scale``/``s.frame_zero`` the
-# factors and offsets that made them from the unscaled values; ``s.line_sigma`` avsigclip's sigma
-# of each column's image line.
+# factors and offsets that made them from the unscaled values; ``s.line_sigma`` each column's
+# sigma of avsigclip (its image line's) or sigclip (its own, each pass).
 
 Scratch = namedtuple("Scratch", "center spread lower upper total mean std dev new_lo new_hi cur_lo "
                                 "cur_hi range_lo range_hi raw frame_scale frame_zero line_sigma")
@@ -129,13 +130,14 @@ def _mean_without_extremes(w, lo, hi, out, m):
 def _frame_sigma(s, q, value, center, p, n_frames):
     """The sigma, in the values' units, of the frame holding ``value`` at column ``q``, at the
     unscaled level of ``center`` (the most lenient of tied frames): ccdclip's noise model, or
-    avsigclip's line sigma times the square root of the level (at least 1) in the values' units."""
+    avsigclip's and sigclip's sigma (``s.line_sigma``) times the square root of the level (at
+    least 1) in the values' units."""
     sigma = 0.0
     for i in range(n_frames):
         if s.raw[i, q] == value:
             scale = s.frame_scale[i]
             level = (center + s.frame_zero[i]) / scale
-            if p.rejection == AVSIGCLIP:
+            if p.rejection == AVSIGCLIP or p.rejection == SIGCLIP:
                 frame = s.line_sigma[q] * math.sqrt(max(1.0, level * scale * scale))
             else:
                 frame = scale * noise_model_sigma(level, p.gain, p.read_noise, p.sense_noise)
@@ -189,9 +191,9 @@ def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
 
 
 @njit(nogil=True, cache=True)
-def _avsigclip_center(w, lo, hi, m, p, s):
-    """avsigclip's center: the median, or (cenfunc mean) the mean without the extremes on a
-    pixel's first pass and the plain mean of the values kept after (IRAF)."""
+def _iraf_center(w, lo, hi, m, p, s):
+    """avsigclip's and sigclip's center: the median, or (cenfunc mean) the mean without the
+    extremes on a pixel's first pass and the plain mean of the values kept after (IRAF)."""
     if p.cen_median:
         median_of_range(w, lo, hi, s.center, m)
         return
@@ -208,7 +210,7 @@ def _avsigclip_bounds(w, lo, hi, m, p, s, _pairs):
     fitted once over the line's pixels (:func:`avsigclip_terms`); a line sigma of 0 rejects
     nothing. With ``p.frame_noise`` the level is each frame's, in its units
     (:func:`_clip_ends_by_frame`)."""
-    _avsigclip_center(w, lo, hi, m, p, s)
+    _iraf_center(w, lo, hi, m, p, s)
     for q in range(m):
         if hi[q] <= lo[q]:
             continue
@@ -227,6 +229,26 @@ def _avsigclip_bounds(w, lo, hi, m, p, s, _pairs):
 
 
 @njit(nogil=True, cache=True)
+def _squared_deviations(w, lo, hi, q, c, p, s, poisson):
+    """Sum over column ``q``'s values in ``lo..hi`` of (value - c)**2, divided by max(1,
+    level): each value's frame's level in its units with ``p.frame_noise`` (by value), else
+    ``c`` (``poisson``) or 1."""
+    total = 0.0
+    if p.frame_noise:
+        low = w[lo[q], q]
+        high = w[hi[q] - 1, q]
+        for i in range(w.shape[0]):
+            x = s.raw[i, q]
+            if x >= low and x <= high:
+                total += (np.float64(x) - c) ** 2 / max(1.0, (c + s.frame_zero[i])
+                                                       * s.frame_scale[i])
+        return total
+    for r in range(lo[q], hi[q]):
+        total += (np.float64(w[r, q]) - c) ** 2
+    return total / max(1.0, c) if poisson else total
+
+
+@njit(nogil=True, cache=True)
 def avsigclip_terms(w, lo, hi, m, p, s, terms, counts):
     """avsigclip's contributions to its line sigma: for each column with at least 3 values in
     ``lo..hi``, the sum of (value - center)**2 / max(1, level) over them (the level of each
@@ -237,29 +259,37 @@ def avsigclip_terms(w, lo, hi, m, p, s, terms, counts):
         median_of_range(w, lo, hi, s.center, m)
     else:
         _mean_without_extremes(w, lo, hi, s.center, m)
-    n_frames = w.shape[0]
     for q in range(m):
-        terms[q] = 0.0
-        counts[q] = 0
         k = hi[q] - lo[q]
-        if k < _AVSIGCLIP_MIN_VALUES:
+        enough = k >= _AVSIGCLIP_MIN_VALUES
+        terms[q] = _squared_deviations(w, lo, hi, q, s.center[q], p, s, True) if enough else 0.0
+        counts[q] = k if enough else 0
+
+
+@njit(nogil=True, cache=True)
+def _sigclip_bounds(w, lo, hi, m, p, s, _pairs):
+    """IRAF ``sigclip``: center -/+ sigma * the std (ddof=1) of the values about the center;
+    with ``p.frame_noise`` each value's deviation is divided by the square root of its frame's
+    level (at least 1), and its bound multiplied by it (:func:`_clip_ends_by_frame`). A zero
+    std rejects nothing."""
+    _iraf_center(w, lo, hi, m, p, s)
+    for q in range(m):
+        k = hi[q] - lo[q]
+        if k <= 0:
             continue
         c = s.center[q]
-        total = 0.0
-        if p.frame_noise:  # the values in the range, by value, each with its frame's level
-            low = w[lo[q], q]
-            high = w[hi[q] - 1, q]
-            for i in range(n_frames):
-                x = s.raw[i, q]
-                if x >= low and x <= high:
-                    scale = s.frame_scale[i]
-                    total += (np.float64(x) - c) ** 2 / max(1.0, (c + s.frame_zero[i]) * scale)
+        sigma = math.sqrt(_squared_deviations(w, lo, hi, q, c, p, s, False) / (k - 1)) if k > 1 \
+            else 0.0
+        s.line_sigma[q] = sigma
+        s.spread[q] = sigma
+        if sigma == 0.0:
+            s.lower[q] = -np.inf
+            s.upper[q] = np.inf
+        elif p.frame_noise:
+            _clip_ends_by_frame(w, lo, hi, q, c, p, s)
         else:
-            for r in range(lo[q], hi[q]):
-                total += (np.float64(w[r, q]) - c) ** 2
-            total /= max(1.0, c)
-        terms[q] = total
-        counts[q] = k
+            s.lower[q] = c - sigma * p.sigma_lower
+            s.upper[q] = c + sigma * p.sigma_upper
 
 
 @njit(nogil=True, cache=True)
@@ -310,6 +340,8 @@ def _bounds(w, lo, hi, m, p, s, pairs):
         _ccdclip_bounds(w, lo, hi, m, p, s, pairs)
     elif p.rejection == AVSIGCLIP:
         _avsigclip_bounds(w, lo, hi, m, p, s, pairs)
+    elif p.rejection == SIGCLIP:
+        _sigclip_bounds(w, lo, hi, m, p, s, pairs)
     if p.quantum > 0.0:  # never reject a value within the quantisation step of the center
         for q in range(m):
             if hi[q] > lo[q]:
@@ -318,7 +350,8 @@ def _bounds(w, lo, hi, m, p, s, pairs):
 
 
 _CCDCLIP_MIN_VALUES = 2  # IRAF: fewer values are not clipped by ccdclip
-_AVSIGCLIP_MIN_VALUES = 3  # IRAF: nor by avsigclip, nor do they count in its line sigma
+_SIGCLIP_MIN_VALUES = 3  # IRAF: nor by avsigclip and sigclip
+_AVSIGCLIP_MIN_VALUES = 3  # IRAF: nor do they count in avsigclip's line sigma
 _RESIDUAL_TOLERANCE = 1e-3  # IRAF: residuals (in spreads) this close are equal (nkeep)
 
 
@@ -332,11 +365,11 @@ def _keep_count(k, nkeep):
 def _clip_iteratively(w, lo, hi, m, p, s, pairs):
     """Narrow ``lo..hi`` by up to ``maxiters`` passes of the rejection's bounds; as in
     ``astropy.stats.sigma_clip``, the last bounds decide over the whole starting range. IRAF's
-    algorithms (ccdclip, avsigclip) clip as IRAF does instead: rejected values stay rejected, and
-    a pixel is clipped no further once it has fewer than 2 (avsigclip: 3) values or no more than
-    ``nkeep``."""
-    iraf = p.rejection == CCDCLIP or p.rejection == AVSIGCLIP
-    fewest = _AVSIGCLIP_MIN_VALUES if p.rejection == AVSIGCLIP else _CCDCLIP_MIN_VALUES
+    algorithms (ccdclip, avsigclip, sigclip) clip as IRAF does instead: rejected values stay
+    rejected, and a pixel is clipped no further once it has fewer than 2 (avsigclip, sigclip: 3)
+    values or no more than ``nkeep``."""
+    iraf = p.rejection == CCDCLIP or p.rejection == AVSIGCLIP or p.rejection == SIGCLIP
+    fewest = _CCDCLIP_MIN_VALUES if p.rejection == CCDCLIP else _SIGCLIP_MIN_VALUES
     s.cur_lo[:m] = lo[:m]
     s.cur_hi[:m] = hi[:m]
     s.lower[:m] = -np.inf

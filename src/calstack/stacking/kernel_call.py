@@ -123,8 +123,8 @@ class KernelCall:
         first_rejected = np.zeros((n, read), bool)
         self._combine(params, tile, *first, weights, first_rejected)
         values = tile.reshape(n, read)
-        source = first_rejected  # rejected by nlow/nhigh or the algorithm, not by thresholds
-        with np.errstate(invalid="ignore"):
+        source = first_rejected.copy()  # rejected by nlow/nhigh or the algorithm, not by
+        with np.errstate(invalid="ignore"):  # thresholds
             if self.options.min_clip is not None:
                 source &= values >= self.options.min_clip
             if self.options.max_clip is not None:
@@ -154,7 +154,7 @@ class KernelCall:
 def grow_bytes_per_pixel(n_frames: int, itemsize: int) -> int:
     """What ``grow`` allocates per pixel of a tile as read: the marks (rejected, grown and
     their temporaries, a byte per value each) and the first combine's outputs."""
-    return 6 * n_frames + 2 * itemsize + 2
+    return 7 * n_frames + 2 * itemsize + 2
 
 
 def grow_marks(marks, radius):
