@@ -236,6 +236,26 @@ def test_ccdclip_on_scaled_frames_is_irafs(tmp_path, n):
     assert_same(ours(stack, rejection="sigclip", maxiters=None, scale=factors), scaled_sig)
 
 
+def test_scale_to_first_is_irafs(tmp_path):
+    """IRAF's reference frame: scale factors and zero offsets normalised to the first image
+    (scale=mean, and scale=mean with zero=mean, with ccdclip; zero=mean alone without
+    rejection), as calstack's scale_to="first". (IRAF's median statistic is the lower middle
+    value, so mean it is. With zero offsets alone IRAF's ccdclip evaluates the noise model at
+    the offset level, since only scale factors beyond sigscale make it per frame; calstack
+    takes each frame's own level.)"""
+    stack = flats(5)
+    noise = dict(reject="ccdclip", gain="1.", rdnoise="5.")
+    runs = [dict(scale="mean", **noise), dict(scale="mean", zero="mean", **noise),
+            dict(zero="mean")]
+    outputs = imcombine(tmp_path, stack, runs)
+    model = dict(rejection="ccdclip", gain=1.0, read_noise=5.0, maxiters=None, scale_to="first")
+    for given, expected in zip([dict(scale="mean"), dict(scale="mean", zero="mean")],
+                               outputs, strict=False):
+        assert_same(ours(stack, **given, **model), expected)
+    assert_same(ours(stack, zero="mean", scale_to="first"), outputs[2])
+    assert abs(np.median(outputs[0]) / np.median(stack[0]) - 1) < 0.01
+
+
 def iraf_ccdproc(folder, raw, header, runs):
     """Run IRAF's ``ccdproc`` (overscan and trim only, sections from the header) on ``raw``
     once per dict of fit parameters in ``runs``, in one ``irafcl`` call; the outputs."""
