@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 from ..kernels.esd import critical_values
 from ..kernels.sorted_ranges import sorting_network
@@ -160,6 +159,8 @@ def grow_bytes_per_pixel(n_frames: int, itemsize: int) -> int:
 def grow_marks(marks, radius):
     """``marks`` (N, rows, width) of bool, each frame's grown by a disc of ``radius`` pixels
     (offsets with dx**2 + dy**2 <= radius**2, IRAF's ``grow``)."""
+    from scipy.ndimage import binary_dilation  # only a run that grows needs scipy.ndimage
+
     reach = int(radius)
     offsets = np.arange(-reach, reach + 1)
     disc = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
