@@ -98,3 +98,22 @@ def test_band_buffers_are_reused_from_group_to_group(dark_files):
     np.testing.assert_array_equal(results[2].data, alone.data)
     np.testing.assert_array_equal(results[2].uncertainty, alone.uncertainty.array)
     np.testing.assert_array_equal(results[2].ncombine, alone.ncombine)
+
+
+def test_preload_loads_the_specialisation_a_combine_runs(dark_files):
+    """``preload`` (what the command line starts in a thread) loads the kernel's specialisation
+    for the options' dtype, and a combine of those options then needs no other one."""
+    from numba import from_dtype
+
+    from calstack.kernels.stack import combine_stack
+    from calstack.options import CombineOptions
+    from calstack.stacking.kernel_call import preload
+
+    files, _, _ = dark_files
+    for dtype in ("float32", "float64"):
+        options = CombineOptions(**{**calstack.RECIPE, "dtype": dtype})
+        preload(options)  # no suppression: an error here fails the test
+        loaded = set(combine_stack.signatures)
+        assert any(sig[0].dtype == from_dtype(np.dtype(dtype)) for sig in loaded)
+        calstack.combine(files, **{**calstack.RECIPE, "dtype": dtype})
+        assert set(combine_stack.signatures) == loaded
