@@ -488,10 +488,12 @@ def test_gzip_frames_combine_as_their_plain_copies_without_temporary_space(
         real(self, start, stop, out, raw)
 
     monkeypatch.setattr(reader.FitsFrame, "read_rows", looking)
-    options = dict(method="median", mem_limit=8_433_000, rejection="sigma_clip")  # 10 rows
-    expected = calstack.combine(sorted(plain.iterdir()), **options)
-    assert len(expected.plan.tiles) > 1  # several bands
-    master = calstack.combine(sorted(packed.iterdir()), **options)
+    options = dict(method="median", rejection="sigma_clip")
+    expected = calstack.combine(sorted(plain.iterdir()), mem_limit=8_433_000, **options)
+    assert len(expected.plan.tiles) > 1  # several bands (10 rows)
+    streams = 4 * 2 * reader.GZIP_STREAM_BYTES  # each frame's image and MASK, counted
+    master = calstack.combine(sorted(packed.iterdir()), mem_limit=8_433_000 + streams, **options)
+    assert master.plan.tiles == expected.plan.tiles
     np.testing.assert_array_equal(master.data, expected.data)
     np.testing.assert_array_equal(master.ncombine, expected.ncombine)
     assert seen
@@ -521,6 +523,9 @@ def test_a_gzip_frame_read_in_bands_holds_a_bounded_stream(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 600_000 < data.nbytes
+    # within what the memory plan counts: the frame's held bytes, the band, the conversion buffer
+    assert frame_.held_bytes == reader.GZIP_STREAM_BYTES
+    assert peak < frame_.held_bytes + reader.GZIP_SKIP + 16 * 1024 * (4 + frame_.raw_itemsize)
     again = sum(float(b.sum(dtype=np.float64)) for _, b in reader.read_bands(frame_, 256))
     assert again == total
     frame_.close()
@@ -567,3 +572,34 @@ def test_a_file_changed_after_it_was_indexed_is_an_error_and_nothing_is_written(
         with pytest.raises(FileChangedError, match="nothing was written"):
             calstack.combine(index)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_the_memory_plan_counts_each_gzip_frames_stream(tmp_path):
+    """A .gz frame holds its stream's state between bands (two with a MASK extension): the plan
+    counts it (skipping forward holds GZIP_SKIP more at once per reader, within the headroom), so a limit that plain copies fit in can be too small for the .gz ones, and the
+    error names the limit that would do."""
+    from calstack.errors import OptionError
+    from calstack.io import reader
+    from calstack.stacking.plan import plan_tiles
+
+    data = np.zeros((40, 30), np.float32)
+    fits.writeto(tmp_path / "plain.fits", data)
+    fits.HDUList([fits.PrimaryHDU(data), fits.ImageHDU(np.zeros((40, 30), np.uint8),
+                                                       name="MASK")]).writeto(tmp_path / "m.fits")
+    plain = reader.open_frame(tmp_path / "plain.fits")
+    gz = reader.open_frame(_gzip_copy(tmp_path / "plain.fits", tmp_path / "plain.fits.gz"))
+    masked = reader.open_frame(_gzip_copy(tmp_path / "m.fits", tmp_path / "m.fits.gz"))
+    stream = reader.GZIP_STREAM_BYTES
+    assert [plain.held_bytes, gz.held_bytes, masked.held_bytes] == [0, stream, 2 * stream]
+    geometry = dict(shape=(40, 30), n_frames=10, stack_itemsize=4, raw_itemsize=0,
+                    out_itemsize=4, n_readers=2)
+    fits_plain = plan_tiles(mem_limit=9_000_000, **geometry)
+    held = 10 * gz.held_bytes
+    with pytest.raises(OptionError, match="too small") as error:
+        plan_tiles(mem_limit=9_000_000, held_bytes=held, **geometry)
+    needed = float(str(error.value).split("mem_limit='")[1].split("MB")[0]) * 1e6
+    counted = plan_tiles(mem_limit=int(needed), held_bytes=held, **geometry)
+    assert counted.estimated_peak - counted.rows_read * counted.bytes_per_row == (
+        fits_plain.estimated_peak - fits_plain.rows_read * fits_plain.bytes_per_row + held)
+    for frame_ in (plain, gz, masked):
+        frame_.close()

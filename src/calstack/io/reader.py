@@ -46,6 +46,8 @@ class Frame:
     unit: str | None = None
     #: Bytes per pixel of conversion buffer that :meth:`read_rows` needs (0 = reads in place).
     raw_itemsize: int = 0
+    #: Bytes the frame holds between reads, whatever the band (a gzip stream's state).
+    held_bytes: int = 0
 
     def read_rows(self, start: int, stop: int, out: np.ndarray, raw: np.ndarray) -> None:
         """Fill ``out`` (rows ``start:stop``, working dtype) with physical values, NaN = missing."""
@@ -223,6 +225,9 @@ class FitsFrame(Frame):
 GZIP_CHUNK = 64 * 1024
 #: The most decompressed bytes a gzip stream holds at once while it skips forward.
 GZIP_SKIP = 256 * 1024
+#: What one gzip stream holds between reads: the decompressor (its 32 kB window and some
+#: 10 kB of state) and a chunk of compressed input.
+GZIP_STREAM_BYTES = 48 * 1024 + GZIP_CHUNK
 
 
 class _GzipStream:
@@ -294,6 +299,9 @@ class GzipFrame(FitsFrame):
     def __init__(self, path, info, mask, **kwargs):
         super().__init__(path, info, mask, **kwargs)
         self._streams = {}
+        # a stream for the image and one for its MASK (skipping forward holds GZIP_SKIP more
+        # for a moment, per reader thread: within the memory plan's headroom)
+        self.held_bytes = (1 + (mask is not None)) * GZIP_STREAM_BYTES
 
     def _read(self, info, start, target):
         if info.index not in self._streams:

@@ -262,6 +262,7 @@ def prepare_frames(items, options, *, post_scale=None, **frame_options):
             extra_bytes_per_pixel=(8 * len(opened) if pixel_weights is not None else 0)
             + (grow_bytes_per_pixel(len(opened), stack_dtype.itemsize) if options.grow else 0),
             halo=int(options.grow),
+            held_bytes=sum(f.held_bytes for f in [*opened, *calibrations]),
         )
         log.info("combine: %s", plan.describe())
         kernel = KernelCall(options, len(opened), frame_weights=frame_weights,

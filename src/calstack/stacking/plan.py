@@ -8,6 +8,8 @@ The memory model counts everything a combine allocates:
   reader thread for frames that need conversion (integer data, scaling, masks), and
   per-pixel weights or ``grow``'s marks; with ``grow`` each band is read with a halo of rows
   above and below it;
+* what the frames hold between reads whatever the band: the state of each ``.gz`` frame's
+  stream (:attr:`calstack.io.reader.Frame.held_bytes`);
 * a fixed headroom for Python objects and thread scratch.
 
 A band of rows is contiguous on disk, so each frame's part of a tile is one read. A band holds
@@ -102,6 +104,7 @@ class TilePlan:
     output_bytes: int
     bytes_per_row: int
     halo: int = 0
+    held_bytes: int = 0  # what the frames hold between reads (gzip streams)
 
     @property
     def tiles(self) -> list[tuple[int, int]]:
@@ -123,7 +126,8 @@ class TilePlan:
     def estimated_peak(self) -> int:
         """Bytes the combine is expected to allocate at most (outputs + one tile as read +
         headroom)."""
-        return self.output_bytes + self.rows_read * self.bytes_per_row + HEADROOM
+        return (self.output_bytes + self.held_bytes + self.rows_read * self.bytes_per_row
+                + HEADROOM)
 
     def describe(self) -> str:
         """One line for logs: tiles, rows per tile and the memory estimate against the limit."""
@@ -145,6 +149,7 @@ def plan_tiles(
     n_readers: int,
     extra_bytes_per_pixel: int = 0,
     halo: int = 0,
+    held_bytes: int = 0,
 ) -> TilePlan:
     """Plan bands of rows so that a combine's allocations stay under ``mem_limit`` bytes.
 
@@ -168,6 +173,8 @@ def plan_tiles(
         Further bytes per pixel of a tile (per-pixel weights, ``grow``'s marks).
     halo : int
         Rows read above and below each tile besides its own (``grow``).
+    held_bytes : int
+        Bytes the frames hold between reads, whatever the tile (gzip streams).
 
     Raises
     ------
@@ -178,9 +185,9 @@ def plan_tiles(
     output_bytes = height * width * (2 * out_itemsize + 2 + 1)
     bytes_per_row = width * (n_frames * stack_itemsize + n_readers * raw_itemsize
                              + extra_bytes_per_pixel)
-    rows = (mem_limit - output_bytes - HEADROOM) // bytes_per_row - 2 * halo
+    rows = (mem_limit - output_bytes - held_bytes - HEADROOM) // bytes_per_row - 2 * halo
     if rows < 1:
-        needed = output_bytes + (1 + 2 * halo) * bytes_per_row + HEADROOM
+        needed = output_bytes + held_bytes + (1 + 2 * halo) * bytes_per_row + HEADROOM
         raise OptionError(
             f"mem_limit={format_bytes(mem_limit)} is too small for {n_frames} frames of "
             f"{height}x{width}: the outputs alone take {format_bytes(output_bytes)}; "
@@ -194,4 +201,5 @@ def plan_tiles(
         output_bytes=output_bytes,
         bytes_per_row=bytes_per_row,
         halo=halo,
+        held_bytes=held_bytes,
     )
