@@ -167,14 +167,21 @@ def _clip_ends_by_frame(w, lo, hi, q, c, p, s):
 
 
 @njit(nogil=True, cache=True)
-def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
-    """Noise-model clipping (IRAF ``ccdclip``): center -/+ sigma * noise_model_sigma(level), the
-    center the median or (cenfunc mean) the mean without the extremes. With ``p.frame_noise``
-    the model is each frame's, at the unscaled level (:func:`_clip_ends_by_frame`)."""
+def _irafs_first_center(w, lo, hi, m, p, s):
+    """IRAF's center in ``s.center``: the median, or (cenfunc mean) the mean without the
+    extremes (ccdclip's every pass; avsigclip's and sigclip's first)."""
     if p.cen_median:
         median_of_range(w, lo, hi, s.center, m)
     else:
         _mean_without_extremes(w, lo, hi, s.center, m)
+
+
+@njit(nogil=True, cache=True)
+def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
+    """Noise-model clipping (IRAF ``ccdclip``): center -/+ sigma * noise_model_sigma(level), the
+    center the median or (cenfunc mean) the mean without the extremes. With ``p.frame_noise``
+    the model is each frame's, at the unscaled level (:func:`_clip_ends_by_frame`)."""
+    _irafs_first_center(w, lo, hi, m, p, s)
     for q in range(m):
         if hi[q] <= lo[q]:
             continue
@@ -194,10 +201,9 @@ def _ccdclip_bounds(w, lo, hi, m, p, s, _pairs):
 def _iraf_center(w, lo, hi, m, p, s):
     """avsigclip's and sigclip's center: the median, or (cenfunc mean) the mean without the
     extremes on a pixel's first pass and the plain mean of the values kept after (IRAF)."""
+    _irafs_first_center(w, lo, hi, m, p, s)
     if p.cen_median:
-        median_of_range(w, lo, hi, s.center, m)
         return
-    _mean_without_extremes(w, lo, hi, s.center, m)
     moments(w, lo, hi, s.total, s.mean, s.std, m)
     for q in range(m):
         if hi[q] > lo[q] and (lo[q] != s.range_lo[q] or hi[q] != s.range_hi[q]):
@@ -217,15 +223,22 @@ def _avsigclip_bounds(w, lo, hi, m, p, s, _pairs):
         c = s.center[q]
         sigma = s.line_sigma[q]
         s.spread[q] = sigma * math.sqrt(max(1.0, (c + p.noise_zero) * p.noise_scale))
-        if sigma == 0.0:
-            s.lower[q] = -np.inf
-            s.upper[q] = np.inf
-        elif p.frame_noise:
-            _clip_ends_by_frame(w, lo, hi, q, c, p, s)
-        else:
-            spread = sigma * math.sqrt(max(1.0, c))
-            s.lower[q] = c - spread * p.sigma_lower
-            s.upper[q] = c + spread * p.sigma_upper
+        _sigma_bounds_or_none(w, lo, hi, q, c, sigma, sigma * math.sqrt(max(1.0, c)), p, s)
+
+
+@njit(nogil=True, cache=True)
+def _sigma_bounds_or_none(w, lo, hi, q, c, sigma, spread, p, s):
+    """avsigclip's and sigclip's bounds of column ``q``: none for a ``sigma`` of 0, each
+    frame's at its level with ``p.frame_noise`` (:func:`_clip_ends_by_frame`), else ``c``
+    -/+ the thresholds times ``spread``."""
+    if sigma == 0.0:
+        s.lower[q] = -np.inf
+        s.upper[q] = np.inf
+    elif p.frame_noise:
+        _clip_ends_by_frame(w, lo, hi, q, c, p, s)
+    else:
+        s.lower[q] = c - spread * p.sigma_lower
+        s.upper[q] = c + spread * p.sigma_upper
 
 
 @njit(nogil=True, cache=True)
@@ -255,10 +268,7 @@ def avsigclip_terms(w, lo, hi, m, p, s, terms, counts):
     value's frame with ``p.frame_noise``), and their number, in ``terms[:m]`` and
     ``counts[:m]`` (0 for the other columns). The line's sigma is
     ``sqrt(sum(terms) / (sum(counts) - 1))`` (IRAF)."""
-    if p.cen_median:
-        median_of_range(w, lo, hi, s.center, m)
-    else:
-        _mean_without_extremes(w, lo, hi, s.center, m)
+    _irafs_first_center(w, lo, hi, m, p, s)
     for q in range(m):
         k = hi[q] - lo[q]
         enough = k >= _AVSIGCLIP_MIN_VALUES
@@ -282,14 +292,7 @@ def _sigclip_bounds(w, lo, hi, m, p, s, _pairs):
             else 0.0
         s.line_sigma[q] = sigma
         s.spread[q] = sigma
-        if sigma == 0.0:
-            s.lower[q] = -np.inf
-            s.upper[q] = np.inf
-        elif p.frame_noise:
-            _clip_ends_by_frame(w, lo, hi, q, c, p, s)
-        else:
-            s.lower[q] = c - sigma * p.sigma_lower
-            s.upper[q] = c + sigma * p.sigma_upper
+        _sigma_bounds_or_none(w, lo, hi, q, c, sigma, sigma, p, s)
 
 
 @njit(nogil=True, cache=True)
