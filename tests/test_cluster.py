@@ -18,7 +18,7 @@ from conftest import make_darks, write_frames
 
 import calstack
 from calstack.cli import main
-from calstack.errors import FrameError, OptionError
+from calstack.errors import FileChangedError, FrameError, OptionError
 from calstack.options import RECIPE
 from calstack.stacking.cluster import MissingDependencyError, connect
 from calstack.stacking.combining import prepare
@@ -257,6 +257,22 @@ def test_a_file_the_workers_cannot_read_is_named(client, tmp_path):
     assert not held_keys(client)  # the bands done were released, the rest cancelled
 
 
+def test_a_file_replaced_after_the_client_opened_it_is_named_on_the_worker(client, tmp_path):
+    """Same shape, other pixels: the workers check the identity the client opened, not just the
+    shape, and nothing is combined from the new file."""
+    from calstack.stacking.dispatch import run
+
+    copies = write_frames(tmp_path, make_darks(n=3)[0])
+    with prepare(copies, **RECIPE) as job:
+        replacement = tmp_path / "new.fits"
+        fits.writeto(replacement, np.zeros((100, 100), np.float32))  # make_darks' shape
+        os.replace(replacement, copies[1])
+        with pytest.raises(FileChangedError, match=rf"{copies[1]}: changed since it was "
+                           r"indexed.*again \(on Dask worker tcp://[\d.]+:\d+\)$"):
+            within(run, job, client=client)
+    assert not held_keys(client)
+
+
 def test_parallel_current_scheduler(client, darks):
     import distributed
 
@@ -318,3 +334,59 @@ def test_missing_distributed_names_the_extra(darks, monkeypatch, capsys):
         calstack.combine(darks, parallel="current-scheduler")
     assert main(["combine", os.path.dirname(darks[0]), "--scheduler", "local:2"]) == 1
     assert 'pip install "calstack[cluster]"' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("during", ["start", "close"])
+def test_a_signal_while_the_local_cluster_starts_or_stops_waits_for_it(
+        darks, tmp_path, monkeypatch, capsys, signum, during):
+    """Ctrl-C (or SIGTERM) while ``local:N`` starts its workers or stops them once left a
+    half-made cluster and Dask's exit-time traceback: the signal is delivered once the cluster
+    is up (or down), so it is closed and the run ends with calstack's one line."""
+    import types
+
+    events = []
+
+    class Cluster:
+        def __init__(self, **kwargs):
+            events.append(("cluster", kwargs["n_workers"]))
+            if during == "start":
+                os.kill(os.getpid(), signum)  # arrives while the workers start
+            events.append("started")
+
+        def close(self):
+            if during == "close":
+                os.kill(os.getpid(), signum)
+            events.append("cluster closed")
+
+    class Client:
+        dashboard_link = "-"
+
+        def __init__(self, cluster, set_as_default):
+            assert isinstance(cluster, Cluster)
+            assert not set_as_default
+
+        def close(self):
+            events.append("client closed")
+
+    fake = types.ModuleType("distributed")
+    fake.LocalCluster, fake.Client = Cluster, Client
+    monkeypatch.setitem(sys.modules, "distributed", fake)
+    before = signal.getsignal(signum)
+    from calstack.stacking import combining, dispatch
+
+    def here(jobs, client, **kwargs):  # a fake client runs nothing: combine on this machine
+        assert isinstance(client, Client)
+        return dispatch.run_many(jobs, client=None, **kwargs)
+
+    monkeypatch.setattr(combining, "run_many", here)
+    code = main(["combine", os.path.dirname(darks[0]), "--imagetyp", "dark", "-q",
+                 "-o", str(tmp_path / "out"), "--scheduler", "local:2"])
+    assert code == 128 + signum
+    assert events == [("cluster", 2), "started", "client closed", "cluster closed"]
+    err = capsys.readouterr().err.strip().splitlines()
+    done = ("no output was completed" if during == "start" else
+            f"1 output(s) were completed: {tmp_path / 'out' / 'combined_dark_90.000.fit'}")
+    assert err == [(f"calstack combine: interrupted ({signal.Signals(signum).name}); {done}; "
+                   "no partial file was left")]
+    assert signal.getsignal(signum) == before

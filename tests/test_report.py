@@ -4,6 +4,7 @@ headless Chromium makes of it."""
 import base64
 import dataclasses
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from PIL import Image
 
 import calstack
 from calstack.cli import main
-from calstack.errors import OptionError
+from calstack.errors import FileChangedError, OptionError
 from calstack.io.sampling import grid_step, read_block_min, read_grid
 from calstack.kernels.statistics import median_and_robust_std
 from calstack.options import RECIPE
@@ -158,6 +159,25 @@ def test_unknown_rejection_shows_n_a(tmp_path):
     assert text.count("<td>n/a</td>") == 3
     section = Report().add(built[0])
     assert [row.rejected for row in section.frames] == pytest.approx(list(built[0].frame_rejected))
+
+
+def test_a_frame_replaced_after_its_master_was_combined_is_named_not_reported(tmp_path):
+    """The report re-reads each master's frames with the identity they were indexed with: a
+    frame replaced since (same shape, other pixels) is an error naming it, not a section
+    measured on other pixels, and no page is written."""
+    folder = tmp_path / "night"
+    calstack.simulate(folder, preset="te", shape=(48, 48), n_darks=3)
+    built = combine_groups(calstack.ImageIndex(folder, cache=False), select={"imagetyp": "dark"},
+                           output_dir=tmp_path / "out", **RECIPE)
+    replaced = built[0].sources[1]
+    with fits.open(replaced) as hdul:
+        hdul[0].data = np.zeros_like(hdul[0].data)
+        hdul.writeto(tmp_path / "new.fits")
+    os.replace(tmp_path / "new.fits", replaced)
+    with pytest.raises(FileChangedError, match=rf"{re.escape(replaced)}: changed since it was "
+                       "indexed"):
+        write_report(tmp_path / "r.html", built)
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_masters_of_arrays_need_their_frames():

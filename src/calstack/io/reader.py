@@ -28,7 +28,7 @@ from ..errors import FileChangedError, FrameError
 from .fitsheader import AUXILIARY_EXTNAMES, HDUInfo, read_hdus
 
 __all__ = ["MAX_OPEN_FILES", "ArrayFrame", "CompressedFrame", "FitsFrame", "Frame",
-           "GzipFrame", "auxiliary_hdu", "file_identity", "frame_location",
+           "GzipFrame", "auxiliary_hdu", "file_identity", "frame_item",
            "open_auxiliary", "open_frame", "raw_buffer", "raw_itemsize", "read_bands",
            "read_image"]
 
@@ -417,13 +417,13 @@ def read_image(frame, *, rows: int = 512, dtype=np.float32) -> np.ndarray:
     return image
 
 
-def frame_location(frame) -> tuple[str, int] | None:
-    """``(path, HDU number)`` from which :func:`open_frame` opens a file frame again: the user's
-    file (for a ``.gz`` file, not its temporary copy) and the HDU read; None for an in-memory
-    frame."""
+def frame_item(frame) -> tuple[str, int, tuple] | None:
+    """``(path, HDU number, identity)`` by which :func:`open_frame` opens a file frame again:
+    the user's file, the HDU read, and the file's identity when the frame was opened (so a file
+    changed since is an error, not other pixels); None for an in-memory frame."""
     if isinstance(frame, ArrayFrame):
         return None
-    return frame.source, frame.info.index
+    return frame.source, frame.info.index, frame.identity
 
 
 def _read_header(path, info: HDUInfo):

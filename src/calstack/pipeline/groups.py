@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog.closeness import fold
-from ..catalog.columns import frame_pairs
+from ..catalog.columns import indexed_frames
 from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP, kind_of
 from ..catalog.grouping import Group, group_by
 from ..errors import FrameError, OptionError, unknown_option
@@ -519,7 +519,7 @@ def run_plan(plan, *, options_for=None, progress=False, on_master=None) -> list[
             master = next(masters)
             _record_setup(master.meta, group)
             used = set(master.sources)  # without the frames --skip-bad skipped
-            flags = anomalies([p for p in frame_pairs(group) if p[0] in used], master)
+            flags = anomalies([item for item in indexed_frames(group) if item[0] in used], master)
             built.append(BuiltMaster(
                 group=group, path=target, n_frames=len(master.sources), kind=imagetyp,
                 rejected_fraction=master.rejected_fraction,

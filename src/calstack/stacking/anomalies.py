@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from ..io.reader import frame_location
+from ..io.reader import frame_item
 from ..io.sampling import grid_step, read_grid
 from ..kernels.statistics import MAD_TO_STD, median_and_robust_std
 
@@ -112,8 +112,9 @@ def prepared_grids(frames, preparation, shape, *, side=GRID_SIDE):
 
     Parameters
     ----------
-    frames : sequence of (item, hdu)
-        The frames, in the master's input order.
+    frames : sequence of (item, hdu) or (path, hdu, identity)
+        The frames, in the master's input order; a file with an identity
+        (:func:`calstack.io.reader.file_identity`) must still have it.
     preparation : calstack.stacking.preparation.Preparation or None
         The master's ``preparation``.
     shape : tuple of int
@@ -122,11 +123,10 @@ def prepared_grids(frames, preparation, shape, *, side=GRID_SIDE):
         The grid's most pixels a side.
     """
     step = grid_step(shape, side)
-    calibration = [read_grid(item, step, hdu=hdu) for item, hdu in
-                   (frame_location(c) or (c, None) for c in
-                    (preparation.calibrations if preparation is not None else ()))]
-    for i, (source, hdu) in enumerate(frames):
-        grid = read_grid(source, step, hdu=hdu)
+    calibration = [read_grid(frame_item(c) or c, step) for c in
+                   (preparation.calibrations if preparation is not None else ())]
+    for i, (source, hdu, *identity) in enumerate(frames):
+        grid = read_grid((source, hdu, *identity) if identity else source, step, hdu=hdu)
         if preparation is not None:
             preparation.apply(i, grid, calibration)
         yield grid
@@ -150,8 +150,9 @@ def anomalies(frames, master) -> list[tuple[str, ...]]:
 
     Parameters
     ----------
-    frames : sequence of (item, hdu)
-        The frames the master was combined from, in its input order.
+    frames : sequence of (item, hdu) or (path, hdu, identity)
+        The frames the master was combined from, in its input order (see
+        :func:`prepared_grids`).
     master : Master
         The master (its shape, ``preparation`` and ``frame_rejected``).
 

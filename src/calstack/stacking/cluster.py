@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import re
+import signal
+import threading
 
 from ..errors import CalstackError, OptionError
 
@@ -30,6 +32,9 @@ PARALLEL = (None, "current-scheduler")
 log = logging.getLogger("calstack")
 
 _LOCAL = re.compile(r"local(?::(.*))?")
+
+#: Signals held back while a cluster starts or stops (:func:`_signals_deferred`).
+_DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class MissingDependencyError(CalstackError, ImportError):
@@ -108,6 +113,56 @@ def _local_workers(spec: str) -> int | None:
 
 
 @contextlib.contextmanager
+def _signals_deferred():
+    """Hold back SIGINT, SIGTERM and SIGHUP in the block, then deliver the first one caught.
+
+    A ``LocalCluster`` interrupted while its workers start or stop is left half-made: Dask's
+    exit-time clean-up then fails with a traceback after calstack's message. Starting and
+    stopping take about a second, so a Ctrl-C then waits that long and is handled as any other
+    (outside the main thread, where no handler can be set, nothing is deferred).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
+                for sig in _DEFERRED}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+@contextlib.contextmanager
+def _local_cluster(distributed, n_workers):
+    """A client of a ``LocalCluster`` of ``n_workers`` processes, started and closed with
+    signals deferred (:func:`_signals_deferred`); the workers' own log lines are shown with
+    ``-v`` only (the client raises what matters)."""
+    # the kernel is parallel: share the cores between the workers rather than oversubscribe
+    # (set when the worker starts; a __main__ that imports numba itself would miss it)
+    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
+    quiet = logging.WARNING if log.isEnabledFor(logging.INFO) else logging.CRITICAL
+    cluster = client = None
+    try:
+        with _signals_deferred():  # a signal caught here is delivered with the cluster up
+            cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                               processes=True, dashboard_address=":0",  # any port
+                                               env={"NUMBA_NUM_THREADS": threads},
+                                               silence_logs=quiet)
+            client = distributed.Client(cluster, set_as_default=False)
+        log.info("dask: %d local workers; dashboard at %s", n_workers, client.dashboard_link)
+        yield client
+    finally:
+        with _signals_deferred():
+            for started in (client, cluster):
+                if started is not None:
+                    started.close()
+
+
+@contextlib.contextmanager
 def connect(spec, *, timeout="30s"):
     """A Dask client for the command line's ``--scheduler SPEC``, closed on exit.
 
@@ -144,14 +199,7 @@ def connect(spec, *, timeout="30s"):
     n_workers = _local_workers(str(spec))
     distributed = require_distributed()
     if n_workers is not None:
-        # the kernel is parallel: share the cores between the workers rather than oversubscribe
-        # (set when the worker starts; a __main__ that imports numba itself would miss it)
-        threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-        with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                      processes=True, dashboard_address=":0",  # any free port
-                                      env={"NUMBA_NUM_THREADS": threads}) as cluster, \
-                distributed.Client(cluster, set_as_default=False) as client:
-            log.info("dask: %d local workers; dashboard at %s", n_workers, client.dashboard_link)
+        with _local_cluster(distributed, n_workers) as client:
             yield client
         return
     try:
@@ -160,5 +208,8 @@ def connect(spec, *, timeout="30s"):
         raise OptionError(f"--scheduler {spec!r}: no Dask scheduler answers there ({exc}); "
                           "start one (`dask scheduler`, and `dask worker ADDRESS` on each "
                           "machine) or fix the address; local:N runs N workers here") from exc
-    with client:
+    try:
         yield client
+    finally:
+        with _signals_deferred():
+            client.close()

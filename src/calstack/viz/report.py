@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog.columns import frame_pairs
+from ..catalog.columns import indexed_frames
 from ..errors import OptionError
 from ..io.sampling import grid_step, pixel_noise, read_block_min, read_grid
 from ..io.writer import OutputExistsError, atomic_write, check_writable
@@ -182,8 +182,8 @@ class Report:
             header = fits.getheader(path)
             shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
             data, counts = (path, None), (path, "NCOMB")
-            hdu_of = dict(frame_pairs(master.group))
-            sources = [(source, hdu_of.get(source)) for source in master.sources]
+            indexed = {item[0]: item for item in indexed_frames(master.group)}
+            sources = [indexed.get(source, (source, None)) for source in master.sources]
             rejected = master.frame_rejected or None
             preparation = master.preparation
             label = label or master.label()
@@ -257,7 +257,7 @@ def _check_frames(label, frames, rejected):
     if rejected is not None and len(rejected) != len(frames):
         raise OptionError(f"{label}: {len(frames)} frames given for a master of "
                           f"{len(rejected)}; pass the frames it was combined from, in order")
-    for source, _ in frames:
+    for source, *_ in frames:
         if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
             raise OptionError(f"{label}: input frame {os.fspath(source)!r} is not a file; pass "
                               "frames= (what it was combined from, in order) to Report.add")
@@ -301,7 +301,7 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
     stats, first, integer = [], None, True
     with progress.task(f"report {label}", total=len(frames), unit="frame") as task:
         grids = prepared_grids(frames, preparation, shape)  # as combined
-        for (source, _), grid in zip(frames, grids, strict=True):
+        for (source, *_), grid in zip(frames, grids, strict=True):
             if grid.shape != master.shape:
                 raise OptionError(f"{label}: frame {_name(source)} is not the size of the "
                                   "master; pass the frames it was combined from")
@@ -316,7 +316,7 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
                           median=float(medians[i]), noise=float(noises[i]),
                           rejected=None if rejected is None else float(rejected[i]),
                           flags=flags[i])
-                 for i, (source, _) in enumerate(frames))
+                 for i, (source, *_) in enumerate(frames))
     n = len(frames)
     keywords = {k: header[k] for k in ("IMAGETYP", "EXPTIME", "FILTER", "NCOMBINE", "CMBMETH",
                                        "CMBREJ", "CMBAUTO", "CMBSLOW", "CMBSHIGH", "CMBREJFR",

@@ -38,8 +38,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ...errors import FrameError, OptionError
-from ...io.reader import frame_location, open_frame
+from ...errors import FileChangedError, FrameError, OptionError
+from ...io.reader import frame_item, open_frame
 from ...progress import as_progress
 from ..cluster import ClusterError, require_distributed, resolve_client
 from ..kernel_call import KernelCall
@@ -61,8 +61,8 @@ _MIN_THREADS = 4
 class _Work:
     """What every band task of one job needs: paths and numbers, no open file, no pixels."""
 
-    frames: tuple  # (absolute path, HDU number) of each frame
-    preparation: Preparation  # bias and dark as (path, HDU number)
+    frames: tuple  # (absolute path, HDU number, identity) of each frame
+    preparation: Preparation  # bias and dark as (path, HDU number, identity)
     kernel: KernelCall
     shape: tuple
     plan: TilePlan  # its halo: the rows read around a band (grow)
@@ -81,9 +81,10 @@ class _Band(NamedTuple):
 
 
 def _spec(frame, what):
-    """``(absolute path, HDU)`` by which a worker re-opens ``frame``."""
-    location = frame_location(frame)
-    if location is None:
+    """``(absolute path, HDU, identity)`` by which a worker re-opens ``frame``: a file whose
+    identity differs on the worker (changed, or another file at that path) is an error."""
+    item = frame_item(frame)
+    if item is None:
         raise OptionError(f"{what} {frame.name!r} is in memory; with a Dask client the workers "
                           "read every frame from a file: write it to FITS first, or combine "
                           "without client=")
@@ -91,8 +92,8 @@ def _spec(frame, what):
         raise FrameError(frame.source, "is gzip-compressed: on a Dask cluster every band task "
                          "would decompress the file from its start; gunzip it (or fpack it: .fz is read "
                          "band by band), or combine without client=")
-    path, hdu = location
-    return os.path.abspath(path), hdu
+    path, hdu, identity = item
+    return os.path.abspath(path), hdu, identity
 
 
 def _work(job) -> _Work:
@@ -112,20 +113,16 @@ def _work(job) -> _Work:
 
 
 def _reopen(spec, work):
-    """The frame at ``spec`` on this worker, checked against the shape the client saw."""
-    path, hdu = spec
+    """The frame at ``spec`` on this worker: the very file the client opened (its identity)."""
     try:
-        frame = open_frame((path, hdu), stack_dtype=work.stack_dtype, keep_open=False)
+        return open_frame(spec, stack_dtype=work.stack_dtype, keep_open=False)
     except FrameError as exc:
         from distributed import get_worker
 
-        raise FrameError(exc.path, f"{exc.reason} (on Dask worker {get_worker().address}: every "
-                         "worker must see the files at the same paths)") from None
-    if frame.shape != work.shape:
-        raise FrameError(path, f"is {frame.shape[0]}x{frame.shape[1]} on the worker but was "
-                         f"{work.shape[0]}x{work.shape[1]} when the combine started; was it "
-                         "rewritten during the run?")
-    return frame
+        hint = "" if isinstance(exc, FileChangedError) else (
+            ": every worker must see the files at the same paths")
+        raise type(exc)(exc.path, f"{exc.reason} (on Dask worker {get_worker().address}"
+                        f"{hint})") from None
 
 
 def _combine_band(work: _Work, start: int, stop: int) -> _Band:
