@@ -40,7 +40,7 @@ def test_a_camera_file_is_read_and_its_amplifier_wins(tmp_path):
         "test CCD", 9.0, "RONOISE", 1550.0)
     assert camera.amplifiers == (Amplifier("only", "[1:48,*]", "BIASSECX", 1.2),)
     assert camera_defaults(camera) == dict(gain=1.2, read_noise="RONOISE", saturation=1550.0,
-                                           overscan="BIASSECX", trim="[1:48,*]")
+                                           overscan="BIASSECX", trim="[1:48,*]", amplifiers=())
     given = camera_defaults(camera, gain=2.0, overscan="[49:64,*]", trim=None)
     assert (given["gain"], given["overscan"], given["trim"]) == (2.0, "[49:64,*]", None)
     assert camera_defaults(None, gain=3.0)["gain"] == 3.0
@@ -70,12 +70,9 @@ def test_a_bad_camera_file_is_a_one_line_error_naming_it(tmp_path, text, error, 
     assert "\n" not in str(raised.value)
 
 
-def test_a_missing_file_and_several_amplifiers_on_one_image_are_errors(tmp_path):
+def test_a_missing_file_is_an_error(tmp_path):
     with pytest.raises(OptionError, match=r"nothing\.toml: cannot be read"):
         read_camera(tmp_path / "nothing.toml")
-    two = _write(tmp_path, '[[amplifier]]\ndata = "[1:2,*]"\n[[amplifier]]\ndata = "[3:4,*]"\n')
-    with pytest.raises(OptionError, match="2 amplifiers on one image are not processed yet"):
-        camera_defaults(two)
 
 
 @pytest.fixture(scope="module")

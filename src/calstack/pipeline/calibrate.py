@@ -34,7 +34,7 @@ from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
 from ..processing.camera import camera_defaults
 from ..processing.cosmic import clean_cosmic_rays
-from ..processing.frames import AUTO, ProcessedFrame, processed
+from ..processing.frames import AUTO, AmplifierFrame, ProcessedFrame, amplifier_places, processed
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
 from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
@@ -75,12 +75,13 @@ class CalibratedFrame:
     source: str
     path: Path
     choices: tuple  # of Choice, one per image HDU calibrated
-    gain: float
+    gain: float  # of the first amplifier where there are several (see ``amplifiers``)
     read_noise: float
     masked_fraction: float
     electrons: bool  # values in electrons (else ADU)
     level: float  # median of the calibrated values (sampled on a grid, masked ones left out)
     noise: float  # their robust standard deviation (1.4826 MAD): sky noise and structure
+    amplifiers: tuple = ()  # (name, gain, read noise) of each of several amplifiers on one image
 
     @property
     def choice(self) -> Choice:
@@ -106,7 +107,9 @@ class CalibratedFrame:
                 "gain": self.gain,
                 "read_noise": self.read_noise, "masked_fraction": self.masked_fraction,
                 "unit": "electron" if self.electrons else "adu", "level": self.level,
-                "noise": self.noise}
+                "noise": self.noise,
+                "amplifiers": [{"name": name, "gain": g, "read_noise": r}
+                               for name, g, r in self.amplifiers]}
 
 
 def _science(index) -> list[dict]:
@@ -232,36 +235,42 @@ class _MasterCache:
                         frame.close()
             return self._planes[key]
 
-    def mean(self, master) -> float:
-        key = (master.path, master.hdu)
+    def mean(self, master, weights=None) -> float:
+        """The mean of a flat's finite positive values; with ``weights`` (``(y0, y1, x0, x1,
+        weight)`` of regions that cover it), the mean of weight x value."""
+        key = (master.path, master.hdu, weights)
         with self._lock:
             if key not in self._means:
-                whole = self._planes.get(key)
+                whole = self._planes.get(key[:2])
                 if whole is not None:
-                    self._means[key] = _mean_positive([whole[0]])
+                    self._means[key] = _mean_positive([(0, whole[0])], weights)
                 else:
                     frame = open_frame((master.path, master.hdu))
                     try:
-                        self._means[key] = _mean_positive(
-                            band for _, band in read_bands(frame, _MEAN_ROWS))
+                        self._means[key] = _mean_positive(read_bands(frame, _MEAN_ROWS),
+                                                          weights)
                     finally:
                         frame.close()
             return self._means[key]
 
 
-def _mean_positive(bands) -> float:
-    """The mean of a flat's finite positive values over its ``bands`` (its normalisation, as
-    ccdproc's mean), the same whether it is read whole or in bands."""
+def _mean_positive(bands, weights=None) -> float:
+    """The mean of a flat's finite positive values over its ``(first row, band)`` bands (its
+    normalisation, as ccdproc's mean), the same whether it is read whole or in bands; with
+    ``weights`` (regions ``(y0, y1, x0, x1, weight)``), each value times its region's weight."""
     total, count = 0.0, 0
-    for band in bands:
-        good = band[np.isfinite(band) & (band > 0)]
-        total += float(good.sum(dtype=np.float64))
-        count += good.size
+    for start, band in bands:
+        for y0, y1, x0, x1, weight in weights or ((0, start + len(band), 0, band.shape[1], 1.0),):
+            part = band[max(0, y0 - start):max(0, y1 - start), x0:x1]
+            good = part[np.isfinite(part) & (part > 0)]
+            total += weight * float(good.sum(dtype=np.float64))
+            count += good.size
     return total / count if count else math.nan
 
 
-def _history(choice: Choice, planes: dict, electrons: bool, gain: float) -> list[tuple]:
-    """The header cards recording the calibration: IRAF's words, calstack's keys."""
+def _history(choice: Choice, planes: dict, electrons: bool, amplifiers, flat_factors) -> list[tuple]:
+    """The header cards recording the calibration: IRAF's words, calstack's keys (and each of
+    several amplifiers' gain and read noise)."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     cards = []
     if choice.bias:
@@ -272,21 +281,44 @@ def _history(choice: Choice, planes: dict, electrons: bool, gain: float) -> list
                    f"{choice.dark_factor:.6g}")),
                   ("CALDARK", choice.dark.name, "master dark subtracted"),
                   ("DARKSCAL", choice.dark_factor, f"dark factor ({choice.dark_rule})")]
+    several = len(amplifiers) > 1
     if choice.flat:
         scale = planes["flat"].mean
         cards += [("FLATCOR", f"Flat field image is {choice.flat.name}, scale {scale:.6g}"),
                   ("CALFLAT", choice.flat.name, "master flat divided (normalised by its mean)"),
                   ("FLATSCAL", scale, "mean of the master flat")]
+        if several and electrons:
+            cards.append(("FLATGSCL", amplifiers[0].gain / flat_factors[0],
+                          "mean of gain x flat (e-)"))
     if electrons:
-        cards.append(("GAINCOR", gain, "multiplied by this gain: values in electrons"))
+        cards.append(("GAINCOR", "per amplifier (AMPGAINn)" if several else amplifiers[0].gain,
+                      "values in electrons" if several else
+                      "multiplied by this gain: values in electrons"))
+    if several:
+        for number, amp in enumerate(amplifiers, start=1):
+            cards += [(f"AMPGAIN{number}", amp.gain, f"e-/ADU of {amp.name}"[:40]),
+                      (f"AMPRDN{number}", amp.read_noise, f"e- read noise of {amp.name}"[:40])]
     cards.append(("CCDPROC", f"{now} CCD processing done (calstack)"))
     cards.append(("MASKBITS", " ".join(f"{v}={k}" for k, v in MASK_BITS.items()), "MASK bits"))
     return cards
 
 
+@dataclass(frozen=True)
+class _Amplifier:
+    """The part of an image one amplifier read, with its noise model and saturation."""
+
+    name: str
+    rows: slice
+    columns: slice
+    gain: float
+    read_noise: float
+    saturation: float | None
+
+
 class _Image:
     """One image HDU of a science frame made ready: opened and checked, its masters chosen and
-    opened, its header completed; :meth:`bands` calibrates it band by band."""
+    opened, its header completed; :meth:`bands` calibrates it band by band, each amplifier's
+    part of it with that amplifier's gain and read noise."""
 
     def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
                  saturation, electrons, processing, bad_pixels=None):
@@ -299,13 +331,14 @@ class _Image:
             if done:
                 raise FrameError(self.source, f"is already calibrated ({done[0]} = "
                                  f"{header[done[0]]!r}); give the raw frames")
-            self.saturation = _saturation(header, self.frame, saturation)
+            raw_saturation = _saturation(header, self.frame, saturation)
             self.frame = processed(self.frame, header, self.source, **processing)
-            if isinstance(self.frame, ProcessedFrame):  # raw: overscan and trim as rows are read
+            if isinstance(self.frame, (ProcessedFrame, AmplifierFrame)):  # raw: as rows are read
                 for key, value, comment in self.frame.cards():
                     header[key] = (value, comment)
-                self.saturation = self.frame.processed_level(self.saturation)
             self.shape = self.frame.shape
+            self.amplifiers = self._amplifiers(processing.get("amplifiers", ()), gain,
+                                               read_noise, raw_saturation)
             self.bad = None if bad_pixels is None else bad_pixels[1]
             if self.bad is not None and self.bad.shape != self.shape:
                 raise FrameError(bad_pixels[0], f"the bad-pixel mask is {self.bad.shape[0]}x"
@@ -313,7 +346,7 @@ class _Image:
                                  f"{self.shape[1]} (after trim); give the mask of this setup")
             self.choice = choose(row, self.source, self.shape, masters, tolerances=tolerances,
                                  allow_missing=allow_missing)
-            self.gain, self.read_noise = _noise_model(header, gain, read_noise, self.source)
+            self.gain, self.read_noise = self.amplifiers[0].gain, self.amplifiers[0].read_noise
             self.electrons = electrons
             for kind in ("bias", "dark", "flat"):
                 master = getattr(self.choice, kind)
@@ -321,7 +354,9 @@ class _Image:
                     self.planes[kind] = _Planes(
                         master, self.shape, cache, flat=kind == "flat",
                         factor=self.choice.dark_factor if kind == "dark" else 1.0)
-            for key, *value in _history(self.choice, self.planes, electrons, self.gain):
+            self.flat_factors = self._flat_factors(cache)
+            for key, *value in _history(self.choice, self.planes, electrons, self.amplifiers,
+                                        self.flat_factors):
                 header[key] = tuple(value) if len(value) > 1 else value[0]
             header["BUNIT"] = "electron" if electrons else header.get("BUNIT", "adu")
             if bad_pixels is not None:
@@ -329,6 +364,43 @@ class _Image:
         except BaseException:
             self.close()
             raise
+
+    def _amplifiers(self, layout, gain, read_noise, saturation) -> tuple[_Amplifier, ...]:
+        """The image as one amplifier, or as the camera's several (put together here, by
+        :class:`AmplifierFrame`, or before: its AMPSECn cards)."""
+        header, source = self.header, self.source
+        whole = (slice(0, self.shape[0]), slice(0, self.shape[1]))
+        if len(layout) < 2:
+            level = (self.frame.processed_level(saturation)
+                     if isinstance(self.frame, ProcessedFrame) else saturation)
+            return (_Amplifier("1", *whole, *_noise_model(header, gain, read_noise, source),
+                               level),)
+        if isinstance(self.frame, AmplifierFrame):
+            places = [p.place for p in self.frame.placements]
+            levels = self.frame.levels(saturation)
+        else:
+            places = amplifier_places(header, layout, self.shape, source)
+            levels = [saturation] * len(places)
+        return tuple(_Amplifier(str(amp.name), *place.slices,
+                                *_noise_model(header, amp.gain, amp.read_noise, source), level)
+                     for amp, place, level in zip(layout, places, levels, strict=True))
+
+    def _flat_factors(self, cache) -> tuple[float, ...] | None:
+        """What each amplifier's flat values are multiplied by: 1 / the flat's mean, or, in
+        electrons with several amplifiers, gain / the mean of gain x flat (the flat in
+        electrons: the ADU flat's steps between amplifiers of other gains stay divided out)."""
+        flat = self.planes.get("flat")
+        if flat is None:
+            return None
+        if len(self.amplifiers) == 1 or not self.electrons:
+            return (flat.factor,) * len(self.amplifiers)
+        weighted = cache.mean(self.choice.flat, tuple(
+            (a.rows.start, a.rows.stop, a.columns.start, a.columns.stop, a.gain)
+            for a in self.amplifiers))
+        if not weighted > 0:
+            raise FrameError(self.choice.flat.path, "master flat has no positive values; "
+                             "rebuild it")
+        return tuple(a.gain / weighted for a in self.amplifiers)
 
     def uncertainty_header(self):
         header = fits.Header()
@@ -353,11 +425,19 @@ class _Image:
         for start in range(0, height, rows):
             n = min(rows, height - start)
             self.frame.read_rows(start, start + n, values[:n], raw)
-            band = calibrate_into(
-                values[:n], Band(result.data[:n], result.uncertainty[:n], result.mask[:n]),
-                gain=self.gain, read_noise=self.read_noise, saturation=self.saturation,
-                electrons=self.electrons,
-                **{kind: p.rows(start, start + n, width) for kind, p in self.planes.items()})
+            band = Band(result.data[:n], result.uncertainty[:n], result.mask[:n])
+            masters = {kind: p.rows(start, start + n, width) for kind, p in self.planes.items()}
+            for number, amp in enumerate(self.amplifiers):
+                first, last = max(start, amp.rows.start), min(start + n, amp.rows.stop)
+                if first >= last:
+                    continue
+                part = (slice(first - start, last - start), amp.columns)
+                calibrate_into(
+                    values[part], Band(band.data[part], band.uncertainty[part], band.mask[part]),
+                    gain=amp.gain, read_noise=amp.read_noise, saturation=amp.saturation,
+                    electrons=self.electrons,
+                    **{kind: _part(m, part, self.flat_factors[number] if kind == "flat"
+                                   else m.factor) for kind, m in masters.items()})
             if self.bad is not None:
                 band.mask[self.bad[start:start + n]] |= MASK_BITS["bad"]
             if cosmic_rays:
@@ -370,6 +450,12 @@ class _Image:
         self.frame.close()
         for p in self.planes.values():
             p.close()
+
+
+def _part(master: Master, part, factor) -> Master:
+    """The ``part`` (rows, columns) of a master's band, its values multiplied by ``factor``."""
+    return Master(master.data[part], None if master.uncertainty is None
+                  else master.uncertainty[part], factor)
 
 
 def _calibrate_file(rows, masters, output, *, band_rows, cosmic_rays, overwrite, cache,
@@ -420,9 +506,11 @@ def _calibrate_file(rows, masters, output, *, band_rows, cosmic_rays, overwrite,
         for image in images:
             image.close()
     level, noise = median_and_robust_std(np.concatenate(samples))
+    several = images[0].amplifiers if len(images[0].amplifiers) > 1 else ()
     return CalibratedFrame(str(rows[0]["path"]), output, tuple(i.choice for i in images),
                            images[0].gain, images[0].read_noise, masked / pixels,
-                           images[0].electrons, level, noise)
+                           images[0].electrons, level, noise,
+                           tuple((a.name, a.gain, a.read_noise) for a in several))
 
 
 def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=False,
@@ -543,7 +631,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
                    cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
                    cache=_MasterCache(limit // 2),
-                   processing=dict(overscan=overscan, trim=trim, **(overscan_fit or {})),
+                   processing=dict(overscan=overscan, trim=trim, amplifiers=given["amplifiers"],
+                                   **(overscan_fit or {})),
                    bad_pixels=None if bad_pixels is None else (bad_pixels, _mask(bad_pixels)))
 
     def one(item):

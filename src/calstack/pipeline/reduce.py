@@ -23,8 +23,8 @@ from ..catalog.conventions import kind_of
 from ..catalog.index import ImageIndex
 from ..io.reader import open_frame, read_bands
 from ..io.writer import BandFile, atomic_write, check_writable
-from ..processing.camera import camera_defaults
-from ..processing.frames import AUTO, ProcessedFrame, processed
+from ..processing.camera import camera_defaults, read_camera
+from ..processing.frames import AUTO, AmplifierFrame, ProcessedFrame, processed
 from .calibrate import INDEX_KEYWORDS, calibrate
 from .night import build_night
 
@@ -43,10 +43,11 @@ class Reduced(NamedTuple):
 
 
 def process_frames(rows, folder, *, overscan=AUTO, trim=AUTO, overscan_fit=None,
-                   overwrite=False) -> list[Path]:
+                   amplifiers=(), overwrite=False) -> list[Path]:
     """Write each frame of ``rows`` (index rows) overscan-subtracted and trimmed into ``folder``
     (same file names, float32; a multi-extension file stays one, each extension processed
-    by its own sections), its header recording it; none is written when no frame needs it.
+    by its own sections; a frame read out by the several ``amplifiers`` of a camera file put
+    together from them), its header recording it; none is written when no frame needs it.
 
     Returns
     -------
@@ -65,9 +66,10 @@ def process_frames(rows, folder, *, overscan=AUTO, trim=AUTO, overscan_fit=None,
                 frame = open_frame((path, int(row["hdu"])))
                 frames.append(frame)  # closed below, whatever happens
                 frames[-1] = processed(frame, frame.header(), path, overscan=overscan,
-                                       trim=trim, **fit)
+                                       trim=trim, amplifiers=amplifiers, **fit)
             opened[path] = frames
-        if not any(isinstance(f, ProcessedFrame) for fs in opened.values() for f in fs):
+        if not any(isinstance(f, (ProcessedFrame, AmplifierFrame)) for fs in opened.values()
+                   for f in fs):
             return []
         _warn_disagreeing(opened)
         folder = check_writable(folder)
@@ -86,7 +88,7 @@ def _warn_disagreeing(opened) -> None:
     for path, frames in opened.items():
         for number, frame in enumerate(frames):
             steps = frame.processing if isinstance(frame, ProcessedFrame) else None
-            inner = frame.frame if isinstance(frame, ProcessedFrame) else frame
+            inner = frame.frame if isinstance(frame, (ProcessedFrame, AmplifierFrame)) else frame
             sections = (None if steps is None or steps.overscan is None
                         else steps.overscan.section.fits(),
                         None if steps is None or steps.trim is None else steps.trim.fits())
@@ -103,14 +105,16 @@ def _write_processed(target, rows, frames, overwrite) -> Path:
     headers = []
     for frame in frames:
         header = frame.header()
-        for key, value, comment in (frame.cards() if isinstance(frame, ProcessedFrame) else ()):
+        raw = isinstance(frame, (ProcessedFrame, AmplifierFrame))
+        for key, value, comment in (frame.cards() if raw else ()):
             header[key] = (value, comment)
         headers.append(header)
     if single:
         layout = [(headers[0], np.float32, frames[0].shape, None, None)]
     else:
-        layout = [(frames[0].frame.primary_header() if isinstance(frames[0], ProcessedFrame)
-                   else frames[0].primary_header(), np.float32, None, None, None)]
+        first = frames[0]
+        layout = [((first.frame if isinstance(first, (ProcessedFrame, AmplifierFrame))
+                    else first).primary_header(), np.float32, None, None, None)]
         layout += [(h, np.float32, f.shape, row.get("extname"), h.get("EXTVER"))
                    for row, h, f in zip(rows, headers, frames, strict=True)]
 
@@ -161,10 +165,11 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     """
     output_dir = Path(output_dir)
     options = dict(calibrate_options or {})
-    given = camera_defaults(options.pop("camera", None), **{  # read once, for all three steps
+    if options.get("camera") is not None:  # read once, for all three steps
+        options["camera"] = read_camera(options["camera"])
+    given = camera_defaults(options.get("camera"), **{
         k: options.get(k, AUTO if k in ("overscan", "trim") else None)
         for k in ("gain", "read_noise", "saturation", "overscan", "trim")})
-    options.update(given)
     for name in ("gain", "read_noise"):  # the camera's noise model for the combines too
         if master_options.get(name) is None and given[name] is not None:
             master_options[name] = given[name]
@@ -172,8 +177,8 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     science = [kind_of(row.get("imagetyp")) == "light" for row in rows]
     calibration = [row for row, s in zip(rows, science, strict=True) if not s]
     processed = process_frames(calibration, output_dir / "processed", overwrite=overwrite,
-                               **{k: options[k] for k in ("overscan", "trim", "overscan_fit")
-                                  if k in options})
+                               overscan_fit=options.get("overscan_fit"),
+                               **{k: given[k] for k in ("overscan", "trim", "amplifiers")})
     frames_index = (ImageIndex([str(p) for p in processed], keywords=INDEX_KEYWORDS,
                                cache=False) if processed
                     else index.subset([kind_of(r.get("imagetyp")) != "light"

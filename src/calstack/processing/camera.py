@@ -20,21 +20,24 @@ amplifiers on a single-HDU frame read out by several of them.
     data = "[1089:2112,1:2048]"
     overscan = "[1057:1088,1:2048]"
     gain = 1.53
-    detector = "[1025:2048,1:2048]" # where it goes in the assembled image (DETSEC), optional
 
 A section may instead name the header keyword that holds it (``data = "DATASECA"``), and a
 number the keyword that holds it (``gain = "GAINA"``). Without ``detector`` the amplifiers'
-data sections are to be packed in their order on the frame (the overscan between them left
-out). ``calibrate`` and ``reduce`` take the file (``--camera``) for the gain, read noise,
-saturation and a single amplifier's sections (:func:`camera_defaults`); a layout of several
-amplifiers on one image is read and checked, but not processed yet (an error says so).
+data sections are packed as they lie on the frame (the overscan between them left out); with
+``detector = "[1025:2048,1:2048]"`` for every amplifier (DETSEC) each goes where it says,
+flipped where it is written the other way round (:func:`calstack.processing.frames.place_amplifiers`).
+``calibrate`` and ``reduce`` take the file (``--camera``) for the gain, read noise, saturation
+and the amplifiers' sections (:func:`camera_defaults`): one amplifier's sections stand for
+``--overscan`` and ``--trim``; several are each overscan-subtracted by their own overscan, put
+together into one image (:class:`calstack.processing.frames.AmplifierFrame`) and calibrated
+each with its own gain and read noise.
 """
 
 from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import OptionError, unknown_option
@@ -153,9 +156,12 @@ def read_camera(path) -> Camera:
 def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, overscan="auto",
                     trim="auto") -> dict:
     """The options a camera file gives where they are not given (None, or ``'auto'`` for the
-    sections): ``gain``, ``read_noise``, ``saturation``, ``overscan``, ``trim``.
+    sections): ``gain``, ``read_noise``, ``saturation``, ``overscan``, ``trim``, and
+    ``amplifiers``, the layout of a frame read out by several amplifiers (empty for one).
 
-    An amplifier's own value wins over the camera's; given options win over both.
+    An amplifier's own value wins over the camera's; given options win over both. With several
+    amplifiers each of ``amplifiers`` has its gain and read noise so resolved, and ``gain`` and
+    ``read_noise`` are the value they all share (None where they differ).
 
     Parameters
     ----------
@@ -165,26 +171,41 @@ def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, over
     Raises
     ------
     OptionError
-        The camera has several amplifiers: a single image read by several amplifiers is not
-        processed yet (frames with one amplifier per extension are, by their own keywords).
+        A camera of several amplifiers with ``overscan`` or ``trim`` given: each amplifier's
+        sections are the camera file's.
     """
     options = dict(gain=gain, read_noise=read_noise, saturation=saturation, overscan=overscan,
-                   trim=trim)
+                   trim=trim, amplifiers=())
     if camera is None:
         return options
     if not isinstance(camera, Camera):
         camera = read_camera(camera)
+    if options["saturation"] is None:
+        options["saturation"] = camera.saturation
     if len(camera.amplifiers) > 1:
-        raise OptionError(f"--camera {camera.source}: {len(camera.amplifiers)} amplifiers on "
-                          "one image are not processed yet; give frames with one amplifier per "
-                          "extension (each with its BIASSEC, DATASEC, GAIN, RDNOISE)")
+        given = [key for key in ("overscan", "trim") if str(options[key]).lower() != "auto"]
+        if given:
+            raise OptionError(f"--{given[0]} with --camera {camera.source}, whose "
+                              f"{len(camera.amplifiers)} amplifiers have their own sections: "
+                              "give one or the other")
+        amplifiers = tuple(replace(
+            amp, gain=_first(gain, amp.gain, camera.gain),
+            read_noise=_first(read_noise, amp.read_noise, camera.read_noise))
+            for amp in camera.amplifiers)
+        for key in ("gain", "read_noise"):
+            values = {getattr(amp, key) for amp in amplifiers}
+            options[key] = values.pop() if len(values) == 1 else None
+        options["amplifiers"] = amplifiers
+        return options
     amp = camera.amplifiers[0] if camera.amplifiers else Amplifier("1")
-    given = {"gain": (amp.gain, camera.gain), "read_noise": (amp.read_noise, camera.read_noise),
-             "saturation": (None, camera.saturation)}
-    for key, (own, shared) in given.items():
-        if options[key] is None:
-            options[key] = own if own is not None else shared
+    options["gain"] = _first(gain, amp.gain, camera.gain)
+    options["read_noise"] = _first(read_noise, amp.read_noise, camera.read_noise)
     for key, section in (("overscan", amp.overscan), ("trim", amp.data)):
         if section is not None and str(options[key]).lower() == "auto":
             options[key] = section
     return options
+
+
+def _first(*values):
+    """The first of ``values`` that is not None."""
+    return next((v for v in values if v is not None), None)

@@ -1,9 +1,12 @@
 """A raw frame read overscan-subtracted and trimmed, band by band: what a frame's header asks
 (``BIASSEC``, ``TRIMSEC``/``DATASEC``) or the options say, decided once per frame
-(:func:`processing_for`) and applied as its rows are read (:class:`ProcessedFrame`)."""
+(:func:`processing_for`) and applied as its rows are read (:class:`ProcessedFrame`); a frame
+read out by several amplifiers (a camera file's layout) is each amplifier's data less its own
+overscan, put together into one image (:func:`place_amplifiers`, :class:`AmplifierFrame`)."""
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass, replace
 
@@ -12,9 +15,10 @@ import numpy as np
 from ..errors import FrameError
 from ..io.reader import Frame, raw_buffer, read_bands
 from .overscan import Overscan, processing_cards
-from .sections import Section, parse_section
+from .sections import Section, parse_section, reversed_axes
 
-__all__ = ["AUTO", "ProcessedFrame", "Processing", "processed", "processing_for"]
+__all__ = ["AUTO", "AmplifierFrame", "Placement", "ProcessedFrame", "Processing",
+           "amplifier_places", "place_amplifiers", "processed", "processing_for"]
 
 #: ``overscan``/``trim`` from the header's BIASSEC / TRIMSEC (else DATASEC) where it has them.
 AUTO = "auto"
@@ -81,9 +85,17 @@ def processing_for(header, shape, source, *, overscan=AUTO, trim=AUTO, **fit) ->
     return Processing(None if bias is None else Overscan(bias, **fit), region)
 
 
-def processed(frame: Frame, header, source, **options) -> Frame:
+def processed(frame: Frame, header, source, *, amplifiers=(), **options) -> Frame:
     """``frame`` as :func:`processing_for` its ``header`` and ``options`` say: a
-    :class:`ProcessedFrame` where there is something to do, else ``frame`` itself."""
+    :class:`ProcessedFrame` where there is something to do, else ``frame`` itself; with the
+    ``amplifiers`` of a camera file (more than one), an :class:`AmplifierFrame` (``frame``
+    itself where the header says it was put together already: OVERSCAN or TRIM)."""
+    if len(amplifiers) > 1:
+        if any(key in header for keys in _DONE.values() for key in keys):
+            return frame
+        fit = {k: v for k, v in options.items() if k not in ("overscan", "trim")}
+        return AmplifierFrame(frame, place_amplifiers(amplifiers, header, frame.shape, source),
+                              fit)
     steps = processing_for(header, frame.shape, source, **options)
     return ProcessedFrame(frame, steps) if steps else frame
 
@@ -173,3 +185,210 @@ class _OverscanReader:
                                       dtype=self.dtype):
             out[start - rows.start:start - rows.start + len(band)] = band[:, columns]
         return out
+
+
+#: Any detector coordinate is accepted (DETSEC need not lie on the frame read).
+_DETECTOR = (2**31, 2**31)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one amplifier's data goes in the image put together: its raw ``data`` and
+    ``overscan`` sections, its ``place`` there, and whether it is flipped there (its DETSEC
+    written the other way round from its DATASEC)."""
+
+    amplifier: object  # calstack.processing.camera.Amplifier: its name, gain, read noise
+    data: Section
+    overscan: Section | None
+    place: Section
+    flip_y: bool = False
+    flip_x: bool = False
+
+
+def _covering(kept, size) -> np.ndarray:
+    """The index in the image put together of each of ``size`` raw positions (-1: dropped),
+    where ``kept`` are the ``(start, stop)`` ranges of the data sections."""
+    used = np.zeros(size, bool)
+    for start, stop in kept:
+        used[start:stop] = True
+    return np.where(used, np.cumsum(used) - 1, -1)
+
+
+def place_amplifiers(amplifiers, header, shape, source) -> tuple[Placement, ...]:
+    """Place a camera file's amplifiers (each with its ``data`` section) in one image.
+
+    Without ``detector`` sections the data sections are packed as they lie on the frame: the
+    rows and columns that are in no amplifier's data (overscan, prescan) are left out. With
+    them (DETSEC) each amplifier goes where its detector section says, in units of its data
+    pixels (a detector section that is a whole multiple of the data's size is binned), and is
+    flipped where one of the two sections is written last to first.
+
+    Parameters
+    ----------
+    amplifiers : sequence of calstack.processing.camera.Amplifier
+        Sections as text or the header keywords holding them.
+    header : astropy.io.fits.Header or dict
+        The raw frame's header.
+    shape : (int, int)
+        The raw image's shape.
+    source : str
+        The file, for messages.
+
+    Raises
+    ------
+    FrameError, OptionError
+        A section missing or outside the frame, an overscan that is not beside its data, or
+        amplifiers that do not fill one rectangle exactly once (overlapping, or leaving holes).
+    """
+    parts = []
+    for amp in amplifiers:
+        where = f"amplifier {amp.name}"
+        data = _section(amp.data, header, (), shape, source, f"{where} data")
+        overscan = _section(amp.overscan, header, (), shape, source, f"{where} overscan")
+        detector = _section(amp.detector, header, (), _DETECTOR, source, f"{where} detector")
+        parts.append((amp, data, overscan, detector))
+    if parts[0][3] is None:
+        rows = _covering([(d.y0, d.y1) for _, d, _, _ in parts], shape[0])
+        columns = _covering([(d.x0, d.x1) for _, d, _, _ in parts], shape[1])
+        placed = [Placement(amp, data, overscan, Section(
+            int(rows[data.y0]), int(rows[data.y0]) + data.shape[0],
+            int(columns[data.x0]), int(columns[data.x0]) + data.shape[1]))
+            for amp, data, overscan, _ in parts]
+    else:
+        placed = _by_detector(parts, source)
+    _check_tiling(placed, source)
+    return tuple(placed)
+
+
+def _by_detector(parts, source) -> list[Placement]:
+    binning = set()
+    for amp, data, _, detector in parts:
+        by, bx = (d / n for d, n in zip(detector.shape, data.shape, strict=True))
+        if by != int(by) or bx != int(bx) or by < 1 or bx < 1:
+            raise FrameError(source, f"amplifier {amp.name}: detector section "
+                             f"{detector.fits()} is not a whole multiple of its data section "
+                             f"{data.fits()}; fix the camera file's 'detector' or the DETSEC")
+        binning.add((int(by), int(bx)))
+    if len(binning) > 1:
+        raise FrameError(source, f"the amplifiers' detector sections give different binnings "
+                         f"{sorted(binning)}; fix the camera file's 'detector' or the DETSECs")
+    (by, bx), = binning
+    y_first = min(d.y0 for *_, d in parts)
+    x_first = min(d.x0 for *_, d in parts)
+    placed = []
+    for amp, data, overscan, detector in parts:
+        y0, x0 = (detector.y0 - y_first) // by, (detector.x0 - x_first) // bx
+        flips = [a != b for a, b in zip(reversed_axes(data.text), reversed_axes(detector.text),
+                                        strict=True)]
+        placed.append(Placement(amp, data, overscan,
+                                Section(y0, y0 + data.shape[0], x0, x0 + data.shape[1]), *flips))
+    return placed
+
+
+def _check_tiling(placed, source) -> None:
+    """The places fill one rectangle from (0, 0), each pixel once."""
+    height = max(p.place.y1 for p in placed)
+    width = max(p.place.x1 for p in placed)
+    for i, a in enumerate(placed):
+        for b in placed[i + 1:]:
+            if a.place.y0 < b.place.y1 and b.place.y0 < a.place.y1 and \
+                    a.place.x0 < b.place.x1 and b.place.x0 < a.place.x1:
+                raise FrameError(source, f"amplifiers {a.amplifier.name} and "
+                                 f"{b.amplifier.name} overlap (data {a.data.fits()} and "
+                                 f"{b.data.fits()}); fix the camera file's sections")
+    area = sum(p.place.shape[0] * p.place.shape[1] for p in placed)
+    if area != height * width or min(p.place.y0 for p in placed) or min(
+            p.place.x0 for p in placed):
+        raise FrameError(source, f"the amplifiers' data sections leave holes in the "
+                         f"{width}x{height} image they make; give each amplifier's whole "
+                         "data section (and 'detector' where they do not lie side by side)")
+
+
+class AmplifierFrame(Frame):
+    """A single-HDU raw frame read out by several amplifiers, read as one image: each
+    amplifier's data section less its own overscan (measured once, as a
+    :class:`ProcessedFrame` of that section), at its :class:`Placement`.
+
+    A band of the image reads the raw rows of every amplifier that has rows in it, each
+    amplifier's rows on their own (amplifiers side by side read the same raw rows each).
+    """
+
+    def __init__(self, frame: Frame, placements, fit=None, dtype=np.float32):
+        self.frame, self.placements = frame, tuple(placements)
+        self.name, self.source, self.unit = frame.name, frame.source, frame.unit
+        self.shape = (max(p.place.y1 for p in self.placements),
+                      max(p.place.x1 for p in self.placements))
+        self.parts = tuple(ProcessedFrame(frame, Processing(
+            None if p.overscan is None else Overscan(p.overscan, **(fit or {})), p.data), dtype)
+            for p in self.placements)
+        self.raw_itemsize = max(part.raw_itemsize for part in self.parts) + 8  # and a block
+
+    def read_rows(self, start, stop, out, raw):  # noqa: ARG002 - each part has its own
+        for placement, part in zip(self.placements, self.parts, strict=True):
+            place = placement.place
+            first, last = max(start, place.y0), min(stop, place.y1)
+            if first >= last:
+                continue
+            a, b = first - place.y0, last - place.y0
+            if placement.flip_y:
+                a, b = place.shape[0] - b, place.shape[0] - a
+            block = np.empty((b - a, place.shape[1]), out.dtype)
+            part.read_rows(a, b, block, None)
+            out[first - start:last - start, place.x0:place.x1] = block[
+                ::-1 if placement.flip_y else 1, ::-1 if placement.flip_x else 1]
+
+    def header(self):
+        return self.frame.header()
+
+    def levels(self, level: float | None) -> list[float | None]:
+        """A raw level (a saturation) on each amplifier's processed values."""
+        return [part.processed_level(level) for part in self.parts]
+
+    def cards(self) -> list[tuple]:
+        """Header cards recording what was done: OVERSCAN and TRIM (so that IRAF, ccdproc and
+        calstack see the frame as processed), and each amplifier's place (``AMPSECn``, read
+        back by :func:`amplifier_places`), name, data section and overscan."""
+        now = datetime.datetime.now()
+        stamp = f"{now:%b} {now.day:2d} {now:%H:%M}"
+        n = len(self.parts)
+        cards = [("OVERSCAN", f"{stamp} Overscan of each of {n} amplifiers subtracted (AMPOVSn)",
+                  ""),
+                 ("TRIM", f"{stamp} Put together from {n} amplifiers (AMPSECn)", ""),
+                 ("HIERARCH subtract_overscan", f"amplifiers={n}", "")]
+        for number, (placement, part) in enumerate(zip(self.placements, self.parts,
+                                                       strict=True), start=1):
+            overscan = part.processing.overscan
+            cards += [(f"AMPNAM{number}", str(placement.amplifier.name)[:40], "amplifier"),
+                      (f"AMPSEC{number}", placement.place.fits(),
+                       f"here; raw {placement.data.fits()}"[:36]),
+                      (f"AMPOVS{number}", "none" if overscan is None else
+                       overscan.describe(part.model)[:66], "")]
+        cards.append(("CCDPROC", f"{stamp} CCD processing done", "by calstack"))
+        return cards
+
+    def verify(self):
+        self.frame.verify()
+
+    def close(self):
+        self.frame.close()
+
+
+def amplifier_places(header, amplifiers, shape, source) -> tuple[Section, ...]:
+    """Where each of a camera's ``amplifiers`` lies on a frame put together by calstack, from
+    its ``AMPSECn`` cards (:meth:`AmplifierFrame.cards`).
+
+    Raises
+    ------
+    FrameError
+        The frame has no such cards, or another number of amplifiers.
+    """
+    places = []
+    while f"AMPSEC{len(places) + 1}" in header:
+        number = len(places) + 1
+        places.append(parse_section(header[f"AMPSEC{number}"], shape, source=source,
+                                    keyword=f"AMPSEC{number}"))
+    if len(places) != len(amplifiers):
+        raise FrameError(source, f"is processed already but has {len(places)} amplifier "
+                         f"sections (AMPSECn) where the camera file has {len(amplifiers)} "
+                         "amplifiers; give the raw frame, or the camera file it was made with")
+    return tuple(places)

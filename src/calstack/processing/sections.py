@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..errors import OptionError
 
-__all__ = ["Section", "parse_section"]
+__all__ = ["Section", "parse_section", "reversed_axes"]
 
 _RANGE = re.compile(r"^\s*(?:(\*)|(-?\d+)\s*:\s*(-?\d+)|(-?\d+))\s*$")
 
@@ -85,3 +85,15 @@ def parse_section(text, shape, *, source=None, keyword=None) -> Section:
         raise OptionError(f"{where}{name} = {text!r} for a {shape[1]}x{shape[0]} image: {exc}; "
                           f"fix the keyword or give the section as an option") from None
     return Section(y0, y1, x0, x1, inner)
+
+
+def reversed_axes(text) -> tuple[bool, bool]:
+    """Whether a section's ``(rows, columns)`` ranges are written last to first (IRAF's
+    ``'[2048:1025,*]'``: the region read flipped), for a section :func:`parse_section` accepts."""
+    xs, ys = str(text).strip()[1:-1].split(",")
+
+    def backwards(part):
+        match = _RANGE.match(part)
+        return bool(match and match.group(2) is not None and int(match.group(2)) > int(match.group(3)))
+
+    return backwards(ys), backwards(xs)
