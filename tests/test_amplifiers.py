@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from calstack.catalog.index import ImageIndex
 from calstack.cli import main
 from calstack.errors import FrameError, OptionError
 from calstack.io.reader import ArrayFrame, read_image
+from calstack.pipeline.reduce import process_frames
 from calstack.processing.camera import Amplifier, camera_defaults, read_camera
 from calstack.processing.frames import AmplifierFrame, place_amplifiers
 
@@ -198,9 +200,6 @@ def test_a_frame_put_together_before_is_calibrated_by_its_amplifier_sections(cam
     out = tmp_path / "out"
     assert main(["reduce", str(tmp_path / "raw"), "-o", str(out), "--no-cache", "-q",
                  "--camera", str(camera), "--allow-missing", "dark"]) == 0
-    from calstack.pipeline.reduce import process_frames
-    from calstack.catalog.index import ImageIndex
-
     rows = ImageIndex(tmp_path / "raw" / "light.fits", cache=False).rows()
     (light,) = process_frames(rows, tmp_path / "assembled", amplifiers=_amplifiers(camera))
     assert main(["calibrate", str(light), "--masters", str(out / "masters"), "-o",
