@@ -116,7 +116,11 @@ def test_the_camera_gives_gain_noise_saturation_and_sections(night, tmp_path):
     with fits.open(plain.path) as a, fits.open(framed.path) as b:
         assert b[0].data.shape == (64, 48)
         np.testing.assert_allclose(b[0].data, a[0].data, rtol=1e-6)
-        np.testing.assert_allclose(b["UNCERT"].data, a["UNCERT"].data, rtol=1e-6)
+        # the overscan's own noise (the mean of 16 columns: 1/16 of the read noise's variance)
+        assert b[0].header["OVSCNVAR"] == pytest.approx(1 / 16)
+        flat = fits.getdata(night / b[0].header["CALFLAT"]) / b[0].header["FLATSCAL"]
+        np.testing.assert_allclose(b["UNCERT"].data ** 2 - a["UNCERT"].data ** 2,
+                                   4.0 ** 2 / 16 / flat ** 2, rtol=1e-3)
         assert (b["MASK"].data & MASK_BITS["saturated"]).all()
         assert not (a["MASK"].data & MASK_BITS["saturated"]).any()
         assert b[0].header["GAINCOR"] == 1.2

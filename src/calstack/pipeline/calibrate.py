@@ -297,7 +297,11 @@ def _history(choice: Choice, planes: dict, electrons: bool, amplifiers, flat_fac
     if several:
         for number, amp in enumerate(amplifiers, start=1):
             cards += [(f"AMPGAIN{number}", amp.gain, f"e-/ADU of {amp.name}"[:40]),
-                      (f"AMPRDN{number}", amp.read_noise, f"e- read noise of {amp.name}"[:40])]
+                      (f"AMPRDN{number}", amp.read_noise, f"e- read noise of {amp.name}"[:40]),
+                      (f"AMPOVV{number}", amp.overscan_variance, "its overscan's variance / RN^2")]
+    elif amplifiers[0].overscan_variance:
+        cards.append(("OVSCNVAR", amplifiers[0].overscan_variance,
+                      "overscan variance / read noise^2 (in UNCERT)"))
     cards.append(("CCDPROC", f"{now} CCD processing done (calstack)"))
     cards.append(("MASKBITS", " ".join(f"{v}={k}" for k, v in MASK_BITS.items()), "MASK bits"))
     return cards
@@ -313,6 +317,12 @@ class _Amplifier:
     gain: float
     read_noise: float
     saturation: float | None
+    overscan_variance: float = 0.0  # of the overscan subtracted, / the read noise's
+
+    @property
+    def noise(self) -> float:
+        """The read noise of a calibrated value: the read noise and the overscan's (e-)."""
+        return self.read_noise * math.sqrt(1.0 + self.overscan_variance)
 
 
 class _Image:
@@ -367,23 +377,27 @@ class _Image:
 
     def _amplifiers(self, layout, gain, read_noise, saturation) -> tuple[_Amplifier, ...]:
         """The image as one amplifier, or as the camera's several (put together here, by
-        :class:`AmplifierFrame`, or before: its AMPSECn cards)."""
+        :class:`AmplifierFrame`, or before: its AMPSECn cards). Each read noise includes the
+        noise of the overscan subtracted here (:attr:`ProcessedFrame.overscan_variance`)."""
         header, source = self.header, self.source
-        whole = (slice(0, self.shape[0]), slice(0, self.shape[1]))
         if len(layout) < 2:
-            level = (self.frame.processed_level(saturation)
-                     if isinstance(self.frame, ProcessedFrame) else saturation)
-            return (_Amplifier("1", *whole, *_noise_model(header, gain, read_noise, source),
-                               level),)
-        if isinstance(self.frame, AmplifierFrame):
-            places = [p.place for p in self.frame.placements]
-            levels = self.frame.levels(saturation)
+            parts = [(None, slice(0, self.shape[0]), slice(0, self.shape[1]), gain, read_noise,
+                      self.frame if isinstance(self.frame, ProcessedFrame) else None)]
+        elif isinstance(self.frame, AmplifierFrame):
+            parts = [(amp, *p.place.slices, amp.gain, amp.read_noise, part) for amp, p, part in
+                     zip(layout, self.frame.placements, self.frame.parts, strict=True)]
         else:
-            places = amplifier_places(header, layout, self.shape, source)
-            levels = [saturation] * len(places)
-        return tuple(_Amplifier(str(amp.name), *place.slices,
-                                *_noise_model(header, amp.gain, amp.read_noise, source), level)
-                     for amp, place, level in zip(layout, places, levels, strict=True))
+            parts = [(amp, *place.slices, amp.gain, amp.read_noise, None) for amp, place in
+                     zip(layout, amplifier_places(header, layout, self.shape, source),
+                         strict=True)]
+        amplifiers = []
+        for amp, rows, columns, g, r, processing in parts:
+            level = saturation if processing is None else processing.processed_level(saturation)
+            amplifiers.append(_Amplifier(
+                "1" if amp is None else str(amp.name), rows, columns,
+                *_noise_model(header, g, r, source), level,
+                0.0 if processing is None else processing.overscan_variance))
+        return tuple(amplifiers)
 
     def _flat_factors(self, cache) -> tuple[float, ...] | None:
         """What each amplifier's flat values are multiplied by: 1 / the flat's mean, or, in
@@ -434,7 +448,7 @@ class _Image:
                 part = (slice(first - start, last - start), amp.columns)
                 calibrate_into(
                     values[part], Band(band.data[part], band.uncertainty[part], band.mask[part]),
-                    gain=amp.gain, read_noise=amp.read_noise, saturation=amp.saturation,
+                    gain=amp.gain, read_noise=amp.noise, saturation=amp.saturation,
                     electrons=self.electrons,
                     **{kind: _part(m, part, self.flat_factors[number] if kind == "flat"
                                    else m.factor) for kind, m in masters.items()})

@@ -151,6 +151,14 @@ class ProcessedFrame(Frame):
     def header(self):
         return self.frame.header()
 
+    @property
+    def overscan_variance(self) -> float:
+        """The subtracted overscan's variance per pixel, as a fraction of the read noise's
+        (:meth:`Overscan.variance_fraction`; 0 without an overscan)."""
+        if self.model is None:
+            return 0.0
+        return self.processing.overscan.variance_fraction(len(self.model))
+
     def processed_level(self, level: float | None) -> float | None:
         """A raw level (a saturation) on the processed values: less the mean overscan."""
         if level is None or self.model is None:
@@ -339,10 +347,6 @@ class AmplifierFrame(Frame):
 
     def header(self):
         return self.frame.header()
-
-    def levels(self, level: float | None) -> list[float | None]:
-        """A raw level (a saturation) on each amplifier's processed values."""
-        return [part.processed_level(level) for part in self.parts]
 
     def cards(self) -> list[tuple]:
         """Header cards recording what was done: OVERSCAN and TRIM (so that IRAF, ccdproc and

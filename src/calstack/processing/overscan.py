@@ -112,6 +112,19 @@ class Overscan:
         shaped = model[:, None] if self.collapsed_axis == 1 else model[None, :]
         return np.asarray(data, np.float64) - shaped, model
 
+    def variance_fraction(self, lines: int) -> float:
+        """The variance of the subtracted model, per pixel, as a fraction of one overscan
+        pixel's (read-noise) variance: the mean of ``n`` values per line has 1/n of it (the
+        median pi/2n, a 3-sigma clipped mean about 1/n), and a fit of ``p`` parameters to
+        ``lines`` lines averages p/lines of each line's."""
+        n = self.section.shape[self.collapsed_axis]
+        per_line = (np.pi / 2 if self.method == "median" else 1.0) / n
+        if self.function is None:
+            return per_line
+        parameters = self.order + (0 if self.function in _SERIES else
+                                   (1 if self.function == "spline1" else 3))
+        return per_line * min(1.0, parameters / max(1, lines))
+
     def describe(self, model) -> str:
         """IRAF's words for what was subtracted (the OVERSCAN keyword, after its time stamp)."""
         return f"Overscan section is {self.section.fits()} with mean={np.mean(model):.7g}"
