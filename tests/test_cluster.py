@@ -390,3 +390,50 @@ def test_a_signal_while_the_local_cluster_starts_or_stops_waits_for_it(
     assert err == [(f"calstack combine: interrupted ({signal.Signals(signum).name}); {done}; "
                    "no partial file was left")]
     assert signal.getsignal(signum) == before
+
+
+def test_calibrate_on_the_cluster_writes_what_a_local_run_writes(client, tmp_path):
+    """Each science file a task on the workers (a bad-pixel mask sent once): the same
+    outputs, bit for bit, and the same choices, in input order, with --scheduler too; a file
+    replaced after it was indexed is named by the worker's error, nothing written for it."""
+    from calstack.catalog.index import ImageIndex
+    from calstack.errors import FileChangedError
+    from calstack.pipeline.calibrate import INDEX_KEYWORDS, calibrate
+    from calstack.pipeline.night import build_night
+
+    calstack.simulate(tmp_path / "raw", preset="night", shape=(40, 32), n_lights=2, seed=2)
+    build_night(ImageIndex(tmp_path / "raw", cache=False), tmp_path / "masters",
+                subtract_bias=True, subtract_dark=True)
+    mask = np.zeros((40, 32), np.uint8)
+    mask[3, 4] = 1
+    fits.writeto(tmp_path / "bad.fits", mask)
+    index = ImageIndex(tmp_path / "raw", cache=False, keywords=INDEX_KEYWORDS)
+    options = dict(cache=False, bad_pixels=tmp_path / "bad.fits")
+    local = calibrate(index, tmp_path / "masters", tmp_path / "here", **options)
+    arrived = []
+    there = within(calibrate, index, tmp_path / "masters", tmp_path / "there", client=client,
+                   on_frame=arrived.append, **options)
+    assert [f.source for f in there] == [f.source for f in local]
+    assert sorted(f.source for f in arrived) == sorted(f.source for f in local)
+    assert len(local) == 4  # 2 lights in each of 2 filters
+    for a, b in zip(local, there, strict=True):
+        assert b.path.parent == tmp_path / "there"
+        assert (a.summary() | {"output": ""}) == (b.summary() | {"output": ""})
+        with fits.open(a.path) as x, fits.open(b.path) as y:
+            for p, q in zip(x, y, strict=True):
+                assert np.array_equal(p.data, q.data, equal_nan=True)
+            assert y["MASK"].data[3, 4] & 8
+    assert within(main, ["calibrate", str(tmp_path / "raw"), "--masters",
+                         str(tmp_path / "masters"), "-o", str(tmp_path / "cli"), "--no-cache",
+                         "-q", "--scheduler", client.scheduler.address]) == 0
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(
+        p.name for p in (tmp_path / "here").iterdir())
+    first = local[0].source
+    with fits.open(first) as hdul:
+        hdul.writeto(tmp_path / "copy.fits")
+    os.replace(tmp_path / "copy.fits", first)
+    with pytest.raises(FileChangedError, match=f"{first}: changed since it was indexed"):
+        within(calibrate, index, tmp_path / "masters", tmp_path / "again", client=client,
+               cache=False)
+    assert not (tmp_path / "again" / os.path.basename(first)).exists()
+    assert not held_keys(client)

@@ -137,6 +137,10 @@ def _add_output_options(p):
                    help="print what was built as JSON (paths, groups, frames, rejection, timings)")
     p.add_argument("--report", metavar="REPORT.html",
                    help="write a self-contained HTML report: frames, pictures, anomalous frames")
+    _add_scheduler_option(p)
+
+
+def _add_scheduler_option(p):
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on a Dask cluster: a running scheduler's address (tcp://host:8786; "
                    "the files at the same paths on every worker) or local:N for N worker "
@@ -286,6 +290,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-limit", default="1GB", help="memory for the bands of all frames")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--json", action="store_true", help="print what was done as JSON")
+    _add_scheduler_option(p)
     p.set_defaults(run=_cmd_calibrate)
 
     p = add("reduce", help="a whole raw night: build its masters, then calibrate its science "
@@ -684,10 +689,14 @@ def _cmd_calibrate(args):
         args.written.append(frame)
         _print_choice(args, frame)
 
-    frames = calibrate(_index(args, INDEX_KEYWORDS), args.masters, args.output_dir, template=args.template,
-                       tolerances=dict(args.tolerance) or None, overwrite=args.overwrite,
-                       mem_limit=args.mem_limit, cache=args.cache, on_frame=done,
-                       **_calibrate_options(args))
+    from .stacking.cluster import connect
+
+    index = _index(args, INDEX_KEYWORDS)
+    with connect(args.scheduler) as client:
+        frames = calibrate(index, args.masters, args.output_dir, template=args.template,
+                           tolerances=dict(args.tolerance) or None, overwrite=args.overwrite,
+                           mem_limit=args.mem_limit, cache=args.cache, on_frame=done,
+                           client=client, **_calibrate_options(args))
     if args.json:
         print(_json([f.summary() for f in frames]))
     _say_calibrated(args, frames)

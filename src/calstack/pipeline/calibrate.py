@@ -35,6 +35,7 @@ from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
 from ..processing.camera import camera_defaults
 from ..processing.cosmic import clean_cosmic_rays
 from ..processing.frames import AUTO, AmplifierFrame, ProcessedFrame, amplifier_places, processed
+from ..stacking.cluster import resolve_client, run_tasks
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
 from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
@@ -113,8 +114,10 @@ class CalibratedFrame:
 
 
 def _science(index) -> list[dict]:
-    return [row for row in index.rows() if not row["error"] and not row["master"]
-            and kind_of(row.get("imagetyp")) == "light"]
+    """The index rows of science frames, each with its file's ``identity`` when indexed."""
+    identities = index.table.meta.get("identity", {})
+    return [{**row, "identity": identities.get(row["path"])} for row in index.rows()
+            if not row["error"] and not row["master"] and kind_of(row.get("imagetyp")) == "light"]
 
 
 def _number(header, value, keys, what, option, source) -> float:
@@ -333,7 +336,7 @@ class _Image:
     def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
                  saturation, electrons, processing, bad_pixels=None):
         self.source = str(row["path"])
-        self.frame = open_frame((self.source, int(row["hdu"])))
+        self.frame = open_frame((self.source, int(row["hdu"]), row.get("identity")))
         self.planes = {}
         try:
             header = self.header = self.frame.header()
@@ -531,7 +534,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
               tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
               electrons=True, cosmic_rays=False, overscan=AUTO, trim=AUTO, overscan_fit=None,
               overwrite=False, mem_limit="1GB", workers=None, cache=True,
-              on_frame=None, bad_pixels=None, camera=None) -> list[CalibratedFrame]:
+              on_frame=None, bad_pixels=None, camera=None, client=None) -> list[CalibratedFrame]:
     """Calibrate science frames with the masters of a folder.
 
     Parameters
@@ -586,8 +589,12 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         pixels get the ``bad`` MASK bit (values kept).
     camera : str, os.PathLike or Camera, optional
         A camera file (:mod:`calstack.processing.camera`): its gain, read noise, saturation and
-        its amplifier's overscan and data sections stand in for ``gain``, ``read_noise``,
+        its amplifiers' overscan and data sections stand in for ``gain``, ``read_noise``,
         ``saturation``, ``overscan`` and ``trim`` where those are not given.
+    client : distributed.Client, optional
+        Calibrate on this Dask cluster: each file is a task, read and written by a worker
+        (the frames, masters and output folder at the same paths on every worker), within
+        ``mem_limit`` each; the outputs are those of a local run, bit for bit.
 
     Returns
     -------
@@ -600,6 +607,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         Before anything is written: no science frame, a bad option, an output name that is an
         input; per frame: no matching master, a frame already calibrated.
     """
+    client = resolve_client(client)
     given = camera_defaults(camera, gain=gain, read_noise=read_noise, saturation=saturation,
                             overscan=overscan, trim=trim)
     gain, read_noise, saturation, overscan, trim = (
@@ -628,7 +636,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         raise OptionError(f"{existing[0]}: exists; pass --overwrite to replace it")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(files)))
+    workers = 1 if client is not None else max(1, min(workers or os.cpu_count() or 1,
+                                                        len(files)))
     width = max(int(r.get("naxis1") or 1) for r in rows)
     height = max(int(r.get("naxis2") or 1) for r in rows)
     limit = parse_mem_limit(mem_limit)
@@ -644,20 +653,30 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     options = dict(tolerances=tolerances, allow_missing=allow_missing, gain=gain,
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
                    cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
-                   cache=_MasterCache(limit // 2),
                    processing=dict(overscan=overscan, trim=trim, amplifiers=given["amplifiers"],
                                    **(overscan_fit or {})),
                    bad_pixels=None if bad_pixels is None else (bad_pixels, _mask(bad_pixels)))
+    items = [(extensions, masters, target) for extensions, target in zip(files, targets,
+                                                                         strict=True)]
+    if client is not None:
+        return run_tasks(client, _calibrate_task, items, shared=options, on_result=on_frame,
+                         budget=limit // 2)
+    cache = _MasterCache(limit // 2)
 
     def one(item):
-        result = _calibrate_file(*item, **options)
+        result = _calibrate_file(*item, cache=cache, **options)
         if on_frame is not None:
             on_frame(result)
         return result
 
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, [(extensions, masters, target) for extensions, target
-                                   in zip(files, targets, strict=True)]))
+        return list(pool.map(one, items))
+
+
+def _calibrate_task(item, shared, budget) -> CalibratedFrame:
+    """One file calibrated on a Dask worker with the run's options (``shared``), its masters
+    held within ``budget`` bytes."""
+    return _calibrate_file(*item, cache=_MasterCache(budget), **shared)
 
 
 def _mask(path) -> np.ndarray:

@@ -157,7 +157,8 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
         ``overscan_fit``, ``template``, ``camera``), the overscan ones for the calibration
         frames too, the camera's gain and read noise for the combines' noise model.
     **master_options
-        Options of :func:`calstack.build_night` (``group_by``, the combine options...).
+        Options of :func:`calstack.build_night` (``group_by``, the combine options...); its
+        ``client`` calibrates the science frames on the cluster too.
 
     Returns
     -------
@@ -191,5 +192,5 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
                           also_writes=also_writes, **master_options)
     frames = calibrate(index, output_dir / "masters", output_dir / "calibrated",
                        tolerances=tolerances, overwrite=overwrite, mem_limit=mem_limit,
-                       on_frame=on_frame, **options)
+                       on_frame=on_frame, client=master_options.get("client"), **options)
     return Reduced(masters, frames)

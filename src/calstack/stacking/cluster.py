@@ -24,6 +24,7 @@ __all__ = [
     "connect",
     "require_distributed",
     "resolve_client",
+    "run_tasks",
 ]
 
 #: Values of ``combine(parallel=...)``.
@@ -213,3 +214,27 @@ def connect(spec, *, timeout="30s"):
     finally:
         with _signals_deferred():
             client.close()
+
+
+def run_tasks(client, function, items, *, shared, on_result=None, **options) -> list:
+    """``function(item, shared, **options)`` for each of ``items``, each a task on the cluster
+    of ``client``; ``shared`` is sent to the workers once (not with every task).
+
+    ``on_result`` is called, in this process, with each result as it arrives; the results are
+    returned in the order of ``items``. An error of a task is raised here (the other tasks
+    cancelled).
+    """
+    from distributed import as_completed
+
+    [sent] = client.scatter([shared], broadcast=True)
+    futures = client.map(function, items, shared=sent, pure=False, **options)
+    position = {future.key: i for i, future in enumerate(futures)}
+    results = [None] * len(items)
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            results[position[future.key]] = result = future.result()
+            if on_result is not None:
+                on_result(result)
+    finally:
+        client.cancel([*futures, sent])
+    return results
