@@ -2,6 +2,7 @@
 the residual of a simulated night against its truth, and bad input (issue 16, item 4)."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ from hypothesis import strategies as st
 
 from calstack.catalog.index import ImageIndex
 from calstack.cli import main
-from calstack.errors import CalstackError, FrameError, OptionError
-from calstack.pipeline.calibrate import calibrate
+from calstack.errors import CalstackError, FileChangedError, FrameError, OptionError
+from calstack.pipeline.calibrate import INDEX_KEYWORDS, calibrate
 from calstack.pipeline.night import build_night
 from calstack.processing.apply import MASK_BITS, Band, Master, calibrate_band, calibrate_into
 from calstack.sim.simulation import simulate
@@ -213,6 +214,22 @@ def test_an_output_never_replaces_an_input(night, tmp_path):
         calibrate(tmp_path / "in", folder / "masters", tmp_path / "in", cache=False,
                   overwrite=True)
     assert (tmp_path / "in" / "l.fits").read_bytes() == before
+
+
+def test_a_frame_replaced_after_it_was_indexed_is_an_error_naming_it(night, tmp_path):
+    """The science frame is opened with the identity it was indexed with: replaced since
+    (same size, other pixels), it is an error and nothing is written for it."""
+    folder, _ = night
+    (tmp_path / "in").mkdir()
+    light = _light(tmp_path / "in" / "l.fits")
+    index = ImageIndex(tmp_path / "in", cache=False, keywords=INDEX_KEYWORDS)
+    with fits.open(light) as hdul:
+        hdul[0].data = hdul[0].data * 0
+        hdul.writeto(tmp_path / "new.fits")
+    os.replace(tmp_path / "new.fits", light)
+    with pytest.raises(FileChangedError, match=r"l\.fits: changed since it was indexed"):
+        calibrate(index, folder / "masters", tmp_path / "out", cache=False)
+    assert not (tmp_path / "out" / "l.fits").exists()
 
 
 def test_bands_give_the_same_frame_as_one_band(night, tmp_path):
