@@ -603,3 +603,32 @@ def test_the_memory_plan_counts_each_gzip_frames_stream(tmp_path):
         fits_plain.estimated_peak - fits_plain.rows_read * fits_plain.bytes_per_row + held)
     for frame_ in (plain, gz, masked):
         frame_.close()
+
+
+def test_a_header_claiming_a_huge_image_never_allocates_it(tmp_path, capsys):
+    """A 4x4 file whose header claims 2**30 x 2**30 pixels (4 EiB) is listed as truncated and
+    stops the combine by name; indexing it allocates nothing of that size."""
+    import tracemalloc
+
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for i in range(3):
+        frame(folder / f"d{i}.fits", data=np.zeros((4, 4), np.float32), IMAGETYP="DARK",
+              EXPTIME=1.0)
+    raw = bytearray((folder / "d1.fits").read_bytes())
+    for axis in (b"NAXIS1", b"NAXIS2"):
+        start = raw.index(axis.ljust(8) + b"= ")
+        raw[start:start + 30] = f"{axis.decode():8s}= {2**30:20d}".encode()
+    (folder / "d1.fits").write_bytes(bytes(raw))
+    tracemalloc.start()
+    try:
+        (row,) = [r for r in ImageIndex(folder, cache=False).rows() if r["file"] == "d1.fits"]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "truncated: data ends at byte 5760" in row["error"]
+    assert peak < 10e6
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(tmp_path / "out"),
+                 "--no-cache"]) == 1
+    assert "d1.fits: truncated" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
