@@ -35,6 +35,7 @@ from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
 from ..processing.camera import camera_defaults
 from ..processing.cosmic import clean_cosmic_rays
 from ..processing.frames import AUTO, AmplifierFrame, ProcessedFrame, amplifier_places, processed
+from ..processing.noise import noise_model, saturation_level
 from ..stacking.cluster import resolve_client, run_tasks
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
@@ -63,9 +64,6 @@ _SAMPLES = 65536
 #: Keywords that mark a frame as already calibrated (IRAF's ccdproc, calstack).
 _PROCESSED = ("FLATCOR", "DARKCOR", "ZEROCOR")
 
-_GAIN_KEYS = ("EGAIN", "GAIN")
-_READ_NOISE_KEYS = ("RDNOISE", "READNOIS", "RON")
-_SATURATION_KEYS = ("SATURATE", "SATLEVEL")
 
 
 @dataclass(frozen=True)
@@ -118,50 +116,6 @@ def _science(index) -> list[dict]:
     identities = index.table.meta.get("identity", {})
     return [{**row, "identity": identities.get(row["path"])} for row in index.rows()
             if not row["error"] and not row["master"] and kind_of(row.get("imagetyp")) == "light"]
-
-
-def _number(header, value, keys, what, option, source) -> float:
-    """An option given as a number, a header keyword, or (None) the first of ``keys`` present."""
-    if value is not None and not isinstance(value, str):
-        return float(value)
-    names = (value.upper(),) if isinstance(value, str) else keys
-    for name in names:
-        if name in header and isinstance(header[name], (int, float)) and not isinstance(
-                header[name], bool):
-            return float(header[name])
-    raise FrameError(source, f"has no {what} ({' or '.join(names)}); give {option} N")
-
-
-def _noise_model(header, gain, read_noise, source) -> tuple[float, float]:
-    """Gain (e-/ADU) and read noise (e-). Without options: EGAIN, or GAIN where the header also
-    has a read noise (a CMOS camera's GAIN alone is its gain setting, not e-/ADU)."""
-    if gain is None and "EGAIN" not in header and not any(k in header for k in _READ_NOISE_KEYS):
-        raise FrameError(source, "has no gain in electrons per ADU (EGAIN, or GAIN beside "
-                         "RDNOISE); give --gain and --read-noise (e-/ADU, e-)")
-    g = _number(header, gain, _GAIN_KEYS, "gain", "--gain", source)
-    r = _number(header, read_noise, _READ_NOISE_KEYS, "read noise", "--read-noise", source)
-    if not g > 0 or not r >= 0:
-        raise FrameError(source, f"gain {g:g} / read noise {r:g} are not a gain (> 0) and a "
-                         "read noise (>= 0); give --gain and --read-noise")
-    return g, r
-
-
-def _saturation(header, frame, saturation) -> float | None:
-    """The level at which raw values saturate: the option, SATURATE/SATLEVEL, or for integer
-    data the largest value the file can hold."""
-    if isinstance(saturation, str):
-        return _number(header, saturation, (), "saturation level", "--saturation",
-                       frame.source)
-    if saturation is not None:
-        return float(saturation)
-    for key in _SATURATION_KEYS:
-        if isinstance(header.get(key), (int, float)):
-            return float(header[key])
-    bitpix = getattr(getattr(frame, "info", None), "bitpix", -32)
-    if bitpix <= 0:
-        return None
-    top = 255 if bitpix == 8 else 2 ** (bitpix - 1) - 1
-    return top * float(header.get("BSCALE", 1)) + float(header.get("BZERO", 0))
 
 
 class _Planes:
@@ -344,7 +298,7 @@ class _Image:
             if done:
                 raise FrameError(self.source, f"is already calibrated ({done[0]} = "
                                  f"{header[done[0]]!r}); give the raw frames")
-            raw_saturation = _saturation(header, self.frame, saturation)
+            raw_saturation = saturation_level(header, self.frame, saturation)
             self.frame = processed(self.frame, header, self.source, **processing)
             if isinstance(self.frame, (ProcessedFrame, AmplifierFrame)):  # raw: as rows are read
                 for key, value, comment in self.frame.cards():
@@ -398,7 +352,7 @@ class _Image:
             level = saturation if processing is None else processing.processed_level(saturation)
             amplifiers.append(_Amplifier(
                 "1" if amp is None else str(amp.name), rows, columns,
-                *_noise_model(header, g, r, source), level,
+                *noise_model(header, g, r, source), level,
                 0.0 if processing is None else processing.overscan_variance))
         return tuple(amplifiers)
 

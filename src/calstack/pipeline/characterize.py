@@ -24,8 +24,8 @@ from ..errors import OptionError
 from ..io.reader import open_frame, read_image
 from ..io.writer import atomic_write
 from ..processing.frames import AUTO, ProcessedFrame, processed
+from ..processing.noise import saturation_level
 from ..processing.ptc import PhotonTransfer, difference_variance, flat_pair, photon_transfer
-from .calibrate import _saturation
 
 __all__ = ["Characterized", "characterize"]
 
@@ -72,7 +72,7 @@ def _load(row, processing) -> tuple[np.ndarray, float | None]:
     frame = open_frame((path, int(row["hdu"])))
     try:
         header = frame.header()
-        saturation = _saturation(header, frame, processing.get("saturation"))
+        saturation = saturation_level(header, frame, processing.get("saturation"))
         frame = processed(frame, header, path, overscan=processing["overscan"],
                           trim=processing["trim"])
         if isinstance(frame, ProcessedFrame):

@@ -17,7 +17,7 @@ from ..errors import FrameError, OptionError
 from ..io.reader import open_frame, read_image
 from ..io.writer import atomic_write
 from ..processing.defects import DEFECT_BITS, DEFECT_DOCS, dark_defects, flat_defects, merge_masks
-from .calibrate import _noise_model
+from ..processing.noise import noise_model
 
 __all__ = ["DefectMask", "find_defects", "merge_defects"]
 
@@ -98,7 +98,7 @@ def find_defects(output, *, dark=None, flat=None, gain=None, hot_current=5.0, wa
     masks, cards = [], []
     if dark is not None:
         image, header = _read(dark)
-        g = _noise_model(header, gain, 0.0, str(dark))[0]
+        g = noise_model(header, gain, 0.0, str(dark))[0]
         exposure = _exposure(header, dark)
         masks.append((dark, dark_defects(image, exposure=exposure, gain=g,
                                          hot_current=hot_current, warm_sigma=warm_sigma,
