@@ -324,7 +324,7 @@ def test_an_input_changed_during_the_combine_is_an_error(darks, tmp_path, capsys
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_python_warnings_are_one_calstack_line(darks, tmp_path, capsys, monkeypatch):
+def test_python_warnings_are_one_calstack_line(tmp_path, capsys, monkeypatch):
     import warnings
 
     from calstack.pipeline import groups
@@ -336,6 +336,11 @@ def test_python_warnings_are_one_calstack_line(darks, tmp_path, capsys, monkeypa
         return real(frames, master)
 
     monkeypatch.setattr(groups, "anomalies", warn)
+    darks = tmp_path / "night"  # three equal frames: a master that passes verification
+    darks.mkdir()
+    for i in range(3):
+        frame(darks / f"d{i}.fits", data=np.full((4, 4), 5.0, np.float32), IMAGETYP="DARK",
+              EXPTIME=300.0)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         assert main(["combine", str(darks), "--imagetyp", "dark", "-o", str(tmp_path / "o"),

@@ -127,7 +127,9 @@ def test_json_has_paths_groups_counts_rejection_and_timings(two_groups, tmp_path
     assert [b["group"] for b in built] == [{"exptime": 10.0}, {"exptime": 20.0}]
     for entry in built:
         assert set(entry) == {"kind", "group", "setup", "path", "n_frames", "inputs",
-                              "frame_rejected", "anomalies", "rejected_fraction", "seconds"}
+                              "frame_rejected", "anomalies", "rejected_fraction", "seconds",
+                              "verified", "checks"}
+        assert entry["verified"] is True
         assert entry["kind"] == "dark"
         assert entry["n_frames"] == 3
         assert len(entry["inputs"]) == len(entry["frame_rejected"]) == 3

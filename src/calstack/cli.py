@@ -20,12 +20,14 @@ import threading
 import warnings
 
 from . import __version__
-from .errors import CalstackError, did_you_mean
+from .errors import CalstackError, VerificationError, did_you_mean
 from .options import number_or_keyword, rejection_guide
 
 __all__ = ["main"]
 
 EXIT_FAILED = 1
+#: A master failed verification under --strict.
+EXIT_REJECTED = 3
 EXIT_USAGE = 2
 
 
@@ -137,6 +139,11 @@ def _add_output_options(p):
                    help="print what was built as JSON (paths, groups, frames, rejection, timings)")
     p.add_argument("--report", metavar="REPORT.html",
                    help="write a self-contained HTML report: frames, pictures, anomalous frames")
+    p.add_argument("--strict", action="store_true",
+                   help="a master that fails verification is an error (exit code 3), left as "
+                   "NAME.rejected (default: written with VERIFIED = F)")
+    p.add_argument("--previous", metavar="DIR", help="folder of earlier masters: compare each "
+                   "new master with the one of its name (default: the master it replaces)")
     _add_scheduler_option(p)
 
 
@@ -604,7 +611,7 @@ def _cmd_combine(args):
         template=args.template, overwrite=args.overwrite, progress=progress, client=client,
         allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
         also_writes=[args.report] if args.report else (), on_master=args.written.append,
-        **_combine_options(args)))
+        strict=args.strict, previous=args.previous, **_combine_options(args)))
     return 0
 
 
@@ -633,7 +640,7 @@ def _cmd_masters(args):
         overwrite=args.overwrite, progress=progress, client=client,
         allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
         also_writes=[args.report] if args.report else (), on_master=args.written.append,
-        **options))
+        strict=args.strict, previous=args.previous, **options))
     if not (args.json or args.quiet):
         print(summary_table(built))
     return 0
@@ -662,7 +669,8 @@ def _cmd_reduce(args):
             progress=progress, client=client, allow_mixed=args.allow_mixed,
             split_extensions=args.split_extensions,
             also_writes=[args.report] if args.report else (), on_master=args.written.append,
-            on_frame=done, calibrate_options=calibrate_options, **options)
+            on_frame=done, calibrate_options=calibrate_options, strict=args.strict,
+            previous=args.previous, **options)
         frames.extend(reduced.frames)
         return reduced.masters
 
@@ -788,7 +796,7 @@ def main(argv=None) -> int:
         return args.run(args)
     except CalstackError as exc:
         print(f"calstack {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_REJECTED if isinstance(exc, VerificationError) else EXIT_FAILED
     except BrokenPipeError:  # `calstack index | head`: the reader has gone, which is fine
         with contextlib.suppress(AttributeError, OSError, ValueError):  # not a real file
             out = sys.stdout.fileno()

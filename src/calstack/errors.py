@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["CalstackError", "FileChangedError", "FrameError", "OptionError", "UnknownOptionError", "did_you_mean",
-           "unknown_option"]
+__all__ = ["CalstackError", "FileChangedError", "FrameError", "OptionError", "UnknownOptionError",
+           "VerificationError", "did_you_mean", "unknown_option"]
 
 
 class CalstackError(Exception):
@@ -33,6 +33,11 @@ class FrameError(CalstackError, ValueError):
 class FileChangedError(FrameError):
     """An input file is not the one indexed or opened (replaced or edited): never skipped as an
     unreadable frame, nothing is written."""
+
+
+class VerificationError(CalstackError):
+    """A master failed verification under ``strict`` (exit code 3 on the command line); the
+    message names the master, the checks failed and where it was left."""
 
 
 class OptionError(CalstackError, ValueError):

@@ -23,13 +23,14 @@ from ..catalog.closeness import fold
 from ..catalog.columns import indexed_frames
 from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP, kind_of
 from ..catalog.grouping import Group, group_by
-from ..errors import FrameError, OptionError, unknown_option
+from ..errors import FrameError, OptionError, VerificationError, unknown_option
 from ..io.writer import OutputExistsError, check_writable, write_extensions
 from ..options import CombineOptions
 from ..progress import as_progress
-from ..stacking.anomalies import anomalies
+from ..stacking.anomalies import anomalies, check_grids
 from ..stacking.combining import results_many
 from .layout import extension_keys, file_sets, named_by
+from .verification import rejected_path, verify
 
 __all__ = [
     "IMAGETYP_SYNONYMS",
@@ -73,6 +74,7 @@ class BuiltMaster:
     frame_rejected: tuple = ()
     preparation: object = None
     anomalies: tuple = ()
+    verification: object = None  # calstack.pipeline.verification.Verification
 
     def as_dict(self) -> dict:
         """Plain-data summary (for ``--json``)."""
@@ -81,6 +83,7 @@ class BuiltMaster:
                 "n_frames": self.n_frames, "inputs": list(self.sources),
                 "frame_rejected": [round(f, 8) for f in self.frame_rejected],
                 "anomalies": [list(reasons) for reasons in self.anomalies],
+                **(self.verification.as_dict() if self.verification is not None else {}),
                 "rejected_fraction": self.rejected_fraction, "seconds": round(self.seconds, 3)}
 
     def label(self) -> str:
@@ -93,7 +96,9 @@ class BuiltMaster:
                             in zip(self.sources, self.anomalies, strict=True) if reasons)
         return (f"{self.label()}: {self.n_frames} frames -> {self.path} "
                 f"(rejected {100 * self.rejected_fraction:.3f}% of values, {self.seconds:.1f} s)"
-                + (f"; anomalous: {flagged}" if flagged else ""))
+                + (f"; anomalous: {flagged}" if flagged else "")
+                + (f"; NOT VERIFIED: {self.verification.summary()}"
+                   if self.verification is not None and not self.verification.passed else ""))
 
 
 def _field(key: str) -> str:
@@ -344,6 +349,8 @@ def combine_groups(
     report_others=True,
     split_extensions=False,
     also_writes=(),
+    strict=False,
+    previous=None,
     **combine_options,
 ) -> list[BuiltMaster]:
     """Select frames from an index, group them, and write one master per group.
@@ -395,6 +402,13 @@ def combine_groups(
         Other files this run writes (the report): no master may be one, and none may be an
         input. Every master must be a file name in ``output_dir`` and no file of ``index``,
         with or without ``overwrite``; all of it is checked before the first frame is read.
+    strict : bool
+        A master that fails verification (:mod:`calstack.pipeline.verification`) is an error
+        (:class:`~calstack.pipeline.verification.VerificationError`), and is left under its name
+        with ``.rejected`` appended; without it, such a master is written with ``VERIFIED = F``.
+    previous : str or os.PathLike, optional
+        A folder of earlier masters: each new master is compared with the one of its name there
+        (default: the master it replaces, with ``overwrite``).
     progress : bool, str or calstack.progress.Progress
         Report progress (see :func:`calstack.progress.as_progress`): a bar over the groups and,
         nested, one over each combine's rows; and :meth:`BuiltMaster.line` for each master
@@ -414,7 +428,7 @@ def combine_groups(
                        output_dir=output_dir, template=template, overwrite=overwrite, kind=kind,
                        allow_mixed=allow_mixed, report_others=report_others,
                        split_extensions=split_extensions, also_writes=also_writes,
-                       **combine_options)
+                       strict=strict, previous=previous, **combine_options)
     return run_plan(plan, options_for=options_for, progress=progress, on_master=on_master)
 
 
@@ -429,6 +443,8 @@ class Plan:
     imagetyp: str | None
     overwrite: bool
     combine_options: dict
+    strict: bool = False  # a master that fails verification is an error, left as .rejected
+    previous: Path | None = None  # the folder of earlier masters to compare with
 
     def planned(self) -> list:
         """``(group, master file)`` of every group, in the order they will be combined."""
@@ -438,12 +454,16 @@ class Plan:
 
 def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, output_dir=".",
                 template=None, overwrite=False, kind=None, allow_mixed=(), report_others=True,
-                split_extensions=False, also_writes=(), **combine_options) -> Plan:
+                split_extensions=False, also_writes=(), strict=False, previous=None,
+                **combine_options) -> Plan:
     """Select, group and name, and check everything that can fail before a frame is read (the
     options, unreadable files, output names, containment, existing files): the first half of
     :func:`combine_groups`, whose parameters these are."""
     CombineOptions.from_kwargs(**{k: v for k, v in combine_options.items()
                                   if k in CombineOptions.__dataclass_fields__})
+    if previous is not None and not Path(previous).is_dir():
+        raise OptionError(f"--previous {previous}: not a folder; give the folder of the "
+                          "earlier masters to compare with")
     bad = [(str(row["path"]), str(row["error"])) for row in index.unreadable]
     if bad and not combine_options.get("skip_bad"):
         raise FrameError(bad[0][0], f"{bad[0][1]}; {len(bad)} file(s) here cannot be read and "
@@ -496,7 +516,8 @@ def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, outpu
             raise OutputExistsError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to "
                                     "replace it, or choose another --output-dir")
     return Plan(sets=sets, targets=targets, imagetyp=imagetyp, overwrite=overwrite,
-                combine_options=combine_options)
+                combine_options=combine_options, strict=strict,
+                previous=None if previous is None else Path(previous))
 
 
 def run_plan(plan, *, options_for=None, progress=False, on_master=None) -> list[BuiltMaster]:
@@ -519,28 +540,55 @@ def run_plan(plan, *, options_for=None, progress=False, on_master=None) -> list[
             master = next(masters)
             _record_setup(master.meta, group)
             used = set(master.sources)  # without the frames --skip-bad skipped
-            flags = anomalies([item for item in indexed_frames(group) if item[0] in used], master)
+            grids = check_grids([item for item in indexed_frames(group) if item[0] in used],
+                                master)
+            verification = verify(kind_of(imagetyp), grids, master,
+                                  previous=_previous(plan, target))
+            for key, *value in verification.cards():
+                if key == "HISTORY":
+                    master.meta.add_history(value[0])
+                else:
+                    master.meta[key] = tuple(value)
             built.append(BuiltMaster(
                 group=group, path=target, n_frames=len(master.sources), kind=imagetyp,
                 rejected_fraction=master.rejected_fraction,
                 seconds=time.perf_counter() - start, sources=tuple(master.sources),
                 frame_rejected=tuple(map(float, master.frame_rejected)),
-                preparation=master.preparation, anomalies=tuple(flags)))
+                preparation=master.preparation, anomalies=tuple(anomalies(grids, master)),
+                verification=verification))
             task.update()
             start = time.perf_counter()
             return master
 
         for members, target in zip(sets, targets, strict=True):
             done = len(built)
+            # under strict, written as .rejected first and named the master once it passed
+            written = rejected_path(target) if plan.strict else target
             if len(members) == 1:
-                combined(members[0], target).write(target, overwrite=overwrite)
+                combined(members[0], target).write(written, overwrite=plan.strict or overwrite)
             else:  # one file, its extensions as the inputs'
-                _write_file_set(target, members, combined, overwrite)
+                _write_file_set(written, members, combined, plan.strict or overwrite)
+            failed = [b for b in built[done:] if not b.verification.passed]
+            if plan.strict and failed:
+                raise VerificationError(f"{target}: verification failed ({failed[0].verification.summary()}); "
+                                        f"the master is left as {written}, nothing under its name")
+            if plan.strict:
+                os.replace(written, target)
+            for result in failed:
+                log.warning("%s: %s NOT VERIFIED (VERIFIED = F): %s", target, result.label(),
+                            result.verification.summary())
             for result in built[done:]:  # written: say so
                 progress.line(result.line())
                 if on_master is not None:
                     on_master(result)
     return built
+
+
+def _previous(plan, target) -> Path | None:
+    """The earlier master a new one is compared with: the one of its name in ``previous``, or
+    the file it replaces; None where there is none."""
+    earlier = plan.previous / target.name if plan.previous is not None else target
+    return earlier if earlier.is_file() else None
 
 
 def _names_extensions(template, sets) -> bool:

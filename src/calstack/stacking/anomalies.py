@@ -39,7 +39,8 @@ from ..io.reader import frame_item
 from ..io.sampling import grid_step, read_grid
 from ..kernels.statistics import MAD_TO_STD, median_and_robust_std
 
-__all__ = ["GRID_SIDE", "MIN_FRAMES", "THRESHOLD", "anomalies", "flag_frames", "prepared_grids"]
+__all__ = ["CHECK_SIDE", "GRID_SIDE", "MIN_FRAMES", "THRESHOLD", "anomalies", "check_grids",
+           "flag_frames", "prepared_grids"]
 
 #: A statistic this many robust standard deviations of the group away from its median flags a frame.
 THRESHOLD = 5.0
@@ -143,10 +144,10 @@ def is_integer(grid) -> bool:
 CHECK_SIDE = 128
 
 
-def anomalies(frames, master) -> list[tuple[str, ...]]:
-    """The reasons each frame of ``master`` looks wrong (:func:`flag_frames`), measured on a
-    grid of each frame (:func:`prepared_grids`, at most :data:`CHECK_SIDE` pixels a side) with
-    the master's per-frame rejected fractions.
+def check_grids(frames, master) -> list[np.ndarray]:
+    """The frames of ``master`` read on the check grid (at most :data:`CHECK_SIDE` pixels a
+    side, :func:`prepared_grids`): what :func:`anomalies` and the verification of the master
+    measure.
 
     Parameters
     ----------
@@ -154,21 +155,32 @@ def anomalies(frames, master) -> list[tuple[str, ...]]:
         The frames the master was combined from, in its input order (see
         :func:`prepared_grids`).
     master : Master
-        The master (its shape, ``preparation`` and ``frame_rejected``).
+        The master (its shape and ``preparation``).
+    """
+    return list(prepared_grids(frames, master.preparation, np.shape(master.data),
+                               side=CHECK_SIDE))
+
+
+def anomalies(grids, master) -> list[tuple[str, ...]]:
+    """The reasons each frame of ``master`` looks wrong (:func:`flag_frames`), measured on its
+    frames' grids (:func:`check_grids`) with the master's per-frame rejected fractions.
+
+    Parameters
+    ----------
+    grids : list of numpy.ndarray
+        The frames the master was combined from on the check grid, in its input order.
+    master : Master
+        The master (its shape and ``frame_rejected``).
 
     Returns
     -------
     list of tuple of str
         One entry per frame: the reasons it is flagged (empty for a normal frame).
     """
-    if len(frames) < MIN_FRAMES:
-        return [() for _ in frames]
-    shape = np.shape(master.data)
-    stats, integer, measured = [], True, 0
-    for grid in prepared_grids(frames, master.preparation, shape, side=CHECK_SIDE):
-        stats.append(median_and_robust_std(grid))
-        integer = integer and is_integer(grid)
-        measured = grid.size
+    if len(grids) < MIN_FRAMES:
+        return [() for _ in grids]
+    stats = [median_and_robust_std(grid) for grid in grids]
+    integer = all(is_integer(grid) for grid in grids)
     medians, noises = (np.array(values) for values in zip(*stats, strict=True))
     return flag_frames(medians, noises, master.frame_rejected, integer=integer,
-                       measured=measured, n_pixels=int(np.prod(shape)))
+                       measured=grids[0].size, n_pixels=int(np.prod(np.shape(master.data))))

@@ -37,7 +37,7 @@ from ..catalog.columns import indexed_frames
 from ..errors import OptionError
 from ..io.sampling import grid_step, pixel_noise, read_block_min, read_grid
 from ..io.writer import OutputExistsError, atomic_write, check_writable
-from ..kernels.statistics import median_and_robust_std
+from ..kernels.statistics import expected_noise_reduction, median_and_robust_std
 from ..progress import as_progress
 from ..stacking.anomalies import GRID_SIDE, flag_frames, is_integer, prepared_grids
 from .pictures import draw_histograms, draw_image, new_figure, png_bytes, stretch_limits
@@ -274,14 +274,6 @@ def _name(source) -> str:
     return os.path.basename(_path(source))
 
 
-def _expected_reduction(method, n):
-    if method == "average":
-        return math.sqrt(n)
-    if method == "median":
-        return math.sqrt(2 * n / math.pi)  # the median's efficiency for Gaussian noise
-    return None  # a sum adds the noise up
-
-
 def _prepared(preparation) -> str:
     """How the frames were prepared before the combine, in words ('' if they were not)."""
     if preparation is None:
@@ -320,7 +312,7 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
     n = len(frames)
     keywords = {k: header[k] for k in ("IMAGETYP", "EXPTIME", "FILTER", "NCOMBINE", "CMBMETH",
                                        "CMBREJ", "CMBAUTO", "CMBSLOW", "CMBSHIGH", "CMBREJFR",
-                                       "BUNIT")
+                                       "BUNIT", "VERIFIED", "VERFAIL")
                 if k in header}
     prepared = _prepared(preparation)
     return MasterSection(
@@ -328,7 +320,7 @@ def _section(label, path, header, shape, data, counts, frames, rejected, prepara
         frames=rows,
         frame_noise=float(np.median(noises)), master_noise=median_and_robust_std(master)[1],
         frame_pixel_noise=float(np.median(pixel_noises)), master_pixel_noise=pixel_noise(master),
-        expected_reduction=_expected_reduction(str(header.get("CMBMETH", "")).strip(), n),
+        expected_reduction=expected_noise_reduction(str(header.get("CMBMETH", "")).strip(), n),
         short_blocks=float(np.mean(kept < n)), step=step,
         pictures=_pictures(first, rows[0].name, prepared, master, kept, shape, n, step))
 
