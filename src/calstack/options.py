@@ -29,6 +29,7 @@ __all__ = [
     "CENFUNCS",
     "DEFAULT_MEM_LIMIT",
     "DTYPES",
+    "ELECTRON_UNITS",
     "METHODS",
     "OPTIONS",
     "RECIPE",
@@ -581,7 +582,7 @@ class _Rules:
         ``GAIN = 0``), not electrons per ADU, and is no model without a read noise beside it.
         """
         values = {}
-        electrons = str(unit).strip().lower() in _ELECTRONS
+        electrons = str(unit).strip().lower() in ELECTRON_UNITS
         if electrons:
             if not isinstance(self.gain, str) and float(self.gain) != 1.0:
                 raise OptionError(
@@ -610,7 +611,7 @@ class _Rules:
 
 
 #: BUNIT values of frames in electrons (gain 1).
-_ELECTRONS = ("electron", "electrons", "e-", "e")
+ELECTRON_UNITS = ("electron", "electrons", "e-", "e")
 
 
 CombineOptions = dataclasses.make_dataclass(

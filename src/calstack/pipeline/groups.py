@@ -404,7 +404,7 @@ def combine_groups(
         with or without ``overwrite``; all of it is checked before the first frame is read.
     strict : bool
         A master that fails verification (:mod:`calstack.pipeline.verification`) is an error
-        (:class:`~calstack.pipeline.verification.VerificationError`), and is left under its name
+        (:class:`~calstack.errors.VerificationError`), and is left under its name
         with ``.rejected`` appended; without it, such a master is written with ``VERIFIED = F``.
     previous : str or os.PathLike, optional
         A folder of earlier masters: each new master is compared with the one of its name there
@@ -544,11 +544,8 @@ def run_plan(plan, *, options_for=None, progress=False, on_master=None) -> list[
                                 master)
             verification = verify(kind_of(imagetyp), grids, master,
                                   previous=_previous(plan, target))
-            for key, *value in verification.cards():
-                if key == "HISTORY":
-                    master.meta.add_history(value[0])
-                else:
-                    master.meta[key] = tuple(value)
+            for key, value, comment in verification.cards():  # HISTORY cards append
+                master.meta[key] = (value, comment)
             built.append(BuiltMaster(
                 group=group, path=target, n_frames=len(master.sources), kind=imagetyp,
                 rejected_fraction=master.rejected_fraction,

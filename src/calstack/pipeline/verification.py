@@ -46,6 +46,7 @@ from ..errors import FrameError
 from ..io.reader import open_auxiliary, open_frame
 from ..io.sampling import grid_step, read_grid
 from ..kernels.statistics import expected_noise_reduction, median_and_robust_std
+from ..options import ELECTRON_UNITS
 from ..processing.noise import noise_model
 from ..stacking.anomalies import CHECK_SIDE
 
@@ -96,12 +97,12 @@ class Verification:
         return "; ".join(c.line() for c in self.failed)
 
     def cards(self) -> list[tuple]:
-        """Header cards: VERIFIED, VERFAIL (the failed checks' names), and a HISTORY line
-        per check."""
+        """Header cards (keyword, value, comment): VERIFIED, VERFAIL (the failed checks'
+        names), and a HISTORY line per check."""
         cards = [("VERIFIED", self.passed, "calstack verification of this master"),
                  ("VERFAIL", ",".join(c.name for c in self.failed)[:68],
                   "checks failed (HISTORY: calstack verify)")]
-        cards += [("HISTORY", f"calstack verify {c.line()}") for c in self.checks]
+        cards += [("HISTORY", f"calstack verify {c.line()}", "") for c in self.checks]
         return cards
 
     def as_dict(self) -> dict:
@@ -202,7 +203,7 @@ def _camera(header) -> tuple[float, float] | None:
         gain, read_noise = noise_model(header, None, None, "master")
     except FrameError:
         return None
-    if str(header.get("BUNIT", "adu")).strip().lower() in ("electron", "electrons", "e-"):
+    if str(header.get("BUNIT", "adu")).strip().lower() in ELECTRON_UNITS:
         gain = 1.0
     return gain, read_noise / gain
 
