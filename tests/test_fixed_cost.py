@@ -16,8 +16,8 @@ from calstack.stacking.dispatch import run
 
 #: Modules only some runs need; a plain combine on the command line imports none of them.
 #: (scipy is not listed: numba itself imports it, when installed, to check its version.)
-HEAVY = ["astropy.nddata", "astropy.wcs", "astropy.coordinates", "dask", "distributed",
-         "matplotlib"]
+HEAVY = ["astropy.nddata", "astropy.wcs", "astropy.coordinates", "astropy.table", "dask",
+         "distributed", "matplotlib"]
 
 CHILD = """
 import json, sys

@@ -47,6 +47,21 @@ def test_rows_columns_and_types(messy):
     assert index.summary is index.table
 
 
+def test_the_light_frame_table_holds_the_same_columns_as_the_astropy_table(messy):
+    index = ImageIndex(messy)
+    light, table = index.frame_table, index.table
+    assert light.colnames == table.colnames
+    assert len(light) == len(table) == 10
+    for name in table.colnames:
+        assert light[name].dtype == table[name].dtype, name
+        assert np.ma.getmaskarray(light[name]).tolist() == np.ma.getmaskarray(table[name]).tolist()
+        assert np.ma.filled(light[name]).tolist() == np.ma.filled(table[name]).tolist(), name
+    rows = light[np.asarray(light["hdu"]) > 0]  # a selection of rows keeps the shared meta
+    assert list(rows["extname"]) == ["COMPRESSED_IMAGE", "CCD1", "CCD2"]
+    assert rows.meta is light.meta
+    assert str(messy / "g_mef.fits") in rows.meta["identity"]
+
+
 def test_unreadable_files_are_rows_not_exceptions(messy):
     index = ImageIndex(messy)
     bad = index.unreadable
@@ -229,3 +244,18 @@ def test_same_files_as_ccdproc(tmp_path):
     assert index.files(imagetyp="dark", exptime=70) == sorted(theirs)
     assert index.files(imagetyp="dark", exptime=70, include_path=True) == sorted(their_paths)
     assert isinstance(index.summary, Table)
+
+
+def test_a_column_takes_the_narrowest_type_and_masks_missing_cells():
+    from calstack.catalog.frametable import frame_column
+
+    assert frame_column([1, 2]).dtype == np.int64
+    assert frame_column([1, 2.5]).dtype == np.float64
+    assert frame_column([True, False]).dtype == bool
+    assert frame_column([1, "a"]).tolist() == ["1", "a"]  # mixed types: text
+    assert frame_column([2**70, 1]).dtype == np.float64  # beyond int64
+    cells = frame_column([None, 3])
+    assert cells.dtype == np.int64
+    assert cells.mask.tolist() == [True, False]
+    assert cells[1] == 3
+    assert frame_column([None, None]).mask.all()

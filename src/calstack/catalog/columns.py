@@ -12,7 +12,15 @@ import numpy as np
 
 from ..errors import unknown_option
 
-__all__ = ["frame_pairs", "indexed_frames", "resolve_column", "unreadable_mask"]
+__all__ = ["frame_pairs", "index_table", "indexed_frames", "resolve_column", "unreadable_mask"]
+
+
+def index_table(frames):
+    """The table of ``frames``: an index's light :attr:`~calstack.ImageIndex.frame_table`, the
+    ``table`` of any other object that has one, or ``frames`` itself (a table)."""
+    if hasattr(frames, "frame_table"):
+        return frames.frame_table
+    return getattr(frames, "table", frames)
 
 
 def resolve_column(name, colnames, *, where=None, fix=None) -> str:
@@ -53,7 +61,7 @@ def frame_pairs(frames) -> list[tuple[str, int]]:
 
     Parameters
     ----------
-    frames : Group, ImageIndex or astropy.table.Table
+    frames : Group, ImageIndex, FrameTable or astropy.table.Table
         A :class:`~calstack.catalog.grouping.Group` (its frames, in its order), or an index /
         index table (its readable rows, in table order: the rows :func:`unreadable_mask` does
         not mark).
@@ -64,7 +72,7 @@ def frame_pairs(frames) -> list[tuple[str, int]]:
     """
     if hasattr(frames, "paths") and hasattr(frames, "hdus"):  # a Group
         return list(zip(frames.paths, frames.hdus, strict=True))
-    table = getattr(frames, "table", frames)
+    table = index_table(frames)
     bad = unreadable_mask(table)
     hdus = np.asarray(table["hdu"]).tolist()
     return [(str(path), int(hdu)) for path, hdu, b in zip(table["path"], hdus, bad, strict=True) if not b]
@@ -80,6 +88,6 @@ def indexed_frames(frames) -> list[tuple]:
     if hasattr(frames, "identities"):  # a Group
         identities = list(frames.identities) or [None] * len(pairs)
     else:
-        known = getattr(frames, "table", frames).meta.get("identity", {})
+        known = index_table(frames).meta.get("identity", {})
         identities = [known.get(path) for path, _ in pairs]
     return [(path, hdu, identity) for (path, hdu), identity in zip(pairs, identities, strict=True)]

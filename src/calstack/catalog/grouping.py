@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import OptionError, UnknownOptionError, unknown_option
 from .closeness import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, close, fold
-from .columns import frame_pairs, resolve_column, unreadable_mask
+from .columns import frame_pairs, index_table, resolve_column, unreadable_mask
 from .conventions import DEFAULT_TOLERANCES
 
 __all__ = ["DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "Group", "group_by", "unique_values"]
@@ -232,9 +232,9 @@ def group_by(table, keys, *, tolerances=None, setup=()) -> list[Group]:
 
     Parameters
     ----------
-    table : astropy.table.Table or ImageIndex
+    table : astropy.table.Table, FrameTable or ImageIndex
         A table with the index's columns (at least ``path`` and ``hdu``, and the keys); an
-        :class:`~calstack.ImageIndex` is grouped through its ``table``. Rows with a non-empty
+        :class:`~calstack.ImageIndex` is grouped through its ``frame_table``. Rows with a non-empty
         ``error`` (unreadable files) are left out.
     keys : str or sequence of str
         Column names, case-insensitive; ``ccd_temp`` finds ``ccd-temp``. No key: one group of
@@ -266,7 +266,7 @@ def group_by(table, keys, *, tolerances=None, setup=()) -> list[Group]:
         Every readable row lacks a key's value (the message names the keyword), or a tolerance
         is not a number >= 0 or is given for a string key.
     """
-    table = getattr(table, "table", table)
+    table = index_table(table)
     colnames = list(table.colnames)
     for needed in ("path", "hdu"):
         if needed not in colnames:

@@ -20,6 +20,7 @@ from ..progress import as_progress
 from .closeness import close, fold
 from .columns import resolve_column, unreadable_mask
 from .conventions import DEFAULT_TOLERANCES, master_marks, normalise, read_keywords
+from .frametable import FrameTable, frame_column
 from .scan import FITS_SUFFIXES, find_files, read_all, read_cached
 
 __all__ = ["DEFAULT_KEYWORDS", "FITS_SUFFIXES", "ImageIndex"]
@@ -79,39 +80,13 @@ def _check_workers(workers):
 
 
 # --------------------------------------------------------------------------- the table
-def _column(name, values):
-    """A Column (MaskedColumn where a value is None) of the narrowest fitting type."""
-    from astropy.table import Column, MaskedColumn
-
-    missing = values.count(None)
-    present = [v for v in values if v is not None] if missing else values
-    types = set(map(type, present))
-    if not present:
-        data = np.zeros(len(values), dtype="U1")
-    elif types == {str}:
-        data = np.array(values if not missing else [v or "" for v in values], dtype=str)
-    elif types == {bool}:
-        data = np.array([bool(v) for v in values], dtype=bool)
-    elif types == {int} and -(2**63) <= min(present) and max(present) < 2**63:
-        data = np.array(values if not missing else [v or 0 for v in values], dtype=np.int64)
-    elif types <= {int, float}:
-        data = np.array(values if not missing else [v or 0.0 for v in values], dtype=np.float64)
-    else:
-        data = np.array(["" if v is None else str(v) for v in values], dtype=str)
-    if missing:
-        return MaskedColumn(data, name=name, mask=[v is None for v in values])
-    return Column(data, name=name, copy=False)
-
-
 def _build_table(records, keywords):
-    """Table from ``records`` = [(file, path, hdu, extname, header or None, error)].
+    """FrameTable from ``records`` = [(file, path, hdu, extname, header or None, error)].
 
     Headers are read through :func:`calstack.catalog.conventions.normalise` (aliases, numbers
     written as text); the keywords the conventions read are columns too where any frame has
     them, and ``master`` says why a frame is itself a master ('' if it is not).
     """
-    from astropy.table import Table
-
     headers, warned = [], set()
     for record in records:
         header, problems = normalise(record[4]) if record[4] else ({}, [])
@@ -129,23 +104,17 @@ def _build_table(records, keywords):
         names = list(keywords)
         names += [k for k in read_keywords()
                   if k not in names and any(k in h for h in headers)]
-    columns = [
-        _column("file", [r[0] for r in records]),
-        _column("path", [r[1] for r in records]),
-        _column("hdu", [r[2] for r in records]) if records else _empty_int(),
-        _column("extname", [r[3] for r in records]),
-    ]
-    columns += [_column(name.lower(), [h.get(name) for h in headers]) for name in names]
-    columns.append(_column("master", [(master_marks(h) or "") if r[4] else ""
-                                      for h, r in zip(headers, records, strict=True)]))
-    columns.append(_column("error", [r[5] for r in records]))
-    return Table(columns, copy=False)
-
-
-def _empty_int():
-    from astropy.table import Column
-
-    return Column(np.array([], dtype=np.int64), name="hdu")
+    columns = {
+        "file": frame_column([r[0] for r in records]),
+        "path": frame_column([r[1] for r in records]),
+        "hdu": frame_column([r[2] for r in records]) if records else np.array([], np.int64),
+        "extname": frame_column([r[3] for r in records]),
+    }
+    columns.update((name.lower(), frame_column([h.get(name) for h in headers])) for name in names)
+    columns["master"] = frame_column([(master_marks(h) or "") if r[4] else ""
+                                      for h, r in zip(headers, records, strict=True)])
+    columns["error"] = frame_column([r[5] for r in records])
+    return FrameTable(columns)
 
 
 # --------------------------------------------------------------------------- matching
@@ -275,6 +244,8 @@ class ImageIndex:
         float), bool when every value is a logical, otherwise str.
     summary : astropy.table.Table
         The same table (the name ccdproc users know).
+    frame_table : FrameTable
+        The same columns, light (no ``astropy.table`` import): what calstack's jobs read.
     keywords : tuple of str or '*'
         The indexed keywords (upper case).
     locations : tuple of str
@@ -334,6 +305,7 @@ class ImageIndex:
                    for hdu, extname, header, error in rows]
         self._table = _build_table(records, keywords)
         self._table.meta["identity"] = identities  # kept by every selection of rows
+        self._astropy_table = None
         self.keywords = keywords
         self.locations = tuple(os.fspath(p) for p in locations)
 
@@ -342,6 +314,7 @@ class ImageIndex:
         """An index over an existing table (used by :meth:`filter`; no disk access)."""
         index = cls.__new__(cls)
         index._table = table
+        index._astropy_table = None
         index.keywords = keywords
         index.locations = locations
         return index
@@ -349,18 +322,27 @@ class ImageIndex:
     # ----------------------------------------------------------------------- access
     @property
     def table(self):
-        """The index table (see the class docstring for its columns)."""
-        return self._table
+        """The index table, an ``astropy.table.Table`` (see the class docstring for its
+        columns), built from :attr:`frame_table` when first asked for."""
+        if self._astropy_table is None:
+            self._astropy_table = self._table.to_table()
+        return self._astropy_table
 
     @property
     def summary(self):
         """Alias of :attr:`table`, the name ``ccdproc.ImageFileCollection`` uses."""
+        return self.table
+
+    @property
+    def frame_table(self) -> FrameTable:
+        """The same columns as :attr:`table` without importing ``astropy.table``
+        (:class:`~calstack.catalog.frametable.FrameTable`), what calstack's own jobs read."""
         return self._table
 
     @property
     def unreadable(self):
         """The rows of files that could not be read (``hdu == -1``), with their ``error``."""
-        return self._table[self.unreadable_mask]
+        return self.table[self.unreadable_mask]
 
     @property
     def unreadable_mask(self) -> np.ndarray:

@@ -113,7 +113,7 @@ class CalibratedFrame:
 
 def _science(index) -> list[dict]:
     """The index rows of science frames, each with its file's ``identity`` when indexed."""
-    identities = index.table.meta.get("identity", {})
+    identities = index.frame_table.meta.get("identity", {})
     return [{**row, "identity": identities.get(row["path"])} for row in index.rows()
             if not row["error"] and not row["master"] and kind_of(row.get("imagetyp")) == "light"]
 

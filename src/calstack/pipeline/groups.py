@@ -175,7 +175,7 @@ def without_masters(index, what="inputs"):
     """``index`` without the frames that are themselves masters (its ``master`` column: calstack,
     IRAF, Siril, MaxIm DL, PixInsight... marks), unless a frame was named explicitly as a file
     to index; a warning lists those left out."""
-    table = index.table
+    table = index.frame_table
     if "master" not in table.colnames or not len(table):
         return index
     named = {os.path.abspath(p) for p in index.locations if not os.path.isdir(p)}
@@ -192,7 +192,7 @@ def without_masters(index, what="inputs"):
 def report_ignored(index, kept) -> None:
     """Warn about the frame types not selected: ``kept`` is a boolean per row of ``index``
     (unreadable rows are reported elsewhere)."""
-    table = index.table
+    table = index.frame_table
     column = table[index.column_name("imagetyp")] if "imagetyp" in table.colnames else None
     others = ~np.asarray(kept, bool) & ~index.unreadable_mask
     if column is None:
@@ -215,7 +215,7 @@ def _kind_keys(chosen, select, keys) -> list:
     if len(kinds) != 1:
         return []
     more = [k for k in KINDS[kinds.pop()].keys if k not in {fold(k) for k in keys}]
-    table = chosen.table
+    table = chosen.frame_table
     present = [k for k in more if k in table.colnames and not np.ma.getmaskarray(table[k]).all()]
     if "filter" in more and "filter" not in present and len(table):
         log.warning("no flat has a FILTER (or FILTERS, FILTER1/FILTER2, SUBSET) keyword: they "
@@ -310,7 +310,7 @@ def check_targets(template, targets, folder, index, also_writes=()) -> None:
         with contextlib.suppress(OSError):
             st = os.stat(output)
             existing[(st.st_dev, st.st_ino)] = output
-    for path in index.table["path"] if existing else ():
+    for path in index.frame_table["path"] if existing else ():
         with contextlib.suppress(OSError):
             st = os.stat(str(path))
             output = existing.get((st.st_dev, st.st_ino))
@@ -464,7 +464,9 @@ def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, outpu
     if previous is not None and not Path(previous).is_dir():
         raise OptionError(f"--previous {previous}: not a folder; give the folder of the "
                           "earlier masters to compare with")
-    bad = [(str(row["path"]), str(row["error"])) for row in index.unreadable]
+    table = index.frame_table
+    bad = [(str(path), str(error)) for path, error, unreadable
+           in zip(table["path"], table["error"], index.unreadable_mask, strict=True) if unreadable]
     if bad and not combine_options.get("skip_bad"):
         raise FrameError(bad[0][0], f"{bad[0][1]}; {len(bad)} file(s) here cannot be read and "
                          "may belong to a group: fix or remove them, or pass --skip-bad "
@@ -485,13 +487,13 @@ def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, outpu
     hdu = combine_options.pop("hdu", None)
     if hdu is not None:  # one HDU of every file
         chosen = chosen.filter({"hdu": hdu} if isinstance(hdu, int) else {"extname": hdu})
-    groups = _setup_groups(chosen.table, keys, tolerances, allow_mixed)
+    groups = _setup_groups(chosen.frame_table, keys, tolerances, allow_mixed)
     if not groups or not groups[0].paths:
         criteria = ", ".join(f"{k}={v!r}" for k, v in select.items()) or "no criteria"
         raise OptionError(f"no frames match {criteria}; run `calstack index` on the folder to see "
                           "what it holds")
     grouped = {row for group in groups for row in group.rows}
-    left_out = [str(chosen.table["path"][i]) for i in range(len(chosen.table)) if i not in grouped]
+    left_out = [str(chosen.frame_table["path"][i]) for i in range(len(chosen.frame_table)) if i not in grouped]
     if left_out:
         log.warning("%d selected frame(s) lack a value for %s and were not combined: %s",
                     len(left_out), "/".join(keys), ", ".join(left_out))
@@ -619,7 +621,7 @@ def _report_other_spellings(index, select):
         return
     others = {name for names in IMAGETYP_SYNONYMS.values() if wanted & set(names)
               for name in names} - wanted
-    table = index.table
+    table = index.frame_table
     column = table[index.column_name("imagetyp")]
     present = ~np.ma.getmaskarray(column) & ~index.unreadable_mask
     found = [i for i in range(len(table)) if present[i] and fold(column[i]) in others]
@@ -635,7 +637,7 @@ def _report_other_spellings(index, select):
 
 def _report_missing(index, select):
     """Warn about readable frames that cannot be selected because they lack a keyword."""
-    table = index.table
+    table = index.frame_table
     good = ~index.unreadable_mask
     for key in select:
         missing = good & np.ma.getmaskarray(table[index.column_name(key)])

@@ -141,7 +141,7 @@ def build_night(index, output_dir, *, group_by=(), tolerances=None, subtract_bia
     options = {**RECIPE, **combine_options} if "rejection" not in combine_options else combine_options
     extra = [k.lower() for k in group_by]
     index = without_masters(index)
-    table = index.table
+    table = index.frame_table
     tolerances = {resolve_column(k, table.colnames, where="tolerances"): v
                   for k, v in (tolerances or {}).items()}
     selected = {kind: index.mask(imagetyp=list(values)) if len(table) else np.zeros(0, bool)
