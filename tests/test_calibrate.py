@@ -216,6 +216,21 @@ def test_an_output_never_replaces_an_input(night, tmp_path):
     assert (tmp_path / "in" / "l.fits").read_bytes() == before
 
 
+def test_header_values_in_a_calibrated_name_are_made_safe_and_widths_bounded(night, tmp_path):
+    folder, _ = night
+    (tmp_path / "in").mkdir()
+    _light(tmp_path / "in" / "l.fits", OBJECT="../../M 31")
+    (frame,) = calibrate(tmp_path / "in", folder / "masters", tmp_path / "out", cache=False,
+                         template="{object}_{stem}.fits")
+    assert frame.path == tmp_path / "out" / "_M_31_l.fits"  # in OUT, no separator, no blank
+    for template, message in [("{stem:>99999999}.fits", "asks for a field 99999999 characters"),
+                              ("{stem:>{exptime}}.fits", "write its width as a number")]:
+        with pytest.raises(OptionError, match=message):
+            calibrate(tmp_path / "in", folder / "masters", tmp_path / "o2", cache=False,
+                      template=template)
+    assert not (tmp_path / "o2").exists() or list((tmp_path / "o2").iterdir()) == []
+
+
 def test_a_frame_replaced_after_it_was_indexed_is_an_error_naming_it(night, tmp_path):
     """The science frame is opened with the identity it was indexed with: replaced since
     (same size, other pixels), it is an error and nothing is written for it."""
@@ -280,7 +295,7 @@ def test_choice_by_darktime_nearest_in_time_and_a_dark_with_its_bias():
 def test_reduce_builds_the_masters_then_calibrates_with_one_report(tmp_path, capsys):
     simulate(tmp_path / "raw", preset="night", shape=(48, 40), n_lights=1, seed=5,
              n_bias=3, n_darks=3, n_flats=3)
-    out, report = tmp_path / "out", tmp_path / "night.html"
+    out, report = tmp_path / "out", tmp_path / "out" / "night.html"
     assert main(["reduce", str(tmp_path / "raw"), "-o", str(out), "--no-cache", "--json",
                  "--report", str(report)]) == 0
     captured = capsys.readouterr()
@@ -296,6 +311,48 @@ def test_reduce_builds_the_masters_then_calibrates_with_one_report(tmp_path, cap
     assert "Calibrated frames: 2" in text
     assert "light-V-001.fits" in text
     assert fits.getheader(out / "masters" / "combined_dark_30.000.fit")["BIASSUB"]
+
+
+def _no_lights(raw):
+    for path in raw.glob("light-*"):
+        path.unlink()
+
+
+def _no_gain(raw):
+    for path in raw.glob("light-*"):
+        with fits.open(path, mode="update") as hdul:
+            del hdul[0].header["GAIN"]
+
+
+def _calibrated_exists(raw):
+    (raw.parent / "out" / "calibrated").mkdir(parents=True)
+    (raw.parent / "out" / "calibrated" / "light-V-001.fits").write_bytes(b"an earlier frame")
+
+
+def _processed_exists(raw):
+    (raw.parent / "out" / "processed").mkdir(parents=True)
+    (raw.parent / "out" / "processed" / "flat-V-002.fits").write_bytes(b"an earlier copy")
+
+
+@pytest.mark.parametrize(("spoil", "message"), [
+    (_no_lights, "no science frames (IMAGETYP LIGHT/OBJECT) in"),
+    (_no_gain, "light-R-001.fits: has no gain (EGAIN or GAIN); give --gain N"),
+    (_calibrated_exists, "calibrated/light-V-001.fits: exists; pass --overwrite"),
+    (_processed_exists, "processed/flat-V-002.fits: exists; pass overwrite=True"),
+])
+def test_reduce_checks_the_whole_night_before_it_writes_a_file(tmp_path, capsys, spoil,
+                                                                message):
+    raw = tmp_path / "raw"
+    simulate(raw, preset="night", shape=(24, 20), n_lights=1, overscan=4, n_bias=3,
+             n_darks=3, n_flats=3)
+    spoil(raw)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert main(["reduce", str(raw), "-o", str(tmp_path / "out"), "--no-cache", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert after == before  # no master, no processed copy, no calibrated frame
 
 
 def test_cosmic_rays_are_flagged_and_cleaned_and_stars_kept(night, tmp_path):

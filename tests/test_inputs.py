@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sqlite3
+import stat
 import threading
 from contextlib import closing
 
@@ -124,6 +125,42 @@ def test_cache_rows_of_the_wrong_structure_are_a_corrupt_cache(darks, tmp_path, 
     assert os.path.exists(f"{db}.bad")
 
 
+def test_a_cache_path_that_is_a_fifo_is_moved_aside(darks, tmp_path, caplog):
+    db = tmp_path / "headers.sqlite"
+    os.mkfifo(db)
+    with caplog.at_level(logging.WARNING, logger="calstack"):
+        index = ImageIndex(darks, cache=db)
+    assert index.files() == ["d0.fits", "d1.fits", "d2.fits"]
+    assert "not a regular file" in caplog.text
+    assert stat.S_ISFIFO(os.lstat(f"{db}.bad").st_mode)  # the FIFO itself, moved aside
+    assert db.is_file()
+
+
+def test_the_cache_knows_a_file_by_its_inode_too(darks, tmp_path):
+    """Another file at the same path with the same size and times (a restore that keeps
+    times) is read again: the inode is part of the cache key."""
+    db = tmp_path / "cache.sqlite"
+    ImageIndex(darks, cache=db)
+    with closing(sqlite3.connect(db)) as con:
+        (rows,) = con.execute("SELECT rows FROM files WHERE path LIKE ?", ("%d1.fits",)).fetchone()
+        assert "300.0" in rows
+        con.execute("UPDATE files SET rows = ? WHERE path LIKE ?",
+                    (rows.replace("300.0", "7.0"), "%d1.fits"))
+        con.commit()
+    assert ImageIndex(darks, cache=db).table["exptime"].tolist() == [300.0, 7.0, 300.0]
+    with closing(sqlite3.connect(db)) as con:  # the same entry for another inode
+        con.execute("UPDATE files SET inode = inode + 1 WHERE path LIKE ?", ("%d1.fits",))
+        con.commit()
+    assert ImageIndex(darks, cache=db).table["exptime"].tolist() == [300.0] * 3
+
+
+def test_a_device_is_never_opened(darks):
+    os.symlink("/dev/zero", darks / "zero.fits")
+    assert ImageIndex(darks, cache=False).files() == ["d0.fits", "d1.fits", "d2.fits"]
+    with pytest.raises(Exception, match="is not a regular file"):
+        ImageIndex(darks / "zero.fits", cache=False)
+
+
 # --------------------------------------------------------------------------- outputs
 def _unchanged(path, before):
     return path.read_bytes() == before
@@ -144,17 +181,55 @@ def test_header_values_never_name_a_path(darks, tmp_path):
     assert name == ("_" + str(victim)[1:].replace("/", "_"))[:64]
 
 
+def _with_raw_value(path, keyword, raw: bytes):
+    """Give ``keyword`` the value ``raw`` in the file's header bytes (astropy refuses to write
+    control characters, but files from the field have them)."""
+    placeholder = b"Q" * len(raw)
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header[keyword] = placeholder.decode()
+    path.write_bytes(path.read_bytes().replace(placeholder, raw))
+
+
+def test_control_characters_in_header_values_are_escaped_everywhere(darks, tmp_path, capsys):
+    for i in range(3):
+        _with_raw_value(darks / f"d{i}.fits", "FILTER", b"V\x01\x1b[1m")
+    assert main(["index", str(darks), "--no-cache"]) == 0
+    assert main(["index", str(darks), "--no-cache", "--format", "csv"]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown
+    assert shown.count("V\\x01\\x1b[1m") == 6  # three rows, twice, as Python escapes
+    out = tmp_path / "out"
+    assert main(["combine", str(darks), "--imagetyp", "dark", "--group-by", "exptime,filter",
+                 "-o", str(out), "--no-cache"]) == 0
+    captured = capsys.readouterr()
+    assert "\x1b" not in captured.out + captured.err
+    assert "filter=V\\x01\\x1b[1m: 3 frames" in captured.out
+    (master,) = out.iterdir()
+    assert master.name == "combined_dark_300.000_V_1m.fit"  # the name holds no control character
+    assert fits.getheader(master)["FILTER"] == "V\\x01\\x1b[1m"
+
+
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--template", "d0.fits", "--overwrite"], "is an input of this run"),
-    (["--report", "{night}/d1.fits", "--overwrite"], "d1.fits: is an input of this run"),
+    # -o NIGHT: the outputs go beside the inputs
+    (["-o", "{night}", "--template", "d0.fits", "--overwrite"], "is an input of this run"),
+    (["-o", "{night}", "--report", "{night}/d1.fits", "--overwrite"],
+     "d1.fits: is an input of this run"),
     (["--report", "{out}/combined_dark_300.000.fit"], "is a master of this run"),
     (["--template", "sub/m.fit"], "gives sub/m.fit, a path: give a file name"),
-    (["--template", "x" * 300 + ".fit"], "a name of more than 255 bytes"),
+    (["--template", "x" * 300 + ".fit"], "a name of more than 232 bytes"),
+    # written through .NAME.XXXXXXXX.tmp (and NAME.rejected): 233 bytes fail before any read
+    (["--template", "x" * 229 + ".fit"], "a name of more than 232 bytes"),
     (["--template", "{exptime:>999999999}.fit"], "asks for a field 999999999 characters wide"),
+    (["--template", "{imagetyp:>{exptime}}.fit"], "write its width as a number"),
     (["--template", "m.fits.gz"], "gives m.fits.gz: outputs are written as plain FITS"),
+    (["--template", ".."], "gives .., a path: give a file name"),
+    (["--template", "sub", "--overwrite"], "sub: is a folder; an output never replaces a folder"),
+    (["--report", "{out}/sub", "--overwrite"], "sub: is a folder; give the report's file name"),
+    (["--report", "{night}/../r.html"], "lies outside the output folder"),
 ])
 def test_outputs_never_replace_inputs_or_each_other(darks, tmp_path, capsys, argv, message):
-    out = darks if argv[:2] == ["--template", "d0.fits"] else tmp_path / "out"
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)  # a folder where a careless name would put a file
     argv = [a.replace("{night}", str(darks)).replace("{out}", str(out)) for a in argv]
     before = {p.name: p.read_bytes() for p in darks.iterdir()}
     assert main(["combine", str(darks), "--imagetyp", "dark", "-o", str(out), "--no-cache",
@@ -163,7 +238,28 @@ def test_outputs_never_replace_inputs_or_each_other(darks, tmp_path, capsys, arg
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in darks.iterdir()} == before
-    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["sub"]
+    assert list((out / "sub").iterdir()) == []
+
+
+def test_temporary_files_are_made_beside_their_target_in_the_output_folder(darks, tmp_path,
+                                                                          monkeypatch):
+    import tempfile
+
+    from calstack.io import writer
+
+    made, real_mkstemp = [], tempfile.mkstemp
+
+    def mkstemp(**kwargs):
+        made.append(os.path.realpath(kwargs["dir"]))
+        return real_mkstemp(**kwargs)
+
+    monkeypatch.setattr(writer.tempfile, "mkstemp", mkstemp)
+    out = tmp_path / "out"
+    assert main(["combine", str(darks), "--imagetyp", "dark", "-o", str(out), "--no-cache",
+                 "-q", "--report", str(out / "r.html")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["combined_dark_300.000.fit", "r.html"]
+    assert made == [os.path.realpath(out)] * 2  # the master's and the report's
 
 
 # --------------------------------------------------------------------------- signals
@@ -252,6 +348,23 @@ def test_a_night_is_checked_whole_before_anything_is_written(tmp_path, capsys):
     night, out = _night(tmp_path), tmp_path / "out"
     assert main(["masters", str(night), "-o", str(out), "--template", "m_{filter}.fit"]) == 1
     assert "uses filter, which is not a grouping key" in capsys.readouterr().err  # the bias
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("sub/{imagetyp}.fit", "a path: give a file name"),
+    ("..", "gives .., a path"),
+    ("{imagetyp}" + "x" * 229 + ".fit", "a name of more than 232 bytes"),
+    ("{imagetyp:>999999999}.fit", "asks for a field 999999999 characters wide"),
+    ("{imagetyp}.fits.fz", "outputs are written as plain FITS"),
+])
+def test_a_night_refuses_a_bad_template_before_anything_is_written(tmp_path, capsys, template,
+                                                                   message):
+    night, out = _night(tmp_path), tmp_path / "out"
+    assert main(["masters", str(night), "-o", str(out), "--template", template]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -554,6 +667,33 @@ def test_a_damaged_gzip_stream_is_an_error_naming_the_file(tmp_path, damage, mes
             stream.read_into(fd, 2880, memoryview(bytearray(256 * 256 * 8)))
     finally:
         os.close(fd)
+
+
+def test_counts_are_the_frames_combined_when_skip_bad_skips_one_during_the_combine(tmp_path,
+                                                                                 capsys):
+    import json
+
+    night = tmp_path / "night"
+    night.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        frame(night / f"d{i}.fits", data=rng.random((128, 128)).astype(np.float32),
+              IMAGETYP="DARK", EXPTIME=300.0)
+    damaged = _gzip_copy(night / "d3.fits", night / "d3.fits.gz")
+    (night / "d3.fits").unlink()
+    damaged.write_bytes(damaged.read_bytes()[:len(damaged.read_bytes()) // 2])  # header intact
+    assert ImageIndex(night, cache=False).files() == ["d0.fits", "d1.fits", "d2.fits",
+                                                      "d3.fits.gz"]
+    out = tmp_path / "out"
+    assert main(["combine", str(night), "--imagetyp", "dark", "-o", str(out), "--no-cache",
+                 "--skip-bad", "--json"]) == 0
+    captured = capsys.readouterr()
+    (master,) = json.loads(captured.out)
+    assert master["n_frames"] == 3
+    assert [os.path.basename(p) for p in master["inputs"]] == ["d0.fits", "d1.fits", "d2.fits"]
+    assert "dark exptime=300.000: 3 frames ->" in captured.err
+    header = fits.getheader(out / "combined_dark_300.000.fit")
+    assert (header["NCOMBINE"], header["CMBSKIP"]) == (3, 1)
 
 
 def test_a_file_changed_after_it_was_indexed_is_an_error_and_nothing_is_written(darks, tmp_path):

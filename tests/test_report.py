@@ -131,17 +131,17 @@ def test_command_line_report_re_reads_each_master(tmp_path, capsys):
         assert f"<h2>{label}</h2>" in text
     assert "n/a" not in text  # per-frame rejection came with each BuiltMaster
     # an existing report stops the job before anything is combined
-    again = tmp_path / "again"
-    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(again),
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["combine", str(folder), "--imagetyp", "dark", "-o", str(out),
                  "--report", str(report)]) == 1
     assert "report.html: exists; pass --overwrite" in capsys.readouterr().err
-    assert not again.exists() or not any(again.glob("*.fit"))
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
 def test_report_says_what_auto_chose_and_why(tmp_path):
     folder = tmp_path / "night"
     calstack.simulate(folder, preset="te", shape=(32, 32), n_darks=3)
-    report = tmp_path / "report.html"
+    report = tmp_path / "out" / "report.html"
     assert main(["combine", str(folder), "--imagetyp", "dark", "--rejection", "auto", "-q",
                  "-o", str(tmp_path / "out"), "--report", str(report)]) == 0
     text = report.read_text()
@@ -255,7 +255,7 @@ def test_integer_frames_are_not_flagged_for_quantisation_steps():
 def test_masters_report_shows_frames_as_they_were_combined(tmp_path, capsys):
     folder = tmp_path / "night"
     calstack.simulate(folder, preset="night", shape=(48, 48))  # raw: biases, darks, flats
-    report = tmp_path / "night.html"
+    report = tmp_path / "m" / "night.html"
     assert main(["masters", str(folder), "-o", str(tmp_path / "m"), "--subtract-bias",
                  "--report", str(report), "-q"]) == 0
     assert capsys.readouterr() == ("", "")

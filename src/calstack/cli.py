@@ -470,6 +470,8 @@ def _cmd_index(args):
     if keywords not in (None, "*"):  # the columns asked for (the index holds the setup's too)
         table = table[["file", "path", "hdu", "extname",
                        *(index.column_name(k) for k in keywords), "error"]]
+    if args.format != "json":  # (JSON escapes control characters itself)
+        table = _printable_table(table)
     if args.format == "table":
         table.pprint_all()
     elif args.format == "csv":
@@ -478,6 +480,26 @@ def _cmd_index(args):
         rows = [{name: _plain(row[name]) for name in table.colnames} for row in table]
         print(_json(rows))
     return 0
+
+
+def _printable_table(table):
+    """``table`` with its text cells as printable ASCII (other characters as Python escapes),
+    so that a header value never sends control sequences to the terminal."""
+    import numpy as np
+
+    from .io.fitsheader import printable
+
+    copied = False
+    for name in table.colnames:
+        if table[name].dtype.kind != "U":
+            continue
+        values = np.ma.filled(table[name], "").tolist()
+        escaped = [printable(value) for value in values]
+        if escaped != values:
+            if not copied:
+                table, copied = table.copy(copy_data=False), True
+            table[name] = np.ma.MaskedArray(escaped, mask=np.ma.getmaskarray(table[name]))
+    return table
 
 
 def _json(data) -> str:
@@ -545,7 +567,7 @@ def _run_job(args, build, *, calibrated=None) -> list:
     progress = Progress("off" if args.quiet else "auto",
                         out=sys.stderr if args.json else sys.stdout)
     if args.report:
-        check_report_path(args.report, overwrite=args.overwrite)
+        check_report_path(args.report, folder=args.output_dir, overwrite=args.overwrite)
     with progress.logging_to(logging.getLogger("calstack")), connect(args.scheduler) as client:
         built = build(progress, client)
         if args.report:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import OptionError, UnknownOptionError, unknown_option
+from ..io.fitsheader import printable
 from .closeness import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, close, fold
 from .columns import frame_pairs, index_table, resolve_column, unreadable_mask
 from .conventions import DEFAULT_TOLERANCES
@@ -69,15 +70,16 @@ class Group:
     identities: tuple = ()
 
     def label(self) -> str:
-        """``"filter=R exptime=10.000"``: numbers with 3 decimals, ints and strings as they are,
-        ``none`` for a keyword the frames lack."""
+        """``"filter=R exptime=10.000"``: numbers with 3 decimals, ints and strings as they are
+        (characters that are not printable ASCII as Python escapes, so a header never sends
+        control sequences to a terminal), ``none`` for a keyword the frames lack."""
         return " ".join(f"{name}={_format(value)}" for name, value in self.key.items())
 
 
 def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
-    return "none" if value is None else str(value)
+    return "none" if value is None else printable(str(value))
 
 
 # --------------------------------------------------------------------------- clustering

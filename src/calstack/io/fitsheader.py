@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from ..errors import FrameError
 
-__all__ = ["AUXILIARY_EXTNAMES", "STRUCTURAL_KEYWORDS", "HDUInfo", "parse_value", "read_hdus"]
+__all__ = ["AUXILIARY_EXTNAMES", "STRUCTURAL_KEYWORDS", "HDUInfo", "parse_value", "printable",
+           "read_hdus"]
 
 BLOCK = 2880
 #: Extensions that describe another HDU (calstack's and CCDData's), never science images.
@@ -126,6 +127,21 @@ def _scalar(text: str):
         return float(text.replace("D", "E").replace("d", "e"))
     except ValueError:
         return text
+
+
+def printable(text: str) -> str:
+    """``text`` as printable ASCII, which FITS cards hold: other characters as Python escapes
+    (``'dark_\\xe9.fits'`` for ``'dark_é.fits'``; no information is lost).
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+    """
+    return "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in text)
 
 
 def parse_value(text: str):

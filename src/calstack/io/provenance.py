@@ -32,6 +32,7 @@ from astropy.io import fits
 
 from .. import __version__
 from ..options import OPTIONS
+from .fitsheader import printable
 
 __all__ = ["LAYOUT_KEYWORDS", "provenance_header"]
 
@@ -68,12 +69,6 @@ def _preparation_cards(header, names, preparation, scale, zero, weights):
             header.add_history(f"calstack scale {factor:.6g} zero {offset:.6g} {os.path.basename(str(name))}")
 
 
-def _printable(text: str) -> str:
-    """``text`` as printable ASCII, which FITS cards hold: other characters as Python escapes
-    (``'dark_\\xe9.fits'`` for ``'dark_é.fits'``; no information is lost)."""
-    return "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in text)
-
-
 def provenance_header(first: fits.Header, names, options, *, rejected_fraction: float,
                       skipped=(), preparation=None, scale=None, zero=None,
                       weights=None) -> fits.Header:
@@ -102,7 +97,7 @@ def provenance_header(first: fits.Header, names, options, *, rejected_fraction: 
     header["COMBINED"] = (True, "combined from several frames by calstack")
     header["NCOMBINE"] = (len(names), "number of frames combined")
     for i, name in enumerate(list(names)[:999], start=1):
-        text = _printable(str(name))
+        text = printable(str(name))
         header[f"IMCMB{i:03d}"] = (text[:68], "input frame" if len(text) <= 53 else "")
         if text != str(name) or len(text) > 68:
             header.add_history(f"calstack IMCMB{i:03d} is {text}")

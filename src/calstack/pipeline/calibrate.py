@@ -39,9 +39,10 @@ from ..processing.noise import noise_model, saturation_level
 from ..stacking.cluster import resolve_client, run_tasks
 from ..stacking.plan import parse_mem_limit
 from .groups import check_targets
+from .naming import check_template, safe_value
 from .selection import MASTER_KEYWORDS, Choice, choose, masters_in
 
-__all__ = ["INDEX_KEYWORDS", "CalibratedFrame", "calibrate"]
+__all__ = ["INDEX_KEYWORDS", "CalibratedFrame", "calibrate", "plan_outputs"]
 
 log = logging.getLogger("calstack")
 
@@ -484,6 +485,65 @@ def _calibrate_file(rows, masters, output, *, band_rows, cosmic_rays, overwrite,
                            tuple((a.name, a.gain, a.read_noise) for a in several))
 
 
+def plan_outputs(index, output_dir, *, template="{name}", overwrite=False, gain=None,
+                 read_noise=None, amplifiers=()) -> tuple[list, list]:
+    """The science frames of ``index`` grouped by file, and each file's output, once every
+    check that needs no master has passed (:func:`calibrate` runs it first, ``calstack
+    reduce`` before it builds any master).
+
+    Parameters
+    ----------
+    index : ImageIndex
+        The frames (science frames among them).
+    output_dir : str or os.PathLike
+        Where the calibrated frames go (created here if needed).
+    template, overwrite, gain, read_noise :
+        As :func:`calibrate` takes them.
+    amplifiers : sequence of Amplifier
+        The camera file's amplifiers: with several, each frame's gain and read noise are
+        checked when it is opened, with its amplifier sections; else here.
+
+    Returns
+    -------
+    files : list of list of dict
+        Each file's science rows (its image HDUs), in index order.
+    targets : list of pathlib.Path
+        Each file's output.
+
+    Raises
+    ------
+    OptionError
+        No science frame, a bad template, an output that exists (without ``overwrite``), is a
+        folder, an input, or another output.
+    FrameError
+        A science frame (of one amplifier) with no gain or read noise, in its header or given.
+    """
+    rows = _science(index)
+    if not rows:
+        raise OptionError(f"no science frames (IMAGETYP LIGHT/OBJECT) in "
+                          f"{', '.join(index.locations)}; check the "
+                          "folder, or its frame types with 'calstack index'")
+    folder = check_writable(output_dir)
+    files = {}  # each file's image HDUs, in index order: one output per file
+    for row in rows:
+        files.setdefault(str(row["path"]), []).append(row)
+    files = list(files.values())
+    targets = [folder / _name(template, extensions[0]) for extensions in files]
+    if len(set(targets)) < len(targets):
+        raise OptionError(f"template {template!r} gives two frames one name; add {{stem}}")
+    check_targets(template, targets, folder, index)
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise OptionError(f"{existing[0]}: exists; pass --overwrite to replace it")
+    for row in rows if len(amplifiers) < 2 else ():  # (several: checked with their sections)
+        frame = open_frame((str(row["path"]), int(row["hdu"]), row.get("identity")))
+        try:
+            noise_model(frame.header(), gain, read_noise, str(row["path"]))
+        finally:
+            frame.close()
+    return files, targets
+
+
 def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=False,
               tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
               electrons=True, cosmic_rays=False, overscan=AUTO, trim=AUTO, overscan_fit=None,
@@ -572,24 +632,11 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         raise OptionError(f"--allow-missing {min(unknown)}: give bias, dark or flat")
     index = frames if isinstance(frames, ImageIndex) else ImageIndex(
         frames, recursive=recursive, cache=cache, keywords=INDEX_KEYWORDS)
-    rows = _science(index)
-    if not rows:
-        raise OptionError(f"no science frames (IMAGETYP LIGHT/OBJECT) in "
-                          f"{', '.join(index.locations)}; check the "
-                          "folder, or its frame types with 'calstack index'")
+    files, targets = plan_outputs(index, output_dir, template=template, overwrite=overwrite,
+                                  gain=gain, read_noise=read_noise,
+                                  amplifiers=given["amplifiers"])
+    rows = [row for extensions in files for row in extensions]
     masters = masters_in(ImageIndex(masters_dir, keywords=INDEX_KEYWORDS, cache=cache))
-    folder = check_writable(output_dir)
-    files = {}  # each file's image HDUs, in index order: one output per file
-    for row in rows:
-        files.setdefault(str(row["path"]), []).append(row)
-    files = list(files.values())
-    targets = [folder / _name(template, extensions[0]) for extensions in files]
-    if len(set(targets)) < len(targets):
-        raise OptionError(f"template {template!r} gives two frames one name; add {{stem}}")
-    check_targets(template, targets, folder, index)
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        raise OptionError(f"{existing[0]}: exists; pass --overwrite to replace it")
     workers = 1 if client is not None else max(1, min(workers or os.cpu_count() or 1,
                                                         len(files)))
     width = max(int(r.get("naxis1") or 1) for r in rows)
@@ -646,9 +693,14 @@ def _mask(path) -> np.ndarray:
 
 
 def _name(template, row) -> str:
+    """``template`` filled for one science frame: ``{name}`` and ``{stem}`` of its file, and
+    its indexed keywords in lower case, each made safe for a file name
+    (:func:`~calstack.pipeline.naming.safe_value`)."""
+    check_template(template)
     name = os.path.basename(str(row["path"]))
     stem = name.split(".")[0]
-    fields = {k: v for k, v in row.items() if isinstance(k, str)}
+    fields = {k: v if v is None or isinstance(v, (int, float)) else safe_value(v)
+              for k, v in row.items() if isinstance(k, str)}
     try:
         return template.format(**{**fields, "name": name, "stem": stem})
     except (KeyError, IndexError, ValueError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import string
 import time
 from collections import Counter
@@ -24,12 +23,14 @@ from ..catalog.columns import indexed_frames
 from ..catalog.conventions import DEFAULT_TOLERANCES, KINDS, SETUP, kind_of
 from ..catalog.grouping import Group, group_by
 from ..errors import FrameError, OptionError, VerificationError, unknown_option
+from ..io.fitsheader import printable
 from ..io.writer import OutputExistsError, check_writable, write_extensions
 from ..options import CombineOptions
 from ..progress import as_progress
 from ..stacking.anomalies import anomalies, check_grids
 from ..stacking.combining import results_many
 from .layout import extension_keys, file_sets, named_by
+from .naming import check_name, check_template, safe_value
 from .verification import rejected_path, verify
 
 __all__ = [
@@ -120,22 +121,6 @@ def default_template(keys, imagetyp=None, setup=()) -> str:
     return "_".join(parts) + ".fit"
 
 
-#: Characters a header value may bring into a file name; anything else becomes ``_``.
-_UNSAFE = re.compile(r"[^A-Za-z0-9.+=-]+")
-#: The longest a value may be in a file name.
-_VALUE_CHARS = 64
-#: The longest file name (bytes) most file systems take.
-_NAME_BYTES = 255
-
-
-def _safe(value) -> str:
-    """A header value as it may appear in a file name: no separator, blank, control character
-    or ``..``; unsafe characters become ``_``; at most 64 characters."""
-    text = _UNSAFE.sub("_", str(value).strip())
-    text = re.sub(r"_+", "_", re.sub(r"\.{2,}", "_", text)).strip(".") or "_"
-    return text[:_VALUE_CHARS]
-
-
 def output_name(template: str, group: Group, imagetyp=None) -> str:
     """Fill ``template`` with the group's key values (``-`` in keyword names becomes ``_``).
 
@@ -146,16 +131,10 @@ def output_name(template: str, group: Group, imagetyp=None) -> str:
     characters): a header value never names a folder.
     """
     values = {_field(k): ("none" if v is None else v if isinstance(v, (int, float))
-                          else _safe(v)) for k, v in group.key.items()}
+                          else safe_value(v)) for k, v in group.key.items()}
     if imagetyp is not None:
-        values["imagetyp"] = _safe(str(imagetyp).strip().lower())
-    parsed = list(string.Formatter().parse(template))
-    fields = {name for _, name, _, _ in parsed if name}
-    widths = [int(w) for _, name, spec, _ in parsed if name and spec
-              for w in re.findall(r"\d+", spec)]
-    if widths and max(widths) > _NAME_BYTES:
-        raise OptionError(f"template {template!r} asks for a field {max(widths)} characters "
-                          f"wide; a file name has at most {_NAME_BYTES} bytes")
+        values["imagetyp"] = safe_value(str(imagetyp).strip().lower())
+    fields = {name for _, name, _, _ in check_template(template) if name}
     missing = fields - set(values)
     if missing:
         raise OptionError(f"template {template!r} uses {', '.join(sorted(missing))}, which is not "
@@ -290,16 +269,17 @@ def check_targets(template, targets, folder, index, also_writes=()) -> None:
     out), other output or other file of the run (``also_writes``: the report) is, before
     anything is read."""
     for target in targets:
-        if target.parent != folder:
+        if target.parent != folder or target.name in (".", ".."):
             raise OptionError(f"template {template!r} gives {target.relative_to(folder)}, a "
                               "path: give a file name (the folder is --output-dir)")
         if target.suffix.lower() in (".gz", ".fz", ".bz2", ".zip"):
             raise OptionError(f"template {template!r} gives {target.name}: outputs are written "
                               "as plain FITS, so a compressed file's name would not be true; "
                               "end it in .fit or .fits")
-        if len(target.name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
-            raise OptionError(f"template {template!r} gives a name of more than {_NAME_BYTES} "
-                              f"bytes ({target.name[:40]}...); shorten it")
+        check_name(template, target.name)
+        if target.is_dir():
+            raise OptionError(f"{target}: is a folder; an output never replaces a folder: "
+                              "choose another --output-dir or --template")
     masters = {os.path.realpath(t) for t in targets}
     for other in also_writes:
         if os.path.realpath(os.fspath(other)) in masters:
@@ -322,12 +302,13 @@ def check_targets(template, targets, folder, index, also_writes=()) -> None:
 
 
 def _record_setup(header, group) -> None:
-    """Write the setup the master was built for into its header (nominal values)."""
+    """Write the setup the master was built for into its header (nominal values; text that is
+    not printable ASCII, which a FITS card cannot hold, as Python escapes)."""
     keys = {**group.setup, **group.key}
     for key, value in keys.items():
         if value is None or key.upper() in ("EXTNAME", "EXTVER", "NAXIS1", "NAXIS2", "HDU"):
             continue
-        header[key.upper()] = value
+        header[key.upper()] = printable(value) if isinstance(value, str) else value
     agreed = ",".join(k.upper() for k, v in keys.items() if v is not None)
     header["CMBKEYS"] = (agreed, "the frames agree on these" if len(agreed) <= 40 else "")
 

@@ -7,7 +7,9 @@ has BIASSEC and TRIMSEC/DATASEC, or as the options say) into ``OUT/processed``, 
 the dark from flats, where the night has them); then every science frame is calibrated with the
 masters chosen for it (:func:`calstack.calibrate` into ``OUT/calibrated``; overscan and trim
 applied as its rows are read). Masters already in the night's folder are not inputs (nor used).
-A science frame that finds no master it needs is an error once the masters are written (each
+Every check that needs no master runs before the first file is written: the science frames and
+their outputs, their gain and read noise, the processed copies' names, the masters' names. A
+science frame that finds no master it needs is an error once the masters are written (each
 complete; they stay), before any science frame is.
 """
 
@@ -21,11 +23,12 @@ import numpy as np
 
 from ..catalog.conventions import kind_of
 from ..catalog.index import ImageIndex
+from ..errors import OptionError
 from ..io.reader import open_frame, read_bands
-from ..io.writer import BandFile, atomic_write, check_writable
+from ..io.writer import BandFile, OutputExistsError, atomic_write, check_writable
 from ..processing.camera import camera_defaults, read_camera
 from ..processing.frames import AUTO, AmplifierFrame, ProcessedFrame, processed
-from .calibrate import INDEX_KEYWORDS, calibrate
+from .calibrate import INDEX_KEYWORDS, calibrate, plan_outputs
 from .night import build_night
 
 __all__ = ["Reduced", "process_frames", "reduce_night"]
@@ -73,12 +76,30 @@ def process_frames(rows, folder, *, overscan=AUTO, trim=AUTO, overscan_fit=None,
             return []
         _warn_disagreeing(opened)
         folder = check_writable(folder)
-        return [_write_processed(folder / Path(path).name, files[path], frames, overwrite)
-                for path, frames in opened.items()]
+        targets = _processed_targets(folder, list(opened), overwrite)
+        return [_write_processed(target, files[path], frames, overwrite)
+                for target, (path, frames) in zip(targets, opened.items(), strict=True)]
     finally:
         for frames in opened.values():
             for frame in frames:
                 frame.close()
+
+
+def _processed_targets(folder, paths, overwrite) -> list[Path]:
+    """Each frame's processed copy in ``folder`` (its file name), once none is another's, or
+    exists without ``overwrite``: checked before the first is written."""
+    targets = [folder / Path(path).name for path in paths]
+    seen = {}
+    for path, target in zip(paths, targets, strict=True):
+        if target in seen:
+            raise OptionError(f"{seen[target]} and {path} would both be processed into "
+                              f"{target}; give frames of different file names (e.g. index "
+                              "one folder at a time)")
+        seen[target] = path
+        if target.exists() and not overwrite:
+            raise OutputExistsError(f"{target}: exists; pass overwrite=True (--overwrite) to "
+                                    "replace it")
+    return targets
 
 
 def _warn_disagreeing(opened) -> None:
@@ -174,6 +195,9 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
     for name in ("gain", "read_noise"):  # the camera's noise model for the combines too
         if master_options.get(name) is None and given[name] is not None:
             master_options[name] = given[name]
+    plan_outputs(index, output_dir / "calibrated", template=options.get("template", "{name}"),
+                 overwrite=overwrite, gain=given["gain"], read_noise=given["read_noise"],
+                 amplifiers=given["amplifiers"])  # before any master is built
     rows = [row for row in index.rows() if not row.get("master") and not row.get("error")]
     science = [kind_of(row.get("imagetyp")) == "light" for row in rows]
     calibration = [row for row, s in zip(rows, science, strict=True) if not s]

@@ -108,12 +108,40 @@ def _ratio(a, b) -> float:
     return a / b if b > 0 else math.nan
 
 
-def check_report_path(path, *, overwrite=False) -> Path:
+def check_report_path(path, *, folder=None, overwrite=False) -> Path:
     """Check, before any work, that a report can be written at ``path``.
 
-    Creates the folder if needed. An existing file is an error unless ``overwrite``.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The report's file; its folder is created if needed.
+    folder : str or os.PathLike, optional
+        The run's output folder (the command line's ``--output-dir``): the report must lie
+        inside it, like every other output of the run.
+    overwrite : bool
+        Whether an existing file may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OptionError
+        ``path`` is a folder, or lies outside ``folder``.
+    OutputExistsError
+        ``path`` exists and not ``overwrite``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise OptionError(f"--report {path}: is a folder; give the report's file name "
+                          "(e.g. night.html) inside it")
+    if folder is not None:
+        inside = Path(os.path.realpath(folder))
+        if inside not in Path(os.path.realpath(path)).parents:
+            raise OptionError(f"--report {path}: lies outside the output folder {folder}; every "
+                              f"output of a run is written inside it: give "
+                              f"{Path(folder) / path.name}")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: exists; pass --overwrite (overwrite=True) to replace "
                                 "it, or choose another --report name")
