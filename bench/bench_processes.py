@@ -16,6 +16,8 @@ writing), best of ``--repeat``, with its peak resident memory (GNU time's, else
   mad_std) over bands of rows read with ``hdu.section``;
 - IRAF ``imcombine`` (``irafcl -f``) with ccdclip and with pclip, where ``irafcl`` is installed;
 - Gnuastro ``astarithmetic ... sigclip-mean``, where installed;
+- Siril ``stack ... rej s 3 3 -nonorm`` (sigma clipping, average; ``siril-cli -s``, the frames
+  linked into a sequence by the script itself), where ``siril-cli`` is installed;
 - the floor: a process that reads every frame once and writes one frame.
 
 Tools that are not installed are skipped with a note. Results are printed and saved to
@@ -151,6 +153,15 @@ def _gnuastro(_folder, paths, out):
             "-o", str(out / "out.fits"), "--quiet"]
 
 
+def _siril(folder, _paths, out):
+    """``link`` makes a sequence of every FITS file of the folder (the stack's frames)."""
+    (out / "s.ssf").write_text(
+        "requires 1.0.0\nsetext fits\n"
+        f"cd {folder}\nlink frame_ -out={out / 'seq'}\ncd {out / 'seq'}\n"
+        f"stack frame_ rej s 3 3 -nonorm -out={out / 'out'}\nclose\n")
+    return ["siril-cli", "-s", str(out / "s.ssf")]
+
+
 TOOLS = {
     "calstack ccdclip": (_calstack("ccdclip"), None),
     "calstack pclip": (_calstack("pclip"), None),
@@ -160,6 +171,7 @@ TOOLS = {
     "IRAF imcombine ccdclip": (_iraf("ccdclip"), "irafcl"),
     "IRAF imcombine pclip": (_iraf("pclip"), "irafcl"),
     "Gnuastro sigclip-mean": (_gnuastro, "astarithmetic"),
+    "Siril stack rej sigma": (_siril, "siril-cli"),
     "floor (read all, write one)": (_script(_FLOOR), None),
 }
 
