@@ -317,3 +317,107 @@ def test_overscan_and_trim_are_irafs_ccdproc(tmp_path):
         assert cards["CCDSEC"] == iraf_header["CCDSEC"]
         assert (cards["LTV1"], cards["LTV2"]) == (iraf_header.get("LTV1", 0.0),
                                                   iraf_header.get("LTV2", 0.0))
+
+
+#: ``ccdproc``'s parameters for the artobs night: overscan by a Legendre line, trim, and each
+#: correction switched on as its master exists (zerocombine's and darkcombine's inputs are
+#: processed without the masters not yet made).
+_CCDRED = """set imtype = "fits"
+noao
+imred
+ccdred
+ccdtest
+ccdred.instrument = ""
+ccdred.ssfile = "subsets"
+ccdred.logfile = ""
+ccdred.verbose = no
+ccdred.backup = ""
+ccdred.pixeltype = "real real"
+ccdproc.ccdtype = ""
+ccdproc.fixpix = no
+ccdproc.overscan = yes
+ccdproc.trim = yes
+ccdproc.zerocor = no
+ccdproc.darkcor = no
+ccdproc.flatcor = no
+ccdproc.illumcor = no
+ccdproc.fringecor = no
+ccdproc.readcor = no
+ccdproc.scancor = no
+ccdproc.biassec = "image"
+ccdproc.trimsec = "image"
+ccdproc.zero = "masters/Zero"
+ccdproc.dark = "masters/Dark"
+ccdproc.flat = "masters/FlatV"
+ccdproc.interactive = no
+ccdproc.function = "legendre"
+ccdproc.order = 1
+ccdproc.sample = "*"
+ccdproc.naverage = 1
+ccdproc.niterate = 1
+ccdproc.low_reject = 3.
+ccdproc.high_reject = 3.
+ccdproc.grow = 0.
+artobs.overwrite = yes
+artobs ("zero1", 0., "zero", seed=11)
+artobs ("zero2", 0., "zero", seed=12)
+artobs ("zero3", 0., "zero", seed=13)
+artobs ("dark1", 100., "dark", seed=21)
+artobs ("dark2", 100., "dark", seed=22)
+artobs ("dark3", 100., "dark", seed=23)
+artobs.filter = "V"
+artobs.skyrate = 2000.
+artobs ("flat1", 1., "flat", seed=31)
+artobs ("flat2", 1., "flat", seed=32)
+artobs ("flat3", 1., "flat", seed=33)
+artobs.skyrate = 100.
+artobs ("science/obj1", 10., "object", imdata="dev$pix", seed=41)
+imcopy ("science/obj1", "out0")
+zerocombine ("zero1,zero2,zero3", output="masters/Zero", combine="average", reject="none", ccdtype="", process=yes, delete=no)
+ccdproc.zerocor = yes
+darkcombine ("dark1,dark2,dark3", output="masters/Dark", combine="average", reject="none", ccdtype="", process=yes, delete=no, scale="none")
+ccdproc.darkcor = yes
+flatcombine ("flat1,flat2,flat3", output="masters/FlatV", combine="average", reject="none", ccdtype="", process=yes, delete=no, subsets=no, scale="none")
+ccdproc.flatcor = yes
+ccdproc ("out0")
+logout
+"""
+
+
+def test_ccdproc_task_on_artobs_frames_is_irafs(tmp_path):
+    """A night made by IRAF's own ``artobs`` (ccdred's test observations: int16 frames of
+    132x100 with BIASSEC=[103:130,*], TRIMSEC=[3:98,3:98], a zero level and dark current with
+    slopes, a flat response slope, the dev$pix image as the object): IRAF combines its zero,
+    dark and V flat masters and runs ``ccdproc`` on the object (overscan, trim, zero, dark
+    scaled by exposure, flat); ``calstack calibrate`` with IRAF's masters gives the same
+    pixels, to float32 rounding, and the same records."""
+    (tmp_path / "science").mkdir()
+    (tmp_path / "masters").mkdir()
+    (tmp_path / "script.cl").write_text(_CCDRED)
+    done = subprocess.run([IRAFCL, "-f", "script.cl"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert (tmp_path / "out0.fits").exists(), f"{done.stdout}\n{done.stderr}"
+    iraf = fits.getdata(tmp_path / "out0.fits").astype(np.float64)
+    iraf_header = fits.getheader(tmp_path / "out0.fits")
+    assert iraf_header["FLATCOR"].endswith("Flat field image is masters/FlatV with scale=1999.273")
+    (frame,) = calstack.calibrate(
+        tmp_path / "science", tmp_path / "masters", tmp_path / "calibrated", cache=False,
+        electrons=False, gain=1.0, read_noise=5.0,
+        overscan_fit=dict(function="legendre", order=1, niterate=1, low_reject=3.0,
+                          high_reject=3.0))
+    assert frame.describe() == ("bias Zero.fits, dark Dark.fits x0.1 (scaled by EXPTIME), "
+                                "flat FlatV.fits")
+    ours = fits.getdata(frame.path).astype(np.float64)
+    assert ours.shape == iraf.shape == (96, 96)
+    assert 990 < iraf.min() < iraf.max() < 1110  # sky and dev$pix's galaxy, calibrated
+    np.testing.assert_allclose(ours, iraf, rtol=1e-6, atol=0)
+    header = fits.getheader(frame.path)
+    for key in ("OVERSCAN", "TRIM"):  # IRAF's words after IRAF's time stamp ('Dec  4 18:16 ')
+        assert header[key][13:].split("mean=")[0] == iraf_header[key][13:].split("mean=")[0]
+    assert float(header["OVERSCAN"].split("mean=")[1]) == pytest.approx(
+        float(iraf_header["OVERSCAN"].split("mean=")[1]), abs=1e-3)
+    assert (header["CCDSEC"], header["LTV1"], header["LTV2"]) == (
+        iraf_header["CCDSEC"], iraf_header["LTV1"], iraf_header["LTV2"])
+    assert header["DARKCOR"].endswith("Dark.fits, scale 0.1")
+    assert float(header["FLATCOR"].rsplit("scale ", 1)[1]) == pytest.approx(
+        float(iraf_header["FLATCOR"].rsplit("scale=", 1)[1]), rel=1e-5)  # the flat's mean

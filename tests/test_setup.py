@@ -311,6 +311,10 @@ def test_master_marks():
     assert master_marks({"COMBINED": True}) == "COMBINED = T"
     assert master_marks({"NCOMBINE": 1, "IMCMB001": "a"}) is None  # IRAF copies of one frame
     assert master_marks({"NCOMBINE": 4}) is None  # a count without inputs: not IRAF's mark
+    # IRAF ccdred's zerocombine/darkcombine/flatcombine: NCOMBINE and CCDPROC, no IMCMBnnn
+    assert master_marks({"NCOMBINE": 3, "CCDPROC": "Dec  4 18:16 CCD processing done"}) == (
+        "NCOMBINE = 3 with CCDPROC (IRAF ccdred)")
+    assert master_marks({"NCOMBINE": 1, "CCDPROC": "..."}) is None  # one processed frame
     assert master_marks({"STACKCNT": 12}) == "STACKCNT = 12 (Siril)"
     assert master_marks({"FRAME": "Master Flat"}) == "FRAME = 'Master Flat'"
     assert master_marks({"IMAGETYP": "DARK"}) is None

@@ -124,7 +124,7 @@ SETUP = ("instrume", "detector", "ccdname", "extname", "extver", "xbinning", "yb
          "set-temp", "settemp", "ccd-temp")
 
 #: Keywords by which a frame says it is a master (see :func:`master_marks`).
-MASTER_KEYWORDS = ("COMBINED", "NCOMBINE", "IMCMB001", "STACKCNT", "SNAPSHOT")
+MASTER_KEYWORDS = ("COMBINED", "NCOMBINE", "IMCMB001", "CCDPROC", "STACKCNT", "SNAPSHOT")
 
 
 def read_keywords() -> tuple:
@@ -220,14 +220,18 @@ def master_marks(header) -> str | None:
     """Why a frame's header says it is a master, or None.
 
     ``header`` maps upper-case keywords to values. The marks: ``COMBINED = T`` (calstack, the
-    reference recipe), ``NCOMBINE > 1`` with ``IMCMB001`` (IRAF imcombine, ccdproc), Siril's
-    ``STACKCNT``, MaxIm DL's ``SNAPSHOT > 1``, and an IMAGETYP that says "master" (PixInsight's
-    WBPP and Astro Pixel Processor write ``'Master Dark'``, ``'MASTER FLAT'``...).
+    reference recipe), ``NCOMBINE > 1`` with ``IMCMB001`` (IRAF imcombine, ccdproc) or with
+    ``CCDPROC`` (IRAF ccdred's zerocombine, darkcombine and flatcombine, which write no
+    IMCMBnnn), Siril's ``STACKCNT``, MaxIm DL's ``SNAPSHOT > 1``, and an IMAGETYP that says
+    "master" (PixInsight's WBPP and Astro Pixel Processor write ``'Master Dark'``,
+    ``'MASTER FLAT'``...).
     """
     if _truthy(header.get("COMBINED")):
         return "COMBINED = T"
     if _count(header.get("NCOMBINE")) > 1 and header.get("IMCMB001") is not None:
         return f"NCOMBINE = {header['NCOMBINE']} with IMCMB001"
+    if _count(header.get("NCOMBINE")) > 1 and header.get("CCDPROC") is not None:
+        return f"NCOMBINE = {header['NCOMBINE']} with CCDPROC (IRAF ccdred)"
     if _count(header.get("STACKCNT")) >= 1:
         return f"STACKCNT = {header['STACKCNT']} (Siril)"
     if _count(header.get("SNAPSHOT")) > 1:
