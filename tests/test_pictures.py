@@ -1,5 +1,7 @@
 """The comparison picture: size, content, shared stretch, titles; and the demo end to end."""
 
+import re
+
 import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
@@ -79,13 +81,25 @@ def test_demo_masters_match_their_truth(tmp_path):
     results = run_demo(tmp_path, shape=(64, 64), say=lambda _text: None)
     night = [r for r in results if r["camera"] == "night"]
     assert [r["kind"] for r in night] == ["bias", "dark", "dark", "flat", "flat", *["light"] * 4,
-                                          "defects", "characterize"]
+                                          "defects", "characterize", "report"]
+    report = night.pop()["path"].read_text()
     measured = night.pop()  # 4 flat pairs of 64x64: a few % of statistical error
     assert measured["gain"] == pytest.approx(measured["true_gain"], rel=0.05)
     assert measured["read_noise"] == pytest.approx(measured["true_read_noise"], rel=0.05)
     defects = night.pop()
     assert defects["hot_found"] >= 0.99
     assert defects["bad"] >= defects["hot"] > 0
+    # one report: the masters, the calibrated frames, the camera's photon transfer curve and
+    # the defect mask's classes counted
+    assert report.count('<section class="master"') == 5
+    assert "<h2>Calibrated frames: 4</h2>" in report
+    assert (f"<h2>Camera: gain {measured['gain']:.4f} e-/ADU, read noise "
+            f"{measured['read_noise']:.3f} e-</h2>") in report
+    assert re.search(r'<img alt="photon transfer curve" width="\d+" height="\d+" '
+                     r'src="data:image/png;base64,', report)
+    for name in ("hot", "warm", "dead", "low_qe", "column", "saturated"):
+        assert f'<tr><td class="name">{name}</td><td>{defects[name]}</td>' in report
+    assert f"defects.fits: {defects['bad']} bad pixels" in report
     for r in night[:5]:  # unbiased, and as noisy as averaging N frames predicts (rejection costs a bit)
         assert abs(r["median"]) < 0.5 * r["expected"] + 1e-3
         assert r["noise"] < 1.5 * r["expected"]

@@ -7,7 +7,10 @@ master, and checks each master against the simulator's truth. Then a raw night (
 flats in two filters) goes through ``calstack masters`` with bias and dark subtraction, and
 each master is compared with its truth; with its science frames and an overscan on every raw
 frame, the night goes through ``calstack reduce`` (overscan and trim, masters, calibration),
-and each calibrated frame is compared with its truth in units of its own uncertainty.
+and each calibrated frame is compared with its truth in units of its own uncertainty. The
+camera is measured from the night's flats and biases (``calstack characterize``) and a defect
+mask made from its masters (``calstack defects``); one report shows the night's masters,
+calibrated frames, photon transfer curve and defect classes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..pipeline.defects import find_defects
 from ..pipeline.groups import combine_groups
 from ..pipeline.reduce import reduce_night
 from ..viz.pictures import show
+from ..viz.report import write_report
 from .simulation import simulate
 
 __all__ = ["calibrated_residual", "noise_check", "run_demo", "truth_residual"]
@@ -97,7 +101,8 @@ def run_demo(output_dir="calstack-demo", *, shape=None, mem_limit="350MB", overw
         Per dark master: camera, path, picture, frames, seconds and the :func:`noise_check`
         numbers; per master of the raw night: camera 'night', kind, path, frames, seconds and
         the :func:`truth_residual` numbers; per calibrated science frame: camera 'night', kind
-        'light', path and the :func:`calibrated_residual` numbers.
+        'light', path and the :func:`calibrated_residual` numbers; then the night's defect
+        mask (kind 'defects'), camera file (kind 'characterize') and report (kind 'report').
     """
     results = []
     for camera in ("cryo", "te"):
@@ -165,28 +170,35 @@ def _night(folder, shape, mem_limit, overwrite, say) -> list:
             f"{frame.choice.describe()}; (value - truth) / uncertainty: mean {check['mean']:+.3f}, "
             f"rms {check['rms']:.3f} (expected 0 and 1)")
         results.append({"camera": "night", "kind": "light", "path": frame.path, **check})
-    results.append(_defects(folder, built, night, overwrite, say))
-    results.append(_characterize(folder, night, overwrite, say))
-    return results
+    mask, found = _defects(folder, built, night, overwrite, say)
+    camera, measured = _characterize(folder, night, overwrite, say)
+    report = write_report(folder / "report.html", built, calibrated=calibrated, camera=camera,
+                          defects=[mask], title="calstack demo: the raw night",
+                          overwrite=overwrite)
+    say(f"[night] report (masters, calibrated frames, photon transfer, defect classes) -> "
+        f"{report}")
+    return [*results, found, measured, {"camera": "night", "kind": "report", "path": report}]
 
 
-def _characterize(folder, night, overwrite, say) -> dict:
+def _characterize(folder, night, overwrite, say) -> tuple:
     """``calstack characterize`` on the night's raw biases and flats: the gain and read noise
-    measured beside the simulator's, written as the night's camera file."""
+    measured beside the simulator's, written as the night's camera file; what was measured,
+    and the demo's numbers."""
     done = characterize(ImageIndex(folder), output=folder / "camera.toml",
                         overwrite=overwrite)
     t, truth = done.transfer, night.camera
     say(f"[night] characterize: gain {t.gain:.4f} e-/ADU (truth {truth.gain:g}), read noise "
         f"{t.read_noise:.3f} e- (truth {truth.read_noise:g}) from {len(t.pairs)} flat pairs "
         f"-> {done.camera_file}")
-    return {"camera": "night", "kind": "characterize", "path": done.camera_file,
-            "gain": t.gain, "read_noise": t.read_noise, "true_gain": truth.gain,
-            "true_read_noise": truth.read_noise}
+    return done, {"camera": "night", "kind": "characterize", "path": done.camera_file,
+                  "gain": t.gain, "read_noise": t.read_noise, "true_gain": truth.gain,
+                  "true_read_noise": truth.read_noise}
 
 
-def _defects(folder, built, night, overwrite, say) -> dict:
+def _defects(folder, built, night, overwrite, say) -> tuple:
     """``calstack defects`` on the night's longest master dark and first master flat: the
-    classes counted, and the simulator's hot pixels found (hot or warm)."""
+    mask, and the demo's numbers (the classes counted, the simulator's hot pixels found as
+    hot or warm)."""
     dark = max((m for m in built if m.kind == "dark"), key=lambda m: m.group.key["exptime"])
     flat = next(m for m in built if m.kind == "flat")
     mask = find_defects(folder / "defects.fits", dark=dark.path, flat=flat.path,
@@ -196,5 +208,5 @@ def _defects(folder, built, night, overwrite, say) -> dict:
     share = float(found[injected].mean()) if injected.any() else 1.0
     say(f"[night] defects {mask.describe()}; the simulator's hot pixels found: "
         f"{100 * share:.1f}%")
-    return {"camera": "night", "kind": "defects", "path": mask.path, "hot_found": share,
-            **mask.counts}
+    return mask, {"camera": "night", "kind": "defects", "path": mask.path, "hot_found": share,
+                  **mask.counts}

@@ -8,21 +8,18 @@ import numpy as np
 from ..io.writer import atomic_write
 from .pictures import new_figure
 
-__all__ = ["draw_photon_transfer"]
+__all__ = ["draw_photon_transfer", "photon_transfer_figure"]
 
 
-def draw_photon_transfer(transfer, output) -> np.ndarray:
-    """Draw ``transfer`` (:class:`~calstack.processing.ptc.PhotonTransfer`) into a PNG.
-
-    Parameters
-    ----------
-    transfer : PhotonTransfer
-    output : str or os.PathLike
-        The picture (written atomically; its folder must exist).
+def photon_transfer_figure(transfer):
+    """The photon transfer picture of ``transfer``
+    (:class:`~calstack.processing.ptc.PhotonTransfer`).
 
     Returns
     -------
-    numpy.ndarray
+    figure : matplotlib.figure.Figure
+        Variance against level (log-log) with the fitted model, and the residuals below.
+    residual : numpy.ndarray
         Each pair's residual drawn: measured variance over the model's, less 1.
     """
     level = np.array([p.level for p in transfer.pairs])
@@ -48,5 +45,23 @@ def draw_photon_transfer(transfer, output) -> np.ndarray:
     bottom.set_xlabel("level above the bias [ADU]")
     bottom.set_ylabel("residual [%]")
     figure.tight_layout()
+    return figure, residual
+
+
+def draw_photon_transfer(transfer, output) -> np.ndarray:
+    """Draw ``transfer`` (:class:`~calstack.processing.ptc.PhotonTransfer`) into a PNG.
+
+    Parameters
+    ----------
+    transfer : PhotonTransfer
+    output : str or os.PathLike
+        The picture (written atomically; its folder must exist).
+
+    Returns
+    -------
+    numpy.ndarray
+        Each pair's residual drawn: measured variance over the model's, less 1.
+    """
+    figure, residual = photon_transfer_figure(transfer)
     atomic_write(output, lambda tmp: figure.savefig(tmp, format="png", dpi=80), overwrite=True)
     return residual

@@ -45,6 +45,7 @@ from .report_html import render
 
 __all__ = [
     "GRID_SIDE",
+    "CameraSection",
     "FrameRow",
     "MasterSection",
     "Report",
@@ -67,6 +68,15 @@ class FrameRow:
     noise: float  # robust std (1.4826 x MAD) on the grid
     rejected: float | None  # fraction of the frame's pixels rejected; None = unknown
     flags: tuple  # why the frame is anomalous; empty for a normal frame
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    """The camera measured by :func:`calstack.pipeline.characterize.characterize`, with its
+    photon transfer picture (PNG bytes)."""
+
+    characterized: object  # calstack.pipeline.characterize.Characterized
+    picture: bytes
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,26 @@ class Report:
         self.progress = as_progress(progress)
         self.sections: list[MasterSection] = []
         self.calibrated: list = []  # CalibratedFrame of a reduction, in one table
+        self.camera: CameraSection | None = None
+        self.defects: list = []  # DefectMask of calstack defects, each its classes counted
+
+    def add_camera(self, characterized) -> CameraSection:
+        """Show the camera ``characterize`` measured: gain, read noise, linearity, the flat
+        pairs and the photon transfer picture.
+
+        Parameters
+        ----------
+        characterized : calstack.pipeline.characterize.Characterized
+
+        Returns
+        -------
+        CameraSection
+        """
+        from .ptc import photon_transfer_figure
+
+        figure, _ = photon_transfer_figure(characterized.transfer)
+        self.camera = CameraSection(characterized, png_bytes(figure, dpi=_DPI))
+        return self.camera
 
     def add(self, master, *, frames=None, label=None) -> MasterSection:
         """Compute the section of one master now; its frames are read once each, on a grid.
@@ -228,15 +258,16 @@ class Report:
 
     def write(self, path, *, overwrite=False) -> Path:
         """Write the page (atomically); returns its path."""
-        text = render(self.sections, calibrated=self.calibrated, title=self.title)
+        text = render(self.sections, calibrated=self.calibrated, camera=self.camera,
+                      defects=self.defects, title=self.title)
         path = atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
                             overwrite=overwrite)
         self.progress.line(f"report: {len(self.sections)} master(s) -> {path}")
         return path
 
 
-def write_report(path, masters, *, calibrated=(), title="calstack report", overwrite=False,
-                 progress=False) -> Path:
+def write_report(path, masters, *, calibrated=(), camera=None, defects=(),
+                 title="calstack report", overwrite=False, progress=False) -> Path:
     """Write one self-contained HTML report about ``masters``.
 
     Parameters
@@ -248,6 +279,12 @@ def write_report(path, masters, *, calibrated=(), title="calstack report", overw
         (each written master is re-read, one at a time).
     calibrated : list of CalibratedFrame, optional
         Science frames calibrated with them (:func:`calstack.calibrate`): one table.
+    camera : Characterized, optional
+        The camera measured (:func:`calstack.pipeline.characterize.characterize`): gain, read
+        noise and the photon transfer picture.
+    defects : list of DefectMask, optional
+        Bad-pixel masks (:func:`calstack.pipeline.defects.find_defects`): their classes
+        counted.
     title : str
         The page's title.
     overwrite : bool
@@ -264,6 +301,9 @@ def write_report(path, masters, *, calibrated=(), title="calstack report", overw
     for master in masters:
         report.add(master)
     report.calibrated = list(calibrated)
+    if camera is not None:
+        report.add_camera(camera)
+    report.defects = list(defects)
     return report.write(path, overwrite=overwrite)
 
 

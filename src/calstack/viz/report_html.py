@@ -11,6 +11,7 @@ import html
 import os
 
 from .. import __version__
+from ..processing.defects import DEFECT_DOCS
 from ..stacking.anomalies import MIN_FRAMES, THRESHOLD
 
 __all__ = ["render"]
@@ -100,6 +101,56 @@ def _calibrated(frames) -> str:
             'flat).</p></section>')
 
 
+def _camera(camera) -> str:
+    """The camera measured by ``characterize``
+    (:class:`~calstack.viz.report.CameraSection`): gain, read noise, linearity, the flat
+    pairs and the photon transfer picture."""
+    if camera is None:
+        return ""
+    done = camera.characterized
+    t = done.transfer
+    rows = "".join(
+        f'<tr><td class="name">{html.escape(" + ".join(os.path.basename(n) for n in p.names))}'
+        f'</td><td>{_number(p.exptime, "{:.3f}")}</td><td>{p.level:.1f}</td>'
+        f'<td>{p.variance:.2f}</td><td>{p.gain:.4f}</td>'
+        f'<td class="name">{"saturated: left out" if p.saturated else "fitted"}</td></tr>'
+        for p in t.pairs)
+    linearity = ("" if t.linearity is None else
+                 f"; levels within {100 * t.linearity:.2f}% of a line in exposure time")
+    biases = " + ".join(os.path.basename(b) for b in done.biases)
+    return (f'<section id="camera"><h2>Camera: gain {t.gain:.4f} e-/ADU, read noise '
+            f'{t.read_noise:.3f} e-</h2><p>Photon transfer from {len(t.pairs)} flat pair(s); '
+            f'read noise {t.read_noise_adu:.3f} ADU from {html.escape(biases)}'
+            f'{linearity}.</p><table><tr><th class="name">flat pair</th><th>exptime</th>'
+            '<th>level (ADU)</th><th>variance (ADU²)</th><th>gain</th>'
+            f'<th class="name">in the fit</th></tr>{rows}</table>'
+            f'<div class="figures">{_img(camera.picture, "photon transfer curve")}</div>'
+            '</section>')
+
+
+def _defects(masks) -> str:
+    """Each bad-pixel mask (:class:`~calstack.pipeline.defects.DefectMask`): its classes
+    counted, with what each class means."""
+    if not masks:
+        return ""
+    parts = []
+    for mask in masks:
+        pixels = mask.shape[0] * mask.shape[1]
+        rows = "".join(
+            f'<tr><td class="name">{html.escape(name)}</td><td>{mask.counts[name]}</td>'
+            f'<td>{_fraction(mask.counts[name] / pixels)}</td>'
+            f'<td class="name">{html.escape(DEFECT_DOCS[name])}</td></tr>'
+            for name in DEFECT_DOCS)
+        parts.append(
+            f'<h3>{html.escape(os.path.basename(str(mask.path)))}: {mask.counts["bad"]} bad '
+            f'pixels ({_fraction(mask.counts["bad"] / pixels)})</h3><table><tr>'
+            '<th class="name">class</th><th>pixels</th><th>fraction</th>'
+            f'<th class="name">definition</th></tr>{rows}</table>')
+    return (f'<section id="defects"><h2>Defect masks: {len(masks)}</h2>{"".join(parts)}'
+            '<p class="note">A pixel may be in several classes; bad counts each once.</p>'
+            '</section>')
+
+
 def _number(value, form="{:.2f}") -> str:
     return "n/a" if value is None else form.format(value)
 
@@ -154,9 +205,10 @@ columns, vignetting, hot pixels), that reduction stays below the expectation.</p
 </section>"""
 
 
-def render(sections, *, calibrated=(), title="calstack report") -> str:
-    """The report's HTML for computed sections (see :class:`Report`), and the calibrated
-    frames of a reduction."""
+def render(sections, *, calibrated=(), camera=None, defects=(), title="calstack report") -> str:
+    """The report's HTML for computed sections (see :class:`Report`), the calibrated frames of
+    a reduction, the camera measured (a :class:`~calstack.viz.report.CameraSection`) and
+    defect masks (:class:`~calstack.pipeline.defects.DefectMask`)."""
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = "".join(_master(k, s) for k, s in enumerate(sections, 1))
     return f"""<!DOCTYPE html>
@@ -173,6 +225,8 @@ def render(sections, *, calibrated=(), title="calstack report") -> str:
 {_anomalies(sections)}
 {_summary(sections)}
 {_calibrated(calibrated)}
+{_camera(camera)}
+{_defects(defects)}
 {body}
 </body>
 </html>
