@@ -129,3 +129,65 @@ def test_the_command_prints_json_and_writes_the_camera_file(tmp_path, capsys):
     assert summary["camera_file"] == str(camera)
     assert len(summary["pairs"]) == 1
     assert read_camera(camera).gain == pytest.approx(summary["gain"], rel=1e-4)
+
+
+# --------------------------------------------------------------------------- several amplifiers
+#: A CCD read out from both ends: 300 rows; columns: 150 data (left), 8 overscan (left), 8
+#: overscan (right), 150 data (right).
+_TWO_AMPLIFIERS = """
+name = "two-amplifier test CCD"
+saturation = 60000
+
+[[amplifier]]
+name = "left"
+data = "[1:150,*]"
+overscan = "[151:158,*]"
+
+[[amplifier]]
+name = "right"
+data = "[167:316,*]"
+overscan = "[159:166,*]"
+"""
+_AMPS = ((np.s_[:, 0:150], np.s_[:, 150:158], 1.5, 4.0, 1000.0),  # data, overscan, e-/ADU,
+         (np.s_[:, 166:316], np.s_[:, 158:166], 3.0, 6.0, 1400.0))  # e-, bias (ADU)
+
+
+def _two_amplifier_frame(path, rng, electrons, imagetyp, exptime):
+    raw = np.zeros((300, 316))
+    for data, scan, gain, noise, level in _AMPS:
+        signal = rng.poisson(electrons, (300, 150)) + rng.normal(0, noise, (300, 150))
+        raw[data] = level + signal / gain
+        raw[scan] = level + rng.normal(0, noise / gain, (300, 8))
+    fits.PrimaryHDU(raw.astype(np.float32), fits.Header(
+        {"IMAGETYP": imagetyp, "EXPTIME": exptime, "FILTER": "V"})).writeto(path)
+
+
+def test_each_amplifier_of_a_camera_file_is_measured_on_its_own(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for i in range(2):
+        _two_amplifier_frame(folder / f"bias{i}.fits", rng, 0, "BIAS", 0.0)
+    for i, (electrons, exptime) in enumerate([(10000, 1.0)] * 2 + [(30000, 3.0)] * 2):
+        _two_amplifier_frame(folder / f"flat{i}.fits", rng, electrons, "FLAT", exptime)
+    layout = tmp_path / "layout.toml"
+    layout.write_text(_TWO_AMPLIFIERS)
+    done = characterize(folder, camera=layout, output=tmp_path / "camera.toml", cache=False)
+    assert [name for name, _ in done.amplifiers] == ["left", "right"]
+    for (_, t), (_, _, gain, noise, _) in zip(done.amplifiers, _AMPS, strict=True):
+        assert t.gain == pytest.approx(gain, rel=0.015)
+        assert t.read_noise == pytest.approx(noise, rel=0.02)
+        assert len(t.pairs) == 2
+    written = read_camera(done.camera_file)  # the layout, with each amplifier's numbers
+    assert written.saturation == 60000
+    assert [(a.name, a.data, a.overscan) for a in written.amplifiers] == [
+        ("left", "[1:150,*]", "[151:158,*]"), ("right", "[167:316,*]", "[159:166,*]")]
+    assert [a.gain for a in written.amplifiers] == [round(t.gain, 5) for _, t in done.amplifiers]
+    with pytest.raises(OptionError, match="2 amplifiers were measured"):
+        _ = done.transfer
+    assert main(["characterize", str(folder), "--no-cache", "--json", "--camera", str(layout),
+                 "--picture", str(tmp_path / "ptc.png")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [(a["name"], round(a["gain"], 6)) for a in summary["amplifiers"]] == [
+        (name, round(t.gain, 6)) for name, t in done.amplifiers]
+    assert (tmp_path / "ptc.png").read_bytes().startswith(b"\x89PNG")

@@ -357,6 +357,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saturation", type=number_or_keyword, metavar="ADU|KEYWORD",
                    help="raw level of saturation: pairs at it are left out (default: SATURATE, "
                    "else the largest value of an integer file)")
+    p.add_argument("--camera", metavar="CAMERA.toml",
+                   help="a camera file of several amplifiers: each measured on its own, and "
+                   "the file written with each one's gain and read noise")
     p.add_argument("--picture", metavar="PTC.png", help="draw the photon transfer curve")
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing camera file")
@@ -755,11 +758,12 @@ def _cmd_characterize(args):
     from .pipeline.characterize import characterize
 
     result = characterize(_index(args), output=args.output, overscan=args.overscan, trim=args.trim,
-                          saturation=args.saturation, overwrite=args.overwrite)
+                          saturation=args.saturation, camera=args.camera,
+                          overwrite=args.overwrite)
     if args.picture:
         from .viz.ptc import draw_photon_transfer
 
-        draw_photon_transfer(result.transfer, args.picture)
+        draw_photon_transfer(list(result.amplifiers), args.picture)
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:

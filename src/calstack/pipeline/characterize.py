@@ -12,7 +12,7 @@ overscan would add its own noise to it (the read variance over the number of ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,8 @@ from ..catalog.index import DEFAULT_KEYWORDS, ImageIndex
 from ..errors import OptionError
 from ..io.reader import open_frame, read_image
 from ..io.writer import atomic_write
-from ..processing.frames import AUTO, ProcessedFrame, processed
+from ..processing.camera import Camera, camera_defaults, read_camera
+from ..processing.frames import AUTO, AmplifierFrame, ProcessedFrame, place_amplifiers, processed
 from ..processing.noise import saturation_level
 from ..processing.ptc import PhotonTransfer, difference_variance, flat_pair, photon_transfer
 
@@ -31,55 +32,89 @@ __all__ = ["Characterized", "characterize"]
 
 @dataclass(frozen=True)
 class Characterized:
-    """What ``characterize`` measured, from which biases, and the camera file written."""
+    """What ``characterize`` measured, from which biases, and the camera file written.
 
-    transfer: PhotonTransfer
+    ``amplifiers`` holds ``(name, PhotonTransfer)`` of each amplifier of a camera file's
+    layout, in its order (one pair ``(None, transfer)`` for a frame of one amplifier).
+    """
+
+    amplifiers: tuple
     biases: tuple[str, str]
     camera_file: Path | None
 
+    @property
+    def transfer(self) -> PhotonTransfer:
+        """The photon transfer of a camera of one amplifier."""
+        if len(self.amplifiers) != 1:
+            raise OptionError(f"{len(self.amplifiers)} amplifiers were measured: each has its "
+                              "own photon transfer (Characterized.amplifiers)")
+        return self.amplifiers[0][1]
+
     def summary(self) -> dict:
-        """For ``--json``."""
-        t = self.transfer
-        return {"gain": t.gain, "read_noise": t.read_noise, "read_noise_adu": t.read_noise_adu,
-                "linearity": t.linearity, "biases": list(self.biases),
-                "camera_file": None if self.camera_file is None else str(self.camera_file),
-                "pairs": [{"frames": list(p.names), "exptime": p.exptime, "level": p.level,
-                           "variance": p.variance, "gain": p.gain, "saturated": p.saturated}
-                          for p in t.pairs]}
+        """For ``--json``: one amplifier's numbers, or ``amplifiers``, a list of each one's
+        (with its ``name``)."""
+        common = {"biases": list(self.biases),
+                  "camera_file": None if self.camera_file is None else str(self.camera_file)}
+        measured = [{**({} if name is None else {"name": name}), **_numbers(t)}
+                    for name, t in self.amplifiers]
+        return {**measured[0], **common} if len(measured) == 1 else {
+            "amplifiers": measured, **common}
 
     def table(self) -> str:
-        """The pairs, and the result, as lines of text."""
-        t = self.transfer
-        lines = [(f"{'flat pair':<40} {'exptime':>8} {'level ADU':>10} {'var ADU2':>10} "
-                 f"{'gain':>7}")]
-        for p in t.pairs:
-            names = " + ".join(Path(n).name for n in p.names)
-            lines.append(f"{names:<40} {p.exptime or 0:>8.3f} {p.level:>10.1f} "
-                         f"{p.variance:>10.2f} {p.gain:>7.4f}"
-                         + ("  saturated: left out" if p.saturated else ""))
-        lines.append(f"gain {t.gain:.4f} e-/ADU, read noise {t.read_noise:.3f} e- "
-                     f"({t.read_noise_adu:.3f} ADU) from {' + '.join(self.biases)}")
-        if t.linearity is not None:
-            lines.append(f"linearity: levels within {100 * t.linearity:.2f}% of a line in "
-                         "exposure time")
+        """The pairs, and the result, as lines of text (per amplifier)."""
+        lines = []
+        for name, t in self.amplifiers:
+            if name is not None:
+                lines.append(f"amplifier {name}:")
+            lines.append(f"{'flat pair':<40} {'exptime':>8} {'level ADU':>10} {'var ADU2':>10} "
+                         f"{'gain':>7}")
+            for p in t.pairs:
+                names = " + ".join(Path(n).name for n in p.names)
+                lines.append(f"{names:<40} {p.exptime or 0:>8.3f} {p.level:>10.1f} "
+                             f"{p.variance:>10.2f} {p.gain:>7.4f}"
+                             + ("  saturated: left out" if p.saturated else ""))
+            lines.append(f"gain {t.gain:.4f} e-/ADU, read noise {t.read_noise:.3f} e- "
+                         f"({t.read_noise_adu:.3f} ADU) from {' + '.join(self.biases)}")
+            if t.linearity is not None:
+                lines.append(f"linearity: levels within {100 * t.linearity:.2f}% of a line in "
+                             "exposure time")
         return "\n".join(lines)
 
 
-def _load(row, processing) -> tuple[np.ndarray, float | None]:
+def _numbers(t: PhotonTransfer) -> dict:
+    return {"gain": t.gain, "read_noise": t.read_noise, "read_noise_adu": t.read_noise_adu,
+            "linearity": t.linearity,
+            "pairs": [{"frames": list(p.names), "exptime": p.exptime, "level": p.level,
+                       "variance": p.variance, "gain": p.gain, "saturated": p.saturated}
+                      for p in t.pairs]}
+
+
+def _load(row, processing, amplifiers) -> list[tuple[np.ndarray, float | None]]:
     """A frame's values (overscan-subtracted and trimmed where raw), float32, and its
-    saturation level on those values."""
+    saturation level on those values: one pair for the frame, or with a camera file's
+    ``amplifiers`` (several) one per amplifier, its data section (less its overscan, unless
+    ``overscan`` is None)."""
     path = str(row["path"])
     frame = open_frame((path, int(row["hdu"])))
     try:
         header = frame.header()
         saturation = saturation_level(header, frame, processing.get("saturation"))
+        if len(amplifiers) > 1:
+            placements = place_amplifiers(amplifiers, header, frame.shape, path)
+            if str(processing["overscan"]).lower() == "none":  # a difference cancels a bias
+                placements = [replace(p, overscan=None) for p in placements]
+            frame = AmplifierFrame(frame, placements)
+            data = read_image(frame)
+            frame.frame.verify()
+            return [(data[p.place.slices], part.processed_level(saturation))
+                    for p, part in zip(frame.placements, frame.parts, strict=True)]
         frame = processed(frame, header, path, overscan=processing["overscan"],
                           trim=processing["trim"])
         if isinstance(frame, ProcessedFrame):
             saturation = frame.processed_level(saturation)
         data = read_image(frame)
         frame.verify()
-        return data, saturation
+        return [(data, saturation)]
     finally:
         frame.close()
 
@@ -98,7 +133,7 @@ def _check_one_setup(rows) -> None:
 
 
 def characterize(frames, *, output=None, recursive=False, cache=True, overscan=None,
-                 trim=AUTO, saturation=None, overwrite=False) -> Characterized:
+                 trim=AUTO, saturation=None, camera=None, overwrite=False) -> Characterized:
     """Measure the camera's gain and read noise from pairs of flats and two biases.
 
     Parameters
@@ -116,7 +151,12 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
         default (None), the trim is ``'auto'``.
     saturation : float or str, optional
         The raw level (or its keyword) at which a flat pair is saturated and left out
-        (default: SATURATE, else the largest integer the file holds).
+        (default: the camera file's, SATURATE, else the largest integer the file holds).
+    camera : str, os.PathLike or Camera, optional
+        A camera file of several amplifiers (:mod:`calstack.processing.camera`): each
+        amplifier's data section is measured on its own (its overscan subtracted where
+        ``overscan`` is ``'auto'``), and the camera file written is this one with each
+        amplifier's measured gain and read noise.
     overwrite : bool
         Replace an existing camera file.
 
@@ -149,31 +189,56 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
                           f"{', '.join(index.locations)}: the gain needs a pair; add flats")
     if output is not None and Path(output).exists() and not overwrite:
         raise OptionError(f"{output}: exists; pass --overwrite to replace it")
+    camera = None if camera is None else (
+        camera if isinstance(camera, Camera) else read_camera(camera))
+    amplifiers = () if camera is None else camera_defaults(camera)["amplifiers"]
+    if saturation is None and camera is not None:
+        saturation = camera.saturation
+    if len(amplifiers) > 1 and str(trim).lower() != AUTO:
+        raise OptionError(f"--trim with --camera {camera.source}, whose {len(amplifiers)} "
+                          "amplifiers have their own data sections: give one or the other")
     processing = dict(overscan=overscan, trim=trim, saturation=saturation)
-    (b1, _), (b2, _) = (_load(r, processing) for r in biases[:2])
-    read_variance, bias_level = difference_variance(b1, b2)
+    bias_parts = [_load(r, processing, amplifiers) for r in biases[:2]]
+    flat_parts = [[_load(r, processing, amplifiers) for r in pair] for pair in pairs]
+    names = [a.name for a in amplifiers] if len(amplifiers) > 1 else [None]
     measured = []
-    for first, second in pairs:
-        (a, top), (b, _) = (_load(r, processing) for r in (first, second))
-        measured.append(flat_pair(a, b, bias_level=bias_level, read_variance=read_variance,
-                                  names=(str(first["path"]), str(second["path"])),
-                                  exptime=first.get("exptime"), saturation=top))
-    try:
-        transfer = photon_transfer(measured, float(np.sqrt(read_variance)))
-    except ValueError as exc:
-        raise OptionError(f"{exc}: add flats at a level below saturation") from None
+    for k, name in enumerate(names):
+        (b1, _), (b2, _) = (parts[k] for parts in bias_parts)
+        read_variance, bias_level = difference_variance(b1, b2)
+        flat = [flat_pair(a[k][0], b[k][0], bias_level=bias_level, read_variance=read_variance,
+                          names=(str(first["path"]), str(second["path"])),
+                          exptime=first.get("exptime"), saturation=a[k][1])
+                for (a, b), (first, second) in zip(flat_parts, pairs, strict=True)]
+        try:
+            measured.append((name, photon_transfer(flat, float(np.sqrt(read_variance)))))
+        except ValueError as exc:
+            where = "" if name is None else f"amplifier {name}: "
+            raise OptionError(f"{where}{exc}: add flats at a level below saturation") from None
     written = None
     if output is not None:
-        written = _write_camera(output, transfer, saturation, overwrite)
-    return Characterized(transfer, (str(biases[0]["path"]), str(biases[1]["path"])), written)
+        written = _write_camera(output, measured, camera, saturation, overwrite)
+    return Characterized(tuple(measured), (str(biases[0]["path"]), str(biases[1]["path"])),
+                         written)
 
 
-def _write_camera(path, transfer, saturation, overwrite) -> Path:
+def _write_camera(path, measured, camera, saturation, overwrite) -> Path:
+    """The camera file: the gain and read noise measured, or, for a camera of several
+    amplifiers, its layout with each amplifier's."""
     import tomli_w
 
-    table = {"gain": round(transfer.gain, 5), "read_noise": round(transfer.read_noise, 4)}
+    if len(measured) == 1:
+        transfer = measured[0][1]
+        table = {"gain": round(transfer.gain, 5), "read_noise": round(transfer.read_noise, 4)}
+    else:
+        table = {"name": camera.name} if camera.name else {}
+        table["amplifier"] = [
+            {"name": amp.name,
+             **{key: value for key in ("data", "overscan", "detector")
+                if (value := getattr(amp, key)) is not None},
+             "gain": round(t.gain, 5), "read_noise": round(t.read_noise, 4)}
+            for amp, (_, t) in zip(camera.amplifiers, measured, strict=True)]
     if saturation is not None:
-        table["saturation"] = saturation
+        table = {"saturation": saturation, **table}
     text = ("# measured by calstack characterize (photon transfer)\n" + tomli_w.dumps(table))
 
     def write(tmp):

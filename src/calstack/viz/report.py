@@ -199,7 +199,7 @@ class Report:
         """
         from .ptc import photon_transfer_figure
 
-        figure, _ = photon_transfer_figure(characterized.transfer)
+        figure, _ = photon_transfer_figure(list(characterized.amplifiers))
         self.camera = CameraSection(characterized, png_bytes(figure, dpi=_DPI))
         return self.camera
 

@@ -103,29 +103,33 @@ def _calibrated(frames) -> str:
 
 def _camera(camera) -> str:
     """The camera measured by ``characterize``
-    (:class:`~calstack.viz.report.CameraSection`): gain, read noise, linearity, the flat
-    pairs and the photon transfer picture."""
+    (:class:`~calstack.viz.report.CameraSection`): gain, read noise and linearity of each
+    amplifier, its flat pairs, and the photon transfer picture."""
     if camera is None:
         return ""
     done = camera.characterized
-    t = done.transfer
-    rows = "".join(
-        f'<tr><td class="name">{html.escape(" + ".join(os.path.basename(n) for n in p.names))}'
-        f'</td><td>{_number(p.exptime, "{:.3f}")}</td><td>{p.level:.1f}</td>'
-        f'<td>{p.variance:.2f}</td><td>{p.gain:.4f}</td>'
-        f'<td class="name">{"saturated: left out" if p.saturated else "fitted"}</td></tr>'
-        for p in t.pairs)
-    linearity = ("" if t.linearity is None else
-                 f"; levels within {100 * t.linearity:.2f}% of a line in exposure time")
-    biases = " + ".join(os.path.basename(b) for b in done.biases)
-    return (f'<section id="camera"><h2>Camera: gain {t.gain:.4f} e-/ADU, read noise '
-            f'{t.read_noise:.3f} e-</h2><p>Photon transfer from {len(t.pairs)} flat pair(s); '
-            f'read noise {t.read_noise_adu:.3f} ADU from {html.escape(biases)}'
-            f'{linearity}.</p><table><tr><th class="name">flat pair</th><th>exptime</th>'
-            '<th>level (ADU)</th><th>variance (ADU²)</th><th>gain</th>'
-            f'<th class="name">in the fit</th></tr>{rows}</table>'
-            f'<div class="figures">{_img(camera.picture, "photon transfer curve")}</div>'
-            '</section>')
+    biases = html.escape(" + ".join(os.path.basename(b) for b in done.biases))
+    parts = []
+    for name, t in done.amplifiers:
+        rows = "".join(
+            f'<tr><td class="name">'
+            f'{html.escape(" + ".join(os.path.basename(n) for n in p.names))}</td>'
+            f'<td>{_number(p.exptime, "{:.3f}")}</td><td>{p.level:.1f}</td>'
+            f'<td>{p.variance:.2f}</td><td>{p.gain:.4f}</td>'
+            f'<td class="name">{"saturated: left out" if p.saturated else "fitted"}</td></tr>'
+            for p in t.pairs)
+        linearity = ("" if t.linearity is None else
+                     f"; levels within {100 * t.linearity:.2f}% of a line in exposure time")
+        who = "Camera" if name is None else f"Amplifier {html.escape(str(name))}"
+        parts.append(
+            f'<h2>{who}: gain {t.gain:.4f} e-/ADU, read noise {t.read_noise:.3f} e-</h2>'
+            f'<p>Photon transfer from {len(t.pairs)} flat pair(s); read noise '
+            f'{t.read_noise_adu:.3f} ADU from {biases}{linearity}.</p><table><tr>'
+            '<th class="name">flat pair</th><th>exptime</th><th>level (ADU)</th>'
+            '<th>variance (ADU²)</th><th>gain</th><th class="name">in the fit</th></tr>'
+            f'{rows}</table>')
+    return (f'<section id="camera">{"".join(parts)}<div class="figures">'
+            f'{_img(camera.picture, "photon transfer curve")}</div></section>')
 
 
 def _defects(masks) -> str:
