@@ -191,3 +191,42 @@ def test_each_amplifier_of_a_camera_file_is_measured_on_its_own(tmp_path, capsys
     assert [(a["name"], round(a["gain"], 6)) for a in summary["amplifiers"]] == [
         (name, round(t.gain, 6)) for name, t in done.amplifiers]
     assert (tmp_path / "ptc.png").read_bytes().startswith(b"\x89PNG")
+
+
+# --------------------------------------------------------------------------- full well, linearity
+_LEVELS = [5000, 10000, 20000, 40000, 55000, 70000]  # e- per pixel; the full well holds 60000
+
+
+@pytest.mark.parametrize("nonlinearity", [0.0, 0.05])
+def test_the_curve_finds_the_full_well_and_leaves_non_linear_pairs_out(tmp_path, nonlinearity):
+    """The simulator's flat pairs at six levels spanning a full well of 60000 e- (1.2 e-/ADU:
+    50000 ADU, below the 16-bit ceiling the header gives): the top pair's variance collapses,
+    so it is saturated and the level under it is where the response saturates; with a
+    response 5 % short of a line at full well, the pairs more than 1 % off the line of the
+    lower levels are named non-linear and left out of the gain."""
+    truth = PRESETS["night"]
+    simulate(tmp_path / "raw", preset="night", shape=(256, 256), n_bias=2, n_darks=0,
+             filters=["R"], flat_levels=_LEVELS, full_well=60000, nonlinearity=nonlinearity,
+             seed=4)
+    done = characterize(tmp_path / "raw", output=tmp_path / "camera.toml", cache=False)
+    t = done.transfer
+    assert [p.saturated for p in t.pairs] == [False] * 5 + [True]
+    assert t.pairs[5].variance < 0.01 * t.pairs[4].variance  # the pixels stopped filling
+    assert t.saturation == t.pairs[4].level
+    written = read_camera(done.camera_file).saturation
+    bias = fits.getdata(tmp_path / "raw" / "bias-001.fits").mean()
+    assert written == pytest.approx(bias + t.pairs[4].level, abs=2)  # raw ADU, bias included
+    assert written < truth.bias_level + 60000 * (1 - nonlinearity) / truth.gain  # under it
+    if nonlinearity == 0:
+        assert not any(p.nonlinear for p in t.pairs)
+        assert t.linearity < 1e-3
+        assert t.gain == pytest.approx(truth.gain, rel=0.01)
+        assert t.read_noise == pytest.approx(truth.read_noise, rel=0.02)
+    else:
+        assert [p.nonlinear for p in t.pairs[:5]] == [False, False, False, True, True]
+        assert t.linearity > 0.02
+        assert "non-linear: left out" in done.table()
+        level = np.array([p.level for p in t.pairs[:5]])
+        signal = np.array([p.variance for p in t.pairs[:5]]) - t.read_noise_adu**2
+        all_pairs = np.dot(level, level) / np.dot(level, signal)  # with the non-linear pairs
+        assert abs(t.gain / truth.gain - 1) < 0.5 * abs(all_pairs / truth.gain - 1)

@@ -72,20 +72,25 @@ class Characterized:
                 names = " + ".join(Path(n).name for n in p.names)
                 lines.append(f"{names:<40} {p.exptime or 0:>8.3f} {p.level:>10.1f} "
                              f"{p.variance:>10.2f} {p.gain:>7.4f}"
-                             + ("  saturated: left out" if p.saturated else ""))
+                             + ("  saturated: left out" if p.saturated else
+                                "  non-linear: left out" if p.nonlinear else ""))
             lines.append(f"gain {t.gain:.4f} e-/ADU, read noise {t.read_noise:.3f} e- "
                          f"({t.read_noise_adu:.3f} ADU) from {' + '.join(self.biases)}")
             if t.linearity is not None:
                 lines.append(f"linearity: levels within {100 * t.linearity:.2f}% of a line in "
                              "exposure time")
+            if t.saturation is not None:
+                lines.append(f"saturation: the curve turns over above {t.saturation:.1f} ADU "
+                             "over the bias (the highest pair under the turn)")
         return "\n".join(lines)
 
 
 def _numbers(t: PhotonTransfer) -> dict:
     return {"gain": t.gain, "read_noise": t.read_noise, "read_noise_adu": t.read_noise_adu,
-            "linearity": t.linearity,
+            "linearity": t.linearity, "saturation": t.saturation,
             "pairs": [{"frames": list(p.names), "exptime": p.exptime, "level": p.level,
-                       "variance": p.variance, "gain": p.gain, "saturated": p.saturated}
+                       "variance": p.variance, "gain": p.gain, "saturated": p.saturated,
+                       "nonlinear": p.nonlinear}
                       for p in t.pairs]}
 
 
@@ -143,7 +148,9 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
         (masters and other kinds left out).
     output : str or os.PathLike, optional
         The camera file (TOML) to write: ``gain``, ``read_noise``, and ``saturation`` where
-        given.
+        given or where the curve turned over (the raw level, bias included, of the highest
+        pair fitted; the lowest amplifier's; not with ``overscan``, whose frames are no longer
+        raw).
     recursive, cache
         Where ``frames`` is not an index: as for :class:`~calstack.catalog.index.ImageIndex`.
     overscan, trim : str or None
@@ -201,7 +208,7 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
     bias_parts = [_load(r, processing, amplifiers) for r in biases[:2]]
     flat_parts = [[_load(r, processing, amplifiers) for r in pair] for pair in pairs]
     names = [a.name for a in amplifiers] if len(amplifiers) > 1 else [None]
-    measured = []
+    measured, full = [], []  # each amplifier's transfer; its raw level where it saturates
     for k, name in enumerate(names):
         (b1, _), (b2, _) = (parts[k] for parts in bias_parts)
         read_variance, bias_level = difference_variance(b1, b2)
@@ -210,10 +217,16 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
                           exptime=first.get("exptime"), saturation=a[k][1])
                 for (a, b), (first, second) in zip(flat_parts, pairs, strict=True)]
         try:
-            measured.append((name, photon_transfer(flat, float(np.sqrt(read_variance)))))
+            transfer = photon_transfer(flat, float(np.sqrt(read_variance)))
         except ValueError as exc:
             where = "" if name is None else f"amplifier {name}: "
             raise OptionError(f"{where}{exc}: add flats at a level below saturation") from None
+        measured.append((name, transfer))
+        if transfer.saturation is not None:
+            full.append(bias_level + transfer.saturation)
+    if saturation is None and full and str(overscan).lower() == "none":  # as raw ADU (the
+        # biases' level with it), the lowest amplifier's
+        saturation = float(np.floor(min(full)))
     written = None
     if output is not None:
         written = _write_camera(output, measured, camera, saturation, overwrite)

@@ -51,6 +51,9 @@ class Camera:
     light_exptime: float = 60.0
     sky: float = 2000.0  # e- per pixel per science frame
     star_density: float = 1e-3  # stars per pixel of the science frames
+    flat_levels: tuple = ()  # photon transfer: a pair of flats per level (e-), each filter
+    full_well: float | None = None  # e-: a pixel holds no more (its response flattens)
+    nonlinearity: float = 0.0  # fraction the response falls short of a line at full well
     imagetyp_names: dict = field(default_factory=dict)  # type -> spellings used in turn
 
 
@@ -135,12 +138,22 @@ class _Sensor:
         elif kind == "light":
             electrons = electrons + self.flat * self.scene
         signal = rng.poisson(electrons).astype(np.float32) if exptime or level else 0.0
+        signal = self.response(signal)
         image = signal + rng.normal(0.0, cam.read_noise, cam.shape).astype(np.float32)
         self._cosmic_rays(image, exptime, rng)
         image /= cam.gain
         if not cam.calibrated:
             image += self.bias
         return image
+
+    def response(self, electrons):
+        """The electrons a pixel reports: ``e (1 - nonlinearity e / full well)``, at most
+        what it holds at full well (all of them without a full well)."""
+        cam = self.camera
+        if cam.full_well is None:
+            return electrons
+        held = np.minimum(electrons, cam.full_well)
+        return (held * (1.0 - cam.nonlinearity * held / cam.full_well)).astype(np.float32)
 
     def with_overscan(self, image, columns, rng):
         """A raw frame with ``columns`` overscan columns on its right: the bias level, its drift
@@ -182,6 +195,7 @@ class _Sensor:
         electrons = self.dark * exptime
         if kind == "flat":
             electrons = electrons + self.flat * level
+        electrons = self.response(electrons)  # (the noise, of the electrons collected)
         noise = np.sqrt(electrons + cam.read_noise**2) / cam.gain
         master = electrons / cam.gain + (0.0 if cam.calibrated else self.bias)
         if kind == "flat":  # the flat field: bias-free response normalised by its median
@@ -191,13 +205,21 @@ class _Sensor:
 
 
 def _plan(camera: Camera):
-    """(kind, exptime, filter, count) of every group the camera takes."""
+    """(kind, exptime, filter, count, level) of every group the camera takes: with
+    ``flat_levels``, a pair of flats per level, its exposure time in proportion (the filter's
+    ``flat_level`` in ``flat_exptime``)."""
     groups = []
     if camera.n_bias:
-        groups.append(("bias", 0.0, None, camera.n_bias))
-    groups.extend(("dark", float(t), None, n) for t, n in sorted(camera.darks.items()))
-    groups.extend(("flat", camera.flat_exptime, f, n) for f, n in camera.flats.items())
-    groups.extend(("light", camera.light_exptime, f, n) for f, n in camera.lights.items())
+        groups.append(("bias", 0.0, None, camera.n_bias, 0.0))
+    groups.extend(("dark", float(t), None, n, 0.0) for t, n in sorted(camera.darks.items()))
+    for f, n in camera.flats.items():
+        base = camera.flat_level[f]
+        if camera.flat_levels:
+            groups.extend(("flat", round(camera.flat_exptime * level / base, 3), f, 2,
+                           float(level)) for level in camera.flat_levels)
+        else:
+            groups.append(("flat", camera.flat_exptime, f, n, base))
+    groups.extend(("light", camera.light_exptime, f, n, 0.0) for f, n in camera.lights.items())
     return groups
 
 
@@ -208,7 +230,8 @@ def _write(path, data, header, overwrite, extra=()):
 
 def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, exptimes=None,
              n_flats=None, filters=None, n_lights=0, calibrated=None, cosmic_rays=True,
-             overscan=0, seed=0, overwrite=False) -> SimulatedNight:
+             overscan=0, flat_levels=None, full_well=None, nonlinearity=0.0, seed=0,
+             overwrite=False) -> SimulatedNight:
     """Write simulated frames of a camera preset, and their truth, into ``outdir``.
 
     Parameters
@@ -237,6 +260,15 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         TRIMSEC and DATASEC in the header), holding the bias level and its drift along the
         readout plus an offset of each frame, which is in its exposed pixels too; the truths
         of bias and darks are then those of overscan-subtracted frames.
+    flat_levels : sequence of float, optional
+        Photon transfer flats: a pair of flats (``flat-<filter>-<exptime>s-001``, ``-002``)
+        per level (e- per pixel, before the flat field) in each filter, exposed in proportion
+        (``n_flats`` does not apply); truths ``flat_<filter>_<exptime>``.
+    full_well : float, optional
+        e- a pixel holds: the response flattens there (no more signal, no more noise).
+    nonlinearity : float
+        The fraction by which the response falls below a line at full well: a pixel reports
+        ``e (1 - nonlinearity e / full_well)`` of its ``e`` electrons.
     cosmic_rays : bool
         Hit the frames with cosmic rays (False: the same frames, pixel for pixel, without them,
         since the hits are drawn after the noise).
@@ -280,20 +312,30 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     changes["flats"] = flats
     changes["flat_level"] = {f: camera.flat_level.get(f, 15000.0) for f in flats}
     changes["lights"] = {f: int(n_lights) for f in flats} if n_lights else {}
+    if flat_levels is not None:
+        changes["flat_levels"] = tuple(float(level) for level in flat_levels)
+    if full_well is not None:
+        if not full_well > 0 or not 0 <= nonlinearity < 1:
+            raise OptionError(f"full_well={full_well!r}, nonlinearity={nonlinearity!r}: give "
+                              "a full well > 0 (e-) and a nonlinearity in [0, 1)")
+        changes["full_well"], changes["nonlinearity"] = float(full_well), float(nonlinearity)
     camera = replace(camera, **changes)
 
     outdir = Path(outdir)
     sensor = _Sensor(camera, seed)
     start = datetime.datetime(2026, 3, 14, 20, 0, 0)
     jobs, truths = [], []
-    for kind, exptime, filt, count in _plan(camera):
-        tag = {"bias": "bias", "dark": f"dark-{exptime:07.3f}s", "flat": f"flat-{filt}",
+    series = bool(camera.flat_levels)
+    for kind, exptime, filt, count, level in _plan(camera):
+        flat = f"flat-{filt}-{exptime:07.3f}s" if series else f"flat-{filt}"
+        tag = {"bias": "bias", "dark": f"dark-{exptime:07.3f}s", "flat": flat,
                "light": f"light-{filt}"}[kind]
         for i in range(count):
-            jobs.append((outdir / f"{tag}-{i + 1:03d}.fits", kind, exptime, filt, i))
-        name = {"bias": "bias", "dark": f"dark_{exptime:.3f}", "flat": f"flat_{filt}",
+            jobs.append((outdir / f"{tag}-{i + 1:03d}.fits", kind, exptime, filt, i, level))
+        flat = f"flat_{filt}_{exptime:.3f}" if series else f"flat_{filt}"
+        name = {"bias": "bias", "dark": f"dark_{exptime:.3f}", "flat": flat,
                 "light": f"light_{filt}"}[kind]
-        truths.append((name, outdir / "truth" / f"{name}.fits", kind, exptime, filt))
+        truths.append((name, outdir / "truth" / f"{name}.fits", kind, exptime, filt, level))
     if not overwrite:
         for path in [j[0] for j in jobs] + [t[1] for t in truths]:
             if path.exists():
@@ -301,9 +343,8 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     (outdir / "truth").mkdir(parents=True, exist_ok=True)
 
     frames = []
-    for n, (path, kind, exptime, filt, i) in enumerate(jobs):
+    for n, (path, kind, exptime, filt, i, level) in enumerate(jobs):
         rng = np.random.default_rng([seed, 1, n])
-        level = camera.flat_level.get(filt, 0.0)
         image = sensor.frame(kind, exptime, rng, level)
         header = _header(camera, kind, exptime, filt, i, start + datetime.timedelta(minutes=3 * n))
         if overscan and not camera.calibrated:
@@ -319,8 +360,8 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         _write(path, data, header, overwrite)
         frames.append(path)
     truth = {}
-    for name, path, kind, exptime, filt in truths:
-        master, sigma = sensor.truth(kind, exptime, camera.flat_level.get(filt, 0.0))
+    for name, path, kind, exptime, filt, level in truths:
+        master, sigma = sensor.truth(kind, exptime, level)
         if overscan and not camera.calibrated and kind in ("bias", "dark"):
             master = master - sensor.overscan_level()[:, None]  # as overscan-subtracted
         header = _header(camera, kind, exptime, filt, 0, start)

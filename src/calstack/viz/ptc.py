@@ -37,6 +37,7 @@ def photon_transfer_figure(transfers):
         level = np.array([p.level for p in transfer.pairs])
         variance = np.array([p.variance for p in transfer.pairs])
         saturated = np.array([p.saturated for p in transfer.pairs])
+        nonlinear = np.array([p.nonlinear and not p.saturated for p in transfer.pairs])
         read_variance = transfer.read_noise_adu**2
         residual = variance / (level / transfer.gain + read_variance) - 1.0
         residuals.append(residual)
@@ -47,8 +48,8 @@ def photon_transfer_figure(transfers):
                    f"{transfer.read_noise:.3f} e-")
         top.axhline(read_variance, color=colour, ls=":", lw=1,
                     label=f"{prefix}read variance")
-        for mask, style, what in ((~saturated, "o", "pairs fitted"), (saturated, "x",
-                                                                       "saturated")):
+        for mask, style, what in ((~saturated & ~nonlinear, "o", "pairs fitted"),
+                                  (nonlinear, "+", "non-linear"), (saturated, "x", "saturated")):
             if mask.any():
                 top.loglog(level[mask], variance[mask], style, color=colour,
                            label=f"{prefix}{what}")

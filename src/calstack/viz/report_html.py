@@ -116,10 +116,13 @@ def _camera(camera) -> str:
             f'{html.escape(" + ".join(os.path.basename(n) for n in p.names))}</td>'
             f'<td>{_number(p.exptime, "{:.3f}")}</td><td>{p.level:.1f}</td>'
             f'<td>{p.variance:.2f}</td><td>{p.gain:.4f}</td>'
-            f'<td class="name">{"saturated: left out" if p.saturated else "fitted"}</td></tr>'
+            f'<td class="name">{_fitted(p)}</td></tr>'
             for p in t.pairs)
         linearity = ("" if t.linearity is None else
                      f"; levels within {100 * t.linearity:.2f}% of a line in exposure time")
+        if t.saturation is not None:
+            linearity += (f"; the curve turns over above {t.saturation:.1f} ADU over the "
+                          "bias")
         who = "Camera" if name is None else f"Amplifier {html.escape(str(name))}"
         parts.append(
             f'<h2>{who}: gain {t.gain:.4f} e-/ADU, read noise {t.read_noise:.3f} e-</h2>'
@@ -130,6 +133,11 @@ def _camera(camera) -> str:
             f'{rows}</table>')
     return (f'<section id="camera">{"".join(parts)}<div class="figures">'
             f'{_img(camera.picture, "photon transfer curve")}</div></section>')
+
+
+def _fitted(pair) -> str:
+    return ("saturated: left out" if pair.saturated else
+            "non-linear: left out" if pair.nonlinear else "fitted")
 
 
 def _defects(masks) -> str:
