@@ -520,3 +520,62 @@ def test_nina_lights_get_the_masters_of_their_gain_offset_and_filter(tmp_path, c
     assert {(f["bias"].rsplit("/", 1)[1], f["dark"], f["flat"].rsplit("/", 1)[1])
             for f in frames} == {("combined_bias_gain120_offset30.fit", None,
                                   "combined_flat_R.fit")}
+
+
+def test_the_optimal_dark_scale_is_the_one_in_the_frame():
+    from calstack.processing.darkscale import optimal_dark_scale
+
+    rng = np.random.default_rng(6)
+    shape = (128, 256)
+    dark = np.full(shape, 2.0)
+    hot = rng.random(shape) < 2e-3
+    dark[hot] = rng.uniform(50, 5000, hot.sum())  # hot pixels: the dark's structure
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    sky = 1000 + 0.5 * x + 0.2 * y  # a gradient, which differences cancel
+    frame = sky + 0.7 * dark + rng.normal(0, 5, shape)
+    for cy, cx in rng.uniform(5, 120, (20, 2)):  # stars, whose edges the fit leaves out
+        frame += 3000 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 4.5)
+    frame[rng.random(shape) < 1e-3] += 8000  # cosmic rays
+    bias = np.full(shape, 300.0)
+    frame[5, 7] = np.nan
+    assert optimal_dark_scale(frame + bias, dark, bias) == pytest.approx(0.7, rel=0.01)
+    assert optimal_dark_scale(frame, np.full(shape, 2.0)) is None  # nothing to fit
+
+
+def test_an_optimised_dark_scale_removes_a_dark_the_exposure_times_mispredict(tmp_path, capsys):
+    """A raw 120 s dark relabelled as a 60 s science frame: the exposure rule scales the 120 s
+    master by 0.5 and leaves half the dark current and the hot pixels in; the optimised scale
+    finds the 1 that is in the frame."""
+    import shutil
+
+    simulate(tmp_path / "raw", preset="night", shape=(256, 256), n_bias=5, n_darks=5,
+             filters=["R"], n_flats=5, seed=2)
+    (tmp_path / "in").mkdir()
+    light = tmp_path / "in" / "l.fits"
+    shutil.move(tmp_path / "raw" / "dark-120.000s-005.fits", light)
+    build_night(ImageIndex(tmp_path / "raw", cache=False), tmp_path / "masters",
+                subtract_bias=True, subtract_dark=True)
+    with fits.open(light, mode="update") as hdul:
+        hdul[0].header.update(IMAGETYP="LIGHT", EXPTIME=60.0, FILTER="R")
+    done = {}
+    for scale in ("exposure", "optimize"):
+        (frame,) = calibrate(tmp_path / "in", tmp_path / "masters", tmp_path / scale,
+                             cache=False, dark_scale=scale)
+        done[scale] = (frame, fits.getdata(frame.path), fits.getheader(frame.path))
+    frame, data, header = done["exposure"]
+    assert frame.choice.dark_factor == 0.5
+    assert header["DARKSCAL"] == 0.5
+    frame, optimised, header = done["optimize"]
+    assert frame.choice.dark_factor == pytest.approx(1.0, rel=0.03)
+    assert header["DARKSCAL"] == frame.choice.dark_factor
+    assert header.comments["DARKSCAL"] == "dark factor (optimised; scaled by EXPTIME: 0.5)"
+    assert "(optimised; scaled by EXPTIME: 0.5)" in frame.choice.describe()
+    assert abs(np.median(optimised)) < 0.5 < np.median(data)  # 3 e- of dark current left
+    assert np.abs(optimised).max() < 0.1 * np.abs(data).max()  # and the hot pixels
+    with pytest.raises(OptionError, match="--dark-scale best: give exposure or optimize"):
+        calibrate(tmp_path / "in", tmp_path / "masters", tmp_path / "x", dark_scale="best")
+    assert main(["calibrate", str(tmp_path / "in"), "--masters", str(tmp_path / "masters"),
+                 "-o", str(tmp_path / "cli"), "--no-cache", "--dark-scale", "optimize",
+                 "--json"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)
+    assert summary["dark_factor"] == pytest.approx(frame.choice.dark_factor, rel=1e-6)

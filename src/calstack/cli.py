@@ -158,6 +158,9 @@ def _add_calibrate_options(p):
     """How science frames are calibrated (calibrate, reduce)."""
     p.add_argument("--allow-missing", action="append", default=[], choices=("bias", "dark", "flat"),
                    help="go on without this kind of master where a frame has none (repeatable)")
+    p.add_argument("--dark-scale", choices=("exposure", "optimize"), default="exposure",
+                   help="scale a master dark by the exposure times (default), or by the factor "
+                   "that minimises each frame's noise (Siril's -opt)")
     p.add_argument("--gain", type=number_or_keyword, metavar="E/ADU|KEYWORD",
                    help="electrons per ADU (default: EGAIN, or GAIN beside RDNOISE)")
     p.add_argument("--read-noise", type=number_or_keyword, metavar="E|KEYWORD",
@@ -194,7 +197,8 @@ def _calibrate_options(args) -> dict:
     return dict(allow_missing=args.allow_missing, gain=args.gain, read_noise=args.read_noise,
                 saturation=args.saturation, electrons=not args.adu,
                 cosmic_rays=args.cosmic_rays, overscan=args.overscan, trim=args.trim,
-                overscan_fit=fit, bad_pixels=args.bad_pixels, camera=args.camera)
+                overscan_fit=fit, bad_pixels=args.bad_pixels, camera=args.camera,
+                dark_scale=args.dark_scale)
 
 
 def _build_parser() -> argparse.ArgumentParser:

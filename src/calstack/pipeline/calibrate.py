@@ -19,7 +19,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from ..kernels.statistics import median_and_robust_std
 from ..processing.apply import MASK_BITS, Band, Master, calibrate_into
 from ..processing.camera import camera_defaults
 from ..processing.cosmic import clean_cosmic_rays
+from ..processing.darkscale import optimal_dark_scale
 from ..processing.frames import AUTO, AmplifierFrame, ProcessedFrame, amplifier_places, processed
 from ..processing.noise import noise_model, saturation_level
 from ..stacking.cluster import resolve_client, run_tasks
@@ -58,6 +59,9 @@ _COSMIC_BYTES_PER_PIXEL = 48
 
 #: Rows read at a time to measure a master flat's mean when it is not held in memory.
 _MEAN_ROWS = 256
+
+#: Rows of a frame (spread over it) on which an optimised dark scale is measured.
+_OPTIMIZE_ROWS = 256
 
 #: Values of each calibrated frame sampled (on a grid) for its level and noise.
 _SAMPLES = 65536
@@ -289,7 +293,7 @@ class _Image:
     part of it with that amplifier's gain and read noise."""
 
     def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
-                 saturation, electrons, processing, bad_pixels=None):
+                 saturation, electrons, processing, bad_pixels=None, dark_scale="exposure"):
         self.source = str(row["path"])
         self.frame = open_frame((self.source, int(row["hdu"]), row.get("identity")))
         self.planes = {}
@@ -322,6 +326,8 @@ class _Image:
                     self.planes[kind] = _Planes(
                         master, self.shape, cache, flat=kind == "flat",
                         factor=self.choice.dark_factor if kind == "dark" else 1.0)
+            if dark_scale == "optimize" and "dark" in self.planes:
+                self._optimize_dark()
             self.flat_factors = self._flat_factors(cache)
             for key, *value in _history(self.choice, self.planes, electrons, self.amplifiers,
                                         self.flat_factors):
@@ -332,6 +338,33 @@ class _Image:
         except BaseException:
             self.close()
             raise
+
+    def _optimize_dark(self) -> None:
+        """Scale the dark by the factor that minimises this frame's noise
+        (:func:`~calstack.processing.darkscale.optimal_dark_scale`), measured on up to
+        :data:`_OPTIMIZE_ROWS` rows spread over the frame; a dark that includes the bias
+        (not bias-subtracted) keeps its exposure's factor, since scaling it would scale the
+        bias too."""
+        choice = self.choice
+        if not choice.dark.bias_subtracted:
+            return
+        height, width = self.shape
+        rows = np.unique(np.linspace(0, height - 1, min(height, _OPTIMIZE_ROWS)).astype(int))
+        raw = raw_buffer([self.frame], 1, width)
+        frame = np.empty((len(rows), width), np.float32)
+        bias = np.zeros_like(frame)
+        dark = np.empty_like(frame)
+        for k, row in enumerate(rows):
+            self.frame.read_rows(row, row + 1, frame[k:k + 1], raw)
+            dark[k] = self.planes["dark"].rows(row, row + 1, width).data[0]
+            if "bias" in self.planes:
+                bias[k] = self.planes["bias"].rows(row, row + 1, width).data[0]
+        factor = optimal_dark_scale(frame, dark, bias)
+        if factor is None:
+            return
+        self.planes["dark"].factor = factor
+        self.choice = replace(choice, dark_factor=factor, dark_rule=(
+            f"optimised; {choice.dark_rule}: {choice.dark_factor:.4g}"))
 
     def _amplifiers(self, layout, gain, read_noise, saturation) -> tuple[_Amplifier, ...]:
         """The image as one amplifier, or as the camera's several (put together here, by
@@ -548,7 +581,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
               tolerances=None, allow_missing=(), gain=None, read_noise=None, saturation=None,
               electrons=True, cosmic_rays=False, overscan=AUTO, trim=AUTO, overscan_fit=None,
               overwrite=False, mem_limit="1GB", workers=None, cache=True,
-              on_frame=None, bad_pixels=None, camera=None, client=None) -> list[CalibratedFrame]:
+              on_frame=None, bad_pixels=None, camera=None, dark_scale="exposure",
+              client=None) -> list[CalibratedFrame]:
     """Calibrate science frames with the masters of a folder.
 
     Parameters
@@ -605,6 +639,12 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         A camera file (:mod:`calstack.processing.camera`): its gain, read noise, saturation and
         its amplifiers' overscan and data sections stand in for ``gain``, ``read_noise``,
         ``saturation``, ``overscan`` and ``trim`` where those are not given.
+    dark_scale : {'exposure', 'optimize'}
+        How a master dark is scaled to a frame: by the exposure times (the rule of
+        :mod:`~calstack.pipeline.selection`), or by the factor that minimises the frame's
+        noise (Siril's ``-opt``: another temperature, a wrong EXPTIME), measured on each
+        frame; a dark that includes the bias keeps its exposure's factor. The factor and the
+        rule are in the header (DARKSCAL) and ``--json``.
     client : distributed.Client, optional
         Calibrate on this Dask cluster: each file is a task, read and written by a worker
         (the frames, masters and output folder at the same paths on every worker), within
@@ -626,6 +666,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
                             overscan=overscan, trim=trim)
     gain, read_noise, saturation, overscan, trim = (
         given[k] for k in ("gain", "read_noise", "saturation", "overscan", "trim"))
+    if dark_scale not in ("exposure", "optimize"):
+        raise OptionError(f"--dark-scale {dark_scale}: give exposure or optimize")
     allow_missing = tuple(allow_missing)
     unknown = set(allow_missing) - {"bias", "dark", "flat"}
     if unknown:
@@ -654,6 +696,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     options = dict(tolerances=tolerances, allow_missing=allow_missing, gain=gain,
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
                    cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
+                   dark_scale=dark_scale,
                    processing=dict(overscan=overscan, trim=trim, amplifiers=given["amplifiers"],
                                    **(overscan_fit or {})),
                    bad_pixels=None if bad_pixels is None else (bad_pixels, _mask(bad_pixels)))
