@@ -17,9 +17,11 @@ from calstack.catalog.index import ImageIndex
 from calstack.cli import main
 from calstack.errors import CalstackError, FileChangedError, FrameError, OptionError
 from calstack.pipeline.calibrate import INDEX_KEYWORDS, calibrate
+from calstack.pipeline.characterize import characterize
 from calstack.pipeline.night import build_night
 from calstack.processing.apply import MASK_BITS, Band, Master, calibrate_band, calibrate_into
-from calstack.sim.simulation import simulate
+from calstack.processing.camera import read_camera
+from calstack.sim.simulation import PRESETS, simulate
 
 ccdproc = pytest.importorskip("ccdproc")
 
@@ -568,7 +570,7 @@ def test_an_optimised_dark_scale_removes_a_dark_the_exposure_times_mispredict(tm
     frame, optimised, header = done["optimize"]
     assert frame.choice.dark_factor == pytest.approx(1.0, rel=0.03)
     assert header["DARKSCAL"] == frame.choice.dark_factor
-    assert header.comments["DARKSCAL"] == "dark factor (optimised; scaled by EXPTIME: 0.5)"
+    assert header["DARKRULE"] == "optimised; scaled by EXPTIME: 0.5"
     assert "(optimised; scaled by EXPTIME: 0.5)" in frame.choice.describe()
     assert abs(np.median(optimised)) < 0.5 < np.median(data)  # 3 e- of dark current left
     assert np.abs(optimised).max() < 0.1 * np.abs(data).max()  # and the hot pixels
@@ -579,3 +581,67 @@ def test_an_optimised_dark_scale_removes_a_dark_the_exposure_times_mispredict(tm
                  "--json"]) == 0
     (summary,) = json.loads(capsys.readouterr().out)
     assert summary["dark_factor"] == pytest.approx(frame.choice.dark_factor, rel=1e-6)
+
+
+def _temperature_night(folder):
+    """A raw night at -20 C (biases, R flats, a science frame of 60 s) with darks of 120 s at
+    -10, 0 and +10 C only, whose dark current grows by exp(0.1 per degree)."""
+    return simulate(folder, preset="night", shape=(256, 256), n_bias=5, n_darks=3,
+                    exptimes=[120], filters=["R"], n_flats=4, n_lights=1,
+                    dark_temperatures=[-10, 0, 10], dark_coefficient=0.1, seed=3)
+
+
+def _biases_at_dark_temperatures(folder):
+    """Biases for the darks' --subtract-bias: copies at each dark temperature (the
+    simulator's bias does not change with temperature)."""
+    import shutil
+
+    for temperature in (-10, 0, 10):
+        for i in range(1, 4):
+            copy = folder / f"bias-{temperature:+d}C-{i}.fits"
+            shutil.copy(folder / f"bias-00{i}.fits", copy)
+            with fits.open(copy, mode="update") as hdul:
+                hdul[0].header["CCD-TEMP"] = float(temperature)
+
+
+def test_the_dark_current_temperature_coefficient_is_measured_and_scales_a_dark(tmp_path,
+                                                                               capsys):
+    night = _temperature_night(tmp_path / "raw")
+    done = characterize(tmp_path / "raw", output=tmp_path / "camera.toml", cache=False)
+    assert done.dark_coefficient == pytest.approx(0.1, rel=0.02)
+    assert [(t, n) for t, _, n in done.dark_rates] == [(-10.0, 3), (0.0, 3), (10.0, 3)]
+    assert done.dark_rates[0][1] == pytest.approx(
+        PRESETS["night"].dark_current * np.exp(0.1 * 10), rel=0.05)  # median: no hot pixel
+    assert read_camera(done.camera_file).dark_coefficient == round(done.dark_coefficient, 5)
+    assert "doubling every 6." in done.table()
+    _biases_at_dark_temperatures(tmp_path / "raw")
+    build_night(ImageIndex(tmp_path / "raw", cache=False), tmp_path / "masters",
+                subtract_bias=True)
+    with pytest.raises(OptionError, match=r"no master dark for this frame .*differs in "
+                                          r"CCD-TEMP -20.0 vs -10.0"):
+        calibrate(tmp_path / "raw", tmp_path / "masters", tmp_path / "none", cache=False)
+    truth = fits.getdata(night.truth["light_R"])
+    (scaled,) = calibrate(tmp_path / "raw", tmp_path / "masters", tmp_path / "scaled",
+                          cache=False, camera=done.camera_file)
+    assert scaled.choice.dark.name == "combined_dark_120.000_ccdtemp-10.fit"  # the nearest
+    assert scaled.choice.bias.name == "combined_bias_ccdtemp-20.fit"  # the frame's own
+    assert scaled.choice.dark_factor == pytest.approx(  # the camera file's coefficient
+        60 / 120 * np.exp(-10 * read_camera(done.camera_file).dark_coefficient), rel=1e-9)
+    header = fits.getheader(scaled.path)
+    assert header["DARKRULE"] == "scaled by EXPTIME and CCD-TEMP -10 to -20 C"
+    # with the header's gain (the truth's), against no dark at all: the dark current of 60 s
+    # at -20 C (3 e-) is taken out; the medians of the Poisson sky sit a third of an electron
+    # below its mean
+    (given,) = calibrate(tmp_path / "raw", tmp_path / "masters", tmp_path / "given",
+                         cache=False, dark_coefficient=0.1)
+    assert given.choice.dark_factor == pytest.approx(0.5 * np.exp(-1.0), rel=1e-9)
+    (bare,) = calibrate(tmp_path / "raw", tmp_path / "masters", tmp_path / "bare", cache=False,
+                        allow_missing=["dark"])
+    left = np.median(fits.getdata(given.path) - truth)
+    assert abs(left) < 0.6
+    assert np.median(fits.getdata(bare.path) - truth) > left + 2.5
+    assert main(["calibrate", str(tmp_path / "raw"), "--masters", str(tmp_path / "masters"),
+                 "-o", str(tmp_path / "cli"), "--no-cache", "--dark-coefficient", "0.1",
+                 "--json"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)
+    assert summary["dark_factor"] == pytest.approx(given.choice.dark_factor, rel=1e-9)

@@ -40,7 +40,11 @@ def test_a_camera_file_is_read_and_its_amplifier_wins(tmp_path):
         "test CCD", 9.0, "RONOISE", 1550.0)
     assert camera.amplifiers == (Amplifier("only", "[1:48,*]", "BIASSECX", 1.2),)
     assert camera_defaults(camera) == dict(gain=1.2, read_noise="RONOISE", saturation=1550.0,
-                                           overscan="BIASSECX", trim="[1:48,*]", amplifiers=())
+                                           overscan="BIASSECX", trim="[1:48,*]",
+                                           dark_coefficient=None, amplifiers=())
+    with_coefficient = read_camera(_write(tmp_path, "dark_coefficient = 0.12\n", "d.toml"))
+    assert camera_defaults(with_coefficient)["dark_coefficient"] == 0.12
+    assert camera_defaults(with_coefficient, dark_coefficient=0.2)["dark_coefficient"] == 0.2
     given = camera_defaults(camera, gain=2.0, overscan="[49:64,*]", trim=None)
     assert (given["gain"], given["overscan"], given["trim"]) == (2.0, "[49:64,*]", None)
     assert camera_defaults(None, gain=3.0)["gain"] == 3.0
@@ -51,6 +55,7 @@ def test_a_camera_file_is_read_and_its_amplifier_wins(tmp_path):
     ("gain = 0\n", OptionError, "gain = 0 is not a number > 0"),
     ("gain = true\n", OptionError, "gain = True is not a number > 0"),
     ("read_noise = -1\n", OptionError, "read_noise = -1 is not a number >= 0"),
+    ('dark_coefficient = "K"\n', OptionError, "dark_coefficient = 'K' is not a number"),
     ("gain = [\n", OptionError, "not a TOML camera file"),
     ("amplifier = 3\n", OptionError, "'amplifier' must be a list of tables"),
     ('[[amplifier]]\ndata = "[1:2,*]"\n[[amplifier]]\ngain = 2\n', OptionError,

@@ -158,6 +158,9 @@ def _add_calibrate_options(p):
     """How science frames are calibrated (calibrate, reduce)."""
     p.add_argument("--allow-missing", action="append", default=[], choices=("bias", "dark", "flat"),
                    help="go on without this kind of master where a frame has none (repeatable)")
+    p.add_argument("--dark-coefficient", type=float, metavar="PER_C",
+                   help="dark current x exp(PER_C x warming): darks of another CCD-TEMP are "
+                   "used, scaled (default: the camera file's; none)")
     p.add_argument("--dark-scale", choices=("exposure", "optimize"), default="exposure",
                    help="scale a master dark by the exposure times (default), or by the factor "
                    "that minimises each frame's noise (Siril's -opt)")
@@ -198,7 +201,7 @@ def _calibrate_options(args) -> dict:
                 saturation=args.saturation, electrons=not args.adu,
                 cosmic_rays=args.cosmic_rays, overscan=args.overscan, trim=args.trim,
                 overscan_fit=fit, bad_pixels=args.bad_pixels, camera=args.camera,
-                dark_scale=args.dark_scale)
+                dark_scale=args.dark_scale, dark_coefficient=args.dark_coefficient)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -242,7 +242,9 @@ def _history(choice: Choice, planes: dict, electrons: bool, amplifiers, flat_fac
         cards += [("DARKCOR", (f"Dark count correction image is {choice.dark.name}, scale "
                    f"{choice.dark_factor:.6g}")),
                   ("CALDARK", choice.dark.name, "master dark subtracted"),
-                  ("DARKSCAL", choice.dark_factor, f"dark factor ({choice.dark_rule})")]
+                  ("DARKSCAL", choice.dark_factor, "dark factor (by DARKRULE)"),
+                  ("DARKRULE", choice.dark_rule[:68],
+                   "how the dark was scaled" if len(choice.dark_rule) <= 42 else "")]
     several = len(amplifiers) > 1
     if choice.flat:
         scale = planes["flat"].mean
@@ -293,7 +295,8 @@ class _Image:
     part of it with that amplifier's gain and read noise."""
 
     def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
-                 saturation, electrons, processing, bad_pixels=None, dark_scale="exposure"):
+                 saturation, electrons, processing, bad_pixels=None, dark_scale="exposure",
+                 dark_coefficient=None):
         self.source = str(row["path"])
         self.frame = open_frame((self.source, int(row["hdu"]), row.get("identity")))
         self.planes = {}
@@ -317,7 +320,8 @@ class _Image:
                                  f"{self.bad.shape[1]} but {self.source} is {self.shape[0]}x"
                                  f"{self.shape[1]} (after trim); give the mask of this setup")
             self.choice = choose(row, self.source, self.shape, masters, tolerances=tolerances,
-                                 allow_missing=allow_missing)
+                                 allow_missing=allow_missing,
+                                 dark_coefficient=dark_coefficient)
             self.gain, self.read_noise = self.amplifiers[0].gain, self.amplifiers[0].read_noise
             self.electrons = electrons
             for kind in ("bias", "dark", "flat"):
@@ -582,7 +586,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
               electrons=True, cosmic_rays=False, overscan=AUTO, trim=AUTO, overscan_fit=None,
               overwrite=False, mem_limit="1GB", workers=None, cache=True,
               on_frame=None, bad_pixels=None, camera=None, dark_scale="exposure",
-              client=None) -> list[CalibratedFrame]:
+              dark_coefficient=None, client=None) -> list[CalibratedFrame]:
     """Calibrate science frames with the masters of a folder.
 
     Parameters
@@ -645,6 +649,10 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         noise (Siril's ``-opt``: another temperature, a wrong EXPTIME), measured on each
         frame; a dark that includes the bias keeps its exposure's factor. The factor and the
         rule are in the header (DARKSCAL) and ``--json``.
+    dark_coefficient : float, optional
+        Per degree C (default: the camera file's): masters of another CCD-TEMP are used
+        where the frame's temperature has none, a dark scaled by ``exp(dark_coefficient x
+        (T_frame - T_dark))`` besides its exposure (:mod:`~calstack.pipeline.selection`).
     client : distributed.Client, optional
         Calibrate on this Dask cluster: each file is a task, read and written by a worker
         (the frames, masters and output folder at the same paths on every worker), within
@@ -663,7 +671,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     """
     client = resolve_client(client)
     given = camera_defaults(camera, gain=gain, read_noise=read_noise, saturation=saturation,
-                            overscan=overscan, trim=trim)
+                            overscan=overscan, trim=trim, dark_coefficient=dark_coefficient)
     gain, read_noise, saturation, overscan, trim = (
         given[k] for k in ("gain", "read_noise", "saturation", "overscan", "trim"))
     if dark_scale not in ("exposure", "optimize"):
@@ -696,7 +704,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     options = dict(tolerances=tolerances, allow_missing=allow_missing, gain=gain,
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
                    cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
-                   dark_scale=dark_scale,
+                   dark_scale=dark_scale, dark_coefficient=given["dark_coefficient"],
                    processing=dict(overscan=overscan, trim=trim, amplifiers=given["amplifiers"],
                                    **(overscan_fit or {})),
                    bad_pixels=None if bad_pixels is None else (bad_pixels, _mask(bad_pixels)))

@@ -4,14 +4,17 @@ take (``--camera``).
 
 The flats are paired by setup, filter and exposure time (in file order: the 1st with the 2nd,
 the 3rd with the 4th...), the first two biases of that setup give the bias level and the read
-noise. Raw frames are trimmed first (TRIMSEC, else DATASEC, or the option) but by default not
-overscan-subtracted: a difference cancels the bias and a frame's offset, while a per-line
+noise. Darks at two or more CCD-TEMP give the dark current's temperature coefficient: each
+dark's median less the biases' mean, over its exposure, in e-/s, per temperature; the slope of
+its logarithm against temperature. Raw frames are trimmed first (TRIMSEC, else DATASEC, or
+the option) but by default not overscan-subtracted: a difference cancels the bias and a frame's offset, while a per-line
 overscan would add its own noise to it (the read variance over the number of overscan columns:
 +3 % on the read noise with 16).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -41,6 +44,8 @@ class Characterized:
     amplifiers: tuple
     biases: tuple[str, str]
     camera_file: Path | None
+    dark_coefficient: float | None = None  # per degree C, from darks at several CCD-TEMP
+    dark_rates: tuple = ()  # (CCD-TEMP, median dark current e-/s, frames) it was fitted to
 
     @property
     def transfer(self) -> PhotonTransfer:
@@ -54,7 +59,10 @@ class Characterized:
         """For ``--json``: one amplifier's numbers, or ``amplifiers``, a list of each one's
         (with its ``name``)."""
         common = {"biases": list(self.biases),
-                  "camera_file": None if self.camera_file is None else str(self.camera_file)}
+                  "camera_file": None if self.camera_file is None else str(self.camera_file),
+                  "dark_coefficient": self.dark_coefficient,
+                  "dark_rates": [{"ccd_temp": t, "rate": r, "frames": n}
+                                 for t, r, n in self.dark_rates]}
         measured = [{**({} if name is None else {"name": name}), **_numbers(t)}
                     for name, t in self.amplifiers]
         return {**measured[0], **common} if len(measured) == 1 else {
@@ -82,6 +90,11 @@ class Characterized:
             if t.saturation is not None:
                 lines.append(f"saturation: the curve turns over above {t.saturation:.1f} ADU "
                              "over the bias (the highest pair under the turn)")
+        if self.dark_coefficient is not None:
+            rates = ", ".join(f"{r:.4g} e-/s at {t:g} C" for t, r, _ in self.dark_rates)
+            lines.append(f"dark current x exp({self.dark_coefficient:.4f} x warming in C) "
+                         f"(doubling every {math.log(2) / self.dark_coefficient:.2f} C): "
+                         f"{rates}")
         return "\n".join(lines)
 
 
@@ -124,13 +137,14 @@ def _load(row, processing, amplifiers) -> list[tuple[np.ndarray, float | None]]:
         frame.close()
 
 
-def _check_one_setup(rows) -> None:
+def _check_one_setup(rows, ignore=()) -> None:
     """Every frame of the camera setup of the first, by grouping's rule (each setup key's
-    tolerance: CCD-TEMP within 2 degC)."""
+    tolerance: CCD-TEMP within 2 degC), the keys ``ignore`` aside."""
     first = rows[0]
     for row in rows[1:]:
         differ = [f"{k.upper()} {first.get(k)!r} vs {row.get(k)!r}" for k in SETUP
-                  if not same_value(first.get(k), row.get(k), DEFAULT_TOLERANCES.get(k))]
+                  if k not in ignore
+                  and not same_value(first.get(k), row.get(k), DEFAULT_TOLERANCES.get(k))]
         if differ:
             raise OptionError(f"{row['path']}: of another camera setup than {first['path']} "
                               f"({', '.join(differ)}); characterize one setup at a time "
@@ -139,7 +153,9 @@ def _check_one_setup(rows) -> None:
 
 def characterize(frames, *, output=None, recursive=False, cache=True, overscan=None,
                  trim=AUTO, saturation=None, camera=None, overwrite=False) -> Characterized:
-    """Measure the camera's gain and read noise from pairs of flats and two biases.
+    """Measure the camera's gain and read noise from pairs of flats and two biases, and, from
+    darks at two or more sensor temperatures (CCD-TEMP) among the frames, the coefficient of
+    its dark current's growth with temperature (one amplifier).
 
     Parameters
     ----------
@@ -194,6 +210,9 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
     if not pairs:
         raise OptionError(f"no two flats of one filter and exposure time in "
                           f"{', '.join(index.locations)}: the gain needs a pair; add flats")
+    darks = [r for r in rows if kind_of(r.get("imagetyp")) == "dark"]
+    if darks and biases:
+        _check_one_setup([biases[0], *darks], ignore=_TEMPERATURE_KEYS)
     if output is not None and Path(output).exists() and not overwrite:
         raise OptionError(f"{output}: exists; pass --overwrite to replace it")
     camera = None if camera is None else (
@@ -227,16 +246,52 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
     if saturation is None and full and str(overscan).lower() == "none":  # as raw ADU (the
         # biases' level with it), the lowest amplifier's
         saturation = float(np.floor(min(full)))
+    gain = float(np.mean([t.gain for _, t in measured]))
+    rates = _dark_rates(darks, (bias_parts[0][0][0] + bias_parts[1][0][0]) / 2, gain,
+                        processing) if len(names) == 1 else ()
+    coefficient = _dark_coefficient(rates)
     written = None
     if output is not None:
-        written = _write_camera(output, measured, camera, saturation, overwrite)
+        written = _write_camera(output, measured, camera, saturation, overwrite, coefficient)
     return Characterized(tuple(measured), (str(biases[0]["path"]), str(biases[1]["path"])),
-                         written)
+                         written, coefficient, rates)
 
 
-def _write_camera(path, measured, camera, saturation, overwrite) -> Path:
+#: The sensor's temperature keys, by which darks of a temperature series differ.
+_TEMPERATURE_KEYS = ("ccd-temp", "set-temp", "settemp")
+
+
+def _dark_rates(darks, bias, gain, processing) -> tuple:
+    """``(CCD-TEMP, median dark current in e-/s, frames)`` per temperature (rounded to 0.5 C)
+    of the darks that have a CCD-TEMP and an exposure: each dark less the mean of the two
+    biases, its median over its exposure, and the median of those of a temperature."""
+    groups = {}
+    for row in darks:
+        temperature, exptime = row.get("ccd-temp"), row.get("darktime") or row.get("exptime")
+        if isinstance(temperature, (int, float)) and isinstance(exptime, (int, float)) \
+                and exptime > 0:
+            groups.setdefault(round(2 * temperature) / 2, []).append((row, float(exptime)))
+    rates = []
+    for temperature, group in sorted(groups.items()):
+        each = [float(np.nanmedian(_load(row, processing, ())[0][0] - bias)) * gain / exptime
+                for row, exptime in group]
+        rates.append((temperature, float(np.median(each)), len(group)))
+    return tuple(rates)
+
+
+def _dark_coefficient(rates) -> float | None:
+    """The slope of ln(dark current) against temperature (per degree C), from two or more
+    temperatures whose dark current is positive; None without."""
+    usable = [(t, r) for t, r, _ in rates if r > 0]
+    if len(usable) < 2:
+        return None
+    t, r = np.array(usable).T
+    return float(np.polyfit(t, np.log(r), 1)[0])
+
+
+def _write_camera(path, measured, camera, saturation, overwrite, coefficient=None) -> Path:
     """The camera file: the gain and read noise measured, or, for a camera of several
-    amplifiers, its layout with each amplifier's."""
+    amplifiers, its layout with each amplifier's; the dark coefficient where measured."""
     import tomli_w
 
     if len(measured) == 1:
@@ -250,6 +305,8 @@ def _write_camera(path, measured, camera, saturation, overwrite) -> Path:
                 if (value := getattr(amp, key)) is not None},
              "gain": round(t.gain, 5), "read_noise": round(t.read_noise, 4)}
             for amp, (_, t) in zip(camera.amplifiers, measured, strict=True)]
+    if coefficient is not None:
+        table = {"dark_coefficient": round(coefficient, 5), **table}
     if saturation is not None:
         table = {"saturation": saturation, **table}
     text = ("# measured by calstack characterize (photon transfer)\n" + tomli_w.dumps(table))

@@ -11,6 +11,11 @@ tolerances; the image shape is checked against the frame once trimmed). Among ca
 - **bias**: needed unless the dark includes it.
 - **flat**: the master of the frame's filter.
 
+With a dark coefficient (``dark_coefficient``, per degree C; a camera file's), masters of
+another sensor temperature (CCD-TEMP, SET-TEMP) are candidates too, the nearest temperature
+first; where no dark of the frame's temperature is there, the bias-subtracted dark of the
+nearest is scaled by ``exp(coefficient x (T_frame - T_dark))`` as well as by exposure.
+
 Ties go to the master nearest in time (DATE-OBS). A frame without a master it needs is an
 error naming what is missing, unless ``allow_missing`` names that kind.
 """
@@ -108,10 +113,12 @@ def masters_in(index) -> list[MasterFile]:
     return found
 
 
-def _differences(frame: dict, master: MasterFile, tolerances) -> list[str]:
-    """Setup keys both have on which they differ, as ``'GAIN 120 vs 0'``."""
+def _differences(frame: dict, master: MasterFile, tolerances, ignore=()) -> list[str]:
+    """Setup keys both have (but ``ignore``) on which they differ, as ``'GAIN 120 vs 0'``."""
     out = []
     for key in _SETUP_KEYS:
+        if key in ignore:
+            continue
         a, b = frame.get(key), master.row.get(key)
         if a is not None and b is not None and not same_value(
                 a, b, tolerances.get(key, DEFAULT_TOLERANCES.get(key))):
@@ -132,8 +139,13 @@ def _scaling_order(mine, theirs, distance):
     return (round(abs(math.log(mine / theirs)), 9), -theirs, distance)
 
 
+#: The sensor's temperature keys: with a dark coefficient a master of another temperature is a
+#: candidate (the nearest first), its dark current scaled.
+_TEMPERATURE_KEYS = ("ccd-temp", "set-temp", "settemp")
+
+
 def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
-           tolerances=None, allow_missing=()) -> Choice:
+           tolerances=None, allow_missing=(), dark_coefficient=None) -> Choice:
     """The masters for one frame.
 
     Parameters
@@ -150,6 +162,11 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
         Per-key tolerances (default :data:`~calstack.catalog.conventions.DEFAULT_TOLERANCES`).
     allow_missing : iterable of {'bias', 'dark', 'flat'}
         Kinds the frame may go without.
+    dark_coefficient : float, optional
+        Per degree C: the dark current at CCD-TEMP T is ``exp(dark_coefficient * (T - T0))``
+        times that at T0. Given, masters of another sensor temperature are candidates (the
+        nearest temperature first, then the nearest in time) and a dark of another
+        temperature is scaled by it too, where no dark of the frame's temperature is there.
 
     Raises
     ------
@@ -161,16 +178,26 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
     allow_missing = set(allow_missing)
     when = _date(frame.get("date-obs"))
 
+    ignore = _TEMPERATURE_KEYS if dark_coefficient is not None else ()
+    mine_t = _exposure(frame, "ccd-temp")
+    if ignore and mine_t is None:
+        raise OptionError(f"{source}: has no CCD-TEMP to scale a master dark by temperature; "
+                          "add it, or leave out the dark coefficient")
+
+    def warmth(m):  # degrees from the frame's temperature (with a dark coefficient)
+        theirs = _exposure(m.row, "ccd-temp")
+        return 0.0 if not ignore else math.inf if theirs is None else abs(theirs - mine_t)
+
     def distance(m):  # in time: the nearest first; undated ones last
         other = _date(m.row.get("date-obs"))
         return abs((other - when).total_seconds()) if when and other else float("inf")
 
     def candidates(kind, extra=lambda _m: True, why=""):
         of_kind = [m for m in masters if m.kind == kind]
-        same = [m for m in of_kind if not _differences(frame, m, tolerances) and extra(m)]
+        same = [m for m in of_kind if not _differences(frame, m, tolerances, ignore) and extra(m)]
         fitting = [m for m in same if tuple(m.shape) == tuple(shape)]
         if fitting or kind in allow_missing:
-            return sorted(fitting, key=distance)
+            return sorted(fitting, key=lambda m: (warmth(m), distance(m)))
         if same:
             reason = (f"the master {kind} {same[0].name} is {same[0].shape[1]}x{same[0].shape[0]} "
                       f"but the frame (trimmed) is {shape[1]}x{shape[0]}; check the trim "
@@ -187,10 +214,24 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
     exptime = _exposure(frame, "exptime")
     tolerance = tolerances.get("exptime", DEFAULT_TOLERANCES["exptime"])
     darks = candidates("dark")
+    temperature = None  # the dark's, where it is scaled to the frame's
+    if ignore and darks:
+        tolerance_t = tolerances.get("ccd-temp", DEFAULT_TOLERANCES["ccd-temp"])
+        at_mine = [m for m in darks if warmth(m) < math.inf
+                   and same_value(mine_t, _exposure(m.row, "ccd-temp"), tolerance_t)]
+        if at_mine:
+            darks = at_mine
+        else:
+            darks = [m for m in darks if warmth(m) < math.inf]
+            temperature = True
+            if not darks and "dark" not in allow_missing:
+                raise OptionError(f"{source}: no master dark at CCD-TEMP {mine_t:g} and none "
+                                  "with a CCD-TEMP to scale by temperature; build darks with "
+                                  "their temperature recorded, or pass --allow-missing dark")
     dark, factor, rule = None, 1.0, ""
     same_exposure = [m for m in darks if exptime is not None and _exposure(m.row, "exptime")
                      is not None and same_value(exptime, _exposure(m.row, "exptime"), tolerance)]
-    if same_exposure:
+    if same_exposure and temperature is None:
         dark, rule = same_exposure[0], "exposure"
     elif darks:
         scalable = [m for m in darks if m.bias_subtracted]
@@ -206,14 +247,18 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
         if problem and "dark" not in allow_missing:
             raise OptionError(f"{source}: {problem}, or pass --allow-missing dark")
         if not problem:  # with --allow-missing dark, a dark that cannot be used is none
-            dark = min(scalable,
-                       key=lambda m: _scaling_order(mine, _exposure(m.row, key), distance(m)))
+            dark = min(scalable, key=lambda m: (
+                warmth(m), _scaling_order(mine, _exposure(m.row, key), distance(m))))
             theirs = _exposure(dark.row, key)
             if not theirs:
                 raise OptionError(f"{dark.path}: master dark has {key.upper()} = {theirs}, so "
                                   "it cannot be scaled to the frame's exposure; rebuild it with "
                                   "its exposure time recorded")
             factor, rule = mine / theirs, f"scaled by {key.upper()}"
+            if temperature is not None:
+                temperature = _exposure(dark.row, "ccd-temp")
+                factor *= math.exp(dark_coefficient * (mine_t - temperature))
+                rule += f" and CCD-TEMP {temperature:g} to {mine_t:g} C"
     needs_bias = dark is None or dark.bias_subtracted
     biases = candidates("bias") if needs_bias else []
     flats = candidates("flat", lambda m: same_text(m.row.get("filter"), frame.get("filter")),

@@ -7,6 +7,7 @@ amplifiers on a single-HDU frame read out by several of them.
     gain = 1.5                  # e-/ADU; each amplifier's own below wins
     read_noise = 4.0            # e-
     saturation = 65000          # raw ADU
+    dark_coefficient = 0.1      # per degree C: dark current x exp(0.1 x warming)
 
     [[amplifier]]
     name = "left"
@@ -44,7 +45,7 @@ from ..errors import OptionError, unknown_option
 
 __all__ = ["Amplifier", "Camera", "camera_defaults", "read_camera"]
 
-_TOP = ("name", "gain", "read_noise", "saturation", "amplifier")
+_TOP = ("name", "gain", "read_noise", "saturation", "dark_coefficient", "amplifier")
 _AMPLIFIER = ("name", "data", "overscan", "gain", "read_noise", "detector")
 
 
@@ -71,6 +72,7 @@ class Camera:
     read_noise: float | str | None = None
     saturation: float | str | None = None
     amplifiers: tuple[Amplifier, ...] = field(default_factory=tuple)
+    dark_coefficient: float | None = None
 
 
 def _number(value, where, key, *, positive=False):
@@ -147,17 +149,23 @@ def read_camera(path) -> Camera:
     if parsed and any(a.detector for a in parsed) and not all(a.detector for a in parsed):
         raise OptionError(f"{source}: 'detector' given for some amplifiers only; give it for "
                           "every amplifier or none")
+    coefficient = table.get("dark_coefficient")
+    if coefficient is not None and isinstance(coefficient, str):
+        raise OptionError(f"{source}: dark_coefficient = {coefficient!r} is not a number (per "
+                          "degree C)")
     return Camera(source, str(table.get("name", "")),
                   _number(table.get("gain"), source, "gain", positive=True),
                   _number(table.get("read_noise"), source, "read_noise"),
-                  _number(table.get("saturation"), source, "saturation"), tuple(parsed))
+                  _number(table.get("saturation"), source, "saturation"), tuple(parsed),
+                  _number(coefficient, source, "dark_coefficient"))
 
 
 def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, overscan="auto",
-                    trim="auto") -> dict:
+                    trim="auto", dark_coefficient=None) -> dict:
     """The options a camera file gives where they are not given (None, or ``'auto'`` for the
-    sections): ``gain``, ``read_noise``, ``saturation``, ``overscan``, ``trim``, and
-    ``amplifiers``, the layout of a frame read out by several amplifiers (empty for one).
+    sections): ``gain``, ``read_noise``, ``saturation``, ``overscan``, ``trim``,
+    ``dark_coefficient``, and ``amplifiers``, the layout of a frame read out by several
+    amplifiers (empty for one).
 
     An amplifier's own value wins over the camera's; given options win over both. With several
     amplifiers each of ``amplifiers`` has its gain and read noise so resolved, and ``gain`` and
@@ -175,13 +183,15 @@ def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, over
         sections are the camera file's.
     """
     options = dict(gain=gain, read_noise=read_noise, saturation=saturation, overscan=overscan,
-                   trim=trim, amplifiers=())
+                   trim=trim, dark_coefficient=dark_coefficient, amplifiers=())
     if camera is None:
         return options
     if not isinstance(camera, Camera):
         camera = read_camera(camera)
     if options["saturation"] is None:
         options["saturation"] = camera.saturation
+    if options["dark_coefficient"] is None:
+        options["dark_coefficient"] = camera.dark_coefficient
     if len(camera.amplifiers) > 1:
         given = [key for key in ("overscan", "trim") if str(options[key]).lower() != "auto"]
         if given:

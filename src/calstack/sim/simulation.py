@@ -54,6 +54,8 @@ class Camera:
     flat_levels: tuple = ()  # photon transfer: a pair of flats per level (e-), each filter
     full_well: float | None = None  # e-: a pixel holds no more (its response flattens)
     nonlinearity: float = 0.0  # fraction the response falls short of a line at full well
+    dark_temperatures: tuple = ()  # degrees C of the darks (each exposure at each); () : camera's
+    dark_coefficient: float = 0.1  # per degree C: dark current x exp(coefficient x warming)
     imagetyp_names: dict = field(default_factory=dict)  # type -> spellings used in turn
 
 
@@ -129,10 +131,18 @@ class _Sensor:
                 -((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
         return scene
 
-    def frame(self, kind, exptime, rng, level=0.0):
+    def dark_at(self, temperature):
+        """The dark current (e-/s) at ``temperature`` (degrees C; None: the camera's)."""
+        cam = self.camera
+        if temperature is None or temperature == cam.temperature:
+            return self.dark
+        return (self.dark * np.exp(cam.dark_coefficient * (temperature - cam.temperature))
+                ).astype(np.float32)
+
+    def frame(self, kind, exptime, rng, level=0.0, temperature=None):
         """One frame in ADU (float32, before any clipping to integers)."""
         cam = self.camera
-        electrons = self.dark * exptime
+        electrons = self.dark_at(temperature) * exptime
         if kind == "flat":
             electrons = electrons + self.flat * level
         elif kind == "light":
@@ -183,7 +193,7 @@ class _Sensor:
         for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):  # charge spread to neighbours
             image[ys + dy, xs + dx] += energy * rng.uniform(0.0, 0.3, hits).astype(np.float32)
 
-    def truth(self, kind, exptime, level=0.0):
+    def truth(self, kind, exptime, level=0.0, temperature=None):
         """Noiseless master (ADU) and the noise of one frame (ADU); for a science frame, its
         calibrated values (e-, the flat field normalised by its mean) and their noise (e-)."""
         cam = self.camera
@@ -192,7 +202,7 @@ class _Sensor:
             noise = np.sqrt(self.flat * self.scene + self.dark * exptime + cam.read_noise**2)
             return (self.scene * mean).astype(np.float32), (noise * mean / self.flat).astype(
                 np.float32)
-        electrons = self.dark * exptime
+        electrons = self.dark_at(temperature) * exptime
         if kind == "flat":
             electrons = electrons + self.flat * level
         electrons = self.response(electrons)  # (the noise, of the electrons collected)
@@ -205,21 +215,25 @@ class _Sensor:
 
 
 def _plan(camera: Camera):
-    """(kind, exptime, filter, count, level) of every group the camera takes: with
-    ``flat_levels``, a pair of flats per level, its exposure time in proportion (the filter's
-    ``flat_level`` in ``flat_exptime``)."""
+    """(kind, exptime, filter, count, level, temperature) of every group the camera takes:
+    with ``flat_levels``, a pair of flats per level, its exposure time in proportion (the
+    filter's ``flat_level`` in ``flat_exptime``); with ``dark_temperatures``, the darks of
+    each exposure at each temperature (None: the camera's)."""
     groups = []
     if camera.n_bias:
-        groups.append(("bias", 0.0, None, camera.n_bias, 0.0))
-    groups.extend(("dark", float(t), None, n, 0.0) for t, n in sorted(camera.darks.items()))
+        groups.append(("bias", 0.0, None, camera.n_bias, 0.0, None))
+    for t, n in sorted(camera.darks.items()):
+        groups.extend(("dark", float(t), None, n, 0.0, temperature)
+                      for temperature in camera.dark_temperatures or (None,))
     for f, n in camera.flats.items():
         base = camera.flat_level[f]
         if camera.flat_levels:
             groups.extend(("flat", round(camera.flat_exptime * level / base, 3), f, 2,
-                           float(level)) for level in camera.flat_levels)
+                           float(level), None) for level in camera.flat_levels)
         else:
-            groups.append(("flat", camera.flat_exptime, f, n, base))
-    groups.extend(("light", camera.light_exptime, f, n, 0.0) for f, n in camera.lights.items())
+            groups.append(("flat", camera.flat_exptime, f, n, base, None))
+    groups.extend(("light", camera.light_exptime, f, n, 0.0, None)
+                  for f, n in camera.lights.items())
     return groups
 
 
@@ -230,7 +244,8 @@ def _write(path, data, header, overwrite, extra=()):
 
 def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, exptimes=None,
              n_flats=None, filters=None, n_lights=0, calibrated=None, cosmic_rays=True,
-             overscan=0, flat_levels=None, full_well=None, nonlinearity=0.0, seed=0,
+             overscan=0, flat_levels=None, full_well=None, nonlinearity=0.0,
+             dark_temperatures=None, dark_coefficient=None, seed=0,
              overwrite=False) -> SimulatedNight:
     """Write simulated frames of a camera preset, and their truth, into ``outdir``.
 
@@ -269,6 +284,13 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     nonlinearity : float
         The fraction by which the response falls below a line at full well: a pixel reports
         ``e (1 - nonlinearity e / full_well)`` of its ``e`` electrons.
+    dark_temperatures : sequence of float, optional
+        The darks' CCD-TEMP (degrees C): every exposure's darks at each
+        (``dark-<exptime>s-<temperature>C-001``; truths ``dark_<exptime>_<temperature>C``);
+        the other frames stay at the camera's temperature.
+    dark_coefficient : float, optional
+        Per degree C: the dark current at temperature T is the camera's times
+        ``exp(dark_coefficient * (T - temperature))`` (default 0.1, a doubling per 6.9 C).
     cosmic_rays : bool
         Hit the frames with cosmic rays (False: the same frames, pixel for pixel, without them,
         since the hits are drawn after the noise).
@@ -314,6 +336,10 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     changes["lights"] = {f: int(n_lights) for f in flats} if n_lights else {}
     if flat_levels is not None:
         changes["flat_levels"] = tuple(float(level) for level in flat_levels)
+    if dark_temperatures is not None:
+        changes["dark_temperatures"] = tuple(float(t) for t in dark_temperatures)
+    if dark_coefficient is not None:
+        changes["dark_coefficient"] = float(dark_coefficient)
     if full_well is not None:
         if not full_well > 0 or not 0 <= nonlinearity < 1:
             raise OptionError(f"full_well={full_well!r}, nonlinearity={nonlinearity!r}: give "
@@ -326,16 +352,18 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     start = datetime.datetime(2026, 3, 14, 20, 0, 0)
     jobs, truths = [], []
     series = bool(camera.flat_levels)
-    for kind, exptime, filt, count, level in _plan(camera):
+    for kind, exptime, filt, count, level, temperature in _plan(camera):
         flat = f"flat-{filt}-{exptime:07.3f}s" if series else f"flat-{filt}"
-        tag = {"bias": "bias", "dark": f"dark-{exptime:07.3f}s", "flat": flat,
-               "light": f"light-{filt}"}[kind]
+        dark = f"dark-{exptime:07.3f}s" + ("" if temperature is None else f"-{temperature:+g}C")
+        tag = {"bias": "bias", "dark": dark, "flat": flat, "light": f"light-{filt}"}[kind]
         for i in range(count):
-            jobs.append((outdir / f"{tag}-{i + 1:03d}.fits", kind, exptime, filt, i, level))
+            jobs.append((outdir / f"{tag}-{i + 1:03d}.fits", kind, exptime, filt, i, level,
+                         temperature))
         flat = f"flat_{filt}_{exptime:.3f}" if series else f"flat_{filt}"
-        name = {"bias": "bias", "dark": f"dark_{exptime:.3f}", "flat": flat,
-                "light": f"light_{filt}"}[kind]
-        truths.append((name, outdir / "truth" / f"{name}.fits", kind, exptime, filt, level))
+        dark = f"dark_{exptime:.3f}" + ("" if temperature is None else f"_{temperature:+g}C")
+        name = {"bias": "bias", "dark": dark, "flat": flat, "light": f"light_{filt}"}[kind]
+        truths.append((name, outdir / "truth" / f"{name}.fits", kind, exptime, filt, level,
+                       temperature))
     if not overwrite:
         for path in [j[0] for j in jobs] + [t[1] for t in truths]:
             if path.exists():
@@ -343,10 +371,11 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     (outdir / "truth").mkdir(parents=True, exist_ok=True)
 
     frames = []
-    for n, (path, kind, exptime, filt, i, level) in enumerate(jobs):
+    for n, (path, kind, exptime, filt, i, level, temperature) in enumerate(jobs):
         rng = np.random.default_rng([seed, 1, n])
-        image = sensor.frame(kind, exptime, rng, level)
-        header = _header(camera, kind, exptime, filt, i, start + datetime.timedelta(minutes=3 * n))
+        image = sensor.frame(kind, exptime, rng, level, temperature)
+        header = _header(camera, kind, exptime, filt, i, start + datetime.timedelta(minutes=3 * n),
+                         temperature)
         if overscan and not camera.calibrated:
             image = sensor.with_overscan(image, overscan, np.random.default_rng([seed, 3, n]))
             ny, nx = camera.shape
@@ -360,11 +389,11 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         _write(path, data, header, overwrite)
         frames.append(path)
     truth = {}
-    for name, path, kind, exptime, filt, level in truths:
-        master, sigma = sensor.truth(kind, exptime, level)
+    for name, path, kind, exptime, filt, level, temperature in truths:
+        master, sigma = sensor.truth(kind, exptime, level, temperature)
         if overscan and not camera.calibrated and kind in ("bias", "dark"):
             master = master - sensor.overscan_level()[:, None]  # as overscan-subtracted
-        header = _header(camera, kind, exptime, filt, 0, start)
+        header = _header(camera, kind, exptime, filt, 0, start, temperature)
         header["TRUTH"] = (True, "noiseless expected master")
         sigma_hdu = fits.ImageHDU(sigma, name="SIGMA")
         unit = "e-" if kind == "light" else "ADU"
@@ -375,7 +404,7 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     return SimulatedNight(outdir=outdir, frames=frames, truth=truth, camera=camera)
 
 
-def _header(camera, kind, exptime, filt, i, when) -> fits.Header:
+def _header(camera, kind, exptime, filt, i, when, temperature=None) -> fits.Header:
     names = camera.imagetyp_names.get(kind, ("LIGHT" if kind == "light" else kind.upper(),))
     header = fits.Header()
     header["IMAGETYP"] = names[i % len(names)]
@@ -384,7 +413,7 @@ def _header(camera, kind, exptime, filt, i, when) -> fits.Header:
         header["FILTER"] = filt
     header["GAIN"] = (camera.gain, "e-/ADU")
     header["RDNOISE"] = (camera.read_noise, "e-")
-    header["CCD-TEMP"] = (camera.temperature, "C")
+    header["CCD-TEMP"] = (camera.temperature if temperature is None else temperature, "C")
     header["DATE-OBS"] = when.strftime("%Y-%m-%dT%H:%M:%S")
     header["MJD-OBS"] = (_MJD_EPOCH + (when - _MJD_ZERO).total_seconds() / 86400.0, "from DATE-OBS")
     header["XBINNING"] = 1
