@@ -227,3 +227,31 @@ def test_calibrate_flags_bad_pixels(tmp_path, capsys):
     assert "small.fits" in err
     assert "light" in err
     assert "40x30" in err
+
+
+def test_the_simulators_injected_defects_are_found_in_its_masters(tmp_path):
+    """A simulated raw night of 512² with hot pixels (5e-4), dead pixels (1e-3: a tenth of the
+    response) and three bad columns (2 e-/s more over at least half the rows): built into a
+    bias-subtracted dark of 120 s and a flat by ``build_night``, every injected pixel is in
+    the mask, and under 0.1 % of the others (the ends of a column's stretch, grown by a few
+    rows, among them)."""
+    from calstack.catalog.index import ImageIndex
+    from calstack.pipeline.night import build_night
+    from calstack.sim.simulation import simulate
+
+    night = simulate(tmp_path / "raw", preset="night", shape=(512, 512), n_bias=5, n_darks=5,
+                     exptimes=[120], filters=["R"], n_flats=5, dead_fraction=1e-3,
+                     bad_columns=3, seed=1)
+    built = build_night(ImageIndex(tmp_path / "raw", cache=False), tmp_path / "masters",
+                        subtract_bias=True, subtract_dark=True)
+    dark, flat = (next(b.path for b in built if b.kind == kind) for kind in ("dark", "flat"))
+    mask = find_defects(tmp_path / "defects.fits", dark=dark, flat=flat)
+    found = fits.getdata(mask.path)
+    injected = fits.getdata(night.truth["bias"], "DEFECTS")
+    for bit, classes, at_least in ((1, ("hot", "warm"), 100), (4, ("dead",), 200),
+                                   (16, ("column",), 700)):
+        where = (injected & bit) != 0
+        assert where.sum() >= at_least
+        bits = sum(DEFECT_BITS[name] for name in classes)
+        assert ((found[where] & bits) != 0).all(), classes  # each found, by its class
+    assert (found[injected == 0] != 0).mean() < 1e-3

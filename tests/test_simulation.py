@@ -34,8 +34,9 @@ def test_files_headers_and_truth(te):
     assert dates == sorted(dates)
     assert len(set(dates)) == 10
     with fits.open(te.truth["dark_90.000"]) as truth:
-        assert [h.name for h in truth] == ["PRIMARY", "SIGMA", "HOT"]
+        assert [h.name for h in truth] == ["PRIMARY", "SIGMA", "HOT", "DEFECTS"]
         assert truth[0].header["TRUTH"]
+        np.testing.assert_array_equal(truth["DEFECTS"].data, truth["HOT"].data)  # no others
 
 
 def test_frame_noise_matches_read_noise_and_poisson(te):

@@ -56,6 +56,9 @@ class Camera:
     nonlinearity: float = 0.0  # fraction the response falls short of a line at full well
     dark_temperatures: tuple = ()  # degrees C of the darks (each exposure at each); () : camera's
     dark_coefficient: float = 0.1  # per degree C: dark current x exp(coefficient x warming)
+    dead_fraction: float = 0.0  # fraction of pixels that are dead (a tenth of the response)
+    bad_columns: int = 0  # columns with extra dark current over a stretch of rows
+    column_current: float = 2.0  # e-/s of a bad column's extra dark current
     imagetyp_names: dict = field(default_factory=dict)  # type -> spellings used in turn
 
 
@@ -106,11 +109,20 @@ class _Sensor:
         hot = rng.random(camera.shape) < camera.hot_fraction
         low, high = np.log(camera.hot_current[0]), np.log(camera.hot_current[1])
         dark[hot] = np.exp(rng.uniform(low, high, hot.sum()))
-        self.dark = dark  # e-/s
         self.hot = hot
         r2 = ((x - nx / 2) ** 2 + (y - ny / 2) ** 2) / ((nx / 2) ** 2 + (ny / 2) ** 2)
         illumination = 1.0 - camera.vignetting * r2
         self.flat = (illumination * rng.normal(1.0, 0.01, camera.shape)).astype(np.float32)
+        defects = np.random.default_rng([seed, 4])  # (the frames above unchanged without them)
+        self.dead = (defects.random(camera.shape) < camera.dead_fraction) & ~hot
+        self.flat[self.dead] *= np.float32(0.1)
+        self.column = np.zeros(camera.shape, bool)
+        for x0 in defects.choice(np.arange(4, nx - 4), min(camera.bad_columns, nx - 8),
+                                 replace=False):
+            start = int(defects.integers(0, ny // 2))
+            self.column[start:start + max(ny // 2, 60), x0] = True
+        dark[self.column] += np.float32(camera.column_current)
+        self.dark = dark  # e-/s
         self.seed = seed
 
     @functools.cached_property
@@ -245,8 +257,8 @@ def _write(path, data, header, overwrite, extra=()):
 def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, exptimes=None,
              n_flats=None, filters=None, n_lights=0, calibrated=None, cosmic_rays=True,
              overscan=0, flat_levels=None, full_well=None, nonlinearity=0.0,
-             dark_temperatures=None, dark_coefficient=None, seed=0,
-             overwrite=False) -> SimulatedNight:
+             dark_temperatures=None, dark_coefficient=None, dead_fraction=None,
+             bad_columns=None, seed=0, overwrite=False) -> SimulatedNight:
     """Write simulated frames of a camera preset, and their truth, into ``outdir``.
 
     Parameters
@@ -291,6 +303,12 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     dark_coefficient : float, optional
         Per degree C: the dark current at temperature T is the camera's times
         ``exp(dark_coefficient * (T - temperature))`` (default 0.1, a doubling per 6.9 C).
+    dead_fraction : float, optional
+        Fraction of pixels that are dead: a tenth of the response in flats and science frames.
+    bad_columns : int, optional
+        Columns with 2 e-/s of extra dark current over half the rows (at least 60) from a row
+        of the upper half. The truth files' ``DEFECTS`` extension marks the injected pixels
+        with calstack's bits (hot 1, dead 4, column 16; ``HOT`` the hot ones alone).
     cosmic_rays : bool
         Hit the frames with cosmic rays (False: the same frames, pixel for pixel, without them,
         since the hits are drawn after the noise).
@@ -336,6 +354,10 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     changes["lights"] = {f: int(n_lights) for f in flats} if n_lights else {}
     if flat_levels is not None:
         changes["flat_levels"] = tuple(float(level) for level in flat_levels)
+    if dead_fraction is not None:
+        changes["dead_fraction"] = float(dead_fraction)
+    if bad_columns is not None:
+        changes["bad_columns"] = int(bad_columns)
     if dark_temperatures is not None:
         changes["dark_temperatures"] = tuple(float(t) for t in dark_temperatures)
     if dark_coefficient is not None:
@@ -399,7 +421,10 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         unit = "e-" if kind == "light" else "ADU"
         sigma_hdu.header["COMMENT"] = f"expected noise of one frame, {unit}"
         hot = fits.ImageHDU(sensor.hot.astype(np.uint8), name="HOT")
-        _write(path, master, header, overwrite, extra=(sigma_hdu, hot))
+        defects = fits.ImageHDU((sensor.hot * 1 | sensor.dead * 4 | sensor.column * 16).astype(
+            np.uint8), name="DEFECTS")
+        defects.header["COMMENT"] = "injected defects: 1 hot, 4 dead, 16 column"
+        _write(path, master, header, overwrite, extra=(sigma_hdu, hot, defects))
         truth[name] = path
     return SimulatedNight(outdir=outdir, frames=frames, truth=truth, camera=camera)
 
