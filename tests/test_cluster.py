@@ -115,6 +115,23 @@ def test_same_master_as_the_local_backend(client, darks, options):
     assert ours.rejected_fraction > 0 or options.get("rejection") is None
 
 
+def test_a_bad_pixel_mask_on_the_cluster_is_the_local_one(client, darks, tmp_path):
+    """Each worker reads the mask (at the same path) for its bands: the master, its mask and
+    counts are the local ones, the masked pixels missing in every frame."""
+    bad = np.zeros((60, 40), np.uint8)
+    bad[3:9, 7] = 1
+    bad[30, 10:30] = 16
+    fits.PrimaryHDU(bad).writeto(tmp_path / "bad.fits")
+    local = calstack.combine(darks, mem_limit=SMALL, bad_pixels=tmp_path / "bad.fits", **RECIPE)
+    ours = within(calstack.combine, darks, client=client, mem_limit=SMALL,
+                  bad_pixels=tmp_path / "bad.fits", **RECIPE)
+    assert len(ours.plan.tiles) >= 2 * 2
+    assert_identical(ours, local)
+    assert np.isnan(ours.data[bad != 0]).all()
+    assert (ours.ncombine[bad != 0] == 0).all()
+    assert ours.meta["BADPIX"] == "bad.fits"
+
+
 def test_raw_frames_with_bias_and_dark_from_files(client, tmp_path):
     night = calstack.simulate(tmp_path, preset="night", shape=(40, 36), n_flats=5)
     index = calstack.ImageIndex(tmp_path)

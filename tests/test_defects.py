@@ -229,6 +229,30 @@ def test_calibrate_flags_bad_pixels(tmp_path, capsys):
     assert "40x30" in err
 
 
+def test_reduce_takes_a_bad_pixel_mask_for_its_masters_and_its_science_frames(tmp_path):
+    from calstack.processing.apply import MASK_BITS
+    from calstack.sim.simulation import simulate
+
+    simulate(tmp_path / "raw", preset="night", shape=(40, 32), n_lights=1, seed=2, n_bias=3,
+             n_darks=3, n_flats=3)
+    bad = _bad_mask(tmp_path / "bad.fits", (40, 32), (slice(10, 14), 6))
+    out = tmp_path / "out"
+    assert main(["reduce", str(tmp_path / "raw"), "-o", str(out), "--no-cache", "-q",
+                 "--bad-pixels", str(tmp_path / "bad.fits")]) == 0
+    masters = sorted((out / "masters").glob("*.fit"))
+    assert len(masters) == 5
+    for path in masters:  # missing in every frame of every master
+        with fits.open(path) as hdul:
+            assert hdul[0].header["BADPIX"] == "bad.fits"
+            assert np.isnan(hdul[0].data[bad]).all()
+            assert not np.isnan(hdul[0].data[~bad]).any()
+    for path in sorted((out / "calibrated").glob("*.fits")):
+        with fits.open(path) as hdul:
+            assert hdul[0].header["BADPIX"] == "bad.fits"
+            flagged = (hdul["MASK"].data & MASK_BITS["bad"]) != 0
+        np.testing.assert_array_equal(flagged, bad)
+
+
 def test_the_simulators_injected_defects_are_found_in_its_masters(tmp_path):
     """A simulated raw night of 512² with hot pixels (5e-4), dead pixels (1e-3: a tenth of the
     response) and three bad columns (2 e-/s more over at least half the rows): built into a
