@@ -230,3 +230,22 @@ def test_the_curve_finds_the_full_well_and_leaves_non_linear_pairs_out(tmp_path,
         signal = np.array([p.variance for p in t.pairs[:5]]) - t.read_noise_adu**2
         all_pairs = np.dot(level, level) / np.dot(level, signal)  # with the non-linear pairs
         assert abs(t.gain / truth.gain - 1) < 0.5 * abs(all_pairs / truth.gain - 1)
+
+
+def test_the_simulators_amplifiers_are_measured_from_its_camera_file(tmp_path):
+    """``simulate(..., amplifiers=...)``: two strips of columns of their own gain and read
+    noise, and the camera file of the layout; ``characterize`` with it measures each one (512²,
+    two flat pairs and two biases: 131072 pixels an amplifier)."""
+    truth = [(1.5, 4.0), (3.0, 6.0)]
+    night = simulate(tmp_path / "raw", preset="night", shape=(512, 512), n_bias=2, n_darks=0,
+                     n_flats=4, filters=["R"], amplifiers=truth, seed=8)
+    layout = read_camera(tmp_path / "raw" / "camera.toml")
+    assert [(a.name, a.data, a.gain, a.read_noise) for a in layout.amplifiers] == [
+        ("A1", "[1:256,*]", 1.5, 4.0), ("A2", "[257:512,*]", 3.0, 6.0)]
+    assert "GAIN" not in fits.getheader(night.frames[0])  # no one gain for the frame
+    done = characterize(tmp_path / "raw", camera=tmp_path / "raw" / "camera.toml", cache=False)
+    for (name, t), (gain, noise) in zip(done.amplifiers, truth, strict=True):
+        assert t.gain == pytest.approx(gain, rel=0.01), name
+        assert t.read_noise == pytest.approx(noise, rel=0.02), name
+    with pytest.raises(OptionError, match="without an overscan"):
+        simulate(tmp_path / "other", preset="night", amplifiers=truth, overscan=8)

@@ -59,6 +59,7 @@ class Camera:
     dead_fraction: float = 0.0  # fraction of pixels that are dead (a tenth of the response)
     bad_columns: int = 0  # columns with extra dark current over a stretch of rows
     column_current: float = 2.0  # e-/s of a bad column's extra dark current
+    amplifiers: tuple = ()  # (gain e-/ADU, read noise e-) of each strip of columns, left first
     imagetyp_names: dict = field(default_factory=dict)  # type -> spellings used in turn
 
 
@@ -124,6 +125,15 @@ class _Sensor:
         dark[self.column] += np.float32(camera.column_current)
         self.dark = dark  # e-/s
         self.seed = seed
+        amps = camera.amplifiers or ((camera.gain, camera.read_noise),)
+        self.gain = np.repeat([g for g, _ in amps], self.widths()).astype(np.float32)
+        self.read_noise = np.repeat([r for _, r in amps], self.widths()).astype(np.float32)
+
+    def widths(self) -> list[int]:
+        """Columns of each amplifier's strip (the first ones one wider where they do not
+        divide the width)."""
+        n, nx = max(1, len(self.camera.amplifiers)), self.camera.shape[1]
+        return [nx // n + (k < nx % n) for k in range(n)]
 
     @functools.cached_property
     def scene(self):
@@ -161,9 +171,9 @@ class _Sensor:
             electrons = electrons + self.flat * self.scene
         signal = rng.poisson(electrons).astype(np.float32) if exptime or level else 0.0
         signal = self.response(signal)
-        image = signal + rng.normal(0.0, cam.read_noise, cam.shape).astype(np.float32)
+        image = signal + rng.normal(0.0, 1.0, cam.shape).astype(np.float32) * self.read_noise
         self._cosmic_rays(image, exptime, rng)
-        image /= cam.gain
+        image /= self.gain
         if not cam.calibrated:
             image += self.bias
         return image
@@ -211,18 +221,18 @@ class _Sensor:
         cam = self.camera
         if kind == "light":
             mean = np.float32(np.mean(self.flat))
-            noise = np.sqrt(self.flat * self.scene + self.dark * exptime + cam.read_noise**2)
+            noise = np.sqrt(self.flat * self.scene + self.dark * exptime + self.read_noise**2)
             return (self.scene * mean).astype(np.float32), (noise * mean / self.flat).astype(
                 np.float32)
         electrons = self.dark_at(temperature) * exptime
         if kind == "flat":
             electrons = electrons + self.flat * level
         electrons = self.response(electrons)  # (the noise, of the electrons collected)
-        noise = np.sqrt(electrons + cam.read_noise**2) / cam.gain
-        master = electrons / cam.gain + (0.0 if cam.calibrated else self.bias)
+        noise = np.sqrt(electrons + self.read_noise**2) / self.gain
+        master = electrons / self.gain + (0.0 if cam.calibrated else self.bias)
         if kind == "flat":  # the flat field: bias-free response normalised by its median
             scale = np.median(electrons)
-            master, noise = electrons / scale, noise * cam.gain / scale
+            master, noise = electrons / scale, noise * self.gain / scale
         return master.astype(np.float32), noise.astype(np.float32)
 
 
@@ -258,7 +268,7 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
              n_flats=None, filters=None, n_lights=0, calibrated=None, cosmic_rays=True,
              overscan=0, flat_levels=None, full_well=None, nonlinearity=0.0,
              dark_temperatures=None, dark_coefficient=None, dead_fraction=None,
-             bad_columns=None, seed=0, overwrite=False) -> SimulatedNight:
+             bad_columns=None, amplifiers=None, seed=0, overwrite=False) -> SimulatedNight:
     """Write simulated frames of a camera preset, and their truth, into ``outdir``.
 
     Parameters
@@ -309,6 +319,11 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         Columns with 2 e-/s of extra dark current over half the rows (at least 60) from a row
         of the upper half. The truth files' ``DEFECTS`` extension marks the injected pixels
         with calstack's bits (hot 1, dead 4, column 16; ``HOT`` the hot ones alone).
+    amplifiers : sequence of (float, float), optional
+        A frame read out by several amplifiers: the gain (e-/ADU) and read noise (e-) of each
+        strip of columns, left first; the headers then carry no GAIN or RDNOISE, and
+        ``OUTDIR/camera.toml`` is the camera file of the layout (each amplifier's data
+        section, gain and read noise). Not with ``overscan``.
     cosmic_rays : bool
         Hit the frames with cosmic rays (False: the same frames, pixel for pixel, without them,
         since the hits are drawn after the noise).
@@ -354,6 +369,12 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
     changes["lights"] = {f: int(n_lights) for f in flats} if n_lights else {}
     if flat_levels is not None:
         changes["flat_levels"] = tuple(float(level) for level in flat_levels)
+    if amplifiers is not None:
+        amplifiers = tuple((float(g), float(r)) for g, r in amplifiers)
+        if overscan or any(not g > 0 or not r >= 0 for g, r in amplifiers):
+            raise OptionError(f"amplifiers={amplifiers!r}: give (gain > 0, read noise >= 0) "
+                              "of each, without an overscan")
+        changes["amplifiers"] = amplifiers
     if dead_fraction is not None:
         changes["dead_fraction"] = float(dead_fraction)
     if bad_columns is not None:
@@ -386,8 +407,9 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         name = {"bias": "bias", "dark": dark, "flat": flat, "light": f"light_{filt}"}[kind]
         truths.append((name, outdir / "truth" / f"{name}.fits", kind, exptime, filt, level,
                        temperature))
+    layout = outdir / "camera.toml" if camera.amplifiers else None
     if not overwrite:
-        for path in [j[0] for j in jobs] + [t[1] for t in truths]:
+        for path in [j[0] for j in jobs] + [t[1] for t in truths] + [layout] * bool(layout):
             if path.exists():
                 raise OutputExistsError(f"{path}: exists; pass overwrite=True (--overwrite)")
     (outdir / "truth").mkdir(parents=True, exist_ok=True)
@@ -426,7 +448,22 @@ def simulate(outdir, *, preset="te", shape=None, n_bias=None, n_darks=None, expt
         defects.header["COMMENT"] = "injected defects: 1 hot, 4 dead, 16 column"
         _write(path, master, header, overwrite, extra=(sigma_hdu, hot, defects))
         truth[name] = path
+    if layout is not None:
+        _write_layout(layout, camera, sensor.widths(), overwrite)
     return SimulatedNight(outdir=outdir, frames=frames, truth=truth, camera=camera)
+
+
+def _write_layout(path, camera, widths, overwrite):
+    """The camera file of a simulated camera of several amplifiers (strips of columns)."""
+    import tomli_w
+
+    starts = np.concatenate([[0], np.cumsum(widths)])
+    table = {"name": f"calstack-{camera.name}", "amplifier": [
+        {"name": f"A{k + 1}", "data": f"[{starts[k] + 1}:{starts[k + 1]},*]", "gain": gain,
+         "read_noise": noise} for k, (gain, noise) in enumerate(camera.amplifiers)]}
+    text = "# the simulated camera's amplifiers (calstack simulate)\n" + tomli_w.dumps(table)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
+                 overwrite=overwrite)
 
 
 def _header(camera, kind, exptime, filt, i, when, temperature=None) -> fits.Header:
@@ -436,8 +473,9 @@ def _header(camera, kind, exptime, filt, i, when, temperature=None) -> fits.Head
     header["EXPTIME"] = (exptime, "s")
     if filt is not None:
         header["FILTER"] = filt
-    header["GAIN"] = (camera.gain, "e-/ADU")
-    header["RDNOISE"] = (camera.read_noise, "e-")
+    if not camera.amplifiers:
+        header["GAIN"] = (camera.gain, "e-/ADU")
+        header["RDNOISE"] = (camera.read_noise, "e-")
     header["CCD-TEMP"] = (camera.temperature if temperature is None else temperature, "C")
     header["DATE-OBS"] = when.strftime("%Y-%m-%dT%H:%M:%S")
     header["MJD-OBS"] = (_MJD_EPOCH + (when - _MJD_ZERO).total_seconds() / 86400.0, "from DATE-OBS")
