@@ -169,3 +169,35 @@ def test_reduce_gives_the_cameras_noise_model_to_the_combines_and_the_calibratio
     lights = sorted((out / "calibrated").iterdir())
     assert len(lights) == 2  # one per filter
     assert [fits.getval(light, "GAINCOR") for light in lights] == [1.25, 1.25]
+
+
+def test_combine_and_masters_take_the_camera_files_gain_and_read_noise(tmp_path, capsys):
+    from conftest import frame
+
+    from calstack.cli import main
+
+    night = tmp_path / "night"
+    night.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(4):  # no GAIN or RDNOISE in the headers: ccdclip needs the camera file's
+        frame(night / f"d{i}.fits", data=rng.normal(100, 3, (8, 8)).astype(np.float32),
+              IMAGETYP="DARK", EXPTIME=10.0)
+    camera = _write(tmp_path, "gain = 2.0\nread_noise = 5.0\n")
+    argv = ["--imagetyp", "dark", "--rejection", "ccdclip", "--no-cache", "-q"]
+    assert main(["combine", str(night), "-o", str(tmp_path / "none"), *argv]) == 1
+    assert "gain" in capsys.readouterr().err
+    assert main(["combine", str(night), "-o", str(tmp_path / "c"), "--camera", str(camera),
+                 *argv]) == 0
+    header = fits.getheader(tmp_path / "c" / "combined_dark_10.000.fit")
+    assert (header["CMBGAIN"], header["CMBRDNS"]) == (2.0, 5.0)
+    assert main(["combine", str(night), "-o", str(tmp_path / "g"), "--camera", str(camera),
+                 "--gain", "3", *argv]) == 0  # an option given wins
+    assert fits.getheader(tmp_path / "g" / "combined_dark_10.000.fit")["CMBGAIN"] == 3.0
+    assert main(["masters", str(night), "-o", str(tmp_path / "m"), "--camera", str(camera),
+                 "--rejection", "ccdclip", "--no-cache", "-q"]) == 0
+    assert fits.getheader(tmp_path / "m" / "combined_dark_10.000.fit")["CMBGAIN"] == 2.0
+    two = _write(tmp_path, '[[amplifier]]\ndata = "[1:4,*]"\ngain = 1.0\nread_noise = 4.0\n'
+                 '[[amplifier]]\ndata = "[5:8,*]"\ngain = 2.0\nread_noise = 4.0\n', "two.toml")
+    assert main(["combine", str(night), "-o", str(tmp_path / "t"), "--camera", str(two),
+                 *argv]) == 1
+    assert "2 amplifiers have gains or read noises of their own" in capsys.readouterr().err

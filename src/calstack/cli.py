@@ -119,8 +119,14 @@ def _add_combine_options(p, recipe=False, without=()):
                            f"(default {'5 5' if recipe else '3 3'})")
 
 
+def _add_camera_noise_option(p):
+    """--camera of the jobs that only combine (combine, masters): the noise model's numbers."""
+    p.add_argument("--camera", metavar="CAMERA.toml", help="camera file (calstack characterize): "
+                   "its gain and read noise where --gain/--read-noise are not given")
+
+
 def _add_setup_options(p):
-    """Options of the jobs that group frames by camera setup (combine, masters)."""
+    """Options of the jobs that group frames by camera setup (combine, masters, reduce)."""
     p.add_argument("--allow-mixed", action="append", default=[], metavar="KEY",
                    help="combine frames whose setup keyword KEY differs (e.g. ccd-temp); by "
                    "default frames are grouped by their camera setup (repeatable)")
@@ -262,6 +268,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", action="append", type=_key_value, default=[], metavar="KEY=TOL",
                    help="grouping tolerance of a numeric key")
     _add_combine_options(p)
+    _add_camera_noise_option(p)
     p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
     p.add_argument("--template", help="output name, e.g. 'combined_dark_{exptime:6.3f}.fit' "
                    "(default combined_{imagetyp}_{key:.3f}.fit, setup keys that differ as "
@@ -283,6 +290,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subtract-dark", action="store_true",
                    help="subtract the master dark, scaled by exposure time, from flats")
     _add_combine_options(p, recipe=True, without=("bias", "dark"))
+    _add_camera_noise_option(p)
     p.add_argument("-o", "--output-dir", default=".", metavar="OUT")
     p.add_argument("--template", help="output name; {imagetyp} is bias, dark, flatdark or flat")
     _add_setup_options(p)
@@ -627,9 +635,31 @@ def _preload_kernel(options) -> None:
     threading.Thread(target=load, name="calstack-preload", daemon=True).start()
 
 
+def _camera_noise(args, options) -> dict:
+    """``options`` with the camera file's gain and read noise where they are not given (the
+    noise model of ccdclip and of the uncertainty: combine, masters)."""
+    if args.camera is None:
+        return options
+    from .options import OPTIONS
+    from .processing.camera import camera_defaults, read_camera
+
+    camera = read_camera(args.camera)
+    given = camera_defaults(camera, **{  # the options' defaults (the header keywords) yield
+        key: None if options.get(key) == OPTIONS[key].default else options.get(key)
+        for key in ("gain", "read_noise")})
+    if len(camera.amplifiers) > 1 and (given["gain"] is None or given["read_noise"] is None):
+        raise CalstackError(f"--camera {args.camera}: its {len(camera.amplifiers)} amplifiers "
+                            "have gains or read noises of their own, and a combine takes one; "
+                            "give --gain and --read-noise, or calibrate the frames with "
+                            "calstack reduce or calibrate, which read each amplifier's")
+    return {**options, **{key: given[key] for key in ("gain", "read_noise")
+                          if given[key] is not None}}
+
+
 def _cmd_combine(args):
+    options = _camera_noise(args, _combine_options(args))
     if args.scheduler is None:  # on a cluster the workers load the kernel
-        _preload_kernel(_combine_options(args))
+        _preload_kernel(options)
     from .pipeline.groups import combine_groups
 
     select = dict(args.select)
@@ -643,7 +673,7 @@ def _cmd_combine(args):
         template=args.template, overwrite=args.overwrite, progress=progress, client=client,
         allow_mixed=args.allow_mixed, split_extensions=args.split_extensions,
         also_writes=[args.report] if args.report else (), on_master=args.written.append,
-        strict=args.strict, previous=args.previous, **_combine_options(args)))
+        strict=args.strict, previous=args.previous, **options))
     return 0
 
 
@@ -662,6 +692,7 @@ def _cmd_masters(args):
     from .pipeline.night import build_night, summary_table
 
     keys, keywords, options = _night_options(args)
+    options = _camera_noise(args, options)
     stat_section = options.pop("stat_section")
     if args.scheduler is None:
         _preload_kernel(options)
