@@ -41,7 +41,8 @@ def test_a_camera_file_is_read_and_its_amplifier_wins(tmp_path):
     assert camera.amplifiers == (Amplifier("only", "[1:48,*]", "BIASSECX", 1.2),)
     assert camera_defaults(camera) == dict(gain=1.2, read_noise="RONOISE", saturation=1550.0,
                                            overscan="BIASSECX", trim="[1:48,*]",
-                                           dark_coefficient=None, amplifiers=())
+                                           dark_coefficient=None, amplifiers=(),
+                                           extensions={})
     with_coefficient = read_camera(_write(tmp_path, "dark_coefficient = 0.12\n", "d.toml"))
     assert camera_defaults(with_coefficient)["dark_coefficient"] == 0.12
     assert camera_defaults(with_coefficient, dark_coefficient=0.2)["dark_coefficient"] == 0.2

@@ -11,6 +11,7 @@ from PIL import Image
 
 from calstack.cli import main
 from calstack.errors import OptionError
+from calstack.pipeline.calibrate import calibrate
 from calstack.pipeline.characterize import characterize
 from calstack.processing.camera import read_camera
 from calstack.processing.ptc import FlatPair, flat_pair, photon_transfer
@@ -249,3 +250,61 @@ def test_the_simulators_amplifiers_are_measured_from_its_camera_file(tmp_path):
         assert t.read_noise == pytest.approx(noise, rel=0.02), name
     with pytest.raises(OptionError, match="without an overscan"):
         simulate(tmp_path / "other", preset="night", amplifiers=truth, overscan=8)
+
+
+def _mef(path, rng, electrons, imagetyp, exptime=1.0, amps=((1.5, 4.0), (3.0, 6.0))):
+    """A frame of one amplifier per extension (CCD1, CCD2: their own gain and read noise, a
+    bias of 1000 ADU), 200x150 each, no GAIN or RDNOISE in the headers."""
+    hdus = [fits.PrimaryHDU(header=fits.Header({"IMAGETYP": imagetyp, "EXPTIME": exptime,
+                                                "FILTER": "V"}))]
+    for k, (gain, noise) in enumerate(amps, start=1):
+        signal = rng.poisson(electrons, (200, 150)) + rng.normal(0, noise, (200, 150))
+        hdus.append(fits.ImageHDU((1000 + signal / gain).astype(np.float32), name=f"CCD{k}"))
+    fits.HDUList(hdus).writeto(path)
+
+
+def test_each_extension_of_multi_extension_frames_is_measured_and_calibrated_by_its_own(
+        tmp_path):
+    """One amplifier per extension: each extension's photon transfer on its own, the camera
+    file's [[extension]] tables, which calibrate reads by EXTNAME."""
+    rng = np.random.default_rng(9)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(2):
+        _mef(raw / f"bias{i}.fits", rng, 0, "BIAS", 0.0)
+    for i in range(4):
+        _mef(raw / f"flat{i}.fits", rng, 20000, "FLAT")
+    done = characterize(raw, output=tmp_path / "camera.toml", cache=False)
+    assert [name for name, _ in done.amplifiers] == ["CCD1", "CCD2"]
+    for (_, t), gain, noise in zip(done.amplifiers, (1.5, 3.0), (4.0, 6.0), strict=True):
+        assert t.gain == pytest.approx(gain, rel=0.015)
+        assert t.read_noise == pytest.approx(noise, rel=0.03)
+    camera = read_camera(done.camera_file)
+    assert [(e.name, e.gain) for e in camera.extensions] == [
+        (name, round(t.gain, 5)) for name, t in done.amplifiers]
+    # a science frame of 5000 e- calibrated with a bias of each extension: 5000 e- in both
+    masters = tmp_path / "masters"
+    masters.mkdir()
+    hdus = [fits.PrimaryHDU(header=fits.Header({"IMAGETYP": "BIAS", "COMBINED": True,
+                                                "EXPTIME": 0.0}))]
+    hdus += [fits.ImageHDU(np.full((200, 150), 1000, np.float32), name=f"CCD{k}")
+             for k in (1, 2)]
+    fits.HDUList(hdus).writeto(masters / "bias.fits")
+    science = tmp_path / "science"
+    science.mkdir()
+    _mef(science / "light.fits", rng, 5000, "LIGHT", 10.0)
+    (frame,) = calibrate(science, masters, tmp_path / "out", cache=False,
+                         camera=done.camera_file, allow_missing=["dark", "flat"])
+    with fits.open(frame.path) as hdul:
+        for name in ("CCD1", "CCD2"):
+            assert np.median(hdul[name].data) == pytest.approx(5000, rel=0.02), name
+    with pytest.raises(OptionError, match="both \\[\\[amplifier\\]\\] and \\[\\[extension\\]\\]"):
+        read_camera(_write_text(tmp_path / "both.toml", '[[amplifier]]\ndata = "[1:2,*]"\n'
+                                '[[extension]]\nname = "CCD1"\n'))
+    with pytest.raises(OptionError, match="extension 1 has no 'name'"):
+        read_camera(_write_text(tmp_path / "noname.toml", "[[extension]]\ngain = 2\n"))
+
+
+def _write_text(path, text):
+    path.write_text(text)
+    return path

@@ -296,8 +296,10 @@ class _Image:
 
     def __init__(self, row, masters, cache, *, tolerances, allow_missing, gain, read_noise,
                  saturation, electrons, processing, bad_pixels=None, dark_scale="exposure",
-                 dark_coefficient=None):
+                 dark_coefficient=None, extensions=None):
         self.source = str(row["path"])
+        gain, read_noise = (extensions or {}).get(str(row.get("extname") or "").upper(),
+                                                  (gain, read_noise))  # the camera file's
         self.frame = open_frame((self.source, int(row["hdu"]), row.get("identity")))
         self.planes = {}
         try:
@@ -523,7 +525,7 @@ def _calibrate_file(rows, masters, output, *, band_rows, cosmic_rays, overwrite,
 
 
 def plan_outputs(index, output_dir, *, template="{name}", overwrite=False, gain=None,
-                 read_noise=None, amplifiers=()) -> tuple[list, list]:
+                 read_noise=None, amplifiers=(), extensions=None) -> tuple[list, list]:
     """The science frames of ``index`` grouped by file, and each file's output, once every
     check that needs no master has passed (:func:`calibrate` runs it first, ``calstack
     reduce`` before it builds any master).
@@ -539,6 +541,8 @@ def plan_outputs(index, output_dir, *, template="{name}", overwrite=False, gain=
     amplifiers : sequence of Amplifier
         The camera file's amplifiers: with several, each frame's gain and read noise are
         checked when it is opened, with its amplifier sections; else here.
+    extensions : dict, optional
+        EXTNAME (upper case) to the camera file's ``(gain, read_noise)`` of that extension.
 
     Returns
     -------
@@ -575,7 +579,8 @@ def plan_outputs(index, output_dir, *, template="{name}", overwrite=False, gain=
     for row in rows if len(amplifiers) < 2 else ():  # (several: checked with their sections)
         frame = open_frame((str(row["path"]), int(row["hdu"]), row.get("identity")))
         try:
-            noise_model(frame.header(), gain, read_noise, str(row["path"]))
+            noise_model(frame.header(), *(extensions or {}).get(
+                str(row.get("extname") or "").upper(), (gain, read_noise)), str(row["path"]))
         finally:
             frame.close()
     return files, targets
@@ -642,7 +647,8 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     camera : str, os.PathLike or Camera, optional
         A camera file (:mod:`calstack.processing.camera`): its gain, read noise, saturation and
         its amplifiers' overscan and data sections stand in for ``gain``, ``read_noise``,
-        ``saturation``, ``overscan`` and ``trim`` where those are not given.
+        ``saturation``, ``overscan`` and ``trim`` where those are not given; its
+        ``[[extension]]`` numbers for the extension of that EXTNAME of a multi-extension frame.
     dark_scale : {'exposure', 'optimize'}
         How a master dark is scaled to a frame: by the exposure times (the rule of
         :mod:`~calstack.pipeline.selection`), or by the factor that minimises the frame's
@@ -684,7 +690,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
         frames, recursive=recursive, cache=cache, keywords=INDEX_KEYWORDS)
     files, targets = plan_outputs(index, output_dir, template=template, overwrite=overwrite,
                                   gain=gain, read_noise=read_noise,
-                                  amplifiers=given["amplifiers"])
+                                  amplifiers=given["amplifiers"], extensions=given["extensions"])
     rows = [row for extensions in files for row in extensions]
     masters = masters_in(ImageIndex(masters_dir, keywords=INDEX_KEYWORDS, cache=cache))
     workers = 1 if client is not None else max(1, min(workers or os.cpu_count() or 1,
@@ -705,6 +711,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
                    read_noise=read_noise, saturation=saturation, electrons=electrons,
                    cosmic_rays=cosmic_rays, band_rows=band_rows, overwrite=overwrite,
                    dark_scale=dark_scale, dark_coefficient=given["dark_coefficient"],
+                   extensions=given["extensions"],
                    processing=dict(overscan=overscan, trim=trim, amplifiers=given["amplifiers"],
                                    **(overscan_fit or {})),
                    bad_pixels=None if bad_pixels is None else (bad_pixels, _mask(bad_pixels)))

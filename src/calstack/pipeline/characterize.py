@@ -196,6 +196,76 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
     index = frames if isinstance(frames, ImageIndex) else ImageIndex(
         frames, recursive=recursive, cache=cache, keywords=DEFAULT_KEYWORDS)
     rows = [r for r in index.rows() if not r["error"] and not r["master"]]
+    units = _extensions(rows)
+    frames_of = {unit: _frames_of(unit_rows, index) for unit, unit_rows in units.items()}
+    if output is not None and Path(output).exists() and not overwrite:
+        raise OptionError(f"{output}: exists; pass --overwrite to replace it")
+    camera = None if camera is None else (
+        camera if isinstance(camera, Camera) else read_camera(camera))
+    amplifiers = () if camera is None else camera_defaults(camera)["amplifiers"]
+    if saturation is None and camera is not None:
+        saturation = camera.saturation
+    if len(amplifiers) > 1 and (len(units) > 1 or str(trim).lower() != AUTO):
+        raise OptionError(f"--camera {camera.source}, whose {len(amplifiers)} amplifiers have "
+                          "their own data sections, is for single-image frames, without --trim")
+    processing = dict(overscan=overscan, trim=trim, saturation=saturation)
+    names = [a.name for a in amplifiers] if len(amplifiers) > 1 else [None]
+    measured, full = [], []  # each amplifier's transfer; its raw level where it saturates
+    for unit, (biases, pairs, _) in frames_of.items():
+        bias_parts = [_load(r, processing, amplifiers) for r in biases[:2]]
+        flat_parts = [[_load(r, processing, amplifiers) for r in pair] for pair in pairs]
+        for k, name in enumerate(names):
+            name = unit if name is None else name
+            (b1, _), (b2, _) = (parts[k] for parts in bias_parts)
+            read_variance, bias_level = difference_variance(b1, b2)
+            flat = [flat_pair(a[k][0], b[k][0], bias_level=bias_level,
+                              read_variance=read_variance,
+                              names=(str(first["path"]), str(second["path"])),
+                              exptime=first.get("exptime"), saturation=a[k][1])
+                    for (a, b), (first, second) in zip(flat_parts, pairs, strict=True)]
+            try:
+                transfer = photon_transfer(flat, float(np.sqrt(read_variance)))
+            except ValueError as exc:
+                where = "" if name is None else f"{name}: "
+                raise OptionError(f"{where}{exc}: add flats at a level below saturation") \
+                    from None
+            measured.append((name, transfer))
+            if transfer.saturation is not None:
+                full.append(bias_level + transfer.saturation)
+    if saturation is None and full and str(overscan).lower() == "none":  # as raw ADU (the
+        # biases' level with it), the lowest amplifier's
+        saturation = float(np.floor(min(full)))
+    biases, _, darks = next(iter(frames_of.values()))
+    rates = ()
+    if len(measured) == 1:  # (one amplifier: the biases of the last and only unit)
+        rates = _dark_rates(darks, (bias_parts[0][0][0] + bias_parts[1][0][0]) / 2,
+                            measured[0][1].gain, processing)
+    coefficient = _dark_coefficient(rates)
+    written = None
+    if output is not None:
+        written = _write_camera(output, measured, camera, saturation, overwrite, coefficient,
+                                per_extension=len(units) > 1)
+    return Characterized(tuple(measured), (str(biases[0]["path"]), str(biases[1]["path"])),
+                         written, coefficient, rates)
+
+
+def _extensions(rows) -> dict:
+    """The rows of each extension (by EXTNAME, else HDU number) of multi-extension frames, one
+    amplifier each; ``{None: rows}`` for single-image frames."""
+    per_file = {}
+    for row in rows:
+        per_file.setdefault(row["path"], []).append(row)
+    if all(len(hdus) == 1 for hdus in per_file.values()):
+        return {None: rows}
+    units = {}
+    for row in rows:
+        units.setdefault(str(row.get("extname") or f"HDU{row['hdu']}"), []).append(row)
+    return units
+
+
+def _frames_of(rows, index) -> tuple[list, list, list]:
+    """The biases, flat pairs (by filter and exposure, in file order) and darks of one
+    extension's rows, once they are of one camera setup."""
     biases = [r for r in rows if kind_of(r.get("imagetyp")) == "bias"]
     flats = [r for r in rows if kind_of(r.get("imagetyp")) == "flat"]
     if biases + flats:
@@ -211,50 +281,9 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
         raise OptionError(f"no two flats of one filter and exposure time in "
                           f"{', '.join(index.locations)}: the gain needs a pair; add flats")
     darks = [r for r in rows if kind_of(r.get("imagetyp")) == "dark"]
-    if darks and biases:
+    if darks:
         _check_one_setup([biases[0], *darks], ignore=_TEMPERATURE_KEYS)
-    if output is not None and Path(output).exists() and not overwrite:
-        raise OptionError(f"{output}: exists; pass --overwrite to replace it")
-    camera = None if camera is None else (
-        camera if isinstance(camera, Camera) else read_camera(camera))
-    amplifiers = () if camera is None else camera_defaults(camera)["amplifiers"]
-    if saturation is None and camera is not None:
-        saturation = camera.saturation
-    if len(amplifiers) > 1 and str(trim).lower() != AUTO:
-        raise OptionError(f"--trim with --camera {camera.source}, whose {len(amplifiers)} "
-                          "amplifiers have their own data sections: give one or the other")
-    processing = dict(overscan=overscan, trim=trim, saturation=saturation)
-    bias_parts = [_load(r, processing, amplifiers) for r in biases[:2]]
-    flat_parts = [[_load(r, processing, amplifiers) for r in pair] for pair in pairs]
-    names = [a.name for a in amplifiers] if len(amplifiers) > 1 else [None]
-    measured, full = [], []  # each amplifier's transfer; its raw level where it saturates
-    for k, name in enumerate(names):
-        (b1, _), (b2, _) = (parts[k] for parts in bias_parts)
-        read_variance, bias_level = difference_variance(b1, b2)
-        flat = [flat_pair(a[k][0], b[k][0], bias_level=bias_level, read_variance=read_variance,
-                          names=(str(first["path"]), str(second["path"])),
-                          exptime=first.get("exptime"), saturation=a[k][1])
-                for (a, b), (first, second) in zip(flat_parts, pairs, strict=True)]
-        try:
-            transfer = photon_transfer(flat, float(np.sqrt(read_variance)))
-        except ValueError as exc:
-            where = "" if name is None else f"amplifier {name}: "
-            raise OptionError(f"{where}{exc}: add flats at a level below saturation") from None
-        measured.append((name, transfer))
-        if transfer.saturation is not None:
-            full.append(bias_level + transfer.saturation)
-    if saturation is None and full and str(overscan).lower() == "none":  # as raw ADU (the
-        # biases' level with it), the lowest amplifier's
-        saturation = float(np.floor(min(full)))
-    gain = float(np.mean([t.gain for _, t in measured]))
-    rates = _dark_rates(darks, (bias_parts[0][0][0] + bias_parts[1][0][0]) / 2, gain,
-                        processing) if len(names) == 1 else ()
-    coefficient = _dark_coefficient(rates)
-    written = None
-    if output is not None:
-        written = _write_camera(output, measured, camera, saturation, overwrite, coefficient)
-    return Characterized(tuple(measured), (str(biases[0]["path"]), str(biases[1]["path"])),
-                         written, coefficient, rates)
+    return biases, pairs, darks
 
 
 #: The sensor's temperature keys, by which darks of a temperature series differ.
@@ -289,12 +318,17 @@ def _dark_coefficient(rates) -> float | None:
     return float(np.polyfit(t, np.log(r), 1)[0])
 
 
-def _write_camera(path, measured, camera, saturation, overwrite, coefficient=None) -> Path:
-    """The camera file: the gain and read noise measured, or, for a camera of several
-    amplifiers, its layout with each amplifier's; the dark coefficient where measured."""
+def _write_camera(path, measured, camera, saturation, overwrite, coefficient=None, *,
+                  per_extension=False) -> Path:
+    """The camera file: the gain and read noise measured; for a camera of several amplifiers
+    its layout with each amplifier's, or each extension's (``[[extension]]``); the dark
+    coefficient where measured."""
     import tomli_w
 
-    if len(measured) == 1:
+    if per_extension:
+        table = {"extension": [{"name": name, "gain": round(t.gain, 5),
+                                "read_noise": round(t.read_noise, 4)} for name, t in measured]}
+    elif len(measured) == 1:
         transfer = measured[0][1]
         table = {"gain": round(transfer.gain, 5), "read_noise": round(transfer.read_noise, 4)}
     else:

@@ -197,7 +197,8 @@ def reduce_night(index, output_dir, *, tolerances=None, overwrite=False, mem_lim
             master_options[name] = given[name]
     plan_outputs(index, output_dir / "calibrated", template=options.get("template", "{name}"),
                  overwrite=overwrite, gain=given["gain"], read_noise=given["read_noise"],
-                 amplifiers=given["amplifiers"])  # before any master is built
+                 amplifiers=given["amplifiers"],
+                 extensions=given["extensions"])  # before any master is built
     rows = [row for row in index.rows() if not row.get("master") and not row.get("error")]
     science = [kind_of(row.get("imagetyp")) == "light" for row in rows]
     calibration = [row for row, s in zip(rows, science, strict=True) if not s]

@@ -22,6 +22,16 @@ amplifiers on a single-HDU frame read out by several of them.
     overscan = "[1057:1088,1:2048]"
     gain = 1.53
 
+A camera of one amplifier per extension of a multi-extension frame names each extension
+(EXTNAME) with its own numbers instead:
+
+.. code-block:: toml
+
+    [[extension]]
+    name = "CCD1"
+    gain = 1.51
+    read_noise = 4.1
+
 A section may instead name the header keyword that holds it (``data = "DATASECA"``), and a
 number the keyword that holds it (``gain = "GAINA"``). Without ``detector`` the amplifiers'
 data sections are packed as they lie on the frame (the overscan between them left out); with
@@ -45,7 +55,9 @@ from ..errors import OptionError, unknown_option
 
 __all__ = ["Amplifier", "Camera", "camera_defaults", "read_camera"]
 
-_TOP = ("name", "gain", "read_noise", "saturation", "dark_coefficient", "amplifier")
+_TOP = ("name", "gain", "read_noise", "saturation", "dark_coefficient", "amplifier",
+        "extension")
+_EXTENSION = ("name", "gain", "read_noise")
 _AMPLIFIER = ("name", "data", "overscan", "gain", "read_noise", "detector")
 
 
@@ -73,6 +85,7 @@ class Camera:
     saturation: float | str | None = None
     amplifiers: tuple[Amplifier, ...] = field(default_factory=tuple)
     dark_coefficient: float | None = None
+    extensions: tuple[Amplifier, ...] = field(default_factory=tuple)  # by EXTNAME: numbers
 
 
 def _number(value, where, key, *, positive=False):
@@ -149,6 +162,21 @@ def read_camera(path) -> Camera:
     if parsed and any(a.detector for a in parsed) and not all(a.detector for a in parsed):
         raise OptionError(f"{source}: 'detector' given for some amplifiers only; give it for "
                           "every amplifier or none")
+    extensions = table.get("extension", [])
+    if not isinstance(extensions, list) or not all(isinstance(e, dict) for e in extensions):
+        raise OptionError(f"{source}: 'extension' must be a list of tables ([[extension]])")
+    named = []
+    for number, ext in enumerate(extensions, start=1):
+        where = f"{source}: extension {number}"
+        _check_keys(ext, _EXTENSION, where)
+        if not isinstance(ext.get("name"), str) or not ext["name"].strip():
+            raise OptionError(f"{where} has no 'name' (its EXTNAME); give each extension's")
+        named.append(Amplifier(ext["name"].strip(),
+                               gain=_number(ext.get("gain"), where, "gain", positive=True),
+                               read_noise=_number(ext.get("read_noise"), where, "read_noise")))
+    if parsed and named:
+        raise OptionError(f"{source}: both [[amplifier]] and [[extension]]: a camera is read "
+                          "out by amplifiers of one image or by one per extension; give one")
     coefficient = table.get("dark_coefficient")
     if coefficient is not None and isinstance(coefficient, str):
         raise OptionError(f"{source}: dark_coefficient = {coefficient!r} is not a number (per "
@@ -157,15 +185,16 @@ def read_camera(path) -> Camera:
                   _number(table.get("gain"), source, "gain", positive=True),
                   _number(table.get("read_noise"), source, "read_noise"),
                   _number(table.get("saturation"), source, "saturation"), tuple(parsed),
-                  _number(coefficient, source, "dark_coefficient"))
+                  _number(coefficient, source, "dark_coefficient"), tuple(named))
 
 
 def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, overscan="auto",
                     trim="auto", dark_coefficient=None) -> dict:
     """The options a camera file gives where they are not given (None, or ``'auto'`` for the
     sections): ``gain``, ``read_noise``, ``saturation``, ``overscan``, ``trim``,
-    ``dark_coefficient``, and ``amplifiers``, the layout of a frame read out by several
-    amplifiers (empty for one).
+    ``dark_coefficient``, ``amplifiers``, the layout of a frame read out by several
+    amplifiers (empty for one), and ``extensions``, EXTNAME to ``(gain, read_noise)`` of a
+    camera of one amplifier per extension (empty without).
 
     An amplifier's own value wins over the camera's; given options win over both. With several
     amplifiers each of ``amplifiers`` has its gain and read noise so resolved, and ``gain`` and
@@ -183,7 +212,7 @@ def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, over
         sections are the camera file's.
     """
     options = dict(gain=gain, read_noise=read_noise, saturation=saturation, overscan=overscan,
-                   trim=trim, dark_coefficient=dark_coefficient, amplifiers=())
+                   trim=trim, dark_coefficient=dark_coefficient, amplifiers=(), extensions={})
     if camera is None:
         return options
     if not isinstance(camera, Camera):
@@ -192,6 +221,10 @@ def camera_defaults(camera, *, gain=None, read_noise=None, saturation=None, over
         options["saturation"] = camera.saturation
     if options["dark_coefficient"] is None:
         options["dark_coefficient"] = camera.dark_coefficient
+    options["extensions"] = {ext.name.upper(): (_first(gain, ext.gain, camera.gain),
+                                                _first(read_noise, ext.read_noise,
+                                                       camera.read_noise))
+                             for ext in camera.extensions}
     if len(camera.amplifiers) > 1:
         given = [key for key in ("overscan", "trim") if str(options[key]).lower() != "auto"]
         if given:
