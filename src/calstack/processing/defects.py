@@ -67,15 +67,19 @@ def _residual(image, size):
     return data - ndimage.median_filter(data, size=size), missing
 
 
-def _columns(residual, sigma, length, nsigma):
+def _columns(residual, sigma, length, nsigma, edge):
     """Pixels of column stretches whose running median (``length`` rows) departs from 0 by
     more than ``nsigma`` times its noise, each stretch grown by :data:`_GROW` rows at its ends
-    (where the centred window is half in the stretch, the running median is borderline)."""
+    (where the centred window is half in the stretch, the running median is borderline); the
+    ``edge`` columns at each side, which have neighbours on one side only (their moving median
+    cannot follow a gradient there), are not judged."""
     length = min(length, residual.shape[0])
     if length < 3:
         return np.zeros(residual.shape, bool)
     running = ndimage.median_filter(residual / sigma, size=(length, 1), mode="reflect")
     found = np.abs(running) > nsigma * _MEDIAN_NOISE / math.sqrt(length)
+    if edge:
+        found[:, :edge] = found[:, -edge:] = False
     return ndimage.binary_dilation(found, structure=np.ones((2 * _GROW + 1, 1), bool))
 
 
@@ -128,7 +132,8 @@ def dark_defects(dark, *, exposure, gain, hot_current=5.0, warm_sigma=5.0, colum
     mask[hot] |= DEFECT_BITS["hot"]
     mask[significant & ~hot] |= DEFECT_BITS["warm"]
     if sigma > 0:
-        mask[_columns(residual, sigma, int(column_length), column_sigma)] |= DEFECT_BITS["column"]
+        mask[_columns(residual, sigma, int(column_length), column_sigma, size // 2)] |= \
+            DEFECT_BITS["column"]
     if saturation is not None:
         with np.errstate(invalid="ignore"):
             mask[np.asarray(dark) >= saturation] |= DEFECT_BITS["saturated"]
@@ -175,7 +180,7 @@ def flat_defects(flat, *, lsigma=9.0, dead_fraction=0.5, column_sigma=5.0, colum
     mask[cold & ~dead] |= DEFECT_BITS["low_qe"]
     spread = _robust_std(residual)  # ccdmask's "sigma" is half of it (69.1 - 30.9: +-0.5 sigma)
     if spread > 0:
-        mask[_columns(residual, spread, int(column_length), column_sigma)] |= \
+        mask[_columns(residual, spread, int(column_length), column_sigma, ncmed // 2)] |= \
             DEFECT_BITS["column"]
     mask[missing] |= DEFECT_BITS["saturated"]
     return mask
