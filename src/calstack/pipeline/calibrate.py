@@ -298,8 +298,7 @@ class _Image:
                  saturation, electrons, processing, bad_pixels=None, dark_scale="exposure",
                  dark_coefficient=None, extensions=None):
         self.source = str(row["path"])
-        gain, read_noise = (extensions or {}).get(str(row.get("extname") or "").upper(),
-                                                  (gain, read_noise))  # the camera file's
+        gain, read_noise = _extension_noise(row, extensions, gain, read_noise)
         self.frame = open_frame((self.source, int(row["hdu"]), row.get("identity")))
         self.planes = {}
         try:
@@ -524,6 +523,12 @@ def _calibrate_file(rows, masters, output, *, band_rows, cosmic_rays, overwrite,
                            tuple((a.name, a.gain, a.read_noise) for a in several))
 
 
+def _extension_noise(row, extensions, gain, read_noise) -> tuple:
+    """The gain and read noise of a frame's image HDU: the camera file's for its EXTNAME
+    (``extensions``: upper-case EXTNAME to ``(gain, read_noise)``), else those given."""
+    return (extensions or {}).get(str(row.get("extname") or "").upper(), (gain, read_noise))
+
+
 def plan_outputs(index, output_dir, *, template="{name}", overwrite=False, gain=None,
                  read_noise=None, amplifiers=(), extensions=None) -> tuple[list, list]:
     """The science frames of ``index`` grouped by file, and each file's output, once every
@@ -569,7 +574,7 @@ def plan_outputs(index, output_dir, *, template="{name}", overwrite=False, gain=
     for row in rows:
         files.setdefault(str(row["path"]), []).append(row)
     files = list(files.values())
-    targets = [folder / _name(template, extensions[0]) for extensions in files]
+    targets = [folder / _name(template, hdus[0]) for hdus in files]
     if len(set(targets)) < len(targets):
         raise OptionError(f"template {template!r} gives two frames one name; add {{stem}}")
     check_targets(template, targets, folder, index)
@@ -579,8 +584,8 @@ def plan_outputs(index, output_dir, *, template="{name}", overwrite=False, gain=
     for row in rows if len(amplifiers) < 2 else ():  # (several: checked with their sections)
         frame = open_frame((str(row["path"]), int(row["hdu"]), row.get("identity")))
         try:
-            noise_model(frame.header(), *(extensions or {}).get(
-                str(row.get("extname") or "").upper(), (gain, read_noise)), str(row["path"]))
+            noise_model(frame.header(), *_extension_noise(row, extensions, gain, read_noise),
+                        str(row["path"]))
         finally:
             frame.close()
     return files, targets
@@ -691,7 +696,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
     files, targets = plan_outputs(index, output_dir, template=template, overwrite=overwrite,
                                   gain=gain, read_noise=read_noise,
                                   amplifiers=given["amplifiers"], extensions=given["extensions"])
-    rows = [row for extensions in files for row in extensions]
+    rows = [row for hdus in files for row in hdus]
     masters = masters_in(ImageIndex(masters_dir, keywords=INDEX_KEYWORDS, cache=cache))
     workers = 1 if client is not None else max(1, min(workers or os.cpu_count() or 1,
                                                         len(files)))
@@ -715,8 +720,7 @@ def calibrate(frames, masters_dir, output_dir, *, template="{name}", recursive=F
                    processing=dict(overscan=overscan, trim=trim, amplifiers=given["amplifiers"],
                                    **(overscan_fit or {})),
                    bad_pixels=None if bad_pixels is None else (bad_pixels, _mask(bad_pixels)))
-    items = [(extensions, masters, target) for extensions, target in zip(files, targets,
-                                                                         strict=True)]
+    items = [(hdus, masters, target) for hdus, target in zip(files, targets, strict=True)]
     if client is not None:
         return run_tasks(client, _calibrate_task, items, shared=options, on_result=on_frame,
                          budget=limit // 2)

@@ -1,15 +1,16 @@
 """``calstack characterize FRAMES``: the camera's gain and read noise measured from its frames
-(:mod:`calstack.processing.ptc`), written as a camera file that ``calibrate`` and ``reduce``
-take (``--camera``).
+(:mod:`calstack.processing.ptc`), written as a camera file that ``combine``, ``masters``,
+``calibrate`` and ``reduce`` take (``--camera``).
 
 The flats are paired by setup, filter and exposure time (in file order: the 1st with the 2nd,
 the 3rd with the 4th...), the first two biases of that setup give the bias level and the read
 noise. Darks at two or more CCD-TEMP give the dark current's temperature coefficient: each
 dark's median less the biases' mean, over its exposure, in e-/s, per temperature; the slope of
 its logarithm against temperature. Raw frames are trimmed first (TRIMSEC, else DATASEC, or
-the option) but by default not overscan-subtracted: a difference cancels the bias and a frame's offset, while a per-line
-overscan would add its own noise to it (the read variance over the number of overscan columns:
-+3 % on the read noise with 16).
+the option) but by default not overscan-subtracted: a difference cancels the bias and a
+frame's offset, while a per-line overscan would add its own noise to it (the read variance
+over the number of overscan columns: +3 % on the read noise with 16). Each amplifier of a
+camera file's layout, and each extension of multi-extension frames, is measured on its own.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Characterized:
     """What ``characterize`` measured, from which biases, and the camera file written.
 
     ``amplifiers`` holds ``(name, PhotonTransfer)`` of each amplifier of a camera file's
-    layout, in its order (one pair ``(None, transfer)`` for a frame of one amplifier).
+    layout, in its order, or of each extension (EXTNAME) of multi-extension frames; one pair
+    ``(None, transfer)`` for frames of one amplifier.
     """
 
     amplifiers: tuple

@@ -214,7 +214,7 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
     exptime = _exposure(frame, "exptime")
     tolerance = tolerances.get("exptime", DEFAULT_TOLERANCES["exptime"])
     darks = candidates("dark")
-    temperature = None  # the dark's, where it is scaled to the frame's
+    warmer = False  # whether the dark is of another temperature, scaled to the frame's
     if ignore and darks:
         tolerance_t = tolerances.get("ccd-temp", DEFAULT_TOLERANCES["ccd-temp"])
         at_mine = [m for m in darks if warmth(m) < math.inf
@@ -223,7 +223,7 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
             darks = at_mine
         else:
             darks = [m for m in darks if warmth(m) < math.inf]
-            temperature = True
+            warmer = True
             if not darks and "dark" not in allow_missing:
                 raise OptionError(f"{source}: no master dark at CCD-TEMP {mine_t:g} and none "
                                   "with a CCD-TEMP to scale by temperature; build darks with "
@@ -231,7 +231,7 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
     dark, factor, rule = None, 1.0, ""
     same_exposure = [m for m in darks if exptime is not None and _exposure(m.row, "exptime")
                      is not None and same_value(exptime, _exposure(m.row, "exptime"), tolerance)]
-    if same_exposure and temperature is None:
+    if same_exposure and not warmer:
         dark, rule = same_exposure[0], "exposure"
     elif darks:
         scalable = [m for m in darks if m.bias_subtracted]
@@ -255,10 +255,10 @@ def choose(frame: dict, source: str, shape: tuple, masters: list[MasterFile], *,
                                   "it cannot be scaled to the frame's exposure; rebuild it with "
                                   "its exposure time recorded")
             factor, rule = mine / theirs, f"scaled by {key.upper()}"
-            if temperature is not None:
-                temperature = _exposure(dark.row, "ccd-temp")
-                factor *= math.exp(dark_coefficient * (mine_t - temperature))
-                rule += f" and CCD-TEMP {temperature:g} to {mine_t:g} C"
+            if warmer:
+                theirs_t = _exposure(dark.row, "ccd-temp")
+                factor *= math.exp(dark_coefficient * (mine_t - theirs_t))
+                rule += f" and CCD-TEMP {theirs_t:g} to {mine_t:g} C"
     needs_bias = dark is None or dark.bias_subtracted
     biases = candidates("bias") if needs_bias else []
     flats = candidates("flat", lambda m: same_text(m.row.get("filter"), frame.get("filter")),
