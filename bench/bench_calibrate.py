@@ -12,6 +12,10 @@ dark (scaled by exposure) and the master flat, writing data, uncertainty and mas
 - calstack: :func:`calstack.calibrate` (index, choice of masters, bands, parallel frames);
 - ccdproc: the CCD Data Reduction Guide's loop: ``CCDData.read``, ``ccd_process`` (gain,
   read noise, error=True, bias, dark scaled by exposure, flat), ``write``;
+- IRAF's ``ccdproc`` task (``irafcl -f``; where ``irafcl`` is installed): zero, dark scaled by
+  exposure and flat corrections of every frame, in ADU and without uncertainty or mask (it has
+  none), the masters copied beside it with IRAF's keywords that say they are processed
+  (ZEROCOR, DARKCOR, CCDPROC, the flat's CCDMEAN), so that it applies them as they are;
 - floor: read each frame once and write it once as float32 with a float32 and a uint8
   extension of its size (the bytes a calibrated frame with uncertainty and mask holds).
 
@@ -70,6 +74,19 @@ def _child(spec):
                 master_bias=bias, dark_frame=dark, master_flat=flat, exposure_key="EXPTIME",
                 exposure_unit=u.s, dark_scale=True, gain_corrected=False)
             done.write(out / path.name, overwrite=True)
+    elif tool == "iraf":  # its peak: the irafcl process's own (ru_maxrss of the children)
+        import resource
+
+        script = _iraf_script(lights, masters, out)
+        start = time.perf_counter()
+        done = subprocess.run(["irafcl", "-f", str(script)], cwd=out, capture_output=True,
+                              text=True, check=False)
+        seconds = time.perf_counter() - start
+        if not all((out / path.name).exists() for path in lights):
+            raise SystemExit(f"IRAF's ccdproc wrote no output:\n{done.stdout[-2000:]}")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        print(json.dumps({"seconds": seconds, "baseline": 0, "peak": peak}))
+        return
     elif tool == "floor":
         import numpy as np
         from astropy.io import fits
@@ -88,6 +105,37 @@ def _child(spec):
         raise SystemExit(f"unknown tool {tool}")
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "baseline": baseline, "peak": _status("VmHWM")}))
+
+
+def _iraf_script(lights, masters, out) -> Path:
+    """The CL script of IRAF's ``ccdproc`` over ``lights`` into ``out``, with copies of the
+    masters that IRAF takes as processed."""
+    import numpy as np
+    from astropy.io import fits
+
+    names = {}
+    for kind, name in (("zero", "combined_bias.fit"), ("dark", "combined_dark_120.000.fit"),
+                       ("flat", "combined_flat_R.fit")):
+        with fits.open(masters / name) as hdul:
+            header = hdul[0].header
+            for key in ("ZEROCOR", "DARKCOR", "CCDPROC"):
+                header[key] = "calstack master"
+            if kind == "flat":
+                header["CCDMEAN"] = float(np.nanmean(hdul[0].data))
+            fits.writeto(out / f"{kind}.fits", hdul[0].data, header)
+        names[kind] = f"{kind}.fits"
+    (out / "in.lis").write_text("".join(f"{path}\n" for path in lights))
+    (out / "out.lis").write_text("".join(f"{out / path.name}\n" for path in lights))
+    script = out / "ccdproc.cl"
+    script.write_text(
+        'set imtype = "fits"\nnoao\nimred\nccdred\nccdred.instrument = ""\n'
+        'ccdred.pixeltype = "real real"\nccdred.logfile = ""\nccdred.verbose = no\n'
+        f'ccdred.backup = ""\nccdred.ssfile = "{out / "subsets"}"\n'
+        'ccdproc ("@in.lis", output="@out.lis", ccdtype="", max_cache=0, noproc=no, '
+        "fixpix=no, overscan=no, trim=no, zerocor=yes, darkcor=yes, flatcor=yes, "
+        "illumcor=no, fringecor=no, readcor=no, scancor=no, "
+        f'zero="{names["zero"]}", dark="{names["dark"]}", flat="{names["flat"]}")\nlogout\n')
+    return script
 
 
 def _night(frames, size):
@@ -137,7 +185,10 @@ def main():
     CACHE.mkdir(exist_ok=True)
     night = _night(args.frames, args.size)
     rows = {}
-    for tool in ("calstack", "floor", "ccdproc"):
+    for tool in ("calstack", "floor", "iraf", "ccdproc"):
+        if tool == "iraf" and shutil.which("irafcl") is None:
+            print("iraf      skipped: irafcl is not installed", flush=True)
+            continue
         runs = [_run(tool, night, args.mem_limit)
                 for _ in range(1 if tool == "ccdproc" else args.repeat)]
         best = min(runs, key=lambda r: r["seconds"])
@@ -146,7 +197,9 @@ def main():
               flush=True)
     ratio = rows["ccdproc"]["seconds"] / rows["calstack"]["seconds"]
     floor = rows["calstack"]["seconds"] / rows["floor"]["seconds"]
-    print(f"\n{args.frames} x {args.size}^2: calstack {ratio:.1f}x faster than ccdproc, "
+    iraf = (f", {rows['iraf']['seconds'] / rows['calstack']['seconds']:.1f}x faster than IRAF's "
+            "ccdproc" if "iraf" in rows else "")
+    print(f"\n{args.frames} x {args.size}^2: calstack {ratio:.1f}x faster than ccdproc{iraf}, "
           f"{floor:.2f}x the floor; mem_limit {args.mem_limit}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_calibrate.json").write_text(json.dumps({
