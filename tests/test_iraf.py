@@ -421,3 +421,44 @@ def test_ccdproc_task_on_artobs_frames_is_irafs(tmp_path):
     assert header["DARKCOR"].endswith("Dark.fits, scale 0.1")
     assert float(header["FLATCOR"].rsplit("scale ", 1)[1]) == pytest.approx(
         float(iraf_header["FLATCOR"].rsplit("scale=", 1)[1]), rel=1e-5)  # the flat's mean
+
+
+def test_irafs_ccdproc_task_applies_calstack_masters_as_calstack_does(tmp_path):
+    """The simulator's raw night (uint16, BZERO) and calstack's masters of it: IRAF's
+    ``ccdproc`` (zero, dark scaled by exposure, flat by its mean) on the science frames equals
+    ``calstack.calibrate`` in ADU, to float32 rounding. IRAF is given copies of the masters
+    with its keywords that say they are processed, so it applies them as they are."""
+    night = tmp_path / "night"
+    calstack.simulate(night, preset="night", shape=(64, 48), filters=["R"], n_lights=2,
+                      seed=6)
+    calstack.build_night(calstack.ImageIndex(night, cache=False), tmp_path / "masters",
+                         subtract_bias=True, subtract_dark=True)
+    names = {}
+    for kind, name in (("zero", "combined_bias.fit"), ("dark", "combined_dark_120.000.fit"),
+                       ("flat", "combined_flat_R.fit")):
+        with fits.open(tmp_path / "masters" / name) as hdul:
+            header = hdul[0].header
+            for key in ("ZEROCOR", "DARKCOR", "CCDPROC"):
+                header[key] = "calstack master"
+            if kind == "flat":
+                header["CCDMEAN"] = float(np.nanmean(hdul[0].data))
+            fits.writeto(tmp_path / f"{kind}.fits", hdul[0].data, header)
+        names[kind] = f"{kind}.fits"
+    lights = sorted(night.glob("light-*.fits"))
+    for j, light in enumerate(lights):
+        (tmp_path / f"in{j}.fits").write_bytes(light.read_bytes())
+    params = dict(ccdtype="", max_cache=0, noproc=False, fixpix=False, overscan=False,
+                  trim=False, zerocor=True, darkcor=True, flatcor=True, illumcor=False,
+                  fringecor=False, readcor=False, scancor=False, **names)
+    ccdred = ['set imtype = "fits"', "noao", "imred", "ccdred", 'ccdred.instrument = ""',
+              'ccdred.pixeltype = "real real"', 'ccdred.logfile = ""', 'ccdred.backup = ""',
+              'ccdred.ssfile = "subsets"']
+    outputs = _irafcl(tmp_path, ccdred, [("ccdproc", f'"in{j}.fits", output="out{j}.fits"',
+                                          params) for j in range(len(lights))])
+    frames = calstack.calibrate(lights, tmp_path / "masters", tmp_path / "ours", cache=False,
+                                electrons=False)
+    for frame, theirs in zip(frames, outputs, strict=True):
+        ours = fits.getdata(frame.path).astype(np.float64)
+        iraf = fits.getdata(theirs).astype(np.float64)
+        assert 1000 < np.median(iraf) < 3000  # the sky, in ADU
+        np.testing.assert_allclose(ours, iraf, rtol=1e-6, atol=0)
