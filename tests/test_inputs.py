@@ -193,11 +193,13 @@ def _with_raw_value(path, keyword, raw: bytes):
 def test_control_characters_in_header_values_are_escaped_everywhere(darks, tmp_path, capsys):
     for i in range(3):
         _with_raw_value(darks / f"d{i}.fits", "FILTER", b"V\x01\x1b[1m")
+    (darks / "d2.fits").rename(darks / "d2é.fits")  # a letter of another script stays itself
     assert main(["index", str(darks), "--no-cache"]) == 0
     assert main(["index", str(darks), "--no-cache", "--format", "csv"]) == 0
     shown = capsys.readouterr().out
     assert "\x1b" not in shown
     assert shown.count("V\\x01\\x1b[1m") == 6  # three rows, twice, as Python escapes
+    assert shown.count("d2é.fits") == 4  # file and path, twice
     out = tmp_path / "out"
     assert main(["combine", str(darks), "--imagetyp", "dark", "--group-by", "exptime,filter",
                  "-o", str(out), "--no-cache"]) == 0

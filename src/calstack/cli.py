@@ -500,19 +500,24 @@ def _cmd_index(args):
     return 0
 
 
-def _printable_table(table):
-    """``table`` with its text cells as printable ASCII (other characters as Python escapes),
-    so that a header value never sends control sequences to the terminal."""
-    import numpy as np
+def _visible(text: str) -> str:
+    """``text`` with its characters that are not printable (control characters, escape
+    sequences) as Python escapes; letters of any script stay as they are."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
-    from .io.fitsheader import printable
+
+def _printable_table(table):
+    """``table`` with the characters of its text cells that are not printable as Python
+    escapes, so that a header value never sends control sequences to the terminal (a file
+    name in another script stays readable)."""
+    import numpy as np
 
     copied = False
     for name in table.colnames:
         if table[name].dtype.kind != "U":
             continue
         values = np.ma.filled(table[name], "").tolist()
-        escaped = [printable(value) for value in values]
+        escaped = [_visible(value) for value in values]
         if escaped != values:
             if not copied:
                 table, copied = table.copy(copy_data=False), True

@@ -213,7 +213,8 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
     processing = dict(overscan=overscan, trim=trim, saturation=saturation)
     names = [a.name for a in amplifiers] if len(amplifiers) > 1 else [None]
     measured, full = [], []  # each amplifier's transfer; its raw level where it saturates
-    for unit, (biases, pairs, _) in frames_of.items():
+    rates = ()  # of the darks, for a camera of one amplifier
+    for unit, (biases, pairs, darks) in frames_of.items():
         bias_parts = [_load(r, processing, amplifiers) for r in biases[:2]]
         flat_parts = [[_load(r, processing, amplifiers) for r in pair] for pair in pairs]
         for k, name in enumerate(names):
@@ -234,19 +235,18 @@ def characterize(frames, *, output=None, recursive=False, cache=True, overscan=N
             measured.append((name, transfer))
             if transfer.saturation is not None:
                 full.append(bias_level + transfer.saturation)
+        if len(frames_of) == 1 and len(names) == 1:
+            rates = _dark_rates(darks, (bias_parts[0][0][0] + bias_parts[1][0][0]) / 2,
+                                measured[-1][1].gain, processing)
     if saturation is None and full and str(overscan).lower() == "none":  # as raw ADU (the
         # biases' level with it), the lowest amplifier's
         saturation = float(np.floor(min(full)))
-    biases, _, darks = next(iter(frames_of.values()))
-    rates = ()
-    if len(measured) == 1:  # (one amplifier: the biases of the last and only unit)
-        rates = _dark_rates(darks, (bias_parts[0][0][0] + bias_parts[1][0][0]) / 2,
-                            measured[0][1].gain, processing)
     coefficient = _dark_coefficient(rates)
     written = None
     if output is not None:
         written = _write_camera(output, measured, camera, saturation, overwrite, coefficient,
                                 per_extension=len(units) > 1)
+    biases = next(iter(frames_of.values()))[0]
     return Characterized(tuple(measured), (str(biases[0]["path"]), str(biases[1]["path"])),
                          written, coefficient, rates)
 

@@ -474,7 +474,8 @@ def plan_groups(index, *, select=None, keys=("exptime",), tolerances=None, outpu
         raise OptionError(f"no frames match {criteria}; run `calstack index` on the folder to see "
                           "what it holds")
     grouped = {row for group in groups for row in group.rows}
-    left_out = [str(chosen.frame_table["path"][i]) for i in range(len(chosen.frame_table)) if i not in grouped]
+    paths = chosen.frame_table["path"]
+    left_out = [str(paths[i]) for i in range(len(paths)) if i not in grouped]
     if left_out:
         log.warning("%d selected frame(s) lack a value for %s and were not combined: %s",
                     len(left_out), "/".join(keys), ", ".join(left_out))

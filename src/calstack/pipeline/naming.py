@@ -13,14 +13,14 @@ import string
 
 from ..errors import OptionError
 
-__all__ = ["NAME_BYTES", "check_name", "check_template", "safe_value"]
+__all__ = ["check_name", "check_template", "safe_value"]
 
 #: Characters a header value may bring into a file name; anything else becomes ``_``.
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+=-]+")
 #: The longest a value may be in a file name.
 _VALUE_CHARS = 64
 #: The longest file name (bytes) most file systems take.
-NAME_BYTES = 255
+_NAME_BYTES = 255
 #: What calstack adds to an output's name while writing it: the temporary file of a rejected
 #: master, ``.NAME.rejected.XXXXXXXX.tmp`` (:func:`calstack.io.writer.atomic_write`).
 _NAME_ADDS = len(".") + len(".rejected") + len(".XXXXXXXX.tmp")
@@ -75,17 +75,17 @@ def check_template(template: str) -> list:
                               f"({spec}); write its width as a number")
     widths = [int(w) for _, name, spec, _ in parsed if name is not None and spec
               for w in re.findall(r"\d+", spec)]
-    if widths and max(widths) > NAME_BYTES:
+    if widths and max(widths) > _NAME_BYTES:
         raise OptionError(f"template {template!r} asks for a field {max(widths)} characters "
-                          f"wide; a file name has at most {NAME_BYTES} bytes")
+                          f"wide; a file name has at most {_NAME_BYTES} bytes")
     return parsed
 
 
 def check_name(template: str, name: str) -> None:
     """Raise OptionError if ``name`` (filled from ``template``) leaves no room for the
     temporary file it is written through, or for ``NAME.rejected``, within 255 bytes."""
-    if len(name.encode("utf-8", "surrogateescape")) > NAME_BYTES - _NAME_ADDS:
+    if len(name.encode("utf-8", "surrogateescape")) > _NAME_BYTES - _NAME_ADDS:
         raise OptionError(f"template {template!r} gives a name of more than "
-                          f"{NAME_BYTES - _NAME_ADDS} bytes ({name[:40]}...), too long for its "
+                          f"{_NAME_BYTES - _NAME_ADDS} bytes ({name[:40]}...), too long for its "
                           f"temporary file (.NAME.XXXXXXXX.tmp) or a rejected master "
-                          f"(NAME.rejected) within {NAME_BYTES}; shorten it")
+                          f"(NAME.rejected) within {_NAME_BYTES}; shorten it")

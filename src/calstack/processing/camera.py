@@ -107,6 +107,14 @@ def _text(value, where, key):
     return value.strip()
 
 
+def _tables(table, key, source) -> list:
+    """The camera file's ``[[key]]`` tables (none: an empty list)."""
+    tables = table.get(key, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise OptionError(f"{source}: '{key}' must be a list of tables ([[{key}]])")
+    return tables
+
+
 def _check_keys(table, valid, where):
     for key in table:
         if key not in valid:
@@ -140,9 +148,7 @@ def read_camera(path) -> Camera:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise OptionError(f"--camera {source}: not a TOML camera file ({exc})") from None
     _check_keys(table, _TOP, source)
-    amplifiers = table.get("amplifier", [])
-    if not isinstance(amplifiers, list) or not all(isinstance(a, dict) for a in amplifiers):
-        raise OptionError(f"{source}: 'amplifier' must be a list of tables ([[amplifier]])")
+    amplifiers = _tables(table, "amplifier", source)
     parsed = []
     for number, amp in enumerate(amplifiers, start=1):
         where = f"{source}: amplifier {number}"
@@ -162,11 +168,8 @@ def read_camera(path) -> Camera:
     if parsed and any(a.detector for a in parsed) and not all(a.detector for a in parsed):
         raise OptionError(f"{source}: 'detector' given for some amplifiers only; give it for "
                           "every amplifier or none")
-    extensions = table.get("extension", [])
-    if not isinstance(extensions, list) or not all(isinstance(e, dict) for e in extensions):
-        raise OptionError(f"{source}: 'extension' must be a list of tables ([[extension]])")
     named = []
-    for number, ext in enumerate(extensions, start=1):
+    for number, ext in enumerate(_tables(table, "extension", source), start=1):
         where = f"{source}: extension {number}"
         _check_keys(ext, _EXTENSION, where)
         if not isinstance(ext.get("name"), str) or not ext["name"].strip():

@@ -11,8 +11,9 @@ has turned over — at full well the pixels stop filling and their variance coll
 pair whose variance falls more than a fifth below the line of the pairs under it, and every
 pair above it, are saturated, and the highest level fitted is where the response saturates.
 With three exposure times or more, a pair whose level departs by more than 1 % from the line
-(against exposure time) of the lower half of the levels is non-linear, and left out too. The spread of a difference is sigma-clipped (5 sigma, astropy's
-``sigma_clipped_stats``) so that cosmic rays and hot pixels do not count as noise.
+(against exposure time) of the lower half of the levels is non-linear, and left out too.
+The spread of a difference is sigma-clipped (5 sigma, astropy's ``sigma_clipped_stats``) so
+that cosmic rays and hot pixels do not count as noise.
 """
 
 from __future__ import annotations
