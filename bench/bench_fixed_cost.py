@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-MAIN = "import sys; from calstack.cli import main; sys.exit(main())"
+MAIN = "from calstack.cli import run; run()"  # the ``calstack`` program
 
 
 def _run(args, env):
@@ -59,8 +59,10 @@ def main():
     parser.add_argument("--src", action="append", default=[],
                         help="a calstack source folder to time (repeatable; default: as imported)")
     ns = parser.parse_args()
-    envs = {src: {**os.environ, "PYTHONPATH": str(Path(src).resolve())} for src in ns.src}
-    envs = envs or {"(installed)": dict(os.environ)}
+    # from the modules' bytecode, as an installed package runs (pip compiles it)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    envs = {src: {**environ, "PYTHONPATH": str(Path(src).resolve())} for src in ns.src}
+    envs = envs or {"(installed)": environ}
     first = next(iter(envs.values()))
     with tempfile.TemporaryDirectory(prefix="calstack-bench-") as tmp:
         tmp = Path(tmp)

@@ -99,14 +99,18 @@ def _frames(n, size):
 _TIME = shutil.which("time") and "/usr/bin/time"
 
 
-def _timed(args, cwd=None, env=None):
+#: Every tool runs from its modules' bytecode, as an installed package does (pip compiles it).
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _timed(args, cwd=None):
     """Wall time and peak RSS of a process. The peak comes from GNU time where installed: a
     child forked from this (large) benchmark process would count its parent's pages in its
     own ``ru_maxrss`` until it execs."""
     if _TIME and os.path.exists(_TIME):
         args = [_TIME, "-f", "maxrss %M", *args]
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(args, cwd=cwd, env=_ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start

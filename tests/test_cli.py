@@ -1,5 +1,6 @@
 """The calstack command line: the recipe as one command, output names, errors."""
 
+import gc
 import json
 import re
 import subprocess
@@ -130,6 +131,99 @@ def test_version_and_help_run_as_a_process():
     done = subprocess.run([sys.executable, "-m", "calstack.cli", "--help"],
                           capture_output=True, text=True, check=True)
     _assert_lists_every_command(done.stdout)
+
+
+def test_the_program_writes_whole_outputs_and_exits_with_mains_code(night, tmp_path):
+    """``calstack`` (:func:`calstack.cli.run`) exits without the interpreter's teardown: what
+    it printed and wrote is whole, and its exit code is main's."""
+    program = [sys.executable, "-m", "calstack.cli"]
+    out = tmp_path / "out"
+    done = subprocess.run([*program, "combine", str(night), *RECIPE_ARGS, "-o", str(out),
+                           "--json", "-q"], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert sorted(Path(m["path"]).name for m in printed) == sorted(p.name for p in out.iterdir())
+    assert len(printed) == 3
+    main(["combine", str(night), *RECIPE_ARGS, "-o", str(tmp_path / "here"), "-q"])
+    for name in ("combined_dark_7.000.fit", "combined_dark_300.000.fit"):
+        np.testing.assert_array_equal(fits.getdata(out / name), fits.getdata(tmp_path / "here" / name))
+    done = subprocess.run([*program, "combine", str(tmp_path / "missing"), "-o", str(out)],
+                          check=False, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.startswith("calstack combine: error: ")
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("dask_loaded", [False, True])
+def test_the_program_skips_teardown_only_without_dask(monkeypatch, dask_loaded):
+    from calstack import cli
+
+    class Exited(Exception):
+        pass
+
+    def hard_exit(code):
+        raise Exited(code)
+
+    def main():
+        assert not gc.isenabled()  # the start-up's pause
+        cli._end_start_up()
+        return 5
+
+    monkeypatch.setattr(cli, "main", main)
+    monkeypatch.setattr(cli.os, "_exit", hard_exit)
+    if dask_loaded:
+        monkeypatch.setitem(sys.modules, "distributed", sys)
+    else:
+        monkeypatch.delitem(sys.modules, "distributed", raising=False)
+    expected = SystemExit if dask_loaded else Exited
+    try:
+        with pytest.raises(expected) as exit_:
+            cli.run()
+    finally:
+        gc.unfreeze()  # the test session's objects, frozen by _end_start_up
+    assert exit_.value.args[0] == 5
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize("command", ["combine", "simulate"])
+def test_the_start_up_pause_of_the_collector_ends_before_the_work(night, tmp_path, command,
+                                                                   monkeypatch):
+    """With :func:`calstack.cli.run`'s pause on, a command that indexes frames resumes the
+    garbage collector when it indexes them; any other, before it starts."""
+    from calstack import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_start_up_paused", True)
+    if command == "combine":
+        from calstack.catalog import index as catalog
+
+        class Recording(catalog.ImageIndex):
+            def __init__(self, *args, **kwargs):
+                seen.append(gc.isenabled())
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(catalog, "ImageIndex", Recording)
+        argv = ["combine", str(night), "-o", str(tmp_path / "out"), "-q"]
+    else:
+        simulate = cli._cmd_simulate
+        monkeypatch.setattr(cli, "_cmd_simulate", lambda args: (seen.append(gc.isenabled()),
+                                                               simulate(args))[1])
+        argv = ["simulate", str(tmp_path / "sim"), "--shape", "8", "8", "--n-darks", "1"]
+    gc.disable()
+    try:
+        assert main(argv) == 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert seen == [True]
+    assert cli._start_up_paused is False
+
+
+def test_the_console_script_is_the_program():
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="calstack")
+    assert script.value == "calstack.cli:run"
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
@@ -17,7 +18,7 @@ from calstack.stacking.dispatch import run
 #: Modules only some runs need; a plain combine on the command line imports none of them.
 #: (scipy is not listed: numba itself imports it, when installed, to check its version.)
 HEAVY = ["astropy.nddata", "astropy.wcs", "astropy.coordinates", "astropy.table", "dask",
-         "distributed", "matplotlib"]
+         "distributed", "matplotlib", "scipy.ndimage", "calstack.viz.report"]
 
 CHILD = """
 import json, sys
@@ -117,3 +118,24 @@ def test_preload_loads_the_specialisation_a_combine_runs(dark_files):
         assert any(sig[0].dtype == from_dtype(np.dtype(dtype)) for sig in loaded)
         calstack.combine(files, **{**calstack.RECIPE, "dtype": dtype})
         assert set(combine_stack.signatures) == loaded
+
+
+@pytest.mark.parametrize("flags", [[], ["--rejection", "ccdclip"], ["--rejection", "percentile_clip"],
+                                   ["--sigma-clip", "3", "3", "--dtype", "float64"]])
+def test_the_command_lines_preload_loads_what_its_combine_runs(tmp_path, flags):
+    """The options of a command line (ccdclip's gain and read noise still header keywords)
+    preload the specialisation its combine then runs."""
+    from calstack.cli import _build_parser, _combine_options, _kernel_options
+    from calstack.kernels.stack import combine_stack
+    from calstack.stacking.kernel_call import preload
+
+    calstack.simulate(tmp_path / "raw", shape=(16, 16), n_darks=3)  # GAIN and RDNOISE
+    files = sorted(str(p) for p in (tmp_path / "raw").glob("*.fits"))
+    args = _build_parser().parse_args(["combine", str(tmp_path / "raw"), "-o",
+                                       str(tmp_path / "out"), *flags])
+    options = _kernel_options(_combine_options(args))
+    preload(options)  # no suppression: an error here fails the test
+    loaded = set(combine_stack.signatures)
+    calstack.combine(files, **{k: v for k, v in _combine_options(args).items()
+                               if k != "mem_limit"})
+    assert set(combine_stack.signatures) == loaded

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import json
 import logging
 import math
@@ -470,6 +471,7 @@ ZEROCOR/DARKCOR/FLATCOR, CALBIAS/CALDARK/CALFLAT) and printed with -v.
 def _index(args, keywords=None, progress=False):
     from .catalog.index import DEFAULT_KEYWORDS, ImageIndex
 
+    _end_start_up()  # the run turns to its frames
     if keywords is None:
         keywords = DEFAULT_KEYWORDS
     return ImageIndex(args.folders, recursive=args.recursive, include=args.include,
@@ -585,11 +587,12 @@ def _run_job(args, build, *, calibrated=None) -> list:
     """
     from .progress import Progress
     from .stacking.cluster import connect
-    from .viz.report import check_report_path, write_report
 
     progress = Progress("off" if args.quiet else "auto",
                         out=sys.stderr if args.json else sys.stdout)
-    if args.report:
+    if args.report:  # the report's pictures need matplotlib and scipy: only runs with one
+        from .viz.report import check_report_path, write_report
+
         check_report_path(args.report, folder=args.output_dir, overwrite=args.overwrite)
     with progress.logging_to(logging.getLogger("calstack")), connect(args.scheduler) as client:
         built = build(progress, client)
@@ -631,13 +634,20 @@ def _preload_kernel(options) -> None:
 
     def load():
         with contextlib.suppress(Exception):  # the combine reports it, with its context
-            from .options import CombineOptions
             from .stacking.kernel_call import preload
 
-            fields = {k: v for k, v in options.items() if k in CombineOptions.__dataclass_fields__}
-            preload(CombineOptions(**fields))
+            preload(_kernel_options(options))
 
     threading.Thread(target=load, name="calstack-preload", daemon=True).start()
+
+
+def _kernel_options(options):
+    """The CombineOptions of the command line's ``options`` (what :func:`_preload_kernel`
+    loads the kernel for)."""
+    from .options import CombineOptions
+
+    return CombineOptions(**{k: v for k, v in options.items()
+                             if k in CombineOptions.__dataclass_fields__})
 
 
 def _camera_noise(args, options) -> dict:
@@ -840,6 +850,23 @@ def _say(args, text):
         print(text, flush=True)
 
 
+#: The commands whose start-up ends when they index their frames (see :func:`run`).
+_INDEXING = (_cmd_index, _cmd_combine, _cmd_masters, _cmd_calibrate, _cmd_reduce,
+             _cmd_characterize)
+#: Whether :func:`run` holds the cyclic garbage collector off for the start-up.
+_start_up_paused = False
+
+
+def _end_start_up() -> None:
+    """End :func:`run`'s start-up, if it is on: what the start-up made (modules, mostly) moves
+    to the garbage collector's permanent generation, and collection resumes."""
+    global _start_up_paused
+    if _start_up_paused:
+        _start_up_paused = False
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv=None) -> int:
     """Run the ``calstack`` command line; returns the exit code."""
     parser = _build_parser()
@@ -849,6 +876,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.run not in _INDEXING:
+        _end_start_up()
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("calstack: %(message)s"))
     logger = logging.getLogger("calstack")
@@ -882,10 +911,44 @@ def main(argv=None) -> int:
               "no partial file was left", file=sys.stderr)
         return 128 + signum
     finally:
+        _end_start_up()
         warnings.showwarning = shown
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
 
+def run() -> None:
+    """The ``calstack`` program: :func:`main`, then exit with its code.
+
+    A run on this machine ends without the interpreter's teardown, which frees the objects of
+    every module (numba's and astropy's: about 0.15 s) of a process that is about to end
+    anyway; by the time :func:`main` returns, every output is closed and in place. The other
+    threads are joined, logging and the standard streams flushed first, as at a normal exit.
+    A run that used Dask, or left child processes, exits the normal way: its exit hooks close
+    them.
+
+    The start-up (importing numpy, astropy and numba: about 200,000 objects, of which 2,000
+    are cyclic garbage) runs without the cyclic garbage collector, whose collections of that
+    growing heap cost it 0.05-0.1 s; collection resumes when the run turns to its frames
+    (:func:`_end_start_up`).
+    """
+    import multiprocessing
+
+    global _start_up_paused
+    _start_up_paused = True
+    gc.disable()
+    code = main()
+    if "distributed" in sys.modules or multiprocessing.active_children():
+        sys.exit(code)
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -177,6 +177,9 @@ def preload(options: CombineOptions, n_frames: int = 3) -> None:
     """
     from numba import typeof
 
+    if isinstance(options.gain, str) or isinstance(options.read_noise, str):
+        # header keywords, read with the frames; the specialisation depends on no value
+        options = replace(options, gain=1.0, read_noise=0.0)
     dtype = np.dtype(options.dtype)
     params, weights, post, frame_noise, crit, pairs, _ = KernelCall(options, n_frames)._inputs
     args = (np.zeros((n_frames, 1), dtype), weights, post, frame_noise, crit, pairs, params, 1,
