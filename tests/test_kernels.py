@@ -180,6 +180,19 @@ def test_grow_counts_what_thresholds_rejected_where_nkeep_keeps_the_first_combin
     assert counts.frame_rejected.tolist() == [39, 29, 56]
 
 
+@pytest.mark.parametrize("rejection", ["sigma_clip", "esd", "avsigclip"])
+def test_a_tile_of_more_blocks_than_groups_matches_reference(rejection):
+    """67 blocks of 256 pixels among the kernel's 64 groups (consecutive runs of one or two
+    blocks): every pixel is combined, as the twin combines it; more outliers in the first rows
+    than in the last, so that the groups' work differs."""
+    rng = np.random.default_rng(7)
+    stack = rng.normal(100.0, 3.0, (6, 130, 132))
+    stack[:2, :40] += rng.normal(0.0, 60.0, (2, 40, 132))
+    stack[3, 100, 5] = np.nan
+    options = CombineOptions(rejection=rejection, sigma_lower=3.0, sigma_upper=3.0)
+    assert_matches_reference(stack.reshape(6, -1), options)
+
+
 def test_grow_marks_a_disc():
     """grow's marks are IRAF's disc, dx**2 + dy**2 <= grow**2: 5 pixels at 1, 9 at 1.5, 13 at
     2 (scipy.ndimage's binary dilation with that structure)."""

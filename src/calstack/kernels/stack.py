@@ -16,7 +16,9 @@ range. Ties at the edges of the range are resolved as a stable sort would order 
 number).
 
 The kernel is compiled once per stack dtype and cached on disk (``cache=True``); it releases the
-GIL and runs in parallel over groups of blocks. The sorted-range primitives are in
+GIL and runs in parallel over groups of consecutive blocks (so that each thread streams through
+memory; :class:`calstack.stacking.kernel_call.KernelCall` has the threads take the groups one at a
+time, so that a costly region does not hold up one thread). The sorted-range primitives are in
 :mod:`calstack.kernels.sorted_ranges`, the rejection steps in :mod:`calstack.kernels.rejection`;
 :mod:`calstack.kernels.twin` is the pure-NumPy twin that the tests compare it with.
 """
@@ -223,7 +225,7 @@ def _line_sigmas(stack, pairs, p, frame_noise, line_width):
         n = np.empty(_BLOCK, np.int64)
         lo = np.empty(_BLOCK, np.int64)
         hi = np.empty(_BLOCK, np.int64)
-        for blk in range(g, n_blocks, n_groups):
+        for blk in range(g * n_blocks // n_groups, (g + 1) * n_blocks // n_groups):
             p0 = blk * _BLOCK
             m = min(_BLOCK, n_pix - p0)
             _gather_sorted(stack, p0, m, p, pairs, w, kept, s, n)
@@ -305,7 +307,7 @@ def combine_stack(stack, weights, post_scale, frame_noise, esd_crit, pairs, p, l
         sum_w = np.empty(_BLOCK)
         sum_wx = np.empty(_BLOCK)
         n_rejected = 0
-        for blk in range(g, n_blocks, n_groups):
+        for blk in range(g * n_blocks // n_groups, (g + 1) * n_blocks // n_groups):
             p0 = blk * _BLOCK
             n_rejected += _combine_block(stack, p0, min(_BLOCK, n_pix - p0), weights, post_scale,
                                          esd_crit, pairs, p, line_sigma, w, kept, s, n, lo, hi,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
+from numba import set_parallel_chunksize
 
 from ..kernels.esd import critical_values
 from ..kernels.sorted_ranges import sorting_network
@@ -102,9 +103,13 @@ class KernelCall:
                 weights = weights * frame_weights
         else:
             weights = frame_weights
-        rejected_count, frame_rejected = combine_stack(
-            tile, weights, post, frame_noise, crit, pairs, params, line_width, data, uncertainty,
-            count, rejected)
+        previous = set_parallel_chunksize(1)  # each thread takes the next group as it frees up
+        try:
+            rejected_count, frame_rejected = combine_stack(
+                tile, weights, post, frame_noise, crit, pairs, params, line_width, data,
+                uncertainty, count, rejected)
+        finally:
+            set_parallel_chunksize(previous)
         return TileCounts(int(rejected_count), frame_rejected)
 
     def _combine_grown(self, params, second, tile, data, uncertainty, count, weights, above):
