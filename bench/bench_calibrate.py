@@ -3,6 +3,7 @@ side on the same files, in one run.
 
     python bench/bench_calibrate.py                       # 50 science frames of 4096x4096
     python bench/bench_calibrate.py --frames 10 --size 2048
+    python bench/bench_calibrate.py --out-dir /dev/shm     # outputs in memory, not on the disk
 
 A raw night (calstack's simulator: biases, darks, flats and science frames, uint16) and its
 masters (``calstack masters --subtract-bias --subtract-dark``) are made once and cached under
@@ -158,8 +159,8 @@ def _night(frames, size):
     return folder
 
 
-def _run(tool, night, mem_limit):
-    with tempfile.TemporaryDirectory(dir=CACHE) as out:
+def _run(tool, night, mem_limit, out_dir):
+    with tempfile.TemporaryDirectory(dir=out_dir) as out:
         spec = {"tool": tool, "night": str(night), "out": out, "mem_limit": mem_limit}
         done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
                               capture_output=True, text=True, check=False)
@@ -176,6 +177,9 @@ def main():
     parser.add_argument("--frames", type=int, default=50, help="science frames")
     parser.add_argument("--size", type=int, default=4096, help="frame side in pixels")
     parser.add_argument("--mem-limit", default="1GB", help="calstack's memory limit")
+    parser.add_argument("--out-dir", type=Path, default=CACHE,
+                        help="where the tools write (default bench/cache; e.g. /dev/shm: memory "
+                             "instead of the disk)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of calstack and the floor (best kept; ccdproc runs once)")
     args = parser.parse_args()
@@ -189,7 +193,7 @@ def main():
         if tool == "iraf" and shutil.which("irafcl") is None:
             print("iraf      skipped: irafcl is not installed", flush=True)
             continue
-        runs = [_run(tool, night, args.mem_limit)
+        runs = [_run(tool, night, args.mem_limit, args.out_dir)
                 for _ in range(1 if tool == "ccdproc" else args.repeat)]
         best = min(runs, key=lambda r: r["seconds"])
         rows[tool] = {**best, "growth_max": max(r["growth"] for r in runs)}
@@ -200,11 +204,12 @@ def main():
     iraf = (f", {rows['iraf']['seconds'] / rows['calstack']['seconds']:.1f}x faster than IRAF's "
             "ccdproc" if "iraf" in rows else "")
     print(f"\n{args.frames} x {args.size}^2: calstack {ratio:.1f}x faster than ccdproc{iraf}, "
-          f"{floor:.2f}x the floor; mem_limit {args.mem_limit}")
+          f"{floor:.2f}x the floor; mem_limit {args.mem_limit}; written to {args.out_dir}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_calibrate.json").write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
         "frames": args.frames, "size": args.size, "mem_limit": args.mem_limit,
+        "out_dir": str(args.out_dir),
         "results": rows, "ccdproc_over_calstack": ratio, "calstack_over_floor": floor},
         indent=1))
 
