@@ -26,11 +26,15 @@ CalibrationParams = namedtuple("CalibrationParams", [
 ])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")  # no division check: the loop vectorises
 def calibrate_rows(raw, bias, bias_sigma, dark, dark_sigma, flat, flat_sigma, p, data, sigma,
                    mask):
     """Fill ``data``, ``sigma`` and ``mask`` (rows x columns) from ``raw`` and the masters' rows
-    (any not given: a 1x1 array, ignored), by the rule of ``calibrate_band``."""
+    (any not given: a 1x1 array, ignored), by the rule of ``calibrate_band``.
+
+    Every division is by the gain (> 0, checked before) or by a flat value only where that is
+    positive, so NumPy's error model (no zero-division check, which would keep LLVM from
+    vectorising the loop: 2x slower) changes no value."""
     read_variance = (p.read_noise / p.gain) ** 2
     for i in range(raw.shape[0]):
         for j in range(raw.shape[1]):
