@@ -139,20 +139,11 @@ def _child(spec):
 def _iraf_script(lights, masters, out) -> Path:
     """The CL script of IRAF's ``ccdproc`` over ``lights`` into ``out``, with copies of the
     masters that IRAF takes as processed."""
-    import numpy as np
-    from astropy.io import fits
+    from calstack.compat.iraf import iraf_masters
 
-    names = {}
-    for kind, name in (("zero", "combined_bias.fit"), ("dark", "combined_dark_120.000.fit"),
-                       ("flat", "combined_flat_R.fit")):
-        with fits.open(masters / name) as hdul:
-            header = hdul[0].header
-            for key in ("ZEROCOR", "DARKCOR", "CCDPROC"):
-                header[key] = "calstack master"
-            if kind == "flat":
-                header["CCDMEAN"] = float(np.nanmean(hdul[0].data))
-            fits.writeto(out / f"{kind}.fits", hdul[0].data, header)
-        names[kind] = f"{kind}.fits"
+    names = iraf_masters(masters, out, {"zero": "combined_bias.fit",
+                                        "dark": "combined_dark_120.000.fit",
+                                        "flat": "combined_flat_R.fit"})
     (out / "in.lis").write_text("".join(f"{path}\n" for path in lights))
     (out / "out.lis").write_text("".join(f"{out / path.name}\n" for path in lights))
     script = out / "ccdproc.cl"

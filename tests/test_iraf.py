@@ -12,6 +12,7 @@ import pytest
 from astropy.io import fits
 
 import calstack
+from calstack.compat.iraf import iraf_masters
 
 IRAFCL = shutil.which("irafcl")
 pytestmark = pytest.mark.skipif(IRAFCL is None, reason="IRAF's irafcl is not installed "
@@ -433,17 +434,9 @@ def test_irafs_ccdproc_task_applies_calstack_masters_as_calstack_does(tmp_path):
                       seed=6)
     calstack.build_night(calstack.ImageIndex(night, cache=False), tmp_path / "masters",
                          subtract_bias=True, subtract_dark=True)
-    names = {}
-    for kind, name in (("zero", "combined_bias.fit"), ("dark", "combined_dark_120.000.fit"),
-                       ("flat", "combined_flat_R.fit")):
-        with fits.open(tmp_path / "masters" / name) as hdul:
-            header = hdul[0].header
-            for key in ("ZEROCOR", "DARKCOR", "CCDPROC"):
-                header[key] = "calstack master"
-            if kind == "flat":
-                header["CCDMEAN"] = float(np.nanmean(hdul[0].data))
-            fits.writeto(tmp_path / f"{kind}.fits", hdul[0].data, header)
-        names[kind] = f"{kind}.fits"
+    names = iraf_masters(tmp_path / "masters", tmp_path, {
+        "zero": "combined_bias.fit", "dark": "combined_dark_120.000.fit",
+        "flat": "combined_flat_R.fit"})
     lights = sorted(night.glob("light-*.fits"))
     for j, light in enumerate(lights):
         (tmp_path / f"in{j}.fits").write_bytes(light.read_bytes())
