@@ -16,9 +16,10 @@ from calstack.stacking.combining import prepare
 from calstack.stacking.dispatch import run
 
 #: Modules only some runs need; a plain combine on the command line imports none of them.
-#: (scipy is not listed: numba itself imports it, when installed, to check its version.)
+#: (scipy is not listed: numba itself imports it, when installed, to check its version;
+#: scipy.linalg is, which numba's BLAS probe would import: calstack.kernels.jit skips it.)
 HEAVY = ["astropy.nddata", "astropy.wcs", "astropy.coordinates", "astropy.table", "dask",
-         "distributed", "matplotlib", "scipy.ndimage", "calstack.viz.report"]
+         "distributed", "matplotlib", "scipy.ndimage", "scipy.linalg", "calstack.viz.report"]
 
 CHILD = """
 import json, sys
@@ -55,6 +56,20 @@ def test_a_whole_raw_night_on_the_command_line_imports_no_heavy_module(tmp_path)
                            str(tmp_path / "out"))
     assert len(list((tmp_path / "out" / "calibrated").iterdir())) == 2
     assert [m for m in HEAVY if m in modules] == []
+
+
+def test_jitted_linear_algebra_still_finds_blas():
+    """The skipped probe leaves numba's BLAS to whatever compiles ``np.dot`` (a fresh process:
+    the kernels' modules imported first, as the command line does)."""
+    code = ("import sys, numpy as np, numba, calstack.kernels.stack\n"
+            "assert 'scipy.linalg' not in sys.modules\n"
+            "dot = numba.njit(lambda a, b: np.dot(a, b))\n"
+            "a = np.arange(6.0).reshape(2, 3)\n"
+            "print(dot(a, a.T).tolist())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=env)
+    assert done.stdout.strip() == "[[5.0, 14.0], [14.0, 50.0]]"
 
 
 def test_plain_result_writes_the_masters_file(dark_files, tmp_path):

@@ -12,7 +12,8 @@ import math
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 __all__ = ["CalibrationParams", "calibrate_rows"]
 

@@ -13,9 +13,9 @@ import math
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
 
 from . import esd
+from .jit import njit
 from .params import WINSOR_CLIP, WINSOR_CORRECTION
 from .registry import (
     AVSIGCLIP,

@@ -11,7 +11,8 @@ import functools
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 __all__ = [
     "clip_to_bounds",

@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
 
+from .jit import njit, prange
 from .params import MEDIAN, SUM
 from .registry import AVSIGCLIP
 from .rejection import Scratch, avsigclip_terms, candidates, reject
