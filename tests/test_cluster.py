@@ -368,12 +368,12 @@ def test_a_signal_while_the_local_cluster_starts_or_stops_waits_for_it(
         def __init__(self, **kwargs):
             events.append(("cluster", kwargs["n_workers"]))
             if during == "start":
-                os.kill(os.getpid(), signum)  # arrives while the workers start
+                signal.raise_signal(signum)  # handled before it returns: while the workers start
             events.append("started")
 
         def close(self):
             if during == "close":
-                os.kill(os.getpid(), signum)
+                signal.raise_signal(signum)
             events.append("cluster closed")
 
     class Client:

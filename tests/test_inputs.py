@@ -281,7 +281,7 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, capsys, monkeypatch, 
     def then_signal(frames, master):  # the second master combined, not yet written
         checked.append(master)
         if len(checked) == 2:
-            os.kill(os.getpid(), signum)
+            signal.raise_signal(signum)  # handled before it returns
         return real(frames, master)
 
     monkeypatch.setattr(groups, "anomalies", then_signal)
