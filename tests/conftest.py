@@ -5,6 +5,7 @@ Test modules import the helpers (``make_darks``, ``write_frames``, ``frame``, ``
 here, never from another test module; fixtures need no import."""
 
 import gzip
+import signal
 
 import numpy as np
 import pytest
@@ -39,6 +40,15 @@ def header_cache_dir(tmp_path_factory, monkeypatch):
     folder = tmp_path_factory.mktemp("header-cache")
     monkeypatch.setenv("CALSTACK_CACHE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def ctrl_c():
+    """Python's Ctrl-C handler (``KeyboardInterrupt``) for the test, as a process started from
+    a terminal has it: one started in the background of a script inherits SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

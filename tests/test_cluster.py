@@ -355,6 +355,7 @@ def test_missing_distributed_names_the_extra(darks, monkeypatch, capsys):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("during", ["start", "close"])
+@pytest.mark.usefixtures("ctrl_c")
 def test_a_signal_while_the_local_cluster_starts_or_stops_waits_for_it(
         darks, tmp_path, monkeypatch, capsys, signum, during):
     """Ctrl-C (or SIGTERM) while ``local:N`` starts its workers or stops them once left a
