@@ -94,7 +94,17 @@ def moments(w, lo, hi, total, mean, std, m):
 
 @njit(nogil=True, cache=True)
 def mad(w, lo, hi, center, dev, pairs, out, m):
-    """Median of |w - center| over each column's rows ``lo..hi``; ``dev`` is scratch."""
+    """Median of |w - center| over each column's rows ``lo..hi``, ``center`` being the range's
+    median (:func:`median_of_range`); ``dev`` is scratch.
+
+    Where every column has the same range (a block without missing values, before clipping)
+    the middle deviations are found by merging the two sorted runs of deviations, below and
+    above the median (:func:`_middle_deviation`); otherwise the deviations are sorted. Both
+    pick the same values.
+    """
+    if _same_range(lo, hi, m):
+        _middle_deviation(w, lo[0], hi[0], center, dev[0], out, m)
+        return
     n_rows = w.shape[0]
     for r in range(n_rows):
         row = w[r]
@@ -107,6 +117,66 @@ def mad(w, lo, hi, center, dev, pairs, out, m):
         k = hi[q] - lo[q]
         if k > 0:
             out[q] = (dev[(k - 1) // 2, q] + dev[k // 2, q]) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def _same_range(lo, hi, m):
+    """Whether the first ``m`` columns all keep the same rows."""
+    differ = 0
+    for q in range(m):
+        differ += (lo[q] != lo[0]) | (hi[q] != hi[0])
+    return differ == 0
+
+
+@njit(nogil=True, cache=True)
+def _middle_deviation(w, lo, hi, center, second, out, m):
+    """:func:`mad` of columns that all keep rows ``lo..hi`` of sorted values around their
+    medians ``center``: the deviations ``center - w`` of the rows up to the middle one and
+    ``w - center`` of those after it are two ascending runs, whose ``t``-th smallest value is
+    found without sorting (:func:`_kth_deviation`). ``second`` is scratch."""
+    k = hi - lo
+    if k <= 0:
+        return
+    middle = lo + (k - 1) // 2  # the last row of the lower run
+    _kth_deviation(w, middle, lo, hi, (k - 1) // 2, center, out, m)
+    if k % 2 == 0:
+        _kth_deviation(w, middle, lo, hi, k // 2, center, second, m)
+        for q in range(m):
+            out[q] = (out[q] + second[q]) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def _kth_deviation(w, middle, lo, hi, t, center, out, m):
+    """The ``t``-th smallest (from 0) of each column's deviations from ``center``, the lower
+    run being rows ``middle, middle - 1, ..., lo`` and the upper one rows ``middle + 1 .. hi``.
+
+    The ``t + 1`` smallest deviations are the ``i`` smallest of the lower run and the
+    ``t + 1 - i`` smallest of the upper one, for some ``i``; for every ``i`` the larger of the
+    two runs' last values taken is at least the ``t``-th smallest, and for that one it is it:
+    so it is the smallest of those maxima over every possible ``i``.
+    """
+    n_lower = middle - lo + 1
+    n_upper = hi - middle - 1
+    out[:m] = np.inf
+    for i in range(max(0, t + 1 - n_upper), min(t + 1, n_lower) + 1):
+        if i == 0:  # all from the upper run: its value t
+            above = w[middle + 1 + t]
+            for q in range(m):
+                d = np.float64(above[q]) - center[q]
+                out[q] = d if d < out[q] else out[q]  # noqa: FURB136 - a select: SIMD
+        elif i == t + 1:  # all from the lower run: its value t
+            below = w[middle - t]
+            for q in range(m):
+                d = center[q] - np.float64(below[q])
+                out[q] = d if d < out[q] else out[q]  # noqa: FURB136
+        else:  # the lower run's value i - 1 and the upper run's value t - i
+            below = w[middle - i + 1]
+            above = w[middle + 1 + t - i]
+            for q in range(m):
+                d_below = center[q] - np.float64(below[q])
+                d_above = np.float64(above[q]) - center[q]
+                d = d_below if d_below > d_above else d_above  # noqa: FURB136
+                out[q] = d if d < out[q] else out[q]  # noqa: FURB136
 
 
 @njit(nogil=True, cache=True)
