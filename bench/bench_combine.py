@@ -6,10 +6,11 @@
                                                   #   and W1 with every algorithm of the registry
     python bench/bench_combine.py --only W1       # one workload
 
-Frames come from calstack's simulator and are cached under bench/cache/. Every measurement runs
-in its own child process, which reports its wall time and its peak resident memory above the
-baseline it had before the job (``/proc/self/clear_refs`` resets the peak). Results are printed
-as a table and saved to bench/results/bench_combine.json.
+Frames come from calstack's simulator and are cached under bench/cache/, and are read into the
+page cache before each measurement (``page_cache.py``). Every measurement runs in its own child
+process, which reports its wall time and its peak resident memory above the baseline it had
+before the job (``/proc/self/clear_refs`` resets the peak). Results are printed as a table and
+saved to bench/results/bench_combine.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from page_cache import into_page_cache
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
@@ -131,15 +134,11 @@ def _frames(name, preset=None, **sim):
         print(f"simulating {name} into {folder} ...", flush=True)
         simulate(folder, preset=preset, overwrite=True, **sim)
         (folder / ".complete").write_text("ok")
-    # warm the page cache so every tool reads from memory, not from the disk
-    for path in folder.glob("*.fits"):
-        with open(path, "rb") as f:
-            while f.read(1 << 24):
-                pass
     return folder
 
 
 def _run_child(spec, env=None):
+    into_page_cache(Path(spec["folder"]).glob("*.fits"))
     with tempfile.TemporaryDirectory(dir=CACHE) as out:
         spec = {**spec, "out": out}
         done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
@@ -158,6 +157,7 @@ def _run_cli(folder, mem_limit, numba_cache=None):
     if numba_cache:
         env["NUMBA_CACHE_DIR"] = numba_cache
     cli = _cli()
+    into_page_cache(Path(folder).glob("*.fits"))
     with tempfile.TemporaryDirectory(dir=CACHE) as out:
         args = [cli, "-q", "combine", str(folder), "--imagetyp", "dark", "--group-by", "exptime",
                 "--sigma-clip", "5", "5", "--mem-limit", mem_limit, "--output-dir", out]
