@@ -31,13 +31,16 @@ def _import_numpy_support_without_blas_probe() -> None:
     with global_compiler_lock:
         from numba.np import linalg
 
-        ensure_blas = linalg.ensure_blas
+        ensure_blas = getattr(linalg, "ensure_blas", None)
+        if ensure_blas is None:  # a numba without this probe: nothing to skip
+            return
         linalg.ensure_blas = _no_blas
         try:
             from numba.np import arraymath
         finally:
             linalg.ensure_blas = ensure_blas
-        arraymath.ensure_blas = ensure_blas
+        if getattr(arraymath, "ensure_blas", None) is _no_blas:
+            arraymath.ensure_blas = ensure_blas
 
 
 _import_numpy_support_without_blas_probe()
