@@ -151,9 +151,10 @@ def _kth_deviation(w, middle, lo, hi, t, center, out, m):
     run being rows ``middle, middle - 1, ..., lo`` and the upper one rows ``middle + 1 .. hi``.
 
     The ``t + 1`` smallest deviations are the ``i`` smallest of the lower run and the
-    ``t + 1 - i`` smallest of the upper one, for some ``i``; for every ``i`` the larger of the
-    two runs' last values taken is at least the ``t``-th smallest, and for that one it is it:
-    so it is the smallest of those maxima over every possible ``i``.
+    ``t + 1 - i`` smallest of the upper one, for some ``i``. Taking ``i`` and ``t + 1 - i``
+    values from the runs, for any ``i``, the larger of the last two taken is at least the
+    ``t``-th smallest deviation, and equals it for that ``i``: so the ``t``-th smallest is the
+    smallest of those maxima over every possible ``i``.
     """
     n_lower = middle - lo + 1
     n_upper = hi - middle - 1
