@@ -629,8 +629,11 @@ def _stop(signum, _frame):
 
 
 def _preload_kernel(options) -> None:
-    """Start loading the stack kernel for ``options`` in a thread, so that numba's import and
-    cache load overlap the header scan; any error is left to the combine itself to raise."""
+    """Start loading the stack kernel for ``options`` in a thread, so that numba's cache load
+    overlaps the header scan (its waits on the disk, where it is not in the page cache); any
+    error is left to the combine itself to raise. Call it once the command's modules are
+    imported: a thread started before them contends with those imports for the interpreter
+    lock, which made a 3 x 64^2 combine slower than no preload at all."""
 
     def load():
         with contextlib.suppress(Exception):  # the combine reports it, with its context
@@ -672,10 +675,11 @@ def _camera_noise(args, options) -> dict:
 
 
 def _cmd_combine(args):
+    from .pipeline.groups import combine_groups
+
     options = _camera_noise(args, _combine_options(args))
     if args.scheduler is None:  # on a cluster the workers load the kernel
         _preload_kernel(options)
-    from .pipeline.groups import combine_groups
 
     select = dict(args.select)
     if args.imagetyp:
