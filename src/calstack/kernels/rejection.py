@@ -27,7 +27,7 @@ from .registry import (
     SIGMA_CLIP,
     WINSORIZED_SIGMA_CLIP,
 )
-from .sorted_ranges import clip_to_bounds, mad, median_of_range, moments
+from .sorted_ranges import clip_to_bounds, copy_columns, mad, median_of_range, moments
 from .statistics import MAD_TO_STD
 
 __all__ = ["Scratch", "avsigclip_terms", "candidates", "reject"]
@@ -54,15 +54,14 @@ def _sigma_bounds(w, lo, hi, m, p, s, pairs):
         moments(w, lo, hi, s.total, s.mean, s.std, m)
     if p.std_mad:
         mad(w, lo, hi, s.center, s.dev, pairs, s.spread, m)
-    for q in range(m):
-        if hi[q] > lo[q]:
-            s.spread[q] = s.spread[q] * MAD_TO_STD if p.std_mad else s.std[q]
-            if not p.cen_median:
-                s.center[q] = s.mean[q]
-            spread = _spread_floor(s.spread[q], s.center[q], p)
-            s.spread[q] = spread
-            s.lower[q] = s.center[q] - spread * p.sigma_lower
-            s.upper[q] = s.center[q] + spread * p.sigma_upper
+    for q in range(m):  # selects rather than a branch, so that the loop vectorises
+        filled = hi[q] > lo[q]
+        center = s.center[q] if p.cen_median else s.mean[q]
+        spread = _spread_floor(s.spread[q] * MAD_TO_STD if p.std_mad else s.std[q], center, p)
+        s.center[q] = center if filled else s.center[q]
+        s.spread[q] = spread if filled else s.spread[q]
+        s.lower[q] = center - spread * p.sigma_lower if filled else s.lower[q]
+        s.upper[q] = center + spread * p.sigma_upper if filled else s.upper[q]
 
 
 @njit(nogil=True, cache=True)
@@ -373,8 +372,8 @@ def _clip_iteratively(w, lo, hi, m, p, s, pairs):
     values or no more than ``nkeep``."""
     iraf = p.rejection == CCDCLIP or p.rejection == AVSIGCLIP or p.rejection == SIGCLIP
     fewest = _CCDCLIP_MIN_VALUES if p.rejection == CCDCLIP else _SIGCLIP_MIN_VALUES
-    s.cur_lo[:m] = lo[:m]
-    s.cur_hi[:m] = hi[:m]
+    copy_columns(s.cur_lo, lo, m)
+    copy_columns(s.cur_hi, hi, m)
     s.lower[:m] = -np.inf
     s.upper[:m] = np.inf
     passes = 0
@@ -394,18 +393,17 @@ def _clip_iteratively(w, lo, hi, m, p, s, pairs):
         else:
             _bounds(w, s.cur_lo, s.cur_hi, m, p, s, pairs)
         clip_to_bounds(w, s.cur_lo, s.cur_hi, s.lower, s.upper, s.new_lo, s.new_hi, m)
-        changed = False
+        changed = 0  # counted branch-free, so that the loop vectorises
         for q in range(m):
-            if s.new_lo[q] != s.cur_lo[q] or s.new_hi[q] != s.cur_hi[q]:
-                changed = True
-            s.cur_lo[q] = s.new_lo[q]
-            s.cur_hi[q] = s.new_hi[q]
-        if not changed:
+            changed += (s.new_lo[q] != s.cur_lo[q]) | (s.new_hi[q] != s.cur_hi[q])
+        copy_columns(s.cur_lo, s.new_lo, m)
+        copy_columns(s.cur_hi, s.new_hi, m)
+        if changed == 0:
             break
     if passes > 1 and not iraf:  # after one pass, the current range is already final
         clip_to_bounds(w, lo, hi, s.lower, s.upper, s.cur_lo, s.cur_hi, m)
-    lo[:m] = s.cur_lo[:m]
-    hi[:m] = s.cur_hi[:m]
+    copy_columns(lo, s.cur_lo, m)
+    copy_columns(hi, s.cur_hi, m)
 
 
 esd_max_outliers = njit(nogil=True, cache=True)(esd.esd_max_outliers)
@@ -500,8 +498,8 @@ def candidates(w, lo, hi, n, m, p, s):
             s.lower[q] = p.min_clip
             s.upper[q] = p.max_clip
         clip_to_bounds(w, lo, hi, s.lower, s.upper, s.new_lo, s.new_hi, m)
-        lo[:m] = s.new_lo[:m]
-        hi[:m] = s.new_hi[:m]
+        copy_columns(lo, s.new_lo, m)
+        copy_columns(hi, s.new_hi, m)
 
 
 @njit(nogil=True, cache=True)
@@ -514,10 +512,10 @@ def reject(w, lo, hi, n, m, p, s, pairs, esd_crit):
     b = s.range_hi
     if p.independent:  # statistics over every valid value; keep what every step keeps
         a[:m] = 0
-        b[:m] = n[:m]
+        copy_columns(b, n, m)
     else:
-        a[:m] = lo[:m]
-        b[:m] = hi[:m]
+        copy_columns(a, lo, m)
+        copy_columns(b, hi, m)
     if p.rejection == ESD:
         _esd(w, a, b, m, p, esd_crit)
     else:

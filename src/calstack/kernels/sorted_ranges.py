@@ -16,6 +16,7 @@ from .jit import njit
 
 __all__ = [
     "clip_to_bounds",
+    "copy_columns",
     "mad",
     "median_of_range",
     "moments",
@@ -43,6 +44,13 @@ def sorting_network(n: int) -> np.ndarray:
             k //= 2
         p *= 2
     return np.array(pairs, dtype=np.int32).reshape(-1, 2)
+
+
+@njit(nogil=True, cache=True)
+def copy_columns(dst, src, m):
+    """``dst[:m] = src[:m]``, as a loop: numba's slice assignment does not vectorise."""
+    for q in range(m):
+        dst[q] = src[q]
 
 
 @njit(nogil=True, cache=True)
