@@ -33,7 +33,7 @@ from .jit import njit, prange
 from .params import MEDIAN, SUM
 from .registry import AVSIGCLIP
 from .rejection import Scratch, avsigclip_terms, candidates, reject
-from .sorted_ranges import mad, median_of_range, moments, sort_columns
+from .sorted_ranges import copy_columns, mad, median_of_range, moments, sort_columns
 from .statistics import MAD_TO_STD
 
 __all__ = ["combine_stack"]
@@ -138,7 +138,7 @@ def _combine_block(stack, p0, m, weights, post_scale, esd_crit, pairs, p, line_s
     per_pixel = weights.shape[1] > 1
     _gather_sorted(stack, p0, m, p, pairs, w, kept, s, n)
     if p.rejection == AVSIGCLIP:
-        s.line_sigma[:m] = line_sigma[p0 : p0 + m]
+        copy_columns(s.line_sigma, line_sigma[p0:], m)
     reject(w, lo, hi, n, m, p, s, pairs, esd_crit)
     _mark_rejected(stack, p0, w, lo, hi, n, m, kept, frame_rejected, s)
     if out_rejected.shape[0] == n_frames:
@@ -232,7 +232,7 @@ def _line_sigmas(stack, pairs, p, frame_noise, line_width):
             candidates(w, lo, hi, n, m, p, s)
             if p.independent:  # the algorithm judges every valid value (ccdproc's order)
                 lo[:m] = 0
-                hi[:m] = n[:m]
+                copy_columns(hi, n, m)
             avsigclip_terms(w, lo, hi, m, p, s, terms[p0 : p0 + m], counts[p0 : p0 + m])
     sigma = np.zeros(n_pix)
     for start in range(0, n_pix, line_width):
